@@ -1,0 +1,62 @@
+#pragma once
+// Socket set-up shared by every model: the listening socket and accepting from it.
+
+#include <atomic>
+#include <cstdint>
+
+#include "options.hpp"
+#include "unique_fd.hpp"
+
+namespace sb {
+
+// Counted for the line a server prints when it stops.
+struct ServerStats {
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> rejected_at_limit{0};      // over --max-conns, or select's FD_SETSIZE
+    std::atomic<std::uint64_t> rejected_no_resources{0};  // no descriptor, thread or process for it
+};
+
+enum class Blocking { yes, no };
+
+class Listener {
+public:
+    // Binds host:port and listens. Exits 1 with one line on stderr if that fails.
+    Listener(const ServerOptions& options, const ModelInfo& model, ServerStats& stats, Blocking mode, std::uint16_t port);
+
+    int fd() const noexcept { return fd_.get(); }
+    std::uint16_t port() const noexcept { return port_; }
+
+    // Accepts one connection, with TCP_NODELAY set and in the given blocking mode. Returns an empty
+    // fd when there is none to take now, or when it had to be refused for want of a descriptor.
+    UniqueFd accept(Blocking mode);
+
+    // Wakes a thread blocked in accept(), which then returns empty fds: how blocking models stop.
+    void shutdown() noexcept;
+
+private:
+    UniqueFd shed_one_connection();
+
+    UniqueFd fd_;
+    // A descriptor held in reserve: when accept() fails with EMFILE, closing it lets us accept the
+    // waiting connection and close it at once. Without this, a level-triggered loop sees the listener
+    // readable forever and spins at 100% CPU (the classic EMFILE loop), and clients wait in the backlog.
+    UniqueFd reserve_fd_;
+    ServerStats* stats_;
+    std::uint16_t port_ = 0;
+};
+
+void set_nonblocking(int fd);
+
+// Makes blocked reads and writes on fd give up after timeout_ms (0 = never): the idle timeout of
+// the models that serve a connection with blocking calls.
+void set_io_timeout(int fd, int timeout_ms);
+
+// Reads and drops whatever input has already arrived, without waiting. Called before closing a
+// connection that still holds unread input (after a 400, say): closing with unread data makes the
+// kernel send RST, which can destroy the error response before the client has read it.
+void discard_pending_input(int fd);
+
+// Prints "server-<model>: <what>: <strerror(errno)>" and exits 1: for start-up failures only.
+[[noreturn]] void die(const ModelInfo& model, const char* what);
+
+}  // namespace sb

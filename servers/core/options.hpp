@@ -1,0 +1,42 @@
+#pragma once
+// The flags every server model takes (DESIGN.md's table), parsed identically in every binary.
+
+#include <cstdint>
+#include <string>
+
+#include "protocol.hpp"
+
+namespace sb {
+
+// What a model tells the shared code about itself.
+struct ModelInfo {
+    const char* name;         // "epoll": the binary is server-<name>
+    const char* summary;      // one line for --help
+    int default_workers = 0;  // 0: the model has no workers and ignores --workers
+    int default_max_conns = 10000;
+    bool reuse_port = false;  // listening sockets are shared with SO_REUSEPORT
+};
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    Protocol protocol = Protocol::http;
+    int workers = 0;
+    int backlog = 4096;
+    int max_conns = 0;
+    int idle_timeout_ms = 30000;  // 0: never
+    int cpu_us = 0;
+    int io_us = 0;
+    std::size_t response_bytes = 13;
+
+    ProtocolConfig protocol_config() const;
+};
+
+// Parses argv. --help prints the usage and exits 0; a bad flag or value prints one line naming
+// it on stderr and exits 2.
+ServerOptions parse_server_options(int argc, char** argv, const ModelInfo& model);
+
+// Number of CPUs this process may run on: the default size of event-loop worker sets.
+int available_cpus();
+
+}  // namespace sb

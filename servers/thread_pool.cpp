@@ -1,0 +1,42 @@
+// Thread pool: --workers threads started up front take accepted connections from a bounded queue.
+// A worker serves one connection until it closes, so the pool serves at most --workers clients at
+// once; with every worker held by a keep-alive client, a new connection waits in the queue until a
+// client leaves (or idles out), and once the queue is full new connections are closed at once.
+
+#include "core/blocking.hpp"
+#include "core/thread_pool.hpp"
+
+namespace {
+
+constexpr sb::ModelInfo kModel{
+    .name = "thread-pool",
+    .summary = "--workers threads take connections from a bounded queue; each serves one connection at a time.",
+    .default_workers = 64,
+    .default_max_conns = 10000,
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sb::Server server(argc, argv, kModel, sb::Blocking::yes);
+    sb::StopWatcher stop(server);
+    // Connections being served plus connections queued: at most --max-conns.
+    const auto workers = static_cast<std::size_t>(server.options.workers);
+    const auto max_conns = static_cast<std::size_t>(server.options.max_conns);
+    const std::size_t queue_capacity = max_conns > workers ? max_conns - workers : 1;
+    sb::ThreadPool<sb::UniqueFd> pool(workers, queue_capacity, [&](sb::UniqueFd& conn) {
+        sb::StopWatcher::Tracked tracked(stop, conn.get());
+        sb::serve_blocking(conn.get(), server);
+        conn.reset();
+    });
+    if (pool.started() == 0) sb::die(kModel, "starting worker threads");
+    server.announce_ready();
+
+    while (!stop.stopping()) {
+        sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
+        if (conn && !pool.try_submit(conn)) {
+            server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);  // queue full: conn closes here
+        }
+    }
+    return server.finish();
+}
