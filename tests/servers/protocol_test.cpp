@@ -1,0 +1,5 @@
+#include <gtest/gtest.h>
+
+#include "core/protocol.hpp"
+
+TEST(Protocol, Placeholder) { SUCCEED(); }
