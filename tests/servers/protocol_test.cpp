@@ -507,6 +507,39 @@ TEST(ProtocolHighWater, SmallHighWaterStillAnswersEverything) {
     EXPECT_EQ(d.sent(), repeat(responses.ok(P::keep_alive, false), 20));
 }
 
+// ---- property: how the bytes arrive never changes what is answered ----
+
+// Inputs built from valid requests, near-misses and stray bytes, each fed whole and in random
+// pieces: the output must be identical (the state machine carries nothing across feeds that the
+// bytes themselves do not).
+TEST_F(ProtocolTest, RandomInputsGiveTheSameOutputHoweverSplit) {
+    const std::vector<std::string> pieces = {
+        std::string(kGet),
+        "HEAD / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nab\r\n0\r\nT: v\r\n\r\n",
+        "\r\n", "\n", "\r", "\n\n", "GET", " ", ":", "HTTP/1.1", "X: y\r\n", std::string(1, '\0'), "\x7f",
+        "Content-Length: 3\r\n", "Transfer-Encoding: chunked\r\n", "Connection: close\r\n", "0\r\n",
+    };
+    std::mt19937 rng(2024);
+    for (int iteration = 0; iteration < 3000; ++iteration) {
+        std::string input;
+        const std::size_t count = 1 + rng() % 8;
+        for (std::size_t i = 0; i < count; ++i) input += pieces[rng() % pieces.size()];
+        const std::string whole = run_whole(responses_, input);
+        Driver d(responses_);
+        for (std::size_t at = 0; at < input.size();) {
+            std::size_t n = 1 + rng() % 6;
+            d.deliver(std::string_view(input).substr(at, n));
+            at += n;
+        }
+        ASSERT_EQ(d.sent(), whole) << testing::PrintToString(input);
+        ASSERT_EQ(run_bytewise(responses_, input), whole) << testing::PrintToString(input);
+    }
+}
+
 // ---- --response-bytes ----
 
 class ResponseBytesTest : public testing::TestWithParam<std::size_t> {};

@@ -394,8 +394,15 @@ TEST_P(Robustness, ClientThatNeverReadsBoundsMemory) {
     expect_healthy();
 }
 
-// 2000 connections at once, each with one request: every one is answered or refused at once
-// (select refuses descriptors >= FD_SETSIZE); none is left hanging and the server survives.
+// Models that serve a fixed number of connections at once (one, or --workers) and queue the rest.
+bool queues_beyond_workers(const std::string& model) {
+    return model == "blocking" || model == "thread-pool" || model == "prefork";
+}
+
+// 2000 keep-alive connections at once, all held open, each with one request. Models with a
+// thread, a process or an event-loop slot per connection answer them all; select refuses those
+// whose descriptor is >= FD_SETSIZE (closed at once); the one-at-a-time and pool models queue the
+// rest. None may crash, and none may leave a refused client hanging.
 TEST_P(Robustness, BurstOf2000Connections) {
     raise_fd_limit(4096);
     start({"--idle-timeout-ms", "10000"});
@@ -403,14 +410,16 @@ TEST_P(Robustness, BurstOf2000Connections) {
     conns.reserve(2000);
     for (int i = 0; i < 2000; ++i) {
         conns.push_back(sbtest::connect_to(port()));
-        if (conns.back()) sbtest::send_all(conns.back().get(), kGetClose);
+        if (conns.back()) sbtest::send_all(conns.back().get(), kGet);
     }
-    Tally t = await_first_responses(conns, 30000ms);
-    RecordProperty("burst", testing::PrintToString(t.served) + " served of 2000");
+    const bool queues = queues_beyond_workers(model());
+    Tally t = await_first_responses(conns, queues ? 4000ms : 20000ms);
     std::cerr << "[ burst    ] server-" << model() << ": " << t << "\n";
-    EXPECT_EQ(t.pending, 0) << t;
     EXPECT_GT(t.served, 0) << t;
-    if (model() != "select") {  // within every other model's default --max-conns
+    if (model() == "select") {
+        EXPECT_EQ(t.pending, 0) << "select must close what it cannot watch, not leave it waiting: " << t;
+        EXPECT_GT(t.closed, 0) << t;
+    } else if (!queues) {
         EXPECT_EQ(t.served, 2000) << t;
     }
     conns.clear();
