@@ -20,23 +20,31 @@ constexpr sb::ModelInfo kModel{
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::yes);
     sb::StopWatcher stop(server);
-    // Connections being served plus connections queued: at most --max-conns.
-    const auto workers = static_cast<std::size_t>(server.options.workers);
-    const auto max_conns = static_cast<std::size_t>(server.options.max_conns);
-    const std::size_t queue_capacity = max_conns > workers ? max_conns - workers : 1;
-    sb::ThreadPool<sb::UniqueFd> pool(workers, queue_capacity, [&](sb::UniqueFd& conn) {
-        sb::StopWatcher::Tracked tracked(stop, conn.get());
-        sb::serve_blocking(conn.get(), server);
-        conn.reset();
+    // Connections being served plus connections queued: at most --max-conns. Counted apart from the
+    // queue's capacity because with --max-conns below --workers the queue alone would not bound it
+    // (idle workers take every connection at once).
+    const int max_conns = server.options.max_conns;
+    sb::LiveCount live;
+    sb::ThreadPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
+                                      static_cast<std::size_t>(max_conns), [&](sb::UniqueFd& conn) {
+        {
+            sb::StopWatcher::Tracked tracked(stop, conn.get());
+            sb::serve_blocking(conn.get(), server);
+            conn.reset();
+        }
+        live.remove();
     });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
     server.announce_ready();
 
     while (!stop.stopping()) {
         sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
-        if (conn && !pool.try_submit(conn)) {
-            server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);  // queue full: conn closes here
+        if (!conn) continue;
+        if (!live.try_add(max_conns)) {
+            server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
+            continue;  // conn closes here
         }
+        if (!pool.try_submit(conn)) live.remove();  // cannot happen while the count holds; never leak a slot
     }
     return server.finish();
 }
