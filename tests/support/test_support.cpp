@@ -138,7 +138,8 @@ std::optional<Process> Process::spawn(const std::vector<std::string>& argv) {
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+    // spawnp: a launcher such as "prlimit" is found on PATH; absolute paths are used as they are.
+    int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) return std::nullopt;
     ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
@@ -191,8 +192,10 @@ std::optional<int> Process::signal_and_wait(int signo, Millis timeout) {
 
 // ---- ServerProcess ----
 
-ServerProcess::ServerProcess(const std::string& model, std::vector<std::string> args) {
-    std::vector<std::string> argv{bin_dir() + "/server-" + model, "--port", "0"};
+ServerProcess::ServerProcess(const std::string& model, std::vector<std::string> args,
+                             std::vector<std::string> launcher) {
+    std::vector<std::string> argv = std::move(launcher);
+    argv.insert(argv.end(), {bin_dir() + "/server-" + model, "--port", "0"});
     argv.insert(argv.end(), args.begin(), args.end());
     process_ = Process::spawn(argv);
     if (!process_) {
@@ -240,6 +243,11 @@ int ServerProcess::threads() const { return static_cast<int>(status_field(pid(),
 std::optional<int> ServerProcess::stop(Millis limit) {
     if (!process_) return std::nullopt;
     return process_->signal_and_wait(SIGTERM, limit);
+}
+
+bool has_sanitizer_report(std::string_view stderr_text) {
+    return stderr_text.find("Sanitizer") != std::string_view::npos ||
+           stderr_text.find("runtime error:") != std::string_view::npos;  // UBSan's wording
 }
 
 // ---- client ----

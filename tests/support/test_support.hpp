@@ -61,7 +61,10 @@ class ServerProcess {
 public:
     // Starts build/bin/server-<model> --port 0 <args>; waits up to 5 s for "port=N pid=P model=M".
     // On failure `ok()` is false and `error()` says why (the test should ASSERT on ok()).
-    explicit ServerProcess(const std::string& model, std::vector<std::string> args = {});
+    // `launcher`, if given, is put in front of the command line: a program that sets something up
+    // and execs the rest, e.g. {"prlimit", "--nofile=64"}, so the pid is still the server's.
+    explicit ServerProcess(const std::string& model, std::vector<std::string> args = {},
+                           std::vector<std::string> launcher = {});
 
     bool ok() const noexcept { return process_.has_value() && port_ != 0; }
     const std::string& error() const noexcept { return error_; }
@@ -84,6 +87,10 @@ private:
     std::uint16_t port_ = 0;
     std::string error_;
 };
+
+// True if a server's stderr holds a sanitizer (ASan, UBSan, TSan, LSan) report: run under a
+// -DSANITIZE build, a test fails on it even when the server survived the error.
+bool has_sanitizer_report(std::string_view stderr_text);
 
 // Polls `condition` every 10 ms until true or `timeout` passes; returns its last value.
 template <class F>
