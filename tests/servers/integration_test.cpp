@@ -551,6 +551,27 @@ TEST_P(ServerTest, ZeroResponseBytes) {
     EXPECT_EQ(r->body, "");
 }
 
+TEST_P(ServerTest, IdleConnectionClosedAfterIdleTimeout) {
+    START_SERVER(server, {"--idle-timeout-ms", "200"});
+    sb::UniqueFd fd = sbtest::connect_to(server->port());
+    ASSERT_TRUE(fd);
+    std::string pending;
+    ASSERT_TRUE(request_ok(fd.get(), pending));
+    bool closed = false;
+    EXPECT_EQ(sbtest::read_to_eof(fd.get(), 5000ms, &closed), "");
+    EXPECT_TRUE(closed) << "idle connection still open long after --idle-timeout-ms 200";
+    EXPECT_TRUE(is_ok(sbtest::http_get(server->port())));
+}
+
+TEST_P(ServerTest, SimulatedWorkStillAnswersEveryRequest) {
+    START_SERVER(server, {"--cpu-us", "200", "--io-us", "500"});
+    sb::UniqueFd fd = sbtest::connect_to(server->port());
+    ASSERT_TRUE(fd);
+    ASSERT_TRUE(sbtest::send_all(fd.get(), get() + get() + get()));
+    std::string pending;
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(is_ok(sbtest::read_http_response(fd.get(), pending))) << i;
+}
+
 std::string model_test_name(const testing::TestParamInfo<std::string>& info) {
     std::string name = info.param;
     std::replace(name.begin(), name.end(), '-', '_');
