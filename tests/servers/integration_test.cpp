@@ -56,12 +56,27 @@ protected:
     // The blocking model serves one connection at a time: tests of concurrency differ there.
     bool serves_one_at_a_time() const { return model() == "blocking"; }
 
-    // Starts the model under test; the test fails (and returns) if it does not come up.
-    std::unique_ptr<ServerProcess> start(std::vector<std::string> args = {}) {
-        auto server = std::make_unique<ServerProcess>(model(), std::move(args));
-        EXPECT_TRUE(server->ok()) << server->error();
-        return server;
+    // Starts the model under test, owned by the fixture until the test ends.
+    ServerProcess* start(std::vector<std::string> args = {}) {
+        servers_.push_back(std::make_unique<ServerProcess>(model(), std::move(args)));
+        return servers_.back().get();
     }
+
+    // Every server still running is stopped gracefully, and whatever it wrote to stderr is checked
+    // for sanitizer reports (a -DSANITIZE build runs these same tests). A server that does not
+    // stop is killed and reaped by its destructor.
+    void TearDown() override {
+        for (auto& server : servers_) {
+            if (!server->ok()) continue;
+            server->stop(3000ms);
+            std::string err = server->process().drain_stderr();
+            EXPECT_FALSE(sbtest::has_sanitizer_report(err)) << err;
+        }
+        servers_.clear();
+    }
+
+private:
+    std::vector<std::unique_ptr<ServerProcess>> servers_;
 };
 
 #define START_SERVER(var, ...)                   \

@@ -186,6 +186,7 @@ std::optional<int> Process::wait_exit(Millis timeout) {
 }
 
 std::optional<int> Process::signal_and_wait(int signo, Millis timeout) {
+    if (reaped_) return std::nullopt;  // its pid may already belong to another process
     ::kill(pid_, signo);
     return wait_exit(timeout);
 }
