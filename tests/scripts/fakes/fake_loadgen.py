@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""A stand-in for build/bin/loadgen: connects once to prove the server is up, then
+writes a plausible serverbench.result/1 document (numbers derived from the model name
+and connection count) to --out. Exit 1 when it cannot connect."""
+import argparse
+import json
+import socket
+import sys
+import zlib
+
+ap = argparse.ArgumentParser()
+for flag in ("--host", "--protocol", "--mode", "--duration", "--warmup", "--cpus", "--out",
+             "--model", "--scenario", "--server-flags", "--rate", "--message-bytes"):
+    ap.add_argument(flag)
+for flag in ("--port", "--connections", "--threads", "--server-pid"):
+    ap.add_argument(flag, type=int)
+ap.add_argument("--quiet", action="store_true")
+a = ap.parse_args()
+
+try:
+    socket.create_connection((a.host or "127.0.0.1", a.port), timeout=2).close()
+    ok = True
+except OSError:
+    ok = False
+base = 10000 + zlib.crc32((a.model or "").encode()) % 20000
+rps = base * min(a.connections, 4) / 4 if ok else 0.0
+if a.rate:
+    rps = float(a.rate)
+doc = {
+    "schema": "serverbench.result/1", "model": a.model, "scenario": a.scenario,
+    "config": {"connections": a.connections, "threads": a.threads, "duration_s": 1, "warmup_s": 0.2,
+               "mode": a.mode or "keepalive", "pipeline": 1, "rate": float(a.rate) if a.rate else None,
+               "protocol": a.protocol, "message_bytes": int(a.message_bytes or 13),
+               "server_flags": (a.server_flags or "").split()},
+    "env": {"kernel": "fake", "cpu_model": "fake", "cpus": 2, "server_cpus": "0",
+            "loadgen_cpus": a.cpus, "started_at": "2026-01-01T00:00:00Z", "git_rev": "fake"},
+    "connections": {"requested": a.connections, "established": a.connections if ok else 0},
+    "totals": {"requests": int(rps), "duration_s": 1.0, "throughput_rps": rps,
+               "bytes_sent": 0, "bytes_received": 0,
+               "errors": {"connect": 0 if ok else a.connections, "read": 0, "write": 0,
+                          "timeout": 0, "protocol": 0, "reset": 0}},
+    "latency_us": {"min": 10, "mean": 50, "stdev": 5, "p50": 40, "p90": 80, "p99": 200,
+                   "p99_9": 400, "max": 900, "histogram": [[100, 10]]},
+    "timeseries": [],
+    "server": {"cpu_user_s": 0.5, "cpu_sys_s": 0.3, "peak_rss_kib": 4096, "peak_threads": 1,
+               "peak_processes": 1, "ctx_switches_voluntary": 10, "ctx_switches_involuntary": 1,
+               "cpu_us_per_request": 800000.0 / rps if rps else None},
+    "loadgen": {"cpu_user_s": 0.2, "cpu_sys_s": 0.2},
+    "saturation": {"server_cpu_util": 0.8, "loadgen_cpu_util": 0.4, "bound": "server"},
+    "valid": ok,
+}
+with open(a.out, "w") as f:
+    json.dump(doc, f)
+sys.exit(0 if ok else 1)
