@@ -14,11 +14,17 @@ constexpr std::size_t kKeptBufferBytes = 64 * 1024;  // larger buffers are freed
 
 }  // namespace
 
-Connection::Connection(UniqueFd fd, const Server& server) noexcept
-    : fd_(std::move(fd)), server_(&server), session_(server.responses) {}
+Connection::Connection(UniqueFd fd, const Server& server, RequestWork work) noexcept
+    : fd_(std::move(fd)), server_(&server), work_(work), session_(server.responses) {}
 
 Interest Connection::on_ready(std::span<char> scratch) {
     interest_ = interest_ == Interest::write ? on_writable() : on_readable(scratch);
+    return interest_;
+}
+
+Interest Connection::on_work_done() {
+    pending_requests_ = 0;
+    interest_ = on_writable();  // send the batch, then answer what arrived behind it
     return interest_;
 }
 
@@ -47,6 +53,10 @@ Interest Connection::answer(std::span<const char> fresh) {
     for (;;) {
         FeedResult r = session_.feed(input, out_);
         input = input.subspan(r.consumed);
+        if (work_ == RequestWork::handed_off && r.requests > 0) {
+            pending_requests_ = r.requests;  // its responses wait in out_ until the work is done
+            break;
+        }
         simulate_request_work(server_->options, r.requests);
         if (!flush()) return Interest::close;
         // Output the socket would not take: stop reading until it drains (back-pressure).
@@ -58,6 +68,7 @@ Interest Connection::answer(std::span<const char> fresh) {
     } else {
         in_.append({input.data(), input.size()});
     }
+    if (pending_requests_ > 0) return Interest::work;
     if (!out_.empty()) return Interest::write;
     if (session_.closing()) {
         if (!in_.empty()) discard_pending_input(fd_.get());
@@ -78,22 +89,49 @@ bool Connection::flush() {
 ConnectionTable::ConnectionTable(Server& server, int fd_limit)
     : server_(server), fd_limit_(fd_limit), scratch_(kScratchBytes) {}
 
+ConnectionTable::ConnectionTable(Server& server, ConnectionBudget& shared_budget)
+    : server_(server), shared_budget_(&shared_budget), scratch_(kScratchBytes) {}
+
+ConnectionTable::ConnectionTable(Server& server, RequestWork work)
+    : server_(server), work_(work), scratch_(kScratchBytes) {}
+
+ConnectionTable::~ConnectionTable() {
+    if (shared_budget_ != nullptr) shared_budget_->give_back(static_cast<int>(count_));
+}
+
 Connection* ConnectionTable::admit(UniqueFd fd) {
-    if (count_ >= static_cast<std::size_t>(server_.options.max_conns) || fd.get() >= fd_limit_) {
+    const int limit = server_.options.max_conns;
+    const bool refused = fd.get() >= fd_limit_ || (shared_budget_ != nullptr ? !shared_budget_->try_take(limit)
+                                                                           : count_ >= static_cast<std::size_t>(limit));
+    if (refused) {
         server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
         return nullptr;  // fd closes here: the client sees its connection closed at once
     }
     auto index = static_cast<std::size_t>(fd.get());
     if (index >= by_fd_.size()) by_fd_.resize(std::max(index + 1, by_fd_.size() * 2));
-    by_fd_[index] = std::make_unique<Connection>(std::move(fd), server_);
+    by_fd_[index] = std::make_unique<Connection>(std::move(fd), server_, work_);
     by_fd_[index]->last_active_ms = monotonic_ms();
     ++count_;
     return by_fd_[index].get();
 }
 
 Interest ConnectionTable::run(Connection& c) {
-    c.last_active_ms = monotonic_ms();
+    const bool was_awaiting = c.awaiting_rest_of_request();
     Interest next = c.on_ready(scratch_);
+    if (next == Interest::close) {
+        close(c);
+        return next;
+    }
+    // More bytes of a request that is still incomplete are not activity: its clock runs from its
+    // first byte, so --idle-timeout-ms also bounds how long a request may take to arrive, and a
+    // client trickling a header byte at a time (slowloris) cannot hold its slot for ever.
+    if (!(was_awaiting && c.awaiting_rest_of_request())) c.last_active_ms = monotonic_ms();
+    return next;
+}
+
+Interest ConnectionTable::finish_work(Connection& c) {
+    c.last_active_ms = monotonic_ms();
+    Interest next = c.on_work_done();
     if (next == Interest::close) close(c);
     return next;
 }
@@ -101,6 +139,7 @@ Interest ConnectionTable::run(Connection& c) {
 void ConnectionTable::close(Connection& c) {
     by_fd_[static_cast<std::size_t>(c.fd())].reset();
     --count_;
+    if (shared_budget_ != nullptr) shared_budget_->give_back();
 }
 
 int ConnectionTable::sweep_interval_ms() const noexcept {
