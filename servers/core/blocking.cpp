@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 
 #include "byte_buffer.hpp"
 
@@ -25,10 +27,28 @@ bool write_all(int fd, ByteBuffer& out) {
 
 void serve_blocking(int fd, const Server& server) {
     constexpr std::size_t read_size = 16 * 1024;
-    set_io_timeout(fd, server.options.idle_timeout_ms);
+    const int idle_timeout_ms = server.options.idle_timeout_ms;
+    set_io_timeout(fd, idle_timeout_ms);
     ProtocolSession session(server.responses);
     ByteBuffer in(read_size), out(read_size);
+    // The socket timeout restarts with every byte, so a client trickling a header byte at a time
+    // (slowloris) would hold this thread for ever. An incomplete request must therefore arrive
+    // whole within the idle timeout of its first byte: while one is pending, the receive timeout
+    // is what is left of that time. (Requests that arrive whole, the common case, cost nothing.)
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point request_deadline{};
+    bool shortened = false;
     for (;;) {
+        if (idle_timeout_ms > 0 && !in.empty()) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(request_deadline - Clock::now()).count();
+            if (left <= 0) return;  // too slow: close
+            set_io_timeout(fd, static_cast<int>(std::min<long long>(left, idle_timeout_ms)));
+            shortened = true;
+        } else if (shortened) {
+            set_io_timeout(fd, idle_timeout_ms);
+            shortened = false;
+        }
+        const bool request_pending = !in.empty();
         std::span<char> space = in.writable(read_size);
         ssize_t n = ::read(fd, space.data(), space.size());
         if (n < 0 && errno == EINTR) continue;
@@ -45,6 +65,7 @@ void serve_blocking(int fd, const Server& server) {
         }
         if (session.closing() && !in.empty()) discard_pending_input(fd);
         if (session.closing() || peer_done) return;
+        if (!request_pending) request_deadline = Clock::now() + std::chrono::milliseconds(idle_timeout_ms);
     }
 }
 
