@@ -284,12 +284,21 @@ TEST_P(Robustness, Slowloris) {
     }
     normal_client.join();
     if (serves_one_at_a_time(model())) {
-        // Documented weakness: the one thread is held by the first trickler, which is never idle
-        // long enough for the idle timeout; the others wait in the backlog.
+        // Documented weakness: the one thread is held by each trickler in turn until its request
+        // deadline (the idle timeout) cuts it off; the normal client waits behind them all.
         EXPECT_FALSE(served) << "unexpected: the blocking model served a client during slowloris";
     } else {
         EXPECT_TRUE(served) << "a normal client was not served during slowloris";
         EXPECT_LT(took_ms.load(), 2000) << "the normal client waited " << took_ms << " ms";
+    }
+    // A request must arrive whole within --idle-timeout-ms of its first byte, so the server cuts
+    // the tricklers off (the one-at-a-time model one after another: it is free again after each).
+    Tally cut = await_first_responses(attackers, 1000ms);
+    std::cerr << "[ slowloris] server-" << model() << ": " << cut.closed << " of 50 tricklers cut off\n";
+    if (serves_one_at_a_time(model())) {
+        EXPECT_GE(cut.closed, 1) << "the trickler holding the blocking server was never cut off";
+    } else {
+        EXPECT_EQ(cut.closed, 50) << "tricklers still connected after 1.5 s (idle timeout 300 ms)";
     }
     attackers.clear();  // the attack ends
     expect_healthy();
