@@ -1,0 +1,67 @@
+// epoll with SO_REUSEPORT: --workers threads, each with its own listening socket bound to the same
+// port and its own epoll loop over its own connections (the "one loop per core" design of nginx,
+// muduo and Seastar). The kernel spreads new connections over the sockets by a hash of their
+// addresses, so the loops share nothing on the hot path: no lock, no shared queue, no thundering
+// herd. The price: a connection stays on the loop it landed on, so an unlucky hash leaves one core
+// busier than another, and --max-conns is the one thing the loops must count together.
+
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <memory>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "core/epoll_loop.hpp"
+
+namespace {
+
+const sb::ModelInfo kModel{
+    .name = "epoll-reuseport",
+    .summary = "--workers threads, each with its own SO_REUSEPORT listening socket and epoll loop.",
+    .default_workers = sb::available_cpus(),
+    .default_max_conns = 100000,
+    .reuse_port = true,
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    sb::ConnectionBudget budget;
+    // How main tells every loop to stop: written once, never read, so it stays readable and wakes
+    // each loop's epoll (level-triggered). A signalfd could not do this: the one loop that read the
+    // signal would consume it, and the others would never learn of it.
+    sb::UniqueFd stop{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+    if (!stop) sb::die(kModel, "eventfd");
+
+    std::vector<std::jthread> loops;
+    for (int i = 0; i < server.options.workers; ++i) {
+        // The first loop takes the Server's socket (port 0 resolved to a real port); the others
+        // bind that port again. A socket is created only for a loop that will serve it: the kernel
+        // would hash connections to a socket nobody accepts from.
+        std::unique_ptr<sb::Listener> own;
+        if (i > 0) {
+            own = std::make_unique<sb::Listener>(server.options, kModel, server.stats, sb::Blocking::no,
+                                                 server.listener.port());
+        }
+        try {
+            loops.emplace_back([&server, &budget, &stop, own = std::move(own)] {
+                sb::ConnectionTable connections(server, budget);
+                sb::run_epoll_loop(kModel, own ? *own : server.listener, connections, stop.get(), [] { return true; });
+            });
+        } catch (const std::system_error&) {
+            break;  // out of threads: serve with the loops that started (their sockets only)
+        }
+    }
+    if (loops.empty()) sb::die(kModel, "starting loop threads");
+    server.announce_ready();
+
+    pollfd signals{server.signals.fd(), POLLIN, 0};
+    while (!server.signals.stop_requested()) ::poll(&signals, 1, -1);
+    const std::uint64_t one = 1;
+    if (::write(stop.get(), &one, sizeof one) < 0) sb::die(kModel, "write eventfd");
+    loops.clear();  // joins each loop, which closes its connections on the way out
+    return server.finish();
+}
