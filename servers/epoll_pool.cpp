@@ -1,0 +1,140 @@
+// epoll + worker pool (half-sync/half-async, as in many Java NIO servers): one epoll loop does all
+// the socket work, reading and parsing requests and writing responses; the handler, which may be
+// slow (--cpu-us, --io-us: a database call), runs in a pool of --workers threads. Each complete
+// batch of requests on a connection goes to the pool, and the finished batch comes back to the
+// loop through a queue and an eventfd wake-up. A handler that blocks holds a worker, not the loop,
+// so the other connections keep being read and written; the price is two thread hand-offs per
+// batch, which a fast handler pays for nothing.
+//
+// Order and fairness: while a connection's batch is in the pool, the loop does not watch it (not
+// even for reading), so its responses leave in order and it has at most one job queued; the queue
+// is FIFO, so every keep-alive client gets its turn however busy the others are. Connections are
+// watched EPOLLONESHOT for that: each event disarms its connection, which is re-armed when the
+// loop wants to hear of it again, so the trip through the pool costs one epoll_ctl, not two.
+
+#include <sys/eventfd.h>
+
+#include <array>
+#include <mutex>
+#include <vector>
+
+#include "core/epoll_loop.hpp"
+#include "core/thread_pool.hpp"
+
+namespace {
+
+const sb::ModelInfo kModel{
+    .name = "epoll-pool",
+    .summary = "One epoll loop reads and writes; --workers threads run the request handlers.",
+    .default_workers = sb::available_cpus(),
+    .default_max_conns = 100000,
+};
+
+// Watches a connection for one event (EPOLL_CTL_ADD at first, EPOLL_CTL_MOD to re-arm it).
+void arm(int epoll_fd, int op, int fd, sb::Interest interest) {
+    epoll_event ev{};
+    ev.events = (interest == sb::Interest::write ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT;
+    ev.data.fd = fd;
+    ::epoll_ctl(epoll_fd, op, fd, &ev);
+}
+
+// A batch for the pool: the connection's responses are already built (by the protocol state
+// machine, in the connection's output buffer, which the loop leaves alone meanwhile); what the
+// worker runs is the handler's cost for that many requests.
+struct Batch {
+    int fd = -1;
+    std::size_t requests = 0;
+};
+
+// Connections whose batch is done, handed back from the workers to the loop, which alone touches
+// connections. The eventfd is written only when the queue turns non-empty: one wake-up per turn of
+// the loop, however many batches finish meanwhile.
+class Completions {
+public:
+    Completions() : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (!wake_) sb::die(kModel, "eventfd");
+    }
+    int fd() const noexcept { return wake_.get(); }
+
+    void push(int conn_fd) {
+        bool was_empty;
+        {
+            std::lock_guard lock(mutex_);
+            was_empty = done_.empty();
+            done_.push_back(conn_fd);
+        }
+        const std::uint64_t one = 1;
+        if (was_empty) (void)!::write(wake_.get(), &one, sizeof one);
+    }
+
+    // Reset the wake-up before taking the queue: a batch pushed after the swap wakes the loop again.
+    const std::vector<int>& take() {
+        std::uint64_t count;
+        (void)!::read(wake_.get(), &count, sizeof count);
+        taken_.clear();
+        std::lock_guard lock(mutex_);
+        taken_.swap(done_);
+        return taken_;
+    }
+
+private:
+    sb::UniqueFd wake_;
+    std::mutex mutex_;
+    std::vector<int> done_, taken_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    sb::ConnectionTable connections(server, sb::RequestWork::handed_off);
+    Completions completions;  // declared before the pool: workers push into it until they are joined
+    // A connection has at most one batch in the pool, so a queue of --max-conns never refuses one.
+    sb::ThreadPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
+                               static_cast<std::size_t>(server.options.max_conns), [&](Batch& batch) {
+        sb::simulate_request_work(server.options, batch.requests);
+        completions.push(batch.fd);
+    });
+    if (pool.started() == 0) sb::die(kModel, "starting worker threads");
+
+    sb::UniqueFd epoll_fd{::epoll_create1(EPOLL_CLOEXEC)};
+    if (!epoll_fd) sb::die(kModel, "epoll_create1");
+    const int listen_fd = server.listener.fd();
+    const int signal_fd = server.signals.fd();
+    for (int fd : {listen_fd, signal_fd, completions.fd()}) sb::epoll_watch(epoll_fd.get(), EPOLL_CTL_ADD, fd, sb::Interest::read);
+    server.announce_ready();
+
+    // A connection that returns Interest::work goes to the pool; any other interest is watched.
+    auto hand_off = [&](sb::Connection& c) {
+        Batch batch{c.fd(), c.pending_requests()};
+        if (!pool.try_submit(batch)) connections.close(c);  // cannot happen with one batch per connection
+    };
+
+    std::array<epoll_event, 512> events;
+    for (;;) {
+        const int timeout_ms = connections.close_idle([](int) {});
+        const int ready = ::epoll_wait(epoll_fd.get(), events.data(), events.size(), timeout_ms);
+        for (int i = 0; i < ready; ++i) {
+            const int fd = events[i].data.fd;
+            if (fd == listen_fd) {
+                connections.accept_all(server.listener, [&](sb::Connection& c) {
+                    arm(epoll_fd.get(), EPOLL_CTL_ADD, c.fd(), sb::Interest::read);
+                });
+            } else if (fd == signal_fd) {
+                if (server.signals.stop_requested()) return server.finish();  // the pool joins its workers
+            } else if (fd == completions.fd()) {
+                for (int done_fd : completions.take()) {
+                    sb::Connection* c = connections.find(done_fd);  // not closed while in the pool
+                    if (c == nullptr) continue;
+                    const sb::Interest next = connections.finish_work(*c);
+                    if (next == sb::Interest::work) hand_off(*c);  // requests that had queued behind the batch
+                    else if (next != sb::Interest::close) arm(epoll_fd.get(), EPOLL_CTL_MOD, done_fd, next);
+                }
+            } else if (sb::Connection* c = connections.find(fd)) {
+                const sb::Interest next = connections.run(*c);
+                if (next == sb::Interest::work) hand_off(*c);  // stays disarmed while in the pool
+                else if (next != sb::Interest::close) arm(epoll_fd.get(), EPOLL_CTL_MOD, fd, next);
+            }
+        }
+    }
+}
