@@ -4,7 +4,7 @@
 --behaviour ok: listens, prints the readiness line, accepts and holds connections until
 SIGTERM (exit 0). crash: exits 1 at start. unsupported: exits 2 saying "unsupported"
 (like server-io-uring on a kernel that refuses io_uring). die-mid-point: ready, then
-exits 3 after 0.3 s.
+exits 3 as soon as it accepts a connection.
 """
 import argparse
 import os
@@ -34,12 +34,14 @@ listener.bind(("127.0.0.1", args.port))
 listener.listen(4096)
 print(f"listening port={listener.getsockname()[1]} pid={os.getpid()} model={args.model}", flush=True)
 conns = []
-deadline = time.monotonic() + (0.3 if args.behaviour == "die-mid-point" else 3600)
+deadline = time.monotonic() + 3600
 while time.monotonic() < deadline:
     if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
         sys.exit(0)
     ready, _, _ = select.select([listener], [], [], 0.05)
     if ready:
         conns.append(listener.accept()[0])
-sys.stderr.write(f"server-{args.model}: simulated death mid-point\n")
-sys.exit(3)
+        if args.behaviour == "die-mid-point":
+            sys.stderr.write(f"server-{args.model}: simulated death mid-point\n")
+            sys.exit(3)
+sys.exit(0)

@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""Charts and summary.md for one run of run_all.sh.
+
+usage: plot_results.py RUN_DIR [--out DIR]
+
+Writes PNG and SVG charts plus summary.md into DIR (default plots/out/<run-id>/,
+with plots/out/latest pointing at it). Needs matplotlib: on Debian,
+`apt-get install -y python3-matplotlib` and run it with /usr/bin/python3.
+Exit 2 when RUN_DIR is not a run.
+"""
+import argparse
+import os
+import sys
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_results import (PERCENTILES, RunError, dispatch_costs, load_run,  # noqa: E402
+                         microbench_times_us, readiness_series)
+import claims  # noqa: E402
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+except ImportError:
+    sys.stderr.write("plot_results.py: matplotlib is missing; install it with:\n"
+                     "apt-get install -y python3-matplotlib\n(and run with /usr/bin/python3)\n")
+    sys.exit(3)
+
+# One colour per model, the same in every chart and every run. Known models take
+# fixed slots so that a model keeps its colour when others are added or filtered;
+# a model not listed here gets a stable colour from its name.
+MODEL_COLOR_ORDER = ["blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "prefork", "select",
+                     "poll", "epoll", "epoll-reuseport", "epoll-pool", "io-uring", "coroutine"]
+PALETTE = ["#7f7f7f", "#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#ff7f0e", "#ffbb78", "#2ca02c",
+           "#98df8a", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#c5b0d5", "#dbdb8d"]
+STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
+SCENARIO_TITLES = {
+    "http-keepalive": "HTTP keep-alive",
+    "http-close": "HTTP, a new connection per request",
+    "echo": "Echo (raw byte stream)",
+    "cpu-bound": "CPU-bound handler (100 µs of CPU per request)",
+    "io-wait": "Blocking handler (1 ms wait per request)",
+    "idle-conns": "Active clients while idle connections are held open",
+    "open-loop": "Open loop at half of keep-alive capacity (latency without coordinated omission)",
+}
+
+
+def model_color(model):
+    if model in MODEL_COLOR_ORDER:
+        return PALETTE[MODEL_COLOR_ORDER.index(model)]
+    return PALETTE[len(MODEL_COLOR_ORDER) + zlib.crc32(model.encode()) % (len(PALETTE) - len(MODEL_COLOR_ORDER))]
+
+
+def human(v, _pos=None):
+    if v is None:
+        return "?"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def fmt_latency_us(us):
+    if us is None:
+        return "—"
+    if us >= 1e6:
+        return f"{us / 1e6:.2f} s"
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+class Charts:
+    def __init__(self, run, out_dir):
+        self.run, self.out_dir, self.written = run, out_dir, []
+        self.subtitle = (f"run {run.run_id} · profile {run.manifest.get('profile')} · "
+                         f"{(run.manifest.get('machine') or {}).get('cpus', '?')} CPUs "
+                         f"({(run.manifest.get('machine') or {}).get('cpu_model', '?')}) · "
+                         f"median of {run.manifest.get('repeat', 1)} repeat(s)")
+
+    def save(self, fig, name, title, model_legend=True):
+        fig.suptitle(title, fontsize=13, fontweight="bold")
+        fig.text(0.5, 0.005, self.subtitle, ha="center", va="bottom", fontsize=8, color="#555555")
+        right = 1.0
+        if model_legend:
+            self.model_legend(fig)
+            right = 1.0 - 1.9 / fig.get_figwidth()
+        fig.tight_layout(rect=(0, 0.03, right, 0.95))
+        for ext in ("png", "svg"):
+            path = os.path.join(self.out_dir, f"{name}.{ext}")
+            fig.savefig(path, dpi=110)
+            self.written.append(path)
+        plt.close(fig)
+
+    # ------------------------------------------------------------------ helpers
+
+    def model_legend(self, fig):
+        """One legend per figure, outside the axes, every model in the same order and colour;
+        a model with no successful point anywhere in the run says why."""
+        from matplotlib.patches import Patch
+        handles, labels = [], []
+        for model in self.run.models:
+            mine = [p for p in self.run.points.values() if p.model == model]
+            handles.append(Patch(color=model_color(model)))
+            labels.append(self.legend_label(model, mine))
+        fig.legend(handles, labels, loc="center right", fontsize=8, title="model", frameon=False)
+
+    def legend_label(self, model, points):
+        statuses = {p.status for p in points}
+        if "ok" in statuses or not statuses:
+            return model
+        return f"{model} ({'/'.join(STATUS_MARK.get(s, s) for s in sorted(statuses))})"
+
+    def grouped_bars(self, ax, scenario, value, ylabel, log=False, labels=None):
+        """One group per point label, one bar per model; non-ok points marked in place."""
+        labels = labels or self.run.labels(scenario)
+        models = self.run.models
+        width = 0.8 / max(len(models), 1)
+        top = 0
+        for i, label in enumerate(labels):
+            for j, model in enumerate(models):
+                p = self.run.get(model, scenario, label)
+                x = i - 0.4 + width * (j + 0.5)
+                v = value(p) if p is not None and p.status == "ok" else None
+                if v is not None:
+                    ax.bar(x, v, width, color=model_color(model))
+                    if v == 0:
+                        ax.text(x, 0, " 0", rotation=90, ha="center", va="bottom", fontsize=7, color="#444444")
+                    top = max(top, v)
+                else:
+                    mark = "missing" if p is None else STATUS_MARK.get(p.status, "no data")
+                    if p is not None and p.status == "ok":
+                        mark = "no data"
+                    ax.bar(x, 0, width, color=model_color(model))
+                    ax.text(x, 0, " " + mark, rotation=90, ha="center", va="bottom", fontsize=7, color="#444444")
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels)
+        ax.set_ylabel(ylabel)
+        if log and top > 0:
+            ax.set_yscale("symlog", linthresh=1)
+        ax.yaxis.set_major_formatter(FuncFormatter(human))
+        ax.grid(axis="y", alpha=0.3)
+
+    def percentile_curves(self, ax, scenario, label, uncorrected=False):
+        xs = list(range(len(PERCENTILES)))
+        notes = []
+        for model in self.run.models:
+            p = self.run.get(model, scenario, label)
+            if p is None:
+                continue
+            if p.status != "ok":
+                notes.append(f"{model}: {STATUS_MARK.get(p.status, p.status)}")
+                continue
+            ys = [p.latency.get(name) for name, _ in PERCENTILES]
+            if any(y is None or y <= 0 for y in ys):
+                notes.append(f"{model}: no latency samples")
+                continue
+            ax.plot(xs, ys, marker="o", color=model_color(model), label=model)
+            if uncorrected:
+                yu = [p.latency_uncorrected.get(name) for name, _ in PERCENTILES]
+                if all(y is not None and y > 0 for y in yu):
+                    ax.plot(xs, yu, linestyle=":", color=model_color(model), alpha=0.7)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"p{q:g}" for _, q in PERCENTILES])
+        ax.set_xlabel("percentile")
+        ax.set_ylabel("latency (µs, log scale)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        ax.grid(alpha=0.3, which="both")
+        title = f"latency percentiles at {label}"
+        if uncorrected:
+            title += "\n(solid: from intended send time; dotted: uncorrected)"
+        ax.set_title(title, fontsize=10)
+        if notes:
+            ax.text(0.01, 0.99, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=7, color="#444444")
+
+    # ------------------------------------------------------------------ charts
+
+    def throughput_vs_connections(self):
+        pts = self.run.scenario_points("http-keepalive")
+        if not pts:
+            return
+        fig, (ax, ax_lat) = plt.subplots(1, 2, figsize=(14, 5.5))
+        for model in self.run.models:
+            mine = [p for p in pts if p.model == model]
+            ok = [p for p in mine if p.status == "ok" and p.rps is not None]
+            if not mine:
+                continue
+            style = {"color": model_color(model), "marker": "o"}
+            lbl = self.legend_label(model, mine)
+            if ok:
+                ax.plot([p.connections for p in ok], [p.rps for p in ok], label=lbl, **style)
+                ax_lat.plot([p.connections for p in ok], [p.latency.get("p99") or float("nan") for p in ok],
+                            label=lbl, **style)
+                for p in ok:
+                    if p.errors:
+                        ax.annotate(f"{p.errors} errors", (p.connections, p.rps), fontsize=7,
+                                    textcoords="offset points", xytext=(4, -10), color=model_color(model))
+            else:
+                ax.plot([], [], label=lbl, **style)
+        conns = sorted({p.connections for p in pts})
+        for a in (ax, ax_lat):
+            a.set_xscale("log")
+            a.set_xticks(conns)
+            a.set_xticklabels([str(c) for c in conns])
+            a.minorticks_off()
+        ax.set_xlabel("concurrent keep-alive connections (log scale)")
+        ax.set_ylabel("throughput (requests/s)")
+        ax.yaxis.set_major_formatter(FuncFormatter(human))
+        ax.set_title("throughput vs connections", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax_lat.set_yscale("log")
+        ax_lat.set_xlabel("concurrent keep-alive connections (log scale)")
+        ax_lat.set_ylabel("p99 latency (log scale)")
+        ax_lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        ax_lat.set_title("p99 latency vs connections", fontsize=10)
+        ax_lat.grid(alpha=0.3, which="both")
+        self.save(fig, "throughput_vs_connections", "HTTP keep-alive: throughput and p99 latency as clients grow")
+
+    def latency_percentiles(self):
+        labels = self.run.labels("http-keepalive")
+        if not labels:
+            return
+        fig, axes = plt.subplots(1, len(labels), figsize=(5.5 * len(labels), 5), squeeze=False)
+        for ax, label in zip(axes[0], labels):
+            self.percentile_curves(ax, "http-keepalive", label)
+        self.save(fig, "latency_percentiles", "HTTP keep-alive: latency percentiles per model (p50 to p99.9)")
+
+    def server_cpu(self):
+        scenarios = self.run.scenarios()
+        if not scenarios:
+            return
+        fig, axes = plt.subplots(len(scenarios), 1, figsize=(14, 2.8 * len(scenarios)), squeeze=False)
+        for ax, scenario in zip(axes[:, 0], scenarios):
+            self.grouped_bars(ax, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)", log=True)
+            ax.set_title(scenario, fontsize=10, loc="left")
+        self.save(fig, "server_cpu_per_request",
+                  "Server CPU time per request (user + system, µs; lower is cheaper)")
+
+    def memory_and_threads(self):
+        pts = [p for p in self.run.points.values()
+               if p.scenario in ("http-keepalive", "idle-conns") and p.status == "ok"]
+        if not pts:
+            return
+        fig, (ax_rss, ax_thr) = plt.subplots(1, 2, figsize=(14, 5.5))
+        for model in self.run.models:
+            mine = sorted((p for p in pts if p.model == model), key=lambda p: p.connections + p.idle)
+            if not mine:
+                continue
+            x = [p.connections + (p.idle_open if p.idle_open is not None else p.idle) for p in mine]
+            rss = [(p.peak_rss_kib or 0) / 1024 for p in mine]
+            tasks = [max(p.peak_threads or 0, 0) + max((p.peak_processes or 1) - 1, 0) for p in mine]
+            ax_rss.plot(x, rss, marker="o", color=model_color(model), label=model)
+            ax_thr.plot(x, tasks, marker="o", color=model_color(model), label=model)
+        for ax in (ax_rss, ax_thr):
+            ax.set_xscale("log")
+            ax.set_xlabel("connections held by the server (active + idle still open, log scale)")
+            ax.grid(alpha=0.3, which="both")
+        ax_rss.set_ylabel("peak resident memory (MiB, all server processes)")
+        ax_rss.set_yscale("log")
+        ax_rss.set_title("peak RSS", fontsize=10)
+        ax_thr.set_ylabel("peak threads + extra processes (log scale)")
+        ax_thr.set_yscale("log")
+        ax_thr.set_title("threads and processes", fontsize=10)
+        self.save(fig, "server_memory_threads",
+                  "What connections cost the server: memory, threads and processes (keep-alive and idle-conns)")
+
+    def idle_capacity(self):
+        labels = self.run.labels("idle-conns")
+        if not labels:
+            return
+        fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
+        self.grouped_bars(axes[0], "idle-conns", lambda p: p.idle_open, "idle connections still open at the end")
+        axes[0].set_title("idle connections the server kept\n(asked: the number in the label)", fontsize=10)
+        for i, label in enumerate(labels):
+            idle = next((p.idle for p in self.run.scenario_points("idle-conns") if p.label == label), None)
+            if idle:
+                axes[0].hlines(idle, i - 0.45, i + 0.45, colors="black", linestyles="--", linewidth=1)
+        self.grouped_bars(axes[1], "idle-conns", lambda p: p.rps, "active clients' throughput (requests/s)")
+        axes[1].set_title("throughput of the active clients", fontsize=10)
+        self.grouped_bars(axes[2], "idle-conns", lambda p: (p.peak_rss_kib or 0) / 1024,
+                          "server peak RSS (MiB)", log=True)
+        axes[2].set_title("server memory with the idle connections held", fontsize=10)
+        self.save(fig, "idle_capacity", "Idle-connection capacity (the C10K question)")
+
+    def scenario_chart(self, scenario):
+        labels = self.run.labels(scenario)
+        if not labels:
+            return
+        fig = plt.figure(figsize=(16, 5.5))
+        ax_rps = fig.add_subplot(1, 3, 1)
+        ax_lat = fig.add_subplot(1, 3, 2)
+        ax_cpu = fig.add_subplot(1, 3, 3)
+        self.grouped_bars(ax_rps, scenario, lambda p: p.rps, "throughput (requests/s)")
+        ax_rps.set_title("throughput" + (" (achieved rate)" if scenario == "open-loop" else ""), fontsize=10)
+        ax_rps.set_xlabel("point (cN = N concurrent connections)")
+        self.percentile_curves(ax_lat, scenario, labels[-1], uncorrected=scenario == "open-loop")
+        self.grouped_bars(ax_cpu, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)")
+        ax_cpu.set_title("server CPU per request", fontsize=10)
+        ax_cpu.set_xlabel("point")
+        self.save(fig, f"scenario_{scenario}", SCENARIO_TITLES.get(scenario, scenario))
+
+    def microbench(self):
+        times = microbench_times_us(self.run.microbench)
+        series = readiness_series(times)
+        if series:
+            fig, ax = plt.subplots(figsize=(8, 5.5))
+            colors = {"select": model_color("select"), "poll": model_color("poll"),
+                      "epoll_wait": model_color("epoll")}
+            for mech, pts in sorted(series.items()):
+                ax.plot([n for n, _ in pts], [us for _, us in pts], marker="o", label=mech, color=colors.get(mech))
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("registered descriptors N, one of them ready (log scale)")
+            ax.set_ylabel("time per call (µs, log scale)")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(title="mechanism")
+            self.save(fig, "microbench_readiness", "Readiness scaling: cost of one call vs descriptors watched",
+                      model_legend=False)
+        costs = dispatch_costs(times)
+        if costs:
+            fig, ax = plt.subplots(figsize=(9, 5))
+            ax.barh([label for label, _ in costs], [us for _, us in costs], color="#1f77b4")
+            for i, (_, us) in enumerate(costs):
+                ax.text(us, i, f" {us:,.2f} µs", va="center", fontsize=8)
+            ax.set_xscale("log")
+            ax.set_xlabel("time per operation (µs, log scale)")
+            ax.invert_yaxis()
+            ax.grid(axis="x", alpha=0.3, which="both")
+            self.save(fig, "microbench_dispatch", "Per-connection dispatch costs (microbenchmarks)", model_legend=False)
+
+    def draw_all(self):
+        self.throughput_vs_connections()
+        self.latency_percentiles()
+        self.server_cpu()
+        self.memory_and_threads()
+        self.idle_capacity()
+        for scenario in self.run.scenarios():
+            self.scenario_chart(scenario)
+        self.microbench()
+
+
+# ---------------------------------------------------------------------------- summary.md
+
+def cell(p, what):
+    if p is None:
+        return "—"
+    if p.status != "ok":
+        return STATUS_MARK.get(p.status, p.status)
+    if what == "rps":
+        text = f"{p.rps:,.0f}" if p.rps is not None else "?"
+        return text + (" ⚠" if p.errors else "")
+    if what == "p99":
+        return fmt_latency_us(p.latency.get("p99"))
+    if what == "cpu":
+        return f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
+    raise ValueError(what)
+
+
+def summary_md(run, charts):
+    m = run.manifest
+    machine = m.get("machine") or {}
+    lines = [
+        f"# serverbench run {run.run_id}",
+        "",
+        f"Profile `{m.get('profile')}`, {m.get('repeat', 1)} repeat(s) per point (medians shown), "
+        f"points of {m.get('duration', '?')} after {m.get('warmup', '?')} warm-up; git `{m.get('git_rev')}`; "
+        f"{machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', '?')}), kernel {machine.get('kernel', '?')}; "
+        f"{m.get('started_at')} → {m.get('finished_at')}.",
+        "Server pinned to CPU 0 (all CPUs in cpu-bound), load generator on the others.",
+        "",
+        "Cells: `n/a` = not applicable to the model, `failed` = the server failed to start or died, "
+        "`unsupported` = the kernel refused the mechanism, `—` = not run, ⚠ = the load generator "
+        "counted errors (refused, reset or timed-out requests) at that point.",
+        "",
+        "## Overview: requests/s per model and scenario",
+        "",
+    ]
+    scenarios = run.scenarios()
+    columns = [(s, label) for s in scenarios for label in run.labels(s)]
+    lines.append("| model | " + " | ".join(f"{s} {label}" for s, label in columns) + " |")
+    lines.append("|---|" + "---:|" * len(columns))
+    for model in run.models:
+        lines.append(f"| {model} | " + " | ".join(cell(run.get(model, s, label), "rps") for s, label in columns) + " |")
+    lines.append("")
+
+    for scenario in scenarios:
+        lines += [f"## {scenario}: {SCENARIO_TITLES.get(scenario, '')}", "",
+                  f"![{scenario}](scenario_{scenario}.png)", "",
+                  "| model | point | req/s | p50 | p99 | p99.9 | server CPU µs/req | peak RSS MiB | "
+                  "threads / processes | bound | notes |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for p in sorted(run.scenario_points(scenario), key=lambda p: (run.models.index(p.model), p.idle,
+                                                                      p.connections, p.label)):
+            if p.status != "ok":
+                lines.append(f"| {p.model} | {p.label} | {STATUS_MARK.get(p.status, p.status)} | | | | | | | | "
+                             f"{(p.reason or '').replace('|', '/')} |")
+                continue
+            notes = []
+            if p.errors:
+                notes.append(f"{p.errors} errors")
+            if p.idle_established is not None:
+                notes.append(f"idle: {p.idle_open} of {p.idle} kept open")
+            if p.rate:
+                notes.append(f"target {p.rate:,.0f} req/s" + ("" if p.open_loop_valid in (None, True) else " (missed)"))
+            lines.append(
+                f"| {p.model} | {p.label} | {cell(p, 'rps')} | {fmt_latency_us(p.latency.get('p50'))} | "
+                f"{fmt_latency_us(p.latency.get('p99'))} | {fmt_latency_us(p.latency.get('p99_9'))} | "
+                f"{cell(p, 'cpu')} | {(p.peak_rss_kib or 0) / 1024:,.1f} | "
+                f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)} | {p.bound or '?'} | {'; '.join(notes)} |")
+        lines.append("")
+
+    times = microbench_times_us(run.microbench)
+    lines += ["## Microbenchmarks: why the models differ", ""]
+    if not times:
+        lines += ["Not run (build/bin/microbench absent or skipped).", ""]
+    else:
+        costs = dispatch_costs(times)
+        if costs:
+            lines += ["![dispatch](microbench_dispatch.png)", "", "| per-connection mechanism | µs |", "|---|---:|"]
+            lines += [f"| {label} | {us:,.2f} |" for label, us in costs]
+            lines.append("")
+        series = readiness_series(times)
+        if series:
+            ns = sorted({n for pts in series.values() for n, _ in pts})
+            lines += ["![readiness](microbench_readiness.png)", "",
+                      "| one call, µs, with N descriptors | " + " | ".join(f"N={n}" for n in ns) + " |",
+                      "|---|" + "---:|" * len(ns)]
+            for mech, pts in sorted(series.items()):
+                d = dict(pts)
+                lines.append(f"| {mech} | " + " | ".join(f"{d[n]:,.2f}" if n in d else "—" for n in ns) + " |")
+            lines.append("")
+
+    lines += ["## Verdicts: the claims of DESIGN.md, measured here", "",
+              "| claim | scenario | measured | verdict |", "|---|---|---|---|"]
+    for claim, scenario, what, verdict in claims.verdicts(run):
+        mark = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(verdict, verdict)
+        lines.append(f"| {claim} | {scenario} | {what.replace('|', '/')} | {mark} |")
+    lines += ["", claims.RULES.replace("\n", "  \n"), "## Charts", ""]
+    lines += [f"- [{os.path.basename(c)}]({os.path.basename(c)})" for c in charts if c.endswith(".png")]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Charts and summary.md for a run_all.sh run.")
+    ap.add_argument("run_dir")
+    ap.add_argument("--out", help="output folder (default plots/out/<run-id>/)")
+    args = ap.parse_args(argv)
+    try:
+        run = load_run(args.run_dir)
+    except RunError as e:
+        sys.stderr.write(f"plot_results.py: {e}\n")
+        return 2
+    here = os.path.dirname(os.path.abspath(__file__))
+    out_dir = args.out or os.path.join(here, "out", run.run_id)
+    os.makedirs(out_dir, exist_ok=True)
+    charts = Charts(run, out_dir)
+    charts.draw_all()
+    with open(os.path.join(out_dir, "summary.md"), "w") as f:
+        f.write(summary_md(run, charts.written))
+    if not args.out:
+        link = os.path.join(here, "out", "latest")
+        try:
+            if os.path.islink(link):
+                os.remove(link)
+            os.symlink(run.run_id, link)
+        except OSError:
+            pass
+    print(f"plots: {len(charts.written)} chart files and summary.md in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

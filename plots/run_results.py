@@ -1,0 +1,281 @@
+"""Reading a run folder written by run_all.sh (standard library only).
+
+A run is `manifest.json` (schema serverbench.manifest/1) plus one
+serverbench.result/1 JSON per point and repeat. `load_run` folds the repeats of
+each point into one `Point` holding medians, which is what the charts, the
+summary and compare.py all use.
+"""
+import json
+import os
+import statistics
+from dataclasses import dataclass, field
+
+MANIFEST_SCHEMA = "serverbench.manifest/1"
+RESULT_SCHEMA = "serverbench.result/1"
+
+# Scenario order of the matrix, used for tables and charts.
+SCENARIOS = ["http-keepalive", "http-close", "echo", "cpu-bound", "io-wait", "idle-conns", "open-loop"]
+PERCENTILES = [("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9)]
+
+
+class RunError(Exception):
+    """The folder is not a readable run (missing or malformed manifest)."""
+
+
+@dataclass
+class Point:
+    model: str
+    scenario: str
+    label: str
+    connections: int
+    idle: int = 0
+    status: str = "failed"          # ok | failed | not-applicable | unsupported
+    reason: str = ""
+    repeats: int = 0                # repeats that produced a result
+    rps: float = None
+    latency: dict = field(default_factory=dict)           # p50.. in µs (medians)
+    latency_uncorrected: dict = field(default_factory=dict)
+    server_cpu_us_per_req: float = None
+    loadgen_cpu_us_per_req: float = None
+    peak_rss_kib: float = None
+    peak_threads: float = None
+    peak_processes: float = None
+    ctx_switches: float = None
+    bound: str = None
+    errors: int = 0
+    established: int = None
+    idle_established: int = None
+    idle_closed_by_server: int = None
+    rate: float = None
+    open_loop_valid: bool = None
+
+    @property
+    def key(self):
+        return (self.model, self.scenario, self.label)
+
+    @property
+    def idle_open(self):
+        """Idle connections still open at the end of the point."""
+        if self.idle_established is None:
+            return None
+        return self.idle_established - (self.idle_closed_by_server or 0)
+
+
+@dataclass
+class Run:
+    path: str
+    manifest: dict
+    points: dict                     # (model, scenario, label) -> Point
+    models: list
+    microbench: dict = None
+
+    @property
+    def run_id(self):
+        return self.manifest.get("run_id") or os.path.basename(os.path.normpath(self.path))
+
+    def get(self, model, scenario, label):
+        return self.points.get((model, scenario, label))
+
+    def scenario_points(self, scenario, model=None):
+        """Points of a scenario in matrix order (idle count, then connections, then label)."""
+        pts = [p for p in self.points.values()
+               if p.scenario == scenario and (model is None or p.model == model)]
+        return sorted(pts, key=lambda p: (p.idle, p.connections, p.label))
+
+    def labels(self, scenario):
+        seen = []
+        for p in self.scenario_points(scenario):
+            if p.label not in seen:
+                seen.append(p.label)
+        return seen
+
+    def scenarios(self):
+        present = {p.scenario for p in self.points.values()}
+        return [s for s in SCENARIOS if s in present] + sorted(present - set(SCENARIOS))
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fold(point, results):
+    """Medians of the repeats that produced a result."""
+    point.repeats = len(results)
+
+    def med(getter):
+        vals = []
+        for r in results:
+            try:
+                vals.append(getter(r))
+            except (KeyError, TypeError):
+                pass
+        return _median(vals)
+
+    point.rps = med(lambda r: r["totals"]["throughput_rps"])
+    for name, _ in PERCENTILES:
+        point.latency[name] = med(lambda r: r["latency_us"][name])
+        point.latency_uncorrected[name] = med(lambda r: r["latency_uncorrected_us"][name])
+    point.latency["max"] = med(lambda r: r["latency_us"]["max"])
+    if not point.rps:
+        # No request completed: the histogram is empty, its percentiles mean nothing.
+        point.latency = {k: None for k in point.latency}
+        point.latency_uncorrected = {k: None for k in point.latency_uncorrected}
+    point.server_cpu_us_per_req = med(lambda r: r["server"]["cpu_us_per_request"])
+    if point.server_cpu_us_per_req is None:
+        point.server_cpu_us_per_req = med(
+            lambda r: (r["server"]["cpu_user_s"] + r["server"]["cpu_sys_s"]) * 1e6 / r["totals"]["requests"]
+            if r["totals"]["requests"] else None)
+    point.loadgen_cpu_us_per_req = med(lambda r: r["loadgen"]["cpu_us_per_request"])
+    point.peak_rss_kib = med(lambda r: r["server"]["peak_rss_kib"])
+    point.peak_threads = med(lambda r: r["server"]["peak_threads"])
+    point.peak_processes = med(lambda r: r["server"]["peak_processes"])
+    point.ctx_switches = med(lambda r: r["server"]["ctx_switches_voluntary"] + r["server"]["ctx_switches_involuntary"])
+    errs = med(lambda r: sum(r["totals"]["errors"].values()))
+    point.errors = int(errs) if errs is not None else 0
+    est = med(lambda r: r["connections"]["established"])
+    point.established = int(est) if est is not None else None
+    idle_est = med(lambda r: r["idle_connections"]["established"])
+    point.idle_established = int(idle_est) if idle_est is not None else None
+    idle_closed = med(lambda r: r["idle_connections"]["closed_by_server"])
+    point.idle_closed_by_server = int(idle_closed) if idle_closed is not None else None
+    point.rate = med(lambda r: r["config"]["rate"])
+    bounds = [((r.get("saturation") or {}).get("bound")) for r in results]
+    bounds = [b for b in bounds if b]
+    if bounds:
+        point.bound = max(set(bounds), key=bounds.count)
+    valids = [(r.get("open_loop") or {}).get("valid") for r in results]
+    valids = [v for v in valids if v is not None]
+    if valids:
+        point.open_loop_valid = all(valids)
+
+
+def load_run(path):
+    """Reads a run folder. Raises RunError when it is not one."""
+    manifest_path = os.path.join(path, "manifest.json")
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise RunError(f"{path}: no manifest.json (not a run folder)")
+    except (OSError, ValueError) as e:
+        raise RunError(f"{manifest_path}: {e}")
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        raise RunError(f"{manifest_path}: schema is not {MANIFEST_SCHEMA}")
+    entries = manifest.get("points")
+    if not isinstance(entries, list):
+        raise RunError(f"{manifest_path}: no list of points")
+
+    grouped = {}
+    for e in entries:
+        try:
+            key = (e["model"], e["scenario"], e["point"])
+        except (KeyError, TypeError):
+            raise RunError(f"{manifest_path}: point without model/scenario/point: {e!r}")
+        grouped.setdefault(key, []).append(e)
+
+    points = {}
+    for key, group in grouped.items():
+        first = group[0]
+        p = Point(model=key[0], scenario=key[1], label=key[2],
+                  connections=int(first.get("connections") or 0),
+                  idle=int(first.get("idle_connections") or 0))
+        results = []
+        for e in group:
+            if e.get("status") != "ok" or not e.get("file"):
+                continue
+            try:
+                with open(os.path.join(path, e["file"])) as f:
+                    r = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(r, dict) and r.get("schema") == RESULT_SCHEMA:
+                results.append(r)
+        if results:
+            p.status = "ok"
+            _fold(p, results)
+            notes = [e.get("reason") for e in group if e.get("reason")]
+            p.reason = notes[0] if notes else ""
+        else:
+            statuses = [e.get("status") for e in group]
+            p.status = next((s for s in ("unsupported", "not-applicable", "failed") if s in statuses), "failed")
+            reasons = [e.get("reason") for e in group if e.get("reason")]
+            p.reason = reasons[0] if reasons else ("result file missing" if p.status == "ok" else "")
+        points[key] = p
+
+    models = manifest.get("models") or []
+    for p in points.values():
+        if p.model not in models:
+            models.append(p.model)
+
+    microbench = None
+    mb_path = os.path.join(path, manifest.get("microbench") or "microbench.json")
+    if os.path.exists(mb_path):
+        try:
+            with open(mb_path) as f:
+                microbench = json.load(f)
+        except (OSError, ValueError):
+            microbench = None
+    return Run(path=path, manifest=manifest, points=points, models=models, microbench=microbench)
+
+
+# ---------------------------------------------------------------------------- microbench
+
+TIME_UNIT_US = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def microbench_times_us(doc):
+    """{benchmark name: real time per iteration in µs} from Google Benchmark JSON.
+    With repetitions, the median aggregate wins; plain iterations otherwise."""
+    out = {}
+    if not doc:
+        return out
+    for b in doc.get("benchmarks", []):
+        name = b.get("run_name") or b.get("name", "")
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        if b.get("error_occurred"):
+            continue
+        scale = TIME_UNIT_US.get(b.get("time_unit", "ns"), 1e-3)
+        t = b.get("real_time")
+        if t is None:
+            continue
+        if b.get("run_type") == "aggregate" or name not in out:
+            out[name] = t * scale
+    return out
+
+
+def readiness_series(times):
+    """{mechanism: [(N, µs per call)]} for BM_SelectReady/N, BM_PollReady/N, BM_EpollWaitReady/N."""
+    series = {}
+    for name, us in times.items():
+        base, _, arg = name.partition("/")
+        for family, label in (("BM_SelectReady", "select"), ("BM_PollReady", "poll"),
+                              ("BM_EpollWaitReady", "epoll_wait")):
+            if base == family:
+                try:
+                    n = int(arg.split("/")[0])
+                except ValueError:
+                    continue
+                series.setdefault(label, []).append((n, us))
+    return {k: sorted(v) for k, v in series.items()}
+
+
+DISPATCH_FAMILIES = [
+    ("BM_ThreadSpawnJoin", "thread spawn + join"),
+    ("BM_ThreadPoolHandoff", "thread-pool hand-off"),
+    ("BM_ForkWaitpid", "fork + waitpid"),
+    ("BM_AcceptClose", "accept + close"),
+    ("BM_ContextSwitchThreads", "context switch (threads)"),
+    ("BM_ContextSwitchProcesses", "context switch (processes)"),
+]
+
+
+def dispatch_costs(times):
+    """[(label, µs)] for the per-connection dispatch families present."""
+    out = []
+    for family, label in DISPATCH_FAMILIES:
+        matches = [us for name, us in times.items() if name == family or name.startswith(family + "/")]
+        if matches:
+            out.append((label, min(matches)))
+    return out
