@@ -88,11 +88,11 @@ set_profile() {
             echo_sizes="64" idle_counts="100" open_loop_fallback_rps=500 ;;
         quick)
             warmup=250ms duration=1s default_repeat=1 microbench_min_time=0.01
-            keepalive_conns="1 50" close_conns="10" active_conns=50
+            keepalive_conns="1 50" close_conns="50" active_conns=50
             echo_sizes="64 16384" idle_counts="1000" open_loop_fallback_rps=2000 ;;
         standard)
             warmup=500ms duration=2s default_repeat=2 microbench_min_time=0.05
-            keepalive_conns="1 10 50 200" close_conns="1 10" active_conns=50
+            keepalive_conns="1 10 50 200" close_conns="1 10 50" active_conns=50
             echo_sizes="64 16384" idle_counts="1000" open_loop_fallback_rps=2000 ;;
         full)
             warmup=1s duration=4s default_repeat=3 microbench_min_time=0.2
@@ -344,7 +344,12 @@ run_point() {
         --port "$port" "${lflags[@]}" --connections "$connections" --threads "$loadgen_threads" \
         --duration "$duration" --warmup "$warmup" --cpus "$loadgen_cpus" --server-pid "$server_pid" \
         --model "$model" --scenario "$scenario" --server-flags "$server_flags" \
-        --out "$out" --quiet </dev/null >"$log_base.loadgen.log" 2>&1 || lg_code=$?
+        --out "$out" --quiet </dev/null >"$log_base.loadgen.log" 2>&1 &
+    # In the background and waited for, so Ctrl-C reaches the trap at once.
+    local loadgen_pid=$!
+    live_pids[$loadgen_pid]=loadgen
+    wait "$loadgen_pid" || lg_code=$?
+    unset "live_pids[$loadgen_pid]"
 
     local server_was_alive=1
     process_alive "$server_pid" || server_was_alive=0
