@@ -331,7 +331,7 @@ run_point() {
     if (( idle > 0 )); then
         if start_and_wait_ready '^ready ' "$log_base.idle.log" \
                 "$py" "$ROOT/tools/hold_connections.py" --port "$port" --count "$idle" \
-                --connect-timeout 20 --out "$holder_json"; then
+                --connect-timeout 8 --out "$holder_json"; then
             holder_pid=$started_pid
         else
             point_reason="idle holder $start_failure"
@@ -374,6 +374,9 @@ run_point() {
     elif (( lg_code == 1 )); then
         # The server survived; errors are data (refused, reset, timed out) shown in the charts.
         point_reason="loadgen reported errors: $(last_line_of "$log_base.loadgen.log")"
+    fi
+    if [[ $point_status == ok && -z $stop_note && $server_code != 0 ]]; then
+        stop_note="exited with code $server_code on SIGTERM (expected 0)"
     fi
     if [[ -n $stop_note && $point_status == ok ]]; then
         point_reason="${point_reason:+$point_reason; }server $stop_note"

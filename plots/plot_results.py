@@ -22,7 +22,7 @@ try:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 except ImportError:
     sys.stderr.write("plot_results.py: matplotlib is missing; install it with:\n"
                      "apt-get install -y python3-matplotlib\n(and run with /usr/bin/python3)\n")
@@ -114,34 +114,48 @@ class Charts:
         return f"{model} ({'/'.join(STATUS_MARK.get(s, s) for s in sorted(statuses))})"
 
     def grouped_bars(self, ax, scenario, value, ylabel, log=False, labels=None):
-        """One group per point label, one bar per model; non-ok points marked in place."""
+        """One group per point label, one bar per model; points without a value are
+        labelled in place (n/a, failed, unsupported, — for not run) instead of a bar."""
+        from matplotlib.transforms import blended_transform_factory
         labels = labels or self.run.labels(scenario)
         models = self.run.models
         width = 0.8 / max(len(models), 1)
-        top = 0
+        at_bottom = blended_transform_factory(ax.transData, ax.transAxes)
+        values = []
         for i, label in enumerate(labels):
             for j, model in enumerate(models):
                 p = self.run.get(model, scenario, label)
                 x = i - 0.4 + width * (j + 0.5)
                 v = value(p) if p is not None and p.status == "ok" else None
-                if v is not None:
+                if v is not None and (v > 0 or not log):
                     ax.bar(x, v, width, color=model_color(model))
-                    if v == 0:
-                        ax.text(x, 0, " 0", rotation=90, ha="center", va="bottom", fontsize=7, color="#444444")
-                    top = max(top, v)
-                else:
-                    mark = "missing" if p is None else STATUS_MARK.get(p.status, "no data")
-                    if p is not None and p.status == "ok":
-                        mark = "no data"
-                    ax.bar(x, 0, width, color=model_color(model))
-                    ax.text(x, 0, " " + mark, rotation=90, ha="center", va="bottom", fontsize=7, color="#444444")
+                    if v > 0:
+                        ax.text(x, v, " " + human(v), rotation=90, ha="center", va="bottom", fontsize=6,
+                                color="#333333")
+                    values.append(v)
+                if v is None or v == 0:
+                    if p is None:
+                        mark = "—"
+                    elif p.status != "ok":
+                        mark = STATUS_MARK.get(p.status, p.status)
+                    else:
+                        mark = "0" if v == 0 else "no data"
+                    ax.text(x, 0.02, mark, rotation=90, ha="center", va="bottom", fontsize=7,
+                            color="#444444", transform=at_bottom)
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_ylabel(ylabel)
-        if log and top > 0:
-            ax.set_yscale("symlog", linthresh=1)
+        positive = [v for v in values if v > 0]
+        if log and positive:
+            ax.set_yscale("log")
+            ax.set_ylim(min(positive) / 4, max(positive) * 6)
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        elif values:
+            ax.set_ylim(0, max(max(values), 1e-9) * 1.25)
         ax.yaxis.set_major_formatter(FuncFormatter(human))
-        ax.grid(axis="y", alpha=0.3)
+        ax.grid(axis="y", alpha=0.3, which="major")
 
     def percentile_curves(self, ax, scenario, label, uncorrected=False):
         xs = list(range(len(PERCENTILES)))
@@ -251,7 +265,9 @@ class Charts:
                 continue
             x = [p.connections + (p.idle_open if p.idle_open is not None else p.idle) for p in mine]
             rss = [(p.peak_rss_kib or 0) / 1024 for p in mine]
-            tasks = [max(p.peak_threads or 0, 0) + max((p.peak_processes or 1) - 1, 0) for p in mine]
+            # Whichever is larger: a thread count over a process tree already includes each
+            # process's main thread, so adding the two would count fork children twice.
+            tasks = [max(p.peak_threads or 0, p.peak_processes or 0) for p in mine]
             ax_rss.plot(x, rss, marker="o", color=model_color(model), label=model)
             ax_thr.plot(x, tasks, marker="o", color=model_color(model), label=model)
         for ax in (ax_rss, ax_thr):
@@ -261,7 +277,7 @@ class Charts:
         ax_rss.set_ylabel("peak resident memory (MiB, all server processes)")
         ax_rss.set_yscale("log")
         ax_rss.set_title("peak RSS", fontsize=10)
-        ax_thr.set_ylabel("peak threads + extra processes (log scale)")
+        ax_thr.set_ylabel("peak threads or processes, the larger (log scale)")
         ax_thr.set_yscale("log")
         ax_thr.set_title("threads and processes", fontsize=10)
         self.save(fig, "server_memory_threads",
@@ -296,7 +312,11 @@ class Charts:
         self.grouped_bars(ax_rps, scenario, lambda p: p.rps, "throughput (requests/s)")
         ax_rps.set_title("throughput" + (" (achieved rate)" if scenario == "open-loop" else ""), fontsize=10)
         ax_rps.set_xlabel("point (cN = N concurrent connections)")
-        self.percentile_curves(ax_lat, scenario, labels[-1], uncorrected=scenario == "open-loop")
+        # The busiest point that most models completed (ties: the later, heavier one).
+        ok_count = {label: sum(1 for p in self.run.scenario_points(scenario) if p.label == label and p.status == "ok")
+                    for label in labels}
+        busiest = max(reversed(labels), key=lambda label: ok_count[label])
+        self.percentile_curves(ax_lat, scenario, busiest, uncorrected=scenario == "open-loop")
         self.grouped_bars(ax_cpu, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)")
         ax_cpu.set_title("server CPU per request", fontsize=10)
         ax_cpu.set_xlabel("point")
