@@ -1,0 +1,253 @@
+// io_uring: one thread, completion-based. Where epoll says "this socket is ready, now make the
+// call", io_uring takes the call itself (accept, recv, send) and reports when it is done, so one
+// io_uring_submit_and_wait per turn both submits every operation the last turn prepared and
+// collects every completion: the system calls of a turn are batched into one. A multishot accept
+// keeps yielding new connections from a single request. Each connection owns a fixed receive
+// buffer (the kernel fills it in place: it must live until the recv completes) and has exactly one
+// operation in flight, recv or send, since it alternates between reading requests and writing
+// their responses. SIGINT/SIGTERM come through the ring too (a poll on the signalfd), and a
+// periodic timeout drives the idle sweep.
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <vector>
+
+#include "core/server.hpp"
+
+namespace {
+
+constexpr sb::ModelInfo kModel{
+    .name = "io-uring",
+    .summary = "One thread, io_uring: multishot accept, one recv or send in flight per connection, batched submissions.",
+    .default_max_conns = 100000,
+};
+
+constexpr unsigned kRingEntries = 4096;
+// Requests are small, so 4 KiB per connection is a few recvs for a large one, and 2 000 idle
+// connections hold 8 MB. (Provided buffers would hold memory only while a recv is in flight.)
+constexpr std::size_t kRecvBytes = 4096;
+
+struct UringConnection {
+    explicit UringConnection(sb::UniqueFd socket, const sb::ResponseSet& responses) noexcept
+        : fd(std::move(socket)), session(responses) {}
+
+    sb::UniqueFd fd;
+    sb::ProtocolSession session;
+    sb::ByteBuffer in;   // an incomplete request, or input held back while output was full
+    sb::ByteBuffer out;  // responses being sent
+    std::int64_t last_active_ms = 0;
+    bool shut_down = false;  // closing: its operation in flight ends with an error, then it is freed
+    std::array<char, kRecvBytes> recv_buffer;
+};
+
+// What a completion is about: a connection's recv or send (user_data is its address: a connection
+// is never freed while its operation is in flight), or one of these (never a valid address).
+enum Tag : std::uint64_t { kAccept = 1, kSignal = 2, kSweep = 3, kBacklog = 4 };
+
+std::int64_t monotonic_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+class UringServer {
+public:
+    explicit UringServer(sb::Server& server) : server_(server) {
+        // Only this thread submits, and completions' kernel-side work (task_work) runs when it
+        // waits for them rather than interrupting it: fewer switches in and out of the kernel.
+        // Kernels before 6.1 refuse these flags; then the ring is made without them.
+        int err = io_uring_queue_init(kRingEntries, &ring_, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+        if (err == -EINVAL) err = io_uring_queue_init(kRingEntries, &ring_, 0);
+        if (err < 0) {
+            // Kernels may refuse io_uring (sysctl kernel.io_uring_disabled, seccomp in containers):
+            // the suite records the model as unsupported rather than as a crash.
+            std::fprintf(stderr, "server-io-uring: io_uring unsupported: %s\n", std::strerror(-err));
+            std::exit(2);
+        }
+        io_uring_register_ring_fd(&ring_);  // saves a descriptor lookup per io_uring_enter, if the kernel can
+        const int idle_ms = server_.options.idle_timeout_ms;
+        const int sweep_ms = std::clamp(idle_ms / 4, 10, 1000);
+        sweep_every_ = {sweep_ms / 1000, (sweep_ms % 1000) * 1'000'000LL};
+    }
+    ~UringServer() { io_uring_queue_exit(&ring_); }  // before the connections: it cancels their operations
+    UringServer(const UringServer&) = delete;
+    UringServer& operator=(const UringServer&) = delete;
+
+    void run() {
+        arm_accept();
+        io_uring_prep_poll_add(sqe(kSignal), server_.signals.fd(), POLLIN);
+        if (server_.options.idle_timeout_ms > 0) io_uring_prep_timeout(sqe(kSweep), &sweep_every_, 0, 0);
+        for (;;) {
+            // One system call per turn: submits what the last turn prepared, waits for one completion.
+            io_uring_submit_and_wait(&ring_, 1);
+            unsigned head, seen = 0;
+            io_uring_cqe* cqe;
+            bool stop = false;
+            io_uring_for_each_cqe(&ring_, head, cqe) {
+                ++seen;
+                switch (cqe->user_data) {
+                case kAccept: on_accept(cqe->res, cqe->flags); break;
+                case kSignal: stop |= on_signal(); break;
+                case kSweep: on_sweep(); break;
+                case kBacklog: on_backlog(); break;
+                default: on_io_done(*reinterpret_cast<UringConnection*>(cqe->user_data), cqe->res); break;
+                }
+            }
+            io_uring_cq_advance(&ring_, seen);
+            if (stop) return;
+        }
+    }
+
+private:
+    // A submission entry tagged with what its completion is about. A full queue is submitted to
+    // make room, so a turn may prepare any number of operations.
+    io_uring_sqe* sqe(std::uint64_t tag) {
+        io_uring_sqe* e = io_uring_get_sqe(&ring_);
+        while (e == nullptr) {
+            io_uring_submit(&ring_);
+            e = io_uring_get_sqe(&ring_);
+        }
+        io_uring_sqe_set_data64(e, tag);
+        return e;
+    }
+    io_uring_sqe* sqe(UringConnection& c) { return sqe(reinterpret_cast<std::uint64_t>(&c)); }
+
+    void arm_accept() {
+        if (multishot_accept_) io_uring_prep_multishot_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+        else io_uring_prep_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+    }
+
+    void on_accept(int res, unsigned flags) {
+        if (res >= 0) admit(taken_from_ring(res));
+        else if (res == -EINVAL && multishot_accept_) multishot_accept_ = false;  // a kernel before 5.19
+        if (flags & IORING_CQE_F_MORE) return;  // the multishot accept goes on
+        // Out of descriptors, an accept fails at once whether a connection waits or not: re-armed
+        // now, it would fail again and again (the EMFILE spin). Wait for a connection to be queued.
+        if (res == -EMFILE || res == -ENFILE) io_uring_prep_poll_add(sqe(kBacklog), server_.listener.fd(), POLLIN);
+        else arm_accept();
+    }
+
+    // A connection is queued while descriptors were short. The core listener takes it if one has
+    // been freed since, or else sheds it (accepts it on its reserve descriptor and closes it).
+    void on_backlog() {
+        if (sb::UniqueFd fd = server_.listener.accept(sb::Blocking::no)) admit(std::move(fd));
+        arm_accept();
+    }
+
+    // What the core listener does to the connections it accepts, for those the ring accepted.
+    sb::UniqueFd taken_from_ring(int fd) {
+        server_.stats.accepted.fetch_add(1, std::memory_order_relaxed);
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return sb::UniqueFd{fd};
+    }
+
+    void admit(sb::UniqueFd fd) {
+        if (count_ >= static_cast<std::size_t>(server_.options.max_conns)) {
+            server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
+            return;  // closed here, at once
+        }
+        const auto index = static_cast<std::size_t>(fd.get());
+        if (index >= by_fd_.size()) by_fd_.resize(std::max(index + 1, by_fd_.size() * 2));
+        by_fd_[index] = std::make_unique<UringConnection>(std::move(fd), server_.responses);
+        ++count_;
+        UringConnection& c = *by_fd_[index];
+        c.last_active_ms = monotonic_ms();
+        receive(c);
+    }
+
+    bool on_signal() {
+        if (server_.signals.stop_requested()) return true;
+        io_uring_prep_poll_add(sqe(kSignal), server_.signals.fd(), POLLIN);
+        return false;
+    }
+
+    // Idle connections are shut down: their pending recv then completes, and they are freed there.
+    void on_sweep() {
+        const std::int64_t deadline = monotonic_ms() - server_.options.idle_timeout_ms;
+        for (auto& c : by_fd_) {
+            if (c && !c->shut_down && c->last_active_ms < deadline) {
+                c->shut_down = true;
+                ::shutdown(c->fd.get(), SHUT_RDWR);
+            }
+        }
+        io_uring_prep_timeout(sqe(kSweep), &sweep_every_, 0, 0);
+    }
+
+    // The next request is rarely there yet when a response has just left, so the recv waits for
+    // data first (POLL_FIRST) instead of trying at once and failing with EAGAIN.
+    void receive(UringConnection& c) {
+        io_uring_sqe* e = sqe(c);
+        io_uring_prep_recv(e, c.fd.get(), c.recv_buffer.data(), c.recv_buffer.size(), 0);
+        e->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    }
+    void send(UringConnection& c) {
+        io_uring_prep_send(sqe(c), c.fd.get(), c.out.readable().data(), c.out.size(), MSG_NOSIGNAL);
+    }
+
+    // A recv or a send of c completed. The connection was sending if it has output.
+    void on_io_done(UringConnection& c, int res) {
+        if (res < 0 || c.shut_down) return close(c);  // reset, shut down by the sweep, ...
+        c.last_active_ms = monotonic_ms();
+        if (!c.out.empty()) {  // a send
+            c.out.consume(static_cast<std::size_t>(res));
+            if (!c.out.empty()) return send(c);  // the socket took part of it
+            return answer(c, {});                // requests held back while output was full
+        }
+        if (res == 0) return close(c);  // EOF: every request that came was answered already
+        answer(c, {c.recv_buffer.data(), static_cast<std::size_t>(res)});
+    }
+
+    // Answers the requests that are complete, then sends, or reads more, or closes.
+    void answer(UringConnection& c, std::span<const char> fresh) {
+        const bool from_buffer = !c.in.empty();
+        if (from_buffer) {  // the rest of a split request: continue it in the connection's buffer
+            c.in.append({fresh.data(), fresh.size()});
+            fresh = c.in.readable();
+        }
+        sb::FeedResult r = c.session.feed(fresh, c.out);
+        sb::simulate_request_work(server_.options, r.requests);
+        if (from_buffer) c.in.consume(r.consumed);
+        else c.in.append({fresh.data() + r.consumed, fresh.size() - r.consumed});
+
+        if (!c.out.empty()) return send(c);
+        if (c.session.closing()) {
+            if (!c.in.empty()) sb::discard_pending_input(c.fd.get());
+            return close(c);
+        }
+        receive(c);
+    }
+
+    void close(UringConnection& c) {
+        by_fd_[static_cast<std::size_t>(c.fd.get())].reset();
+        --count_;
+    }
+
+    sb::Server& server_;
+    io_uring ring_{};
+    __kernel_timespec sweep_every_{};
+    bool multishot_accept_ = true;
+    std::vector<std::unique_ptr<UringConnection>> by_fd_;
+    std::size_t count_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    UringServer uring(server);
+    server.announce_ready();
+    uring.run();
+    return server.finish();
+}
