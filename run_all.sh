@@ -9,7 +9,8 @@
 # code says whether any point failed.
 set -euo pipefail
 
-readonly ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly ROOT
 readonly ALL_SCENARIOS="http-keepalive http-close echo cpu-bound io-wait idle-conns open-loop"
 readonly READY_TIMEOUT_S=10
 readonly STOP_GRACE_S=2
@@ -292,7 +293,9 @@ start_and_wait_ready() {
     [[ -z $start_failure ]]
 }
 
-last_line_of() { [[ -s $1 ]] && tail -n 1 "$1" | tr -d '\r' | cut -c1-200 || true; }
+last_line_of() {
+    if [[ -s $1 ]]; then tail -n 1 "$1" | tr -d '\r' | cut -c1-200; fi
+}
 
 # ---------------------------------------------------------------------------- one point
 

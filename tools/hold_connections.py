@@ -14,7 +14,6 @@ stops accepting (full backlog, fork storm) shows up as a shortfall, not a hang.
 import argparse
 import errno
 import json
-import os
 import resource
 import selectors
 import signal
