@@ -1,0 +1,266 @@
+#pragma once
+// C++20 coroutines on an epoll loop: a connection's handler is written as straight-line code that
+// looks blocking (co_await socket.read(...), co_await socket.write(...)), and each co_await that
+// would block suspends the handler instead of a thread. The Reactor resumes it when epoll says the
+// socket is ready. Thread-per-connection's readability, an event loop's cost: a suspended handler
+// is a heap frame of a few hundred bytes, not a thread and its stack.
+//
+// Generic machinery only; the handler itself is the model's (servers/coroutine.cpp).
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <coroutine>
+#include <cstdint>
+#include <ctime>
+#include <exception>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "byte_buffer.hpp"
+#include "server.hpp"
+
+namespace sb {
+
+// A connection's coroutine. It starts suspended, so the Reactor owns its frame before it runs, and
+// stays suspended at its end, so the Reactor frees it; at stop, the Reactor destroys the frames of
+// those still waiting, which closes their sockets (their locals' destructors run).
+class ConnectionTask {
+public:
+    struct promise_type {
+        ConnectionTask get_return_object() noexcept {
+            return ConnectionTask{std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() noexcept { return {}; }
+        std::suspend_always final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+    };
+
+    ConnectionTask(ConnectionTask&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    ConnectionTask& operator=(ConnectionTask&&) = delete;
+    ~ConnectionTask() {
+        if (handle_) handle_.destroy();
+    }
+    std::coroutine_handle<> release() noexcept { return std::exchange(handle_, {}); }
+
+private:
+    explicit ConnectionTask(std::coroutine_handle<> h) noexcept : handle_(h) {}
+    std::coroutine_handle<> handle_;
+};
+
+class Reactor;
+
+// An operation a handler waits for: tried at once, and again each time epoll reports its socket.
+struct PendingIo {
+    bool (*attempt)(PendingIo&);  // true: done (or failed); false: it would block, keep waiting
+    std::int64_t since_ms = 0;
+    bool timed_out = false;       // the Reactor gave up on it after --idle-timeout-ms
+};
+
+// A connection's socket, non-blocking; its operations suspend the calling coroutine, never the thread.
+class Socket {
+public:
+    Socket(Reactor& reactor, UniqueFd fd) noexcept : reactor_(&reactor), fd_(std::move(fd)) {}
+    int fd() const noexcept { return fd_.get(); }
+
+    // co_await read(into): bytes read (> 0), 0 at end of stream, -1 on error or idle timeout.
+    auto read(std::span<char> into) noexcept;
+    // co_await write(out): true once all of out is written (and consumed), false on error or idle timeout.
+    auto write(ByteBuffer& out) noexcept;
+
+private:
+    Reactor* reactor_;
+    UniqueFd fd_;
+};
+
+class Reactor {
+public:
+    explicit Reactor(Server& server) : server_(server), epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+        if (!epoll_fd_) die(server.model(), "epoll_create1");
+        for (int fd : {server.listener.fd(), server.signals.fd()}) watch(fd, EPOLLIN);
+    }
+    ~Reactor() {
+        for (std::size_t fd = 0; fd < slots_.size(); ++fd) {
+            if (slots_[fd].task) finish(static_cast<int>(fd));  // stopping: handlers still waiting end here
+        }
+    }
+    Reactor(const Reactor&) = delete;
+    Reactor& operator=(const Reactor&) = delete;
+
+    // Runs handler(Socket) as a coroutine for each connection until SIGINT/SIGTERM.
+    template <class Handler>
+    void run(Handler&& handler) {
+        std::array<epoll_event, 512> events;
+        for (;;) {
+            const int ready = ::epoll_wait(epoll_fd_.get(), events.data(), events.size(), close_idle());
+            for (int i = 0; i < ready; ++i) {
+                const int fd = events[i].data.fd;
+                if (fd == server_.listener.fd()) {
+                    while (UniqueFd conn = server_.listener.accept(Blocking::no)) start(std::move(conn), handler);
+                } else if (fd == server_.signals.fd()) {
+                    if (server_.signals.stop_requested()) return;
+                } else {
+                    on_ready(fd);
+                }
+            }
+        }
+    }
+
+    // Called by an awaiter whose operation would block: resumed when it completes (or times out).
+    void park(int fd, PendingIo& io) noexcept {
+        io.since_ms = monotonic_ms();
+        slots_[static_cast<std::size_t>(fd)].waiting = &io;
+    }
+
+private:
+    struct Slot {
+        std::coroutine_handle<> task;  // the connection's handler
+        PendingIo* waiting = nullptr;  // what it is suspended on
+    };
+
+    void watch(int fd, std::uint32_t events) {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
+    }
+
+    template <class Handler>
+    void start(UniqueFd conn, Handler& handler) {
+        if (count_ >= static_cast<std::size_t>(server_.options.max_conns)) {
+            server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
+            return;  // closed here, at once
+        }
+        const int fd = conn.get();
+        // Edge-triggered, both directions, once for the connection's life: an operation is always
+        // tried before it waits, so an edge is never missed, and no epoll_ctl is made per operation.
+        watch(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+        const auto index = static_cast<std::size_t>(fd);
+        if (index >= slots_.size()) slots_.resize(std::max(index + 1, slots_.size() * 2));
+        slots_[index].task = handler(Socket(*this, std::move(conn))).release();
+        ++count_;
+        resume(fd);
+    }
+
+    void on_ready(int fd) {
+        Slot& slot = slots_[static_cast<std::size_t>(fd)];
+        if (slot.waiting != nullptr && slot.waiting->attempt(*slot.waiting)) resume(fd);
+    }
+
+    void resume(int fd) {
+        Slot& slot = slots_[static_cast<std::size_t>(fd)];
+        slot.waiting = nullptr;
+        slot.task.resume();  // runs the handler to its next wait, or to its end
+        if (slot.task.done()) finish(fd);
+    }
+
+    void finish(int fd) {
+        Slot& slot = slots_[static_cast<std::size_t>(fd)];
+        std::exchange(slot.task, {}).destroy();  // closes the socket (a local of the frame)
+        slot.waiting = nullptr;
+        --count_;
+    }
+
+    // Resumes, as timed out, the handlers waiting longer than --idle-timeout-ms. Returns how long
+    // epoll may wait before the next check (-1: forever).
+    int close_idle() {
+        const int idle_ms = server_.options.idle_timeout_ms;
+        if (idle_ms == 0) return -1;
+        const std::int64_t now = monotonic_ms();
+        if (now >= next_sweep_ms_) {
+            for (std::size_t fd = 0; fd < slots_.size(); ++fd) {
+                PendingIo* io = slots_[fd].waiting;
+                if (io != nullptr && io->since_ms < now - idle_ms) {
+                    io->timed_out = true;
+                    resume(static_cast<int>(fd));
+                }
+            }
+            next_sweep_ms_ = now + std::clamp(idle_ms / 4, 10, 1000);
+        }
+        return static_cast<int>(next_sweep_ms_ - now);
+    }
+
+    static std::int64_t monotonic_ms() noexcept {
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+    }
+
+    Server& server_;
+    UniqueFd epoll_fd_;
+    std::vector<Slot> slots_;  // by descriptor
+    std::size_t count_ = 0;
+    std::int64_t next_sweep_ms_ = 0;
+};
+
+// The awaiters. Each tries its system call in await_ready, so an operation that can complete now
+// costs no suspension at all, and parks itself with the Reactor only on EAGAIN.
+
+struct ReadAwaiter : PendingIo {
+    Reactor* reactor;
+    int fd;
+    std::span<char> into;
+    ssize_t result = -1;
+
+    static bool try_read(PendingIo& io) noexcept {
+        auto& self = static_cast<ReadAwaiter&>(io);
+        for (;;) {
+            ssize_t n = ::read(self.fd, self.into.data(), self.into.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return false;
+            self.result = n;
+            return true;
+        }
+    }
+    bool await_ready() noexcept { return try_read(*this); }
+    void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
+    ssize_t await_resume() const noexcept { return timed_out ? -1 : result; }
+};
+
+struct WriteAwaiter : PendingIo {
+    Reactor* reactor;
+    int fd;
+    ByteBuffer* out;
+    bool ok = false;
+
+    static bool try_write(PendingIo& io) noexcept {
+        auto& self = static_cast<WriteAwaiter&>(io);
+        while (!self.out->empty()) {
+            ssize_t n = ::write(self.fd, self.out->readable().data(), self.out->size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return false;
+            if (n < 0) return true;  // ok stays false: peer gone
+            self.out->consume(static_cast<std::size_t>(n));
+        }
+        self.ok = true;
+        return true;
+    }
+    bool await_ready() noexcept { return try_write(*this); }
+    void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
+    bool await_resume() const noexcept { return ok && !timed_out; }
+};
+
+inline auto Socket::read(std::span<char> into) noexcept {
+    ReadAwaiter a;
+    a.attempt = &ReadAwaiter::try_read;
+    a.reactor = reactor_;
+    a.fd = fd_.get();
+    a.into = into;
+    return a;
+}
+
+inline auto Socket::write(ByteBuffer& out) noexcept {
+    WriteAwaiter a;
+    a.attempt = &WriteAwaiter::try_write;
+    a.reactor = reactor_;
+    a.fd = fd_.get();
+    a.out = &out;
+    return a;
+}
+
+}  // namespace sb
