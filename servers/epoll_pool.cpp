@@ -14,7 +14,6 @@
 
 #include <sys/eventfd.h>
 
-#include <array>
 #include <mutex>
 #include <vector>
 
@@ -29,14 +28,6 @@ const sb::ModelInfo kModel{
     .default_workers = sb::available_cpus(),
     .default_max_conns = 100000,
 };
-
-// Watches a connection for one event (EPOLL_CTL_ADD at first, EPOLL_CTL_MOD to re-arm it).
-void arm(int epoll_fd, int op, int fd, sb::Interest interest) {
-    epoll_event ev{};
-    ev.events = (interest == sb::Interest::write ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT;
-    ev.data.fd = fd;
-    ::epoll_ctl(epoll_fd, op, fd, &ev);
-}
 
 // A batch for the pool: the connection's responses are already built (by the protocol state
 // machine, in the connection's output buffer, which the loop leaves alone meanwhile); what the
@@ -97,11 +88,10 @@ int main(int argc, char** argv) {
     });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
 
-    sb::UniqueFd epoll_fd{::epoll_create1(EPOLL_CLOEXEC)};
-    if (!epoll_fd) sb::die(kModel, "epoll_create1");
+    sb::EpollSet epoll(kModel);
     const int listen_fd = server.listener.fd();
     const int signal_fd = server.signals.fd();
-    for (int fd : {listen_fd, signal_fd, completions.fd()}) sb::epoll_watch(epoll_fd.get(), EPOLL_CTL_ADD, fd, sb::Interest::read);
+    for (int fd : {listen_fd, signal_fd, completions.fd()}) epoll.watch(EPOLL_CTL_ADD, fd, sb::Interest::read);
     server.announce_ready();
 
     // A connection that returns Interest::work goes to the pool; any other interest is watched.
@@ -110,15 +100,12 @@ int main(int argc, char** argv) {
         if (!pool.try_submit(batch)) connections.close(c);  // cannot happen with one batch per connection
     };
 
-    std::array<epoll_event, 512> events;
     for (;;) {
-        const int timeout_ms = connections.close_idle([](int) {});
-        const int ready = ::epoll_wait(epoll_fd.get(), events.data(), events.size(), timeout_ms);
-        for (int i = 0; i < ready; ++i) {
-            const int fd = events[i].data.fd;
+        for (const epoll_event& event : epoll.wait(connections.close_idle([](int) {}))) {
+            const int fd = event.data.fd;
             if (fd == listen_fd) {
                 connections.accept_all(server.listener, [&](sb::Connection& c) {
-                    arm(epoll_fd.get(), EPOLL_CTL_ADD, c.fd(), sb::Interest::read);
+                    epoll.watch(EPOLL_CTL_ADD, c.fd(), sb::Interest::read, EPOLLONESHOT);
                 });
             } else if (fd == signal_fd) {
                 if (server.signals.stop_requested()) return server.finish();  // the pool joins its workers
@@ -128,12 +115,12 @@ int main(int argc, char** argv) {
                     if (c == nullptr) continue;
                     const sb::Interest next = connections.finish_work(*c);
                     if (next == sb::Interest::work) hand_off(*c);  // requests that had queued behind the batch
-                    else if (next != sb::Interest::close) arm(epoll_fd.get(), EPOLL_CTL_MOD, done_fd, next);
+                    else if (next != sb::Interest::close) epoll.watch(EPOLL_CTL_MOD, done_fd, next, EPOLLONESHOT);
                 }
             } else if (sb::Connection* c = connections.find(fd)) {
                 const sb::Interest next = connections.run(*c);
                 if (next == sb::Interest::work) hand_off(*c);  // stays disarmed while in the pool
-                else if (next != sb::Interest::close) arm(epoll_fd.get(), EPOLL_CTL_MOD, fd, next);
+                else if (next != sb::Interest::close) epoll.watch(EPOLL_CTL_MOD, fd, next, EPOLLONESHOT);
             }
         }
     }

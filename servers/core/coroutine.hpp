@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <coroutine>
 #include <cstdint>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "byte_buffer.hpp"
+#include "epoll_loop.hpp"
 #include "server.hpp"
 
 namespace sb {
@@ -80,9 +80,8 @@ private:
 
 class Reactor {
 public:
-    explicit Reactor(Server& server) : server_(server), epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
-        if (!epoll_fd_) die(server.model(), "epoll_create1");
-        for (int fd : {server.listener.fd(), server.signals.fd()}) watch(fd, EPOLLIN);
+    explicit Reactor(Server& server) : server_(server), epoll_(server.model()) {
+        for (int fd : {server.listener.fd(), server.signals.fd()}) epoll_.watch(EPOLL_CTL_ADD, fd, Interest::read);
     }
     ~Reactor() {
         for (std::size_t fd = 0; fd < slots_.size(); ++fd) {
@@ -95,11 +94,9 @@ public:
     // Runs handler(Socket) as a coroutine for each connection until SIGINT/SIGTERM.
     template <class Handler>
     void run(Handler&& handler) {
-        std::array<epoll_event, 512> events;
         for (;;) {
-            const int ready = ::epoll_wait(epoll_fd_.get(), events.data(), events.size(), close_idle());
-            for (int i = 0; i < ready; ++i) {
-                const int fd = events[i].data.fd;
+            for (const epoll_event& event : epoll_.wait(close_idle())) {
+                const int fd = event.data.fd;
                 if (fd == server_.listener.fd()) {
                     while (UniqueFd conn = server_.listener.accept(Blocking::no)) start(std::move(conn), handler);
                 } else if (fd == server_.signals.fd()) {
@@ -123,13 +120,6 @@ private:
         PendingIo* waiting = nullptr;  // what it is suspended on
     };
 
-    void watch(int fd, std::uint32_t events) {
-        epoll_event ev{};
-        ev.events = events;
-        ev.data.fd = fd;
-        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
-    }
-
     template <class Handler>
     void start(UniqueFd conn, Handler& handler) {
         if (count_ >= static_cast<std::size_t>(server_.options.max_conns)) {
@@ -139,7 +129,7 @@ private:
         const int fd = conn.get();
         // Edge-triggered, both directions, once for the connection's life: an operation is always
         // tried before it waits, so an edge is never missed, and no epoll_ctl is made per operation.
-        watch(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+        epoll_.watch(EPOLL_CTL_ADD, fd, Interest::read, EPOLLOUT | EPOLLRDHUP | EPOLLET);
         const auto index = static_cast<std::size_t>(fd);
         if (index >= slots_.size()) slots_.resize(std::max(index + 1, slots_.size() * 2));
         slots_[index].task = handler(Socket(*this, std::move(conn))).release();
@@ -192,7 +182,7 @@ private:
     }
 
     Server& server_;
-    UniqueFd epoll_fd_;
+    EpollSet epoll_;
     std::vector<Slot> slots_;  // by descriptor
     std::size_t count_ = 0;
     std::int64_t next_sweep_ms_ = 0;

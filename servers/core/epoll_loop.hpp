@@ -10,46 +10,61 @@
 #include <sys/epoll.h>
 
 #include <array>
+#include <cstdint>
+#include <span>
 
 #include "event_loop.hpp"
 
 namespace sb {
 
-// Starts (EPOLL_CTL_ADD) or changes (EPOLL_CTL_MOD) what epoll watches fd for.
-inline void epoll_watch(int epoll_fd, int op, int fd, Interest interest) {
-    epoll_event ev{};
-    ev.events = interest == Interest::write ? EPOLLOUT : EPOLLIN;
-    ev.data.fd = fd;
-    ::epoll_ctl(epoll_fd, op, fd, &ev);
-}
+// An epoll instance and the array its events arrive in.
+class EpollSet {
+public:
+    explicit EpollSet(const ModelInfo& model) : fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+        if (!fd_) die(model, "epoll_create1");
+    }
+
+    // Starts (EPOLL_CTL_ADD) or changes (EPOLL_CTL_MOD) what fd is watched for; `flags` such as
+    // EPOLLONESHOT are added to the readiness the interest stands for.
+    void watch(int op, int fd, Interest interest, std::uint32_t flags = 0) noexcept {
+        epoll_event ev{};
+        ev.events = (interest == Interest::write ? EPOLLOUT : EPOLLIN) | flags;
+        ev.data.fd = fd;
+        ::epoll_ctl(fd_.get(), op, fd, &ev);
+    }
+
+    // Waits up to timeout_ms (-1: without end) and returns the events that came.
+    std::span<const epoll_event> wait(int timeout_ms) noexcept {
+        const int ready = ::epoll_wait(fd_.get(), events_.data(), static_cast<int>(events_.size()), timeout_ms);
+        return {events_.data(), static_cast<std::size_t>(ready > 0 ? ready : 0)};
+    }
+
+private:
+    UniqueFd fd_;
+    std::array<epoll_event, 512> events_;
+};
 
 // Serves the listener's connections until stop_fd is readable and stop_requested() agrees.
 // A template, so the stop check inlines and the loop costs what it did written out in one model.
 template <class StopRequested>
 void run_epoll_loop(const ModelInfo& model, Listener& listener, ConnectionTable& connections, int stop_fd,
                     StopRequested&& stop_requested) {
-    UniqueFd epoll_fd{::epoll_create1(EPOLL_CLOEXEC)};
-    if (!epoll_fd) die(model, "epoll_create1");
+    EpollSet epoll(model);
     const int listen_fd = listener.fd();
-    epoll_watch(epoll_fd.get(), EPOLL_CTL_ADD, listen_fd, Interest::read);
-    epoll_watch(epoll_fd.get(), EPOLL_CTL_ADD, stop_fd, Interest::read);
+    epoll.watch(EPOLL_CTL_ADD, listen_fd, Interest::read);
+    epoll.watch(EPOLL_CTL_ADD, stop_fd, Interest::read);
 
-    std::array<epoll_event, 512> events;
     for (;;) {
-        const int timeout_ms = connections.close_idle([](int) {});
-        const int ready = ::epoll_wait(epoll_fd.get(), events.data(), events.size(), timeout_ms);
-        for (int i = 0; i < ready; ++i) {
-            const int fd = events[i].data.fd;
+        for (const epoll_event& event : epoll.wait(connections.close_idle([](int) {}))) {
+            const int fd = event.data.fd;
             if (fd == listen_fd) {
-                connections.accept_all(listener, [&](Connection& c) {
-                    epoll_watch(epoll_fd.get(), EPOLL_CTL_ADD, c.fd(), Interest::read);
-                });
+                connections.accept_all(listener, [&](Connection& c) { epoll.watch(EPOLL_CTL_ADD, c.fd(), Interest::read); });
             } else if (fd == stop_fd) {
                 if (stop_requested()) return;
             } else if (Connection* c = connections.find(fd)) {
                 const Interest before = c->interest();
                 const Interest after = connections.run(*c);
-                if (after != Interest::close && after != before) epoll_watch(epoll_fd.get(), EPOLL_CTL_MOD, fd, after);
+                if (after != Interest::close && after != before) epoll.watch(EPOLL_CTL_MOD, fd, after);
             }
         }
     }
