@@ -14,7 +14,7 @@ import sys
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_results import (PERCENTILES, RunError, dispatch_costs, load_run,  # noqa: E402
+from run_results import (MODEL_ORDER, PERCENTILES, RunError, dispatch_costs, load_run,  # noqa: E402
                          microbench_times_us, readiness_series)
 import claims  # noqa: E402
 
@@ -29,10 +29,9 @@ except ImportError:
     sys.exit(3)
 
 # One colour per model, the same in every chart and every run. Known models take
-# fixed slots so that a model keeps its colour when others are added or filtered;
-# a model not listed here gets a stable colour from its name.
-MODEL_COLOR_ORDER = ["blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "prefork", "select",
-                     "poll", "epoll", "epoll-reuseport", "epoll-pool", "io-uring", "coroutine"]
+# fixed slots (hues by family) so that a model keeps its colour when others are added
+# or filtered; a model not listed gets a stable colour from its name.
+MODEL_COLOR_ORDER = MODEL_ORDER
 PALETTE = ["#7f7f7f", "#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#ff7f0e", "#ffbb78", "#2ca02c",
            "#98df8a", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#c5b0d5", "#dbdb8d"]
 STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}

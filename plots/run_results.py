@@ -16,6 +16,14 @@ RESULT_SCHEMA = "serverbench.result/1"
 # Scenario order of the matrix, used for tables and charts.
 SCENARIOS = ["http-keepalive", "http-close", "echo", "cpu-bound", "io-wait", "idle-conns", "open-loop"]
 PERCENTILES = [("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9)]
+# Display order of the models the suite knows, by family (blocking, threads, processes,
+# readiness loops, completion, coroutines); any other model follows, alphabetically.
+MODEL_ORDER = ["blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "prefork", "select",
+               "poll", "epoll", "epoll-reuseport", "epoll-pool", "io-uring", "coroutine"]
+
+
+def ordered_models(models):
+    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else len(MODEL_ORDER), m))
 
 
 class RunError(Exception):
@@ -29,6 +37,7 @@ class Point:
     label: str
     connections: int
     idle: int = 0
+    order: int = 0                  # position of its first entry in the manifest (matrix order)
     status: str = "failed"          # ok | failed | not-applicable | unsupported
     reason: str = ""
     repeats: int = 0                # repeats that produced a result
@@ -77,10 +86,10 @@ class Run:
         return self.points.get((model, scenario, label))
 
     def scenario_points(self, scenario, model=None):
-        """Points of a scenario in matrix order (idle count, then connections, then label)."""
+        """Points of a scenario in matrix order (idle count, connections, then as run)."""
         pts = [p for p in self.points.values()
                if p.scenario == scenario and (model is None or p.model == model)]
-        return sorted(pts, key=lambda p: (p.idle, p.connections, p.label))
+        return sorted(pts, key=lambda p: (p.idle, p.connections, p.order))
 
     def labels(self, scenario):
         seen = []
@@ -179,7 +188,7 @@ def load_run(path):
         first = group[0]
         p = Point(model=key[0], scenario=key[1], label=key[2],
                   connections=int(first.get("connections") or 0),
-                  idle=int(first.get("idle_connections") or 0))
+                  idle=int(first.get("idle_connections") or 0), order=len(points))
         results = []
         for e in group:
             if e.get("status") != "ok" or not e.get("file"):
@@ -203,10 +212,11 @@ def load_run(path):
             p.reason = reasons[0] if reasons else ("result file missing" if p.status == "ok" else "")
         points[key] = p
 
-    models = manifest.get("models") or []
+    models = list(manifest.get("models") or [])
     for p in points.values():
         if p.model not in models:
             models.append(p.model)
+    models = ordered_models(models)
 
     microbench = None
     mb_path = os.path.join(path, manifest.get("microbench") or "microbench.json")
