@@ -544,6 +544,7 @@ main() {
     run_microbench
     finish_manifest
     ln -sfn "$run_id" "$out_root/latest" 2>/dev/null || true
+    "$py" "$ROOT/plots/print_table.py" "$run_dir" || log "== could not print the table"
     draw_plots
     local wall_s=$(( (${EPOCHREALTIME/./} - matrix_started_us) / 1000000 ))
     log "== done in ${wall_s} s: $run_dir ($failed_points failed point(s))"

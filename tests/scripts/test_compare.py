@@ -113,5 +113,22 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(run_compare(FIXTURE, FIXTURE, "--threshold", "7").returncode, 2)
 
 
+class PrintTableTest(unittest.TestCase):
+    def test_table_of_the_fixture(self):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "plots", "print_table.py"), FIXTURE],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertTrue(any(l.startswith("epoll ") and "61k" in l for l in lines), proc.stdout)
+        self.assertTrue(any(l.startswith("io-uring ") and "unsupp." in l for l in lines))
+        self.assertTrue(any(l.startswith("blocking ") and "n/a" in l for l in lines))
+        self.assertIn("FAILED", proc.stdout)
+
+    def test_bad_input_exits_2(self):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "plots", "print_table.py"), "/nonexistent"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 2)
+
+
 if __name__ == "__main__":
     unittest.main()
