@@ -457,19 +457,21 @@ count_points() {
     done
 }
 
+# Repeats are whole passes over the matrix: drift on a shared machine (a neighbour's build,
+# thermal limits) then spreads over every model instead of landing on one model's repeats.
 run_matrix() {
     local model scenario rep label connections sflags lflags idle
-    for model in "${models[@]}"; do
-        for scenario in "${scenarios[@]}"; do
-            while IFS='|' read -r label connections sflags lflags idle; do
-                for ((rep = 1; rep <= repeat; rep++)); do
+    for ((rep = 1; rep <= repeat; rep++)); do
+        for model in "${models[@]}"; do
+            for scenario in "${scenarios[@]}"; do
+                while IFS='|' read -r label connections sflags lflags idle; do
                     if point_applicable "$model" "$scenario" "$connections"; then
                         run_point "$model" "$scenario" "$label" "$connections" "$sflags" "$lflags" "$idle" "$rep"
                     else
                         record_not_applicable "$model" "$scenario" "$label" "$connections" "$rep"
                     fi
-                done
-            done < <(scenario_points "$scenario")
+                done < <(scenario_points "$scenario")
+            done
         done
     done
 }
