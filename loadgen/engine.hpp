@@ -1,0 +1,135 @@
+#pragma once
+// The load-generating event loop: one Worker per thread, each with its own epoll instance, its
+// own connections and its own RunStats. The hot path (send, receive, parse, record) is all here.
+
+#include <netinet/in.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "loadgen/http_response_parser.hpp"
+#include "loadgen/options.hpp"
+#include "loadgen/rate_scheduler.hpp"
+#include "loadgen/run_stats.hpp"
+#include "loadgen/unique_fd.hpp"
+
+namespace loadgen {
+
+// CLOCK_MONOTONIC in nanoseconds.
+std::uint64_t monotonic_ns() noexcept;
+
+struct WorkerPlan {
+    sockaddr_in address{};
+    Protocol protocol = Protocol::http;
+    ConnectionMode mode = ConnectionMode::keepalive;
+    std::string request;             // the bytes of one request (precomputed once)
+    int connections = 1;
+    int pipeline = 1;
+    double rate = 0;                 // this thread's arrivals/s; 0 = closed loop
+    double rate_phase = 0;           // 0..1, spreads the threads' schedules
+    std::uint64_t timeout_ns = 5'000'000'000;
+    std::uint64_t start_ns = 0;          // connections open now
+    std::uint64_t measure_start_ns = 0;  // warmup ends
+    std::uint64_t measure_end_ns = 0;    // 0: no time limit (request quota)
+    std::uint64_t request_quota = 0;     // responses to record; 0: no quota
+    int cpu = -1;                        // pin this thread to it; -1: not pinned
+};
+
+// Counters the main thread reads once a second for the live line (relaxed, written by the owner).
+struct LiveCounters {
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> errors{0};
+    std::atomic<bool> done{false};
+};
+
+class Worker {
+public:
+    Worker(WorkerPlan plan, LiveCounters& live);
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    void run();  // the thread body: returns when the run is over
+    const RunStats& stats() const { return stats_; }
+
+private:
+    enum class State { closed, connecting, open, backoff };
+    struct Connection {
+        UniqueFd fd;
+        State state = State::closed;
+        bool ever_established = false;
+        bool available = false;          // open loop: on the free list
+        std::uint64_t connect_start_ns = 0;
+        std::uint64_t retry_at_ns = 0;
+        std::uint64_t backoff_ns = 0;
+        // Requests in flight, oldest first: a ring of `pipeline` slots.
+        std::vector<std::uint64_t> due_ns;   // intended send time (open loop) or send time
+        std::vector<std::uint64_t> sent_ns;  // actual send time
+        std::uint32_t head = 0, inflight = 0;
+        std::uint32_t generation = 0;        // told apart from a stale event of a closed socket
+        bool has_pending_arrival = false;    // close mode, open loop: an arrival waits for connect
+        std::uint64_t pending_due_ns = 0;
+        std::size_t unsent_bytes = 0;        // tail of the request stream not yet written
+        std::uint64_t echo_offset = 0;       // echo: bytes of the current response checked
+        HttpResponseParser parser;
+    };
+
+    // --- the hot path
+    void on_event(Connection& c, std::uint32_t events, std::uint64_t now);
+    void on_readable(Connection& c);
+    void on_eof(Connection& c, std::uint64_t now);
+    void send_requests(Connection& c, std::uint32_t count, std::uint64_t now, const std::uint64_t* due);
+    bool flush(Connection& c, std::uint64_t now);
+    bool consume_http(Connection& c, const char* data, std::size_t size, std::uint64_t now);
+    bool consume_echo(Connection& c, const char* data, std::size_t size, std::uint64_t now);
+    void on_response(Connection& c, std::uint64_t now);
+    void refill(Connection& c, std::uint64_t now);
+
+    // --- connections
+    void open_connection(Connection& c, std::uint64_t now);
+    void on_connected(Connection& c, std::uint64_t now);
+    void fail(Connection& c, ErrorKind kind, int err, std::uint64_t now);
+    void close_connection(Connection& c);
+    void check_timeouts(std::uint64_t now);
+
+    // --- open loop
+    void dispatch_arrivals(std::uint64_t now);
+    void make_available(Connection& c);
+
+    bool recording(std::uint64_t now) const noexcept { return now >= plan_.measure_start_ns; }
+    bool sending_allowed(std::uint64_t now) const noexcept;
+    std::uint32_t send_budget(std::uint32_t wanted, std::uint64_t now) const noexcept;
+    void begin_stop(std::uint64_t now);
+    void finish(std::uint64_t now);
+    std::uint32_t index_of(const Connection& c) const noexcept {
+        return static_cast<std::uint32_t>(&c - connections_.data());
+    }
+    void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);
+    SecondStats* second_of(std::uint64_t now);
+    std::uint64_t outstanding() const noexcept;
+    void publish_live();
+
+    WorkerPlan plan_;
+    LiveCounters& live_;
+    RunStats stats_;
+    UniqueFd epoll_;
+    std::vector<Connection> connections_;
+    std::vector<std::uint32_t> free_list_;  // open loop: connections that can take an arrival
+    std::string stream_;     // the request repeated pipeline+1 times: any batch is one write
+    std::vector<char> read_buffer_;
+    RateScheduler schedule_;
+    bool stopping_ = false;  // the window is over: no new requests, waiting for answers
+    std::uint64_t inflight_total_ = 0;
+    std::uint64_t sent_for_quota_ = 0;
+    std::uint64_t next_timeout_check_ns_ = 0;
+    std::uint64_t timeout_check_interval_ns_ = 0;
+    std::uint64_t drain_deadline_ns_ = 0;
+    std::uint64_t last_progress_ns_ = 0;
+    std::uint64_t window_seconds_ = 0;  // 0: open-ended (request quota)
+    std::vector<std::uint64_t> due_scratch_;
+    SecondStats* current_second_ = nullptr;
+    std::uint64_t current_second_index_ = UINT64_MAX;
+};
+
+}  // namespace loadgen

@@ -1,0 +1,57 @@
+#pragma once
+// The command line: flags, their defaults and validation. A bad value is a UsageError naming the
+// flag (main prints it on one line and exits 2).
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace loadgen {
+
+enum class Protocol { http, echo };
+enum class ConnectionMode { keepalive, close };
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
+    Protocol protocol = Protocol::http;
+    std::string path = "/";
+    std::vector<std::string> headers;
+    int connections = 10;
+    int threads = 1;
+    double duration_s = 10;
+    double warmup_s = 0;
+    std::uint64_t requests = 0;  // 0: run for duration_s instead
+    double rate = 0;             // total requests/s; 0: closed loop
+    ConnectionMode mode = ConnectionMode::keepalive;
+    int pipeline = 1;
+    std::size_t message_bytes = 64;
+    double timeout_s = 5;
+    std::vector<int> cpus;  // empty: not pinned
+    std::string cpus_text;
+    int server_pid = 0;  // 0: no server sampling
+    std::string out;     // empty: stdout
+    std::string model, scenario;
+    std::optional<std::string> server_flags;
+    bool quiet = false;
+};
+
+// Parses everything after argv[0] (the run form, not "merge"). Throws UsageError.
+Options parse_options(const std::vector<std::string>& args);
+
+// "10", "10s", "500ms", "2.5s", "1m" -> seconds. Throws UsageError naming `flag`.
+double parse_duration(const std::string& flag, const std::string& text);
+// "1", "0-1", "1,3" -> CPU numbers. Throws UsageError naming `flag`.
+std::vector<int> parse_cpu_list(const std::string& flag, const std::string& text);
+
+const char* usage_text();
+const char* to_string(Protocol p);
+const char* to_string(ConnectionMode m);
+
+}  // namespace loadgen

@@ -1,0 +1,165 @@
+#include "loadgen/proc_sampler.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "loadgen/options.hpp"
+
+namespace loadgen {
+namespace {
+
+struct StatLine {
+    pid_t ppid = 0;
+    std::uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0, threads = 0, rss_pages = 0;
+};
+
+bool read_file(const std::string& path, std::string& out) {
+    std::ifstream in(path);
+    if (!in) return false;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    out = ss.str();
+    return true;
+}
+
+// /proc/PID/stat: the command may hold spaces and parentheses, so fields are counted after the last ')'.
+std::optional<StatLine> read_stat(pid_t pid) {
+    std::string text;
+    if (!read_file("/proc/" + std::to_string(pid) + "/stat", text)) return std::nullopt;
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) return std::nullopt;
+    std::istringstream in(text.substr(close + 2));
+    std::vector<std::string> f;
+    std::string field;
+    while (in >> field) f.push_back(field);
+    // f[0] is field 3 (state): field n is f[n - 3].
+    if (f.size() < 22) return std::nullopt;
+    StatLine s;
+    s.ppid = static_cast<pid_t>(std::stol(f[1]));
+    s.utime = std::stoull(f[11]);
+    s.stime = std::stoull(f[12]);
+    s.cutime = std::stoull(f[13]);
+    s.cstime = std::stoull(f[14]);
+    s.threads = std::stoull(f[17]);
+    s.rss_pages = std::stoull(f[21]);
+    return s;
+}
+
+void read_context_switches(pid_t pid, std::uint64_t& voluntary, std::uint64_t& involuntary) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        unsigned long long v = 0;
+        if (std::sscanf(line.c_str(), "voluntary_ctxt_switches: %llu", &v) == 1) voluntary += v;
+        else if (std::sscanf(line.c_str(), "nonvoluntary_ctxt_switches: %llu", &v) == 1) involuntary += v;
+    }
+}
+
+// Every pid whose ancestry leads to `root` (root included).
+std::vector<pid_t> tree_of(pid_t root) {
+    std::multimap<pid_t, pid_t> children;
+    if (DIR* dir = opendir("/proc")) {
+        while (dirent* e = readdir(dir)) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+            const auto pid = static_cast<pid_t>(std::atol(e->d_name));
+            if (auto s = read_stat(pid)) children.emplace(s->ppid, pid);
+        }
+        closedir(dir);
+    }
+    std::vector<pid_t> tree{root};
+    for (std::size_t i = 0; i < tree.size(); ++i) {
+        auto [lo, hi] = children.equal_range(tree[i]);
+        for (auto it = lo; it != hi; ++it) tree.push_back(it->second);
+    }
+    return tree;
+}
+
+}  // namespace
+
+std::optional<ProcessTreeSnapshot> snapshot_process_tree(pid_t root) {
+    if (!read_stat(root)) return std::nullopt;
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    const auto page_kib = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)) / 1024;
+    ProcessTreeSnapshot snap;
+    for (pid_t pid : tree_of(root)) {
+        const auto s = read_stat(pid);
+        if (!s) continue;  // exited meanwhile
+        // A reaped child's time moves into its parent's cutime: summing both over the live
+        // tree keeps the total right when workers come and go (fork per connection).
+        snap.cpu_user_s += static_cast<double>(s->utime + s->cutime) / tick;
+        snap.cpu_sys_s += static_cast<double>(s->stime + s->cstime) / tick;
+        snap.rss_kib += s->rss_pages * page_kib;
+        snap.threads += s->threads;
+        ++snap.processes;
+        read_context_switches(pid, snap.ctx_voluntary, snap.ctx_involuntary);
+    }
+    return snap;
+}
+
+std::string cpus_allowed_list(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    const std::string key = "Cpus_allowed_list:";
+    while (std::getline(in, line)) {
+        if (line.compare(0, key.size(), key) == 0) {
+            auto v = line.substr(key.size());
+            const auto first = v.find_first_not_of(" \t");
+            return first == std::string::npos ? "" : v.substr(first);
+        }
+    }
+    return "";
+}
+
+int count_cpus_in_list(const std::string& list) {
+    try {
+        return static_cast<int>(parse_cpu_list("cpus", list).size());
+    } catch (const UsageError&) {
+        return 0;
+    }
+}
+
+ProcessTreeSampler::ProcessTreeSampler(pid_t root) : root_(root), thread_([this] { loop(); }) {}
+
+ProcessTreeSampler::~ProcessTreeSampler() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+}
+
+ProcessTreeSampler::Peaks ProcessTreeSampler::peaks() {
+    std::lock_guard lock(mutex_);
+    return peaks_;
+}
+
+void ProcessTreeSampler::sample_now() {
+    if (auto s = snapshot_process_tree(root_)) fold(*s);
+}
+
+void ProcessTreeSampler::fold(const ProcessTreeSnapshot& s) {
+    std::lock_guard lock(mutex_);
+    peaks_.rss_kib = std::max(peaks_.rss_kib, s.rss_kib);
+    peaks_.threads = std::max(peaks_.threads, s.threads);
+    peaks_.processes = std::max(peaks_.processes, s.processes);
+}
+
+void ProcessTreeSampler::loop() {
+    std::unique_lock lock(mutex_);
+    while (!stop_) {
+        lock.unlock();
+        sample_now();
+        lock.lock();
+        wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
+    }
+}
+
+}  // namespace loadgen

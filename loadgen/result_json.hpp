@@ -1,0 +1,50 @@
+#pragma once
+// The serverbench.result/1 document: built from a run, read back, and merged exactly (bucket
+// counts and running sums add; percentiles are recomputed from the merged buckets).
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loadgen/latency_histogram.hpp"
+#include "loadgen/options.hpp"
+#include "loadgen/proc_sampler.hpp"
+#include "loadgen/run_stats.hpp"
+
+namespace loadgen {
+
+inline constexpr const char* kResultSchema = "serverbench.result/1";
+
+// Latency summary in microseconds: min, mean, stdev, p50, p90, p99, p99_9, max, plus count and
+// the exact running sums (sum_ns, sum_squares_ns2) that an exact merge needs, and `histogram`:
+// [upper_bound_us, count] for each non-empty bucket (upper bound = the bucket's highest value).
+nlohmann::json histogram_to_json(const LatencyHistogram& h);
+// The inverse: bucket indices rebuilt from the upper bounds (exact: a bound is a whole number of
+// nanoseconds). Throws std::runtime_error on a malformed document.
+LatencyHistogram histogram_from_json(const nlohmann::json& j);
+
+struct RunContext {
+    const Options* options = nullptr;
+    std::string started_at;        // UTC ISO-8601
+    double measured_s = 0;         // length of the measured window
+    double loadgen_user_s = 0, loadgen_sys_s = 0;
+    std::string loadgen_cpus;      // from --cpus or the affinity mask
+    std::optional<ProcessTreeSnapshot> server_delta;  // CPU and context switches over the window
+    ProcessTreeSampler::Peaks server_peaks;
+    std::string server_cpus;       // Cpus_allowed_list of --server-pid ("" = unknown)
+};
+
+nlohmann::json make_result(const RunContext& ctx, const RunStats& stats);
+
+// Sums several results of load generators that ran side by side. Throws std::runtime_error.
+nlohmann::json merge_results(const std::vector<nlohmann::json>& results);
+
+// 0 when the run had no errors, established every connection and (open loop) was valid; else 1.
+int exit_code_of(const nlohmann::json& result);
+
+// "server", "loadgen" or "neither": whichever side used >= 90% of the CPU it had.
+std::string saturation_bound(double server_util, double loadgen_util);
+
+}  // namespace loadgen

@@ -1,0 +1,38 @@
+#include "loadgen/run_stats.hpp"
+
+namespace loadgen {
+
+const char* to_string(ErrorKind kind) {
+    switch (kind) {
+    case ErrorKind::connect: return "connect";
+    case ErrorKind::read: return "read";
+    case ErrorKind::write: return "write";
+    case ErrorKind::timeout: return "timeout";
+    case ErrorKind::protocol: return "protocol";
+    case ErrorKind::reset: return "reset";
+    }
+    return "?";
+}
+
+void RunStats::merge(const RunStats& other) {
+    latency.merge(other.latency);
+    latency_uncorrected.merge(other.latency_uncorrected);
+    connect.merge(other.connect);
+    requests += other.requests;
+    bytes_sent += other.bytes_sent;
+    bytes_received += other.bytes_received;
+    for (std::size_t i = 0; i < errors.size(); ++i) errors[i] += other.errors[i];
+    for (std::size_t i = 0; i < errors_by_errno.size(); ++i) errors_by_errno[i] += other.errors_by_errno[i];
+    reconnects += other.reconnects;
+    established += other.established;
+    late_sends += other.late_sends;
+    unsent_arrivals += other.unsent_arrivals;
+    if (seconds.size() < other.seconds.size()) seconds.resize(other.seconds.size());
+    for (std::size_t i = 0; i < other.seconds.size(); ++i) {
+        seconds[i].requests += other.seconds[i].requests;
+        seconds[i].errors += other.seconds[i].errors;
+        seconds[i].latency.merge(other.seconds[i].latency);
+    }
+}
+
+}  // namespace loadgen
