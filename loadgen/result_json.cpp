@@ -287,8 +287,10 @@ json merge_results(const std::vector<json>& results) {
     }
 
     std::map<std::string, std::uint64_t> by_errno;
-    for (const auto& r : results)
-        for (const auto& [name, n] : r.value("errors_by_errno", json::object()).items()) by_errno[name] += n.get<std::uint64_t>();
+    for (const auto& r : results) {
+        const json errnos = r.value("errors_by_errno", json::object());  // named: items() must not outlive it
+        for (const auto& [name, n] : errnos.items()) by_errno[name] += n.get<std::uint64_t>();
+    }
     m["errors_by_errno"] = by_errno;
 
     if (m.contains("connections")) {
@@ -310,7 +312,8 @@ json merge_results(const std::vector<json>& results) {
     // Seconds line up by t_s (the processes started together).
     std::map<std::uint64_t, std::pair<std::pair<std::uint64_t, std::uint64_t>, LatencyHistogram>> seconds;
     for (const auto& r : results) {
-        for (const auto& s : r.value("timeseries", json::array())) {
+        const json timeseries = r.value("timeseries", json::array());
+        for (const auto& s : timeseries) {
             auto& [counts, hist] = seconds[s.at("t_s").get<std::uint64_t>()];
             counts.first += s.at("requests").get<std::uint64_t>();
             counts.second += s.at("errors").get<std::uint64_t>();

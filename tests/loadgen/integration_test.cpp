@@ -34,8 +34,8 @@ TEST(LoadgenBinary, BadUsageExits2) {
     EXPECT_EQ(run("--port 80 --connections x"), 2);
 }
 
-// Disabled: merge currently throws a JSON type_error on these no-server results (to fix).
-TEST(LoadgenBinary, DISABLED_MergeSumsCounts) {
+
+TEST(LoadgenBinary, MergeSumsCounts) {
     const std::string a = testing::TempDir() + "lg_a.json", b = testing::TempDir() + "lg_b.json",
                       m = testing::TempDir() + "lg_m.json";
     run("--port 1 --duration 0.5 --timeout 1s --quiet --out " + a);
