@@ -21,9 +21,7 @@ const std::vector<std::string> kFamilies = {
     "BM_ThreadSpawnJoin", "BM_ThreadPoolHandoff", "BM_ForkWaitpid",     "BM_AcceptClose",
     "BM_SelectReady",     "BM_PollReady",         "BM_EpollWaitReady",  "BM_ContextSwitchThreads",
     "BM_ContextSwitchProcesses", "BM_HttpParseSingle", "BM_HttpParsePipelined", "BM_EchoPath",
-#ifdef MICROBENCH_HAS_HISTOGRAM
     "BM_HistogramRecord", "BM_HistogramMerge",
-#endif
 };
 
 // Every family, but of the readiness sizes only N = 8 and 64: the whole run takes about a second.
