@@ -113,6 +113,8 @@ raise_fd_limit() {
 
 build_if_needed() {
     (( do_build )) || return 0
+    source "$ROOT/tools/ensure_deps.sh"
+    ensure_deps
     if [[ ! -f $build_dir/CMakeCache.txt ]]; then
         log "== configuring $build_dir (Release)"
         cmake -S "$ROOT" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >&2

@@ -44,8 +44,11 @@ std::string affinity_list() {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0) return "";
     std::string out;
-    for (int i = 0; i < CPU_SETSIZE; ++i)
-        if (CPU_ISSET(i, &set)) out += (out.empty() ? "" : ",") + std::to_string(i);
+    for (int i = 0; i < CPU_SETSIZE; ++i) {
+        if (!CPU_ISSET(i, &set)) continue;
+        if (!out.empty()) out += ',';
+        out += std::to_string(i);
+    }
     return out;
 }
 

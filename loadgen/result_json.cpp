@@ -268,8 +268,9 @@ json merge_results(const std::vector<json>& results) {
     std::string loadgen_cpus;
     for (const auto& r : results) {
         const auto& c = r.at("env").at("loadgen_cpus");
-        if (c.is_string() && !c.get<std::string>().empty())
-            loadgen_cpus += (loadgen_cpus.empty() ? "" : ",") + c.get<std::string>();
+        if (!c.is_string() || c.get<std::string>().empty()) continue;
+        if (!loadgen_cpus.empty()) loadgen_cpus += ',';
+        loadgen_cpus += c.get<std::string>();
     }
     m["env"]["loadgen_cpus"] = loadgen_cpus;
 

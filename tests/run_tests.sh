@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command of the README: installs missing Debian packages (as root), builds Release
+# into build/ and runs every ctest suite. Arguments go to ctest, e.g. tests/run_tests.sh -L servers
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build_dir=${BUILD_DIR:-$root/build}
+source "$root/tools/ensure_deps.sh"
+ensure_deps
+
+[[ -f $build_dir/CMakeCache.txt ]] || cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build_dir" -j "$(nproc)"
+ctest --test-dir "$build_dir" --output-on-failure "$@"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Makes sure the Debian packages that building, testing and plotting need are installed.
+# As root it installs what is missing (apt-get); otherwise it names the exact command and exits 2.
+# Sourced by run_all.sh and tests/run_tests.sh; also runnable alone: tools/ensure_deps.sh [extra...]
+set -euo pipefail
+
+# cmake/g++/make build everything; the -dev packages are the libraries DESIGN.md names;
+# liburing-dev adds server-io-uring; python3-matplotlib draws the charts; util-linux has taskset.
+SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libgtest-dev
+                      liburing-dev python3 python3-matplotlib util-linux)
+
+ensure_deps() {
+    local missing=() pkg
+    for pkg in "${SERVERBENCH_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    (( ${#missing[@]} == 0 )) && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "== installing ${missing[*]}" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    else
+        echo "missing packages: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
+        exit 2
+    fi
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then ensure_deps "$@"; fi
