@@ -115,7 +115,7 @@ void Worker::on_event(Connection& c, std::uint32_t events, std::uint64_t now) {
     }
     if (c.state != State::open) return;
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
-        on_readable(c);
+        on_readable(c, (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0);
         if (c.state != State::open) return;
     }
     if ((events & EPOLLOUT) && c.unsent_bytes != 0) flush(c, now);
@@ -156,7 +156,10 @@ bool Worker::flush(Connection& c, std::uint64_t now) {
 
 // Edge-triggered: read until a short read (the socket is then drained; the next arrival is a
 // new edge), which costs one read per event in the common case instead of a read that EAGAINs.
-void Worker::on_readable(Connection& c) {
+// Except when the event also said the peer closed or failed: that edge has been consumed and no
+// other will come, so read on to the EOF or the error (else a response cut short by a close
+// would wait for --timeout and be counted as a timeout instead of a read error).
+void Worker::on_readable(Connection& c, bool peer_closed) {
     std::uint64_t now = 0;
     for (;;) {
         const ssize_t n = ::read(c.fd.get(), read_buffer_.data(), read_buffer_.size());
@@ -168,7 +171,7 @@ void Worker::on_readable(Connection& c) {
                                         ? consume_http(c, read_buffer_.data(), size, now)
                                         : consume_echo(c, read_buffer_.data(), size, now);
             if (!still_open) return;
-            if (size < read_buffer_.size()) break;
+            if (size < read_buffer_.size() && !peer_closed) break;
             continue;
         }
         if (now == 0) now = monotonic_ns();

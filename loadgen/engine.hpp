@@ -77,7 +77,7 @@ private:
 
     // --- the hot path
     void on_event(Connection& c, std::uint32_t events, std::uint64_t now);
-    void on_readable(Connection& c);
+    void on_readable(Connection& c, bool peer_closed);
     void on_eof(Connection& c, std::uint64_t now);
     void send_requests(Connection& c, std::uint32_t count, std::uint64_t now, const std::uint64_t* due);
     bool flush(Connection& c, std::uint64_t now);

@@ -8,6 +8,7 @@ namespace loadgen {
 namespace {
 
 constexpr std::size_t kMaxHead = 64 * 1024;
+constexpr std::string_view kVersionPrefix = "HTTP/1.";
 
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -106,6 +107,14 @@ HttpResponseParser::Result HttpResponseParser::parse(const char* data, std::size
             if (head_bytes_ > kMaxHead && state_ != State::chunk_size && state_ != State::chunk_data_end)
                 return fail("response head too large", pos + avail);
             if (line_.size() + avail > kMaxLine) return fail("line too long", pos + avail);
+            // A status line starts "HTTP/1.": checked as its first bytes arrive, so garbage
+            // without a line feed is an error now, not a 16 KiB wait (or a timeout) later.
+            if (state_ == State::status_line && line_.size() < kVersionPrefix.size()) {
+                const std::size_t have = line_.size();
+                const std::size_t check = std::min(kVersionPrefix.size() - have, avail);
+                if (std::memcmp(start, kVersionPrefix.data() + have, check) != 0)
+                    return fail("malformed status line", pos + avail);
+            }
             pos += avail;
             if (!lf) {
                 line_.append(start, avail);

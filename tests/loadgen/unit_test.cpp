@@ -116,6 +116,23 @@ TEST(HttpResponseParser, BadInputIsAnError) {
     EXPECT_EQ(q.finish_on_eof(), HttpResponseParser::Status::complete);
 }
 
+// Bytes that cannot start a status line fail at once, without waiting for a line feed that a
+// garbage-sending server may never send (the load generator would otherwise see a timeout).
+TEST(HttpResponseParser, GarbageWithoutLineFeedFailsAtOnce) {
+    for (const std::string bad : {std::string("\x01\x02junk"), std::string("X"), std::string("HTTP/2"),
+                                  std::string("HTTQ"), std::string("\r\n")}) {
+        HttpResponseParser p;
+        EXPECT_EQ(p.parse(bad.data(), bad.size()).status, HttpResponseParser::Status::error) << bad;
+    }
+    // A valid prefix split anywhere still waits for more.
+    const std::string prefix = "HTTP/1.1 20";
+    for (std::size_t split = 0; split <= prefix.size(); ++split) {
+        HttpResponseParser p;
+        EXPECT_EQ(p.parse(prefix.data(), split).status, HttpResponseParser::Status::need_more);
+        EXPECT_EQ(p.parse(prefix.data() + split, prefix.size() - split).status, HttpResponseParser::Status::need_more);
+    }
+}
+
 TEST(RateScheduler, ArrivalsEvenlySpacedAndBacklogCounted) {
     RateScheduler s(1000.0, 1'000'000'000);
     EXPECT_EQ(s.due_count(999'999'999), 0u);
