@@ -1,48 +1,355 @@
-// The real loadgen binary as a subprocess: no server (connect errors, exit 1), merge sums counts.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
+// The real loadgen binary as a subprocess, against real servers: the project's server-epoll (a
+// clean run has zero errors), a misbehaving server (each fault is counted by its kind, never as a
+// success; the JSON is written; the exit code is 1; nothing hangs), and no server at all.
+//
+// Every process is a sbtest::Process, killed and reaped by its destructor, so a failing ASSERT
+// leaves nothing behind; every wait has a limit, so a hung loadgen fails the test instead of
+// hanging it. The only timing assertion is the coordinated-omission check, about a 1 s stall.
 
-#include <cstdlib>
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
 #include <fstream>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "test_support.hpp"
+
 namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
 const std::string kLoadgen = std::string(SERVERBENCH_BIN_DIR) + "/loadgen";
 
-int run(const std::string& args) {
-    const int st = std::system(("timeout -k 1 30 " + kLoadgen + " " + args + " 2>/dev/null").c_str());
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+struct LoadgenRun {
+    int exit_code = -1;
+    json result;  // null if no JSON was written
+    std::string stderr_text;
+};
+
+// Runs loadgen with `args` plus --quiet --out; kills it (and fails the test) after `limit`.
+LoadgenRun run_loadgen(std::vector<std::string> args, sbtest::Millis limit = 20s) {
+    static int counter = 0;
+    const std::string out = testing::TempDir() + "loadgen_it_" + std::to_string(getpid()) + "_" +
+                            std::to_string(++counter) + ".json";
+    std::remove(out.c_str());
+    args.insert(args.begin(), kLoadgen);
+    for (const char* extra : {"--quiet", "--out"}) args.emplace_back(extra);
+    args.push_back(out);
+    LoadgenRun run;
+    auto process = sbtest::Process::spawn(args);
+    if (!process) {
+        ADD_FAILURE() << "cannot start " << kLoadgen;
+        return run;
+    }
+    const auto code = process->wait_exit(limit);
+    run.stderr_text = process->drain_stderr();
+    if (!code) {
+        ADD_FAILURE() << "loadgen still running after " << limit.count() << " ms: hung (killed)";
+        return run;
+    }
+    run.exit_code = *code;
+    std::ifstream in(out);
+    if (in) run.result = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    std::remove(out.c_str());
+    return run;
 }
-nlohmann::json load(const std::string& path) {
-    std::ifstream in(path);
-    return nlohmann::json::parse(in);
+
+std::uint64_t count(const json& j, std::initializer_list<const char*> path) {
+    const json* node = &j;
+    for (const char* key : path) {
+        if (!node->is_object() || !node->contains(key)) return 0;
+        node = &node->at(key);
+    }
+    return node->is_number() ? node->get<std::uint64_t>() : 0;
 }
+
+std::uint64_t errors_of(const json& r, const char* kind) { return count(r, {"totals", "errors", kind}); }
+
+std::uint64_t total_errors(const json& r) {
+    std::uint64_t n = 0;
+    for (const auto& [kind, v] : r.at("totals").at("errors").items()) n += v.get<std::uint64_t>();
+    return n;
+}
+
+// The broken server of misbehaving_server.cpp, started with --port 0; ok() after its readiness line.
+class MisbehavingServer {
+public:
+    explicit MisbehavingServer(const std::string& behaviour, std::vector<std::string> extra = {}) {
+        std::vector<std::string> argv{MISBEHAVING_SERVER, "--behaviour", behaviour, "--port", "0"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        process_ = sbtest::Process::spawn(argv);
+        if (!process_) return;
+        const auto line = process_->read_stdout_line(5000ms);
+        const auto at = line ? line->find("port=") : std::string::npos;
+        if (at != std::string::npos) port_ = std::stoi(line->substr(at + 5));
+    }
+    bool ok() const { return port_ != 0; }
+    std::string port() const { return std::to_string(port_); }
+    sbtest::Process& process() { return *process_; }
+
+private:
+    std::optional<sbtest::Process> process_;
+    int port_ = 0;
+};
+
+// A port nothing listens on: bound (so the kernel picks a free one), then released.
+std::string unused_port() {
+    sb::UniqueFd fd{::socket(AF_INET, SOCK_STREAM, 0)};
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+        return "1";
+    return std::to_string(ntohs(addr.sin_port));
+}
+
+// What every faulty run must show: the JSON written, errors of `kind` counted, nothing counted as
+// a success, exit code 1.
+void expect_counted_as(const LoadgenRun& run, const char* kind) {
+    ASSERT_TRUE(run.result.is_object()) << "no JSON written; stderr: " << run.stderr_text;
+    EXPECT_EQ(run.exit_code, 1) << run.stderr_text;
+    EXPECT_GT(errors_of(run.result, kind), 0u) << run.result["totals"].dump();
+    EXPECT_EQ(count(run.result, {"totals", "requests"}), 0u) << run.result["totals"].dump();
+    EXPECT_EQ(count(run.result, {"latency_us", "count"}), 0u);
+}
+
+// ---------------------------------------------------------------------------- faults
+
+TEST(LoadgenFaults, NoServerCountsConnectErrorsAndExits1) {
+    const auto run = run_loadgen({"--port", unused_port(), "--duration", "1s", "--timeout", "1s"});
+    expect_counted_as(run, "connect");
+    EXPECT_EQ(count(run.result, {"connections", "established"}), 0u);
+    EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNREFUSED"}), 0u) << run.result["errors_by_errno"].dump();
+}
+
+TEST(LoadgenFaults, WrongStatusIsAProtocolError) {
+    MisbehavingServer server("wrong-status");
+    ASSERT_TRUE(server.ok());
+    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"}), "protocol");
+}
+
+TEST(LoadgenFaults, TruncatedBodyIsAReadError) {
+    MisbehavingServer server("truncated-body");
+    ASSERT_TRUE(server.ok());
+    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"}), "read");
+}
+
+TEST(LoadgenFaults, ResetMidResponseIsAResetError) {
+    MisbehavingServer server("reset");
+    ASSERT_TRUE(server.ok());
+    const auto run = run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"});
+    expect_counted_as(run, "reset");
+    EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNRESET"}), 0u);
+}
+
+TEST(LoadgenFaults, GarbageIsAProtocolError) {
+    MisbehavingServer server("garbage");
+    ASSERT_TRUE(server.ok());
+    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"}), "protocol");
+}
+
+TEST(LoadgenFaults, GarbageEchoIsAProtocolError) {
+    MisbehavingServer server("garbage");
+    ASSERT_TRUE(server.ok());
+    expect_counted_as(run_loadgen({"--port", server.port(), "--protocol", "echo", "--message-bytes", "32",
+                                   "--connections", "4", "--duration", "1s"}),
+                      "protocol");
+}
+
+// A server that accepts and never reads: every request times out after --timeout, the run ends on
+// time (the limit of run_loadgen is what "never hangs" means here).
+TEST(LoadgenFaults, NeverReadingServerTimesOut) {
+    MisbehavingServer server("never-reads");
+    ASSERT_TRUE(server.ok());
+    const auto run = run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1500ms",
+                                  "--timeout", "500ms"}, 10s);
+    expect_counted_as(run, "timeout");
+    EXPECT_GT(count(run.result, {"errors_by_errno", "ETIMEDOUT"}), 0u);
+}
+
+// Same with a request count: no answer for --timeout ends the run instead of waiting forever.
+TEST(LoadgenFaults, NeverReadingServerEndsARequestCountRun) {
+    MisbehavingServer server("never-reads");
+    ASSERT_TRUE(server.ok());
+    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "2", "--requests", "100",
+                                   "--timeout", "500ms"}, 10s),
+                      "timeout");
+}
+
+// A server that dies mid-run: the answers before are counted, the lost ones are errors, every
+// reconnection is refused (connect errors), and loadgen exits 1 at the end of its duration.
+TEST(LoadgenFaults, ServerDyingMidRunEndsWithErrorsAndExit1) {
+    MisbehavingServer server("die", {"--after", "200"});
+    ASSERT_TRUE(server.ok());
+    const auto run = run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1500ms",
+                                  "--timeout", "1s"}, 10s);
+    ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_LE(count(run.result, {"totals", "requests"}), 200u);
+    EXPECT_GT(count(run.result, {"totals", "requests"}), 0u);
+    EXPECT_GT(errors_of(run.result, "connect"), 0u) << run.result["totals"].dump();
+    EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNREFUSED"}), 0u);
+    EXPECT_EQ(server.process().wait_exit(1000ms), 0);  // it did die
+}
+
+// Warmup is excluded: a server that answers 50 requests and dies, all within a 1 s warmup, leaves
+// no request in the results, only the errors of the measured window.
+TEST(LoadgenFaults, WarmupRequestsAreNotCounted) {
+    MisbehavingServer server("die", {"--after", "50"});
+    ASSERT_TRUE(server.ok());
+    const auto run = run_loadgen({"--port", server.port(), "--connections", "2", "--warmup", "1s",
+                                  "--duration", "500ms", "--timeout", "1s"}, 10s);
+    ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_EQ(count(run.result, {"totals", "requests"}), 0u);
+    EXPECT_EQ(count(run.result, {"latency_us", "count"}), 0u);
+    EXPECT_GT(errors_of(run.result, "connect"), 0u);
+    EXPECT_DOUBLE_EQ(run.result["config"]["warmup_s"].get<double>(), 1.0);
+}
+
+// Open loop against a server that stalls 1 s: latency counted from the intended send time shows
+// the stall in its p99 (arrivals in the first 100 ms of the stall alone are 3% of a 3 s run at
+// 1000/s), the uncorrected latency does not (only the 10 requests in flight when it began, 0.3%,
+// waited the whole second). A closed-loop tool would report the uncorrected view only.
+TEST(LoadgenOpenLoop, ServerStallShowsInCorrectedP99Only) {
+    MisbehavingServer server("stall", {"--after", "500", "--stall-ms", "1000"});
+    ASSERT_TRUE(server.ok());
+    const auto run = run_loadgen({"--port", server.port(), "--rate", "1000", "--connections", "10",
+                                  "--duration", "3s", "--timeout", "5s"}, 20s);
+    ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
+    const auto& r = run.result;
+    EXPECT_EQ(total_errors(r), 0u) << r["totals"].dump();
+    EXPECT_GE(r["latency_us"]["p99"].get<double>(), 900'000.0) << r["latency_us"].dump();
+    ASSERT_TRUE(r.contains("latency_uncorrected_us"));
+    EXPECT_LT(r["latency_uncorrected_us"]["p99"].get<double>(), 900'000.0);
+    EXPECT_GE(r["latency_uncorrected_us"]["max"].get<double>(), 900'000.0);  // the stalled ones
+    EXPECT_GT(count(r, {"open_loop", "late_sends"}), 0u);  // arrivals queued behind the stall
+}
+
+// ------------------------------------------------------------- the project's own server
+
+class LoadgenVsEpoll : public testing::Test {
+protected:
+    void start(std::vector<std::string> server_args = {}) {
+        server_.emplace("epoll", std::move(server_args));
+        ASSERT_TRUE(server_->ok()) << server_->error();
+    }
+    std::string port() const { return std::to_string(server_->port()); }
+    // A clean run: exit 0, zero errors of every kind, every connection established.
+    static void expect_clean(const LoadgenRun& run) {
+        ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
+        EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+        EXPECT_EQ(total_errors(run.result), 0u) << run.result["totals"].dump();
+        EXPECT_EQ(count(run.result, {"connections", "established"}), count(run.result, {"connections", "requested"}));
+        EXPECT_GT(count(run.result, {"totals", "requests"}), 0u);
+        EXPECT_EQ(count(run.result, {"latency_us", "count"}), count(run.result, {"totals", "requests"}));
+    }
+    std::optional<sbtest::ServerProcess> server_;
+};
+
+TEST_F(LoadgenVsEpoll, HttpKeepAliveIsClean) {
+    start();
+    const auto run = run_loadgen({"--port", port(), "--connections", "8", "--duration", "1s",
+                                  "--server-pid", std::to_string(server_->pid())});
+    expect_clean(run);
+    EXPECT_GT(run.result["server"]["cpu_us_per_request"].get<double>(), 0.0);
+    EXPECT_EQ(run.result["pipelined"], false);
+}
+
+TEST_F(LoadgenVsEpoll, HttpCloseModeIsClean) {
+    start();
+    const auto run = run_loadgen({"--port", port(), "--connections", "4", "--mode", "close", "--duration", "1s"});
+    expect_clean(run);
+    EXPECT_GE(count(run.result, {"connect_us", "count"}), count(run.result, {"totals", "requests"}));
+}
+
+TEST_F(LoadgenVsEpoll, EchoIsCleanAndComparesEveryByte) {
+    start({"--protocol", "echo"});
+    // 5000 bytes: each echo spans several reads, so the comparison resumes mid-message.
+    const auto run = run_loadgen({"--port", port(), "--protocol", "echo", "--message-bytes", "5000",
+                                  "--connections", "4", "--duration", "1s"});
+    expect_clean(run);
+    EXPECT_EQ(run.result["config"]["message_bytes"], 5000);
+}
+
+TEST_F(LoadgenVsEpoll, PipelinedRunIsCleanAndTagged) {
+    start();
+    const auto run = run_loadgen({"--port", port(), "--connections", "4", "--pipeline", "8", "--duration", "1s"});
+    expect_clean(run);
+    EXPECT_EQ(run.result["pipelined"], true);
+    EXPECT_EQ(run.result["config"]["pipeline"], 8);
+}
+
+TEST_F(LoadgenVsEpoll, RequestCountIsExact) {
+    start();
+    for (const char* pipeline : {"1", "4"}) {
+        const auto run = run_loadgen({"--port", port(), "--connections", "6", "--threads", "2", "--pipeline",
+                                      pipeline, "--requests", "1001"});
+        expect_clean(run);
+        EXPECT_EQ(count(run.result, {"totals", "requests"}), 1001u) << "pipeline " << pipeline;
+    }
+}
+
+TEST_F(LoadgenVsEpoll, OpenLoopAtAModestRateIsValid) {
+    start();
+    const auto run = run_loadgen({"--port", port(), "--rate", "500", "--connections", "4", "--duration", "1s"});
+    expect_clean(run);
+    EXPECT_EQ(run.result["valid"], true);
+    EXPECT_TRUE(run.result.contains("latency_uncorrected_us"));
+}
+
+TEST_F(LoadgenVsEpoll, CpusPinsAndIsRecorded) {
+    start();
+    const auto run = run_loadgen({"--port", port(), "--connections", "2", "--requests", "200", "--cpus", "0"});
+    expect_clean(run);
+    EXPECT_EQ(run.result["env"]["loadgen_cpus"], "0");
+    EXPECT_EQ(run_loadgen({"--port", port(), "--requests", "10", "--cpus", "4095"}).exit_code, 2);
+}
+
+// Two loadgen processes side by side, merged: counts and histograms are the sums of the parts.
+TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
+    start();
+    const std::string dir = testing::TempDir(), a = dir + "lg_merge_a.json", b = dir + "lg_merge_b.json",
+                      m = dir + "lg_merge_m.json";
+    std::vector<std::optional<sbtest::Process>> runs;
+    for (const auto& out : {a, b})
+        runs.push_back(sbtest::Process::spawn({kLoadgen, "--port", port(), "--connections", "3", "--duration", "1s",
+                                               "--quiet", "--out", out}));
+    for (auto& p : runs) {
+        ASSERT_TRUE(p);
+        ASSERT_EQ(p->wait_exit(15s), 0) << p->drain_stderr();
+    }
+    auto merge = sbtest::Process::spawn({kLoadgen, "merge", a, b, "--out", m});
+    ASSERT_TRUE(merge);
+    ASSERT_EQ(merge->wait_exit(15s), 0) << merge->drain_stderr();
+    std::ifstream ia(a), ib(b), im(m);
+    const json ja = json::parse(ia), jb = json::parse(ib), jm = json::parse(im);
+    const std::pair<const char*, const char*> summed[] = {
+        {"totals", "requests"},   {"totals", "bytes_sent"},    {"totals", "bytes_received"},
+        {"latency_us", "count"},  {"connections", "requested"}, {"connections", "established"}};
+    for (const auto& [section, key] : summed)
+        EXPECT_EQ(count(jm, {section, key}), count(ja, {section, key}) + count(jb, {section, key})) << section << "." << key;
+    EXPECT_EQ(total_errors(jm), total_errors(ja) + total_errors(jb));
+    EXPECT_GT(count(jm, {"totals", "requests"}), 0u);
+    EXPECT_EQ(jm["merged_from"], 2);
+}
+
+// ------------------------------------------------------------------------ usage
+
+TEST(LoadgenUsage, BadUsageExits2) {
+    EXPECT_EQ(run_loadgen({"--port", "80", "--connections", "x"}).exit_code, 2);
+    EXPECT_EQ(run_loadgen({"--connections", "1"}).exit_code, 2);  // no --port
+    EXPECT_EQ(run_loadgen({"--port", "80", "--mode", "close", "--pipeline", "2"}).exit_code, 2);
+}
+
 }  // namespace
-
-TEST(LoadgenBinary, NoServerCountsConnectErrorsAndExits1) {
-    const std::string out = testing::TempDir() + "lg_noserver.json";
-    EXPECT_EQ(run("--port 1 --duration 1 --timeout 1s --quiet --out " + out), 1);
-    const auto j = load(out);
-    EXPECT_GT(j["totals"]["errors"]["connect"].get<int>(), 0);
-    EXPECT_EQ(j["connections"]["established"].get<int>(), 0);
-    EXPECT_TRUE(j["errors_by_errno"].contains("ECONNREFUSED"));
-}
-
-TEST(LoadgenBinary, BadUsageExits2) {
-    EXPECT_EQ(run("--port 80 --connections x"), 2);
-}
-
-
-TEST(LoadgenBinary, MergeSumsCounts) {
-    const std::string a = testing::TempDir() + "lg_a.json", b = testing::TempDir() + "lg_b.json",
-                      m = testing::TempDir() + "lg_m.json";
-    run("--port 1 --duration 0.5 --timeout 1s --quiet --out " + a);
-    run("--port 1 --duration 0.5 --timeout 1s --quiet --out " + b);
-    run("merge " + a + " " + b + " --out " + m);
-    const auto ja = load(a), jb = load(b), jm = load(m);
-    EXPECT_EQ(jm["totals"]["errors"]["connect"].get<int>(),
-              ja["totals"]["errors"]["connect"].get<int>() + jb["totals"]["errors"]["connect"].get<int>());
-    EXPECT_EQ(jm["totals"]["requests"].get<int>(), ja["totals"]["requests"].get<int>() + jb["totals"]["requests"].get<int>());
-}
