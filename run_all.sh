@@ -148,9 +148,10 @@ selected_scenarios() {
     done
 }
 
-# A stdlib-only python for the JSON helpers; plots need one that can import matplotlib.
+# A stdlib-only python for the JSON helpers (several calls per point), the system one first: a
+# version-manager shim on PATH (pyenv) can take half a second to start. Plots need matplotlib.
 find_python() {
-    command -v python3 || { [[ -x /usr/bin/python3 ]] && echo /usr/bin/python3; } || die "python3 not found"
+    if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3 || die "python3 not found"; fi
 }
 
 find_plot_python() {
@@ -269,12 +270,15 @@ start_and_wait_ready() {
     local fd
     exec {fd}<>"$fifo"
     ready_line="" start_failure="" start_exit_code=""
-    local deadline=$(( ${EPOCHREALTIME/./} + READY_TIMEOUT_S * 1000000 )) line
+    local deadline=$(( ${EPOCHREALTIME/./} + READY_TIMEOUT_S * 1000000 )) line partial=""
     while :; do
+        # A read that times out mid-line (a loaded machine) keeps what it got in $line.
         if read -r -t 0.1 -u "$fd" line; then
+            line=$partial$line partial=""
             if [[ $line =~ $ready_pattern ]]; then ready_line=$line; break; fi
             continue
         fi
+        partial+=$line
         if ! process_alive "$started_pid"; then
             start_exit_code=0
             wait "$started_pid" 2>/dev/null || start_exit_code=$?
