@@ -132,39 +132,44 @@ TEST(LoadgenFaults, NoServerCountsConnectErrorsAndExits1) {
     EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNREFUSED"}), 0u) << run.result["errors_by_errno"].dump();
 }
 
-TEST(LoadgenFaults, WrongStatusIsAProtocolError) {
-    MisbehavingServer server("wrong-status");
+// A server that answers every request wrongly, and the error kind loadgen must count it as.
+struct Fault {
+    const char* behaviour;
+    std::vector<std::string> loadgen_args;  // beyond --port, --connections, --duration
+    const char* kind;
+    const char* errno_name;  // also in errors_by_errno, or nullptr
+};
+
+void PrintTo(const Fault& f, std::ostream* os) { *os << f.behaviour << " -> " << f.kind; }
+
+class LoadgenFaultKinds : public testing::TestWithParam<Fault> {};
+
+TEST_P(LoadgenFaultKinds, CountedByKindNeverAsSuccess) {
+    const Fault& fault = GetParam();
+    MisbehavingServer server(fault.behaviour);
     ASSERT_TRUE(server.ok());
-    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"}), "protocol");
+    std::vector<std::string> args{"--port", server.port(), "--connections", "4", "--duration", "1s"};
+    args.insert(args.end(), fault.loadgen_args.begin(), fault.loadgen_args.end());
+    const auto run = run_loadgen(args);
+    expect_counted_as(run, fault.kind);
+    if (fault.errno_name) {
+        EXPECT_GT(count(run.result, {"errors_by_errno", fault.errno_name}), 0u);
+    }
 }
 
-TEST(LoadgenFaults, TruncatedBodyIsAReadError) {
-    MisbehavingServer server("truncated-body");
-    ASSERT_TRUE(server.ok());
-    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"}), "read");
-}
-
-TEST(LoadgenFaults, ResetMidResponseIsAResetError) {
-    MisbehavingServer server("reset");
-    ASSERT_TRUE(server.ok());
-    const auto run = run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"});
-    expect_counted_as(run, "reset");
-    EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNRESET"}), 0u);
-}
-
-TEST(LoadgenFaults, GarbageIsAProtocolError) {
-    MisbehavingServer server("garbage");
-    ASSERT_TRUE(server.ok());
-    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1s"}), "protocol");
-}
-
-TEST(LoadgenFaults, GarbageEchoIsAProtocolError) {
-    MisbehavingServer server("garbage");
-    ASSERT_TRUE(server.ok());
-    expect_counted_as(run_loadgen({"--port", server.port(), "--protocol", "echo", "--message-bytes", "32",
-                                   "--connections", "4", "--duration", "1s"}),
-                      "protocol");
-}
+INSTANTIATE_TEST_SUITE_P(
+    Misbehaving, LoadgenFaultKinds,
+    testing::Values(Fault{"wrong-status", {}, "protocol", nullptr},
+                    Fault{"truncated-body", {}, "read", nullptr},  // FIN 90 bytes short of Content-Length
+                    Fault{"reset", {}, "reset", "ECONNRESET"},     // RST mid-response
+                    Fault{"garbage", {}, "protocol", nullptr},
+                    Fault{"garbage", {"--protocol", "echo", "--message-bytes", "32"}, "protocol", nullptr}),
+    [](const testing::TestParamInfo<Fault>& param) {
+        std::string name = std::to_string(param.index) + "_" + param.param.behaviour +
+                           (param.param.loadgen_args.empty() ? "" : "_" + param.param.loadgen_args[1]);
+        for (auto& ch : name) if (ch == '-') ch = '_';
+        return name;
+    });
 
 // A server that accepts and never reads: every request times out after --timeout, the run ends on
 // time (the limit of run_loadgen is what "never hangs" means here).
