@@ -38,6 +38,7 @@ Worker::Worker(WorkerPlan plan, LiveCounters& live)
     stream_.reserve(plan_.request.size() * (depth + 1));
     for (std::size_t i = 0; i <= depth; ++i) stream_ += plan_.request;
     free_list_.reserve(connections_.size());
+    refills_.reserve(connections_.size());
     due_scratch_.resize(depth);
     timeout_check_interval_ns_ = std::clamp<std::uint64_t>(plan_.timeout_ns / 10, 1'000'000, 100'000'000);
     if (plan_.measure_end_ns > plan_.measure_start_ns)
@@ -97,6 +98,7 @@ void Worker::run() {
             Connection& c = connections_[index];
             if (c.generation == generation && c.fd) on_event(c, events[i].events, now);
         }
+        send_refills();
     }
     finish(monotonic_ns());
 }
@@ -273,15 +275,35 @@ void Worker::on_response(Connection& c, std::uint64_t now) {
     }
 }
 
+// Closed loop: the connection's next requests are queued, not sent, and send_refills() sends
+// them once every event of this wakeup is read. Reads first, then sends: a response's receive
+// time is taken before this thread spends time sending other connections' requests, time that
+// would otherwise be charged to the responses still waiting in their sockets (the load
+// generator's own queueing, not the server's latency). wrk's loop has the same shape.
 void Worker::refill(Connection& c, std::uint64_t now) {
     if (c.state != State::open || plan_.mode == ConnectionMode::close) return;
     const auto depth = static_cast<std::uint32_t>(plan_.pipeline);
+    if (c.inflight >= depth) return;
     if (plan_.rate > 0) {
-        if (c.inflight < depth) make_available(c);
+        make_available(c);
         return;
     }
-    const std::uint32_t count = send_budget(depth - c.inflight, now);
-    if (count > 0) send_requests(c, count, now, nullptr);
+    if (c.refill_queued || !sending_allowed(now)) return;
+    c.refill_queued = true;
+    refills_.push_back(index_of(c));
+}
+
+void Worker::send_refills() {
+    const auto depth = static_cast<std::uint32_t>(plan_.pipeline);
+    for (const std::uint32_t index : refills_) {
+        Connection& c = connections_[index];
+        c.refill_queued = false;
+        if (c.state != State::open || c.inflight >= depth) continue;  // failed since, or refilled
+        const std::uint64_t now = monotonic_ns();  // the send time of these requests
+        const std::uint32_t count = send_budget(depth - c.inflight, now);
+        if (count > 0) send_requests(c, count, now, nullptr);
+    }
+    refills_.clear();
 }
 
 // ----------------------------------------------------------------------------- connections

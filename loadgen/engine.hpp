@@ -69,6 +69,7 @@ private:
         std::uint32_t head = 0, inflight = 0;
         std::uint32_t generation = 0;        // told apart from a stale event of a closed socket
         bool has_pending_arrival = false;    // close mode, open loop: an arrival waits for connect
+        bool refill_queued = false;          // closed loop: on refills_, sent after this wakeup's reads
         std::uint64_t pending_due_ns = 0;
         std::size_t unsent_bytes = 0;        // tail of the request stream not yet written
         std::uint64_t echo_offset = 0;       // echo: bytes of the current response checked
@@ -85,6 +86,7 @@ private:
     bool consume_echo(Connection& c, const char* data, std::size_t size, std::uint64_t now);
     void on_response(Connection& c, std::uint64_t now);
     void refill(Connection& c, std::uint64_t now);
+    void send_refills();
 
     // --- connections
     void open_connection(Connection& c, std::uint64_t now);
@@ -116,6 +118,7 @@ private:
     UniqueFd epoll_;
     std::vector<Connection> connections_;
     std::vector<std::uint32_t> free_list_;  // open loop: connections that can take an arrival
+    std::vector<std::uint32_t> refills_;    // closed loop: connections to send on after the reads
     std::string stream_;     // the request repeated pipeline+1 times: any batch is one write
     std::vector<char> read_buffer_;
     RateScheduler schedule_;
