@@ -3,9 +3,10 @@
 # generator pinned to the other CPU, same connections and duration, rounds alternating so drift on
 # a shared machine hits both. Prints, per round and as medians: requests/s, the load generator's
 # own CPU time per request (user+sys of the whole process from /usr/bin/time, the same rule for
-# both tools), p50 and mean latency, and the mean a closed loop must show by Little's law
-# (connections / throughput: every connection always has one request out). A tool whose mean is
-# well under that figure is leaving time out of its latency. This is issue 3's acceptance check.
+# both tools), p50 and mean latency, the mean a closed loop must show by Little's law
+# (connections / throughput: every connection always has one request out; a tool whose mean is
+# well under it leaves time out of its latency), and nginx's CPU µs per request (how the client's
+# pattern changes the server's cost). This is issue 3's acceptance check.
 set -euo pipefail
 
 usage() {
@@ -102,6 +103,23 @@ CONF
     wait_for_port "$port"
 }
 
+# CPU seconds (user+sys) nginx has used so far; 0 when the server is not ours (--port).
+server_cpu_s() {
+    if [[ -z $nginx_pid ]]; then echo 0; return; fi
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$nginx_pid/stat"
+}
+
+# measure TOOL CONNS TAG: runs run_TOOL; prints its figures and the server's CPU µs per request.
+measure() {
+    local before after figures
+    before=$(server_cpu_s)
+    figures=$("run_$1" "$2" "$3")
+    after=$(server_cpu_s)
+    read -r rps _ <<<"$figures"
+    echo "$figures $(awk -v a="$after" -v b="$before" -v r="$rps" -v d="$duration" \
+        'BEGIN {printf "%.2f", (a - b) * 1e6 / (r * d)}')"
+}
+
 # run_wrk CONNS TAG: prints "rps cpu_us_per_req p50_us mean_us".
 run_wrk() {
     local out="$work/wrk.$2.txt"
@@ -137,32 +155,33 @@ print(f'{r["totals"]["throughput_rps"]:.0f} {(user + sys_) * 1e6 / requests:.2f}
 PY
 }
 
-row_format='%-5s %-6s %-8s %10s %11s %8s %8s %9s\n'
+row_format='%-5s %-6s %-8s %10s %11s %8s %8s %9s %11s\n'
 
-# print_row CONNS ROUND TOOL "rps cpu p50 mean": one table row, Little's-law mean appended.
+# print_row CONNS ROUND TOOL "rps cpu p50 mean server_cpu": one table row, Little's-law mean added.
 print_row() {
-    local rps cpu p50 mean
-    read -r rps cpu p50 mean <<<"$4"
-    printf "$row_format" "$1" "$2" "$3" "$rps" "$cpu" "$p50" "$mean" "$(( $1 * 1000000 / rps ))"
+    local rps cpu p50 mean server
+    read -r rps cpu p50 mean server <<<"$4"
+    printf "$row_format" "$1" "$2" "$3" "$rps" "$cpu" "$p50" "$mean" "$(( $1 * 1000000 / rps ))" "$server"
 }
 
-# summarise FILE: FILE holds "conns tool rps cpu p50 mean" lines; prints medians per connection
+# summarise FILE: FILE holds "conns tool rps cpu p50 mean server_cpu" lines; prints medians per connection
 # count and tool, and the loadgen/wrk ratios.
 summarise() {
     python3 - "$1" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
-fmt = "%-5s %-6s %-8s %10s %11s %8s %8s %9s"
+fmt = "%-5s %-6s %-8s %10s %11s %8s %8s %9s %11s"
 for conns in dict.fromkeys(r[0] for r in rows):
     med = {}
     for tool in ("wrk", "loadgen"):
         med[tool] = [statistics.median(float(r[i]) for r in rows if r[0] == conns and r[1] == tool)
-                     for i in (2, 3, 4, 5)]
-        rps, cpu, p50, mean = med[tool]
+                     for i in (2, 3, 4, 5, 6)]
+        rps, cpu, p50, mean, server = med[tool]
         print(fmt % (conns, "median", tool, f"{rps:.0f}", f"{cpu:.2f}", f"{p50:.0f}", f"{mean:.0f}",
-                     f"{int(conns) * 1e6 / rps:.0f}"))
+                     f"{int(conns) * 1e6 / rps:.0f}", f"{server:.2f}"))
     w, l = med["wrk"], med["loadgen"]
-    print(fmt % (conns, "ratio", "lg/wrk", *(f"{a / b:.2f}" for a, b in zip(l, w)), ""))
+    ratios = [f"{a / b:.2f}" if b else "-" for a, b in zip(l, w)]
+    print(fmt % (conns, "ratio", "lg/wrk", *ratios[:4], "", ratios[4]))
 PY
 }
 
@@ -172,12 +191,12 @@ main() {
     if [[ -z $port ]]; then start_nginx; else wait_for_port "$port"; fi
     echo "server: ${nginx_pid:+nginx pid $nginx_pid on CPU $server_cpu, }port $port; clients on CPU $client_cpu," \
          "connections $connections, ${duration}s, $rounds rounds" >&2
-    printf "$row_format" conns round tool "req/s" "cpu_us/req" "p50_us" "mean_us" "little_us"
+    printf "$row_format" conns round tool "req/s" "cpu_us/req" "p50_us" "mean_us" "little_us" "srv_us/req"
     local conns round rows="$work/rows" w l
     for conns in ${connections//,/ }; do
         for round in $(seq "$rounds"); do
-            w=$(run_wrk "$conns" "c$conns.r$round")
-            l=$(run_loadgen "$conns" "c$conns.r$round")
+            w=$(measure wrk "$conns" "c$conns.r$round")
+            l=$(measure loadgen "$conns" "c$conns.r$round")
             print_row "$conns" "$round" wrk "$w"
             print_row "$conns" "$round" loadgen "$l"
             printf '%s wrk %s\n%s loadgen %s\n' "$conns" "$w" "$conns" "$l" >>"$rows"
