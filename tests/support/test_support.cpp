@@ -6,8 +6,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -17,8 +17,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-extern char** environ;
 
 namespace sbtest {
 namespace {
@@ -130,18 +128,22 @@ std::optional<Process> Process::spawn(const std::vector<std::string>& argv) {
         return std::nullopt;
     }
     sb::UniqueFd out_read{out[0]}, out_write{out[1]}, err_read{err[0]}, err_write{err[1]};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out_write.get(), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err_write.get(), STDERR_FILENO);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    pid_t pid = -1;
-    // spawnp: a launcher such as "prlimit" is found on PATH; absolute paths are used as they are.
-    int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return std::nullopt;
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) return std::nullopt;
+    if (pid == 0) {
+        // A test killed by ctest's timeout runs no destructor: the kernel then ends the child
+        // (PDEATHSIG), so no server outlives its test. Only async-signal-safe calls until exec.
+        if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(127);
+        ::dup2(out_write.get(), STDOUT_FILENO);
+        ::dup2(err_write.get(), STDERR_FILENO);
+        // execvp: a launcher such as "prlimit" is found on PATH; absolute paths are used as they are.
+        ::execvp(args[0], args.data());
+        ::_exit(127);
+    }
     ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
     return Process(pid, std::move(out_read), std::move(err_read));
 }
