@@ -59,55 +59,13 @@ check_tools() {
     [[ -x $loadgen ]] || { echo "loadgen_vs_wrk.sh: $loadgen not built" >&2; exit 2; }
 }
 
+source "$(dirname "${BASH_SOURCE[0]}")/nginx_one_worker.sh"
 work=$(mktemp -d)
-nginx_pid=""
-cleanup() {
-    if [[ -n $nginx_pid ]]; then
-        kill "$nginx_pid" 2>/dev/null || true
-        wait "$nginx_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
+cleanup() { stop_nginx; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Waits (at most 5 s) until something accepts on 127.0.0.1:$1.
-wait_for_port() {
-    local i
-    for i in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "loadgen_vs_wrk.sh: nothing listening on port $1 after 5 s" >&2
-    return 1
-}
-
-# master_process off: the pid we start is the one worker, so killing it ends nginx.
-start_nginx() {
-    port=$(free_port)
-    cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-error_log $work/error.log;
-pid $work/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server { listen 127.0.0.1:$port; location / { return 200 "Hello, World!"; } }
-}
-CONF
-    taskset -c "$server_cpu" nginx -c "$work/nginx.conf" -p "$work" >/dev/null 2>&1 &
-    nginx_pid=$!
-    wait_for_port "$port"
-}
-
 # CPU seconds (user+sys) nginx has used so far; 0 when the server is not ours (--port).
-server_cpu_s() {
-    if [[ -z $nginx_pid ]]; then echo 0; return; fi
-    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$nginx_pid/stat"
-}
+server_cpu_s() { if [[ -n $nginx_pid ]]; then process_cpu_s "$nginx_pid"; else echo 0; fi; }
 
 # measure TOOL CONNS TAG: runs run_TOOL; prints its figures and the server's CPU µs per request.
 measure() {
@@ -188,7 +146,7 @@ PY
 main() {
     parse_args "$@"
     check_tools
-    if [[ -z $port ]]; then start_nginx; else wait_for_port "$port"; fi
+    if [[ -z $port ]]; then start_nginx "$server_cpu" "$work"; port=$nginx_port; else wait_for_port "$port"; fi
     echo "server: ${nginx_pid:+nginx pid $nginx_pid on CPU $server_cpu, }port $port; clients on CPU $client_cpu," \
          "connections $connections, ${duration}s, $rounds rounds" >&2
     printf "$row_format" conns round tool "req/s" "cpu_us/req" "p50_us" "mean_us" "little_us" "srv_us/req"

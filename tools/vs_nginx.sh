@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures a serverbench model against nginx (one worker) in the same run: each server pinned to
 # CPU 0, wrk pinned to CPU 1, HTTP keep-alive, 13-byte body. Rounds alternate between the two so
-# drift on a shared machine hits both. Prints req/s and server CPU µs per request for each round.
+# drift on a shared machine hits both. Prints req/s and server CPU µs per request per round, and
+# the medians with the model/nginx ratios.
 set -euo pipefail
 
 usage() {
@@ -23,63 +24,62 @@ while [[ $# -gt 0 ]]; do
         *) echo "vs_nginx.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-for tool in nginx wrk taskset; do
+for tool in nginx wrk taskset python3; do
     command -v "$tool" >/dev/null || { echo "vs_nginx.sh: $tool not found (apt-get install -y nginx-light wrk util-linux)" >&2; exit 2; }
 done
+server="$build_dir/bin/server-$model"
+[[ -x $server ]] || { echo "vs_nginx.sh: $server not built" >&2; exit 2; }
 
+source "$(dirname "${BASH_SOURCE[0]}")/nginx_one_worker.sh"
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+model_pid=""
+cleanup() {
+    stop_nginx
+    if [[ -n $model_pid ]]; then kill "$model_pid" 2>/dev/null || true; wait "$model_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_nginx() {
-    local port=$1
-    cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-error_log $work/error.log;
-pid $work/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server { listen 127.0.0.1:$port; location / { return 200 "Hello, World!"; } }
-}
-CONF
-    taskset -c 0 nginx -c "$work/nginx.conf" -p "$work" &
-    pids+=($!)
-    echo $!
-}
-
+# Starts the model (readiness line, never a fixed sleep); sets model_pid and model_port.
 start_model() {
-    local ready
-    taskset -c 0 "$build_dir/bin/server-$model" --port 0 >"$work/ready" 2>/dev/null &
-    pids+=($!)
-    for _ in $(seq 100); do ready=$(cat "$work/ready"); [[ -n $ready ]] && break; sleep 0.05; done
-    echo "$!" "$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$work/ready")"
+    taskset -c 0 "$server" --port 0 >"$work/ready" 2>"$work/model.err" &
+    model_pid=$!
+    local i
+    for i in $(seq 100); do
+        grep -q 'port=' "$work/ready" && break
+        sleep 0.05
+    done
+    model_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$work/ready")
+    [[ -n $model_port ]] || { echo "vs_nginx.sh: $server printed no readiness line" >&2; exit 1; }
 }
 
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-
-# Runs wrk against pid/port; prints "req/s cpu_us_per_req".
+# measure PID PORT: runs wrk against it; prints "req/s cpu_us_per_req".
 measure() {
-    local pid=$1 port=$2 before after out rps
-    before=$(cpu_seconds "$pid")
-    out=$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" "http://127.0.0.1:$port/")
-    after=$(cpu_seconds "$pid")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    awk -v r="$rps" -v b="$before" -v a="$after" -v d="$duration" \
-        'BEGIN {printf "%10.0f %8.2f", r, (a - b) * 1e6 / (r * d)}'
+    local pid=$1 port=$2 before after rps
+    before=$(process_cpu_s "$pid")
+    rps=$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+    after=$(process_cpu_s "$pid")
+    awk -v r="$rps" -v b="$before" -v a="$after" -v d="$duration" 'BEGIN {printf "%.0f %.2f", r, (a - b) * 1e6 / (r * d)}'
 }
 
-nginx_port=$(free_port)
-nginx_pid=$(start_nginx "$nginx_port")
-read -r model_pid model_port < <(start_model)
-sleep 0.5
-printf '%-6s %-18s %10s %8s\n' round server "req/s" "cpu_us/req"
+start_nginx 0 "$work"
+start_model
+printf '%-6s %-18s %10s %10s\n' round server "req/s" "cpu_us/req"
 for round in $(seq "$rounds"); do
-    printf '%-6s %-18s %s\n' "$round" nginx "$(measure "$nginx_pid" "$nginx_port")"
-    printf '%-6s %-18s %s\n' "$round" "server-$model" "$(measure "$model_pid" "$model_port")"
+    for side in nginx "$model"; do
+        if [[ $side == nginx ]]; then figures=$(measure "$nginx_pid" "$nginx_port")
+        else figures=$(measure "$model_pid" "$model_port"); fi
+        read -r rps cpu <<<"$figures"
+        printf '%-6s %-18s %10s %10s\n' "$round" "$side" "$rps" "$cpu"
+        echo "$side $rps $cpu" >>"$work/rows"
+    done
 done
+python3 - "$work/rows" "$model" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+med = {side: [statistics.median(float(r[i]) for r in rows if r[0] == side) for i in (1, 2)]
+       for side in ("nginx", sys.argv[2])}
+(n_rps, n_cpu), (m_rps, m_cpu) = med["nginx"], med[sys.argv[2]]
+print(f"\nmedian  nginx {n_rps:.0f} req/s {n_cpu:.2f} us/req;  {sys.argv[2]} {m_rps:.0f} req/s {m_cpu:.2f} us/req")
+print(f"ratio {sys.argv[2]}/nginx: throughput {m_rps / n_rps:.2f}x, CPU per request {m_cpu / n_cpu:.2f}x")
+PY
