@@ -13,9 +13,11 @@
 #include "loadgen/options.hpp"
 #include "loadgen/rate_scheduler.hpp"
 #include "loadgen/run_stats.hpp"
-#include "loadgen/unique_fd.hpp"
+#include "servers/core/unique_fd.hpp"
 
 namespace loadgen {
+
+using sb::UniqueFd;  // the servers' own descriptor owner
 
 // CLOCK_MONOTONIC in nanoseconds.
 std::uint64_t monotonic_ns() noexcept;

@@ -34,9 +34,9 @@
 #include <thread>
 #include <vector>
 
-#include "loadgen/unique_fd.hpp"
+#include "servers/core/unique_fd.hpp"
 
-using loadgen::UniqueFd;
+using sb::UniqueFd;
 
 namespace {
 

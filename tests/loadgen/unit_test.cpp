@@ -119,7 +119,7 @@ TEST(HttpResponseParser, BadInputIsAnError) {
 // Bytes that cannot start a status line fail at once, without waiting for a line feed that a
 // garbage-sending server may never send (the load generator would otherwise see a timeout).
 TEST(HttpResponseParser, GarbageWithoutLineFeedFailsAtOnce) {
-    for (const std::string bad : {std::string("\x01\x02junk"), std::string("X"), std::string("HTTP/2"),
+    for (const std::string& bad : {std::string("\x01\x02junk"), std::string("X"), std::string("HTTP/2"),
                                   std::string("HTTQ"), std::string("\r\n")}) {
         HttpResponseParser p;
         EXPECT_EQ(p.parse(bad.data(), bad.size()).status, HttpResponseParser::Status::error) << bad;
