@@ -52,14 +52,24 @@ std::optional<StatLine> read_stat(pid_t pid) {
     return s;
 }
 
+// /proc/PID/status counts the main thread's switches only, so every thread's task is read. A thread
+// that exited during the run takes its count with it (no /proc file keeps a live process's total
+// for its dead threads): a model that ends a thread per connection is under-counted.
 void read_context_switches(pid_t pid, std::uint64_t& voluntary, std::uint64_t& involuntary) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-        unsigned long long v = 0;
-        if (std::sscanf(line.c_str(), "voluntary_ctxt_switches: %llu", &v) == 1) voluntary += v;
-        else if (std::sscanf(line.c_str(), "nonvoluntary_ctxt_switches: %llu", &v) == 1) involuntary += v;
+    const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+    DIR* dir = opendir(task_dir.c_str());
+    if (!dir) return;
+    while (dirent* e = readdir(dir)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        std::ifstream in(task_dir + "/" + e->d_name + "/status");
+        std::string line;
+        while (std::getline(in, line)) {
+            unsigned long long v = 0;
+            if (std::sscanf(line.c_str(), "voluntary_ctxt_switches: %llu", &v) == 1) voluntary += v;
+            else if (std::sscanf(line.c_str(), "nonvoluntary_ctxt_switches: %llu", &v) == 1) involuntary += v;
+        }
     }
+    closedir(dir);
 }
 
 // Every pid whose ancestry leads to `root` (root included).
