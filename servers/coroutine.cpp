@@ -16,16 +16,11 @@ constexpr sb::ModelInfo kModel{
     .default_max_conns = 100000,
 };
 
-constexpr std::size_t kReadBytes = 4096;
-
 sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
     sb::ProtocolSession session(server.responses);
     sb::ByteBuffer in, out;
     for (;;) {
-        std::span<char> space = in.writable(kReadBytes);
-        const ssize_t n = co_await conn.read(space);
-        const bool peer_done = n <= 0;  // end of stream (perhaps a half-close), error or idle timeout
-        if (!peer_done) in.commit(static_cast<std::size_t>(n));
+        const bool peer_done = co_await conn.read(in) <= 0;  // end of stream (perhaps a half-close), error or idle timeout
 
         // Answer everything that came, a high-water mark of output at a time.
         for (;;) {
@@ -37,7 +32,7 @@ sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
         }
         if (session.closing() && !in.empty()) sb::discard_pending_input(conn.fd());
         if (session.closing() || peer_done) co_return;
-        in.shrink_if_empty(kReadBytes);  // a burst's large buffer is not kept by an idle connection
+        in.shrink_if_empty(sb::Socket::kReadBytes);  // a burst's large buffer is not kept by an idle connection
     }
 }
 

@@ -8,6 +8,7 @@
 // Generic machinery only; the handler itself is the model's (servers/coroutine.cpp).
 
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,8 +69,12 @@ public:
     Socket(Reactor& reactor, UniqueFd fd) noexcept : reactor_(&reactor), fd_(std::move(fd)) {}
     int fd() const noexcept { return fd_.get(); }
 
-    // co_await read(into): bytes read (> 0), 0 at end of stream, -1 on error or idle timeout.
-    auto read(std::span<char> into) noexcept;
+    // co_await read(in): appends what the socket has to `in`; bytes read (> 0), 0 at end of
+    // stream, -1 on error or idle timeout. One readv fills `in`'s free space (at least
+    // kReadBytes) and spills into the Reactor's scratch, so a large message costs one call, not
+    // one per kReadBytes, while an idle connection's buffer stays kReadBytes.
+    static constexpr std::size_t kReadBytes = 4096;
+    auto read(ByteBuffer& in);
     // co_await write(out): true once all of out is written (and consumed), false on error or idle timeout.
     auto write(ByteBuffer& out) noexcept;
 
@@ -107,6 +112,10 @@ public:
             }
         }
     }
+
+    // Where a read spills what does not fit its connection's buffer; copied out before any other
+    // connection runs, so one buffer serves them all (the event loops' scratch, as in muduo).
+    std::span<char> scratch() noexcept { return scratch_; }
 
     // Called by an awaiter whose operation would block: resumed when it completes (or times out).
     void park(int fd, PendingIo& io) noexcept {
@@ -186,6 +195,7 @@ private:
     std::vector<Slot> slots_;  // by descriptor
     std::size_t count_ = 0;
     std::int64_t next_sweep_ms_ = 0;
+    std::vector<char> scratch_ = std::vector<char>(65536);
 };
 
 // The awaiters. Each tries its system call in await_ready, so an operation that can complete now
@@ -194,20 +204,29 @@ private:
 struct ReadAwaiter : PendingIo {
     Reactor* reactor;
     int fd;
-    std::span<char> into;
+    ByteBuffer* in;
+    std::span<char> space;  // in's free space, reserved before the awaiter exists
     ssize_t result = -1;
 
-    static bool try_read(PendingIo& io) noexcept {
+    static bool try_read(PendingIo& io) {
         auto& self = static_cast<ReadAwaiter&>(io);
+        const std::span<char> spill = self.reactor->scratch();
+        iovec parts[2] = {{self.space.data(), self.space.size()}, {spill.data(), spill.size()}};
         for (;;) {
-            ssize_t n = ::read(self.fd, self.into.data(), self.into.size());
+            ssize_t n = ::readv(self.fd, parts, 2);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) return false;
+            if (n > 0) {
+                const auto got = static_cast<std::size_t>(n);
+                const std::size_t direct = std::min(got, self.space.size());
+                self.in->commit(direct);
+                self.in->append({spill.data(), got - direct});
+            }
             self.result = n;
             return true;
         }
     }
-    bool await_ready() noexcept { return try_read(*this); }
+    bool await_ready() { return try_read(*this); }
     void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
     ssize_t await_resume() const noexcept { return timed_out ? -1 : result; }
 };
@@ -235,12 +254,13 @@ struct WriteAwaiter : PendingIo {
     bool await_resume() const noexcept { return ok && !timed_out; }
 };
 
-inline auto Socket::read(std::span<char> into) noexcept {
+inline auto Socket::read(ByteBuffer& in) {
     ReadAwaiter a;
     a.attempt = &ReadAwaiter::try_read;
     a.reactor = reactor_;
     a.fd = fd_.get();
-    a.into = into;
+    a.in = &in;
+    a.space = in.writable(kReadBytes);
     return a;
 }
 
