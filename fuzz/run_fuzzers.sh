@@ -10,8 +10,7 @@ usage() {
 usage: fuzz/run_fuzzers.sh [--help] SECONDS [TARGET...]
 
 Builds build-fuzz/ with clang (-DBUILD_FUZZERS=ON) and runs each fuzz target for SECONDS
-(default targets: http_request_fuzz loadgen_response_fuzz; a target whose source is not in the
-tree is skipped with a note). Environment: FUZZ_JOBS (default 2) build jobs.
+(default: http_request_fuzz loadgen_response_fuzz). Environment: FUZZ_JOBS (default 2) build jobs.
 USAGE
 }
 
@@ -56,16 +55,14 @@ main() {
     local targets=("$@")
     [[ ${#targets[@]} -gt 0 ]] || targets=(http_request_fuzz loadgen_response_fuzz)
 
-    local present=()
+    local t
     for t in "${targets[@]}"; do
-        if [[ -f "$repo_root/fuzz/${t}.cpp" ]]; then present+=("$t")
-        else echo "== $t: fuzz/${t}.cpp not in the tree, skipped" >&2; fi
+        [[ -f "$repo_root/fuzz/${t}.cpp" ]] || { echo "run_fuzzers.sh: no fuzz target '$t' (fuzz/${t}.cpp)" >&2; exit 2; }
     done
-    [[ ${#present[@]} -gt 0 ]] || { echo "run_fuzzers.sh: no fuzz target to run" >&2; exit 1; }
-    build_targets "${present[@]}"
+    build_targets "${targets[@]}"
 
     local failed=0
-    for t in "${present[@]}"; do
+    for t in "${targets[@]}"; do
         run_target "$t" "$seconds" || failed=1
     done
     return "$failed"
