@@ -86,19 +86,19 @@ set_profile() {
         smoke)
             warmup=200ms duration=1s default_repeat=1 microbench_min_time=0.01
             keepalive_conns="1 10" close_conns="10" active_conns=10
-            echo_sizes="64" idle_counts="100" open_loop_fallback_rps=500 ;;
+            echo_sizes="64" idle_counts="100" open_loop_rps=500 ;;
         quick)
             warmup=250ms duration=1s default_repeat=1 microbench_min_time=0.01
             keepalive_conns="1 50" close_conns="50" active_conns=50
-            echo_sizes="64 16384" idle_counts="1000" open_loop_fallback_rps=2000 ;;
+            echo_sizes="64 16384" idle_counts="1000" open_loop_rps=20000 ;;
         standard)
             warmup=500ms duration=2s default_repeat=2 microbench_min_time=0.05
             keepalive_conns="1 10 50 200" close_conns="1 10 50" active_conns=50
-            echo_sizes="64 16384" idle_counts="1000" open_loop_fallback_rps=2000 ;;
+            echo_sizes="64 16384" idle_counts="1000" open_loop_rps=20000 ;;
         full)
             warmup=1s duration=4s default_repeat=3 microbench_min_time=0.2
             keepalive_conns="1 10 50 200 1000" close_conns="1 10 50" active_conns=50
-            echo_sizes="64 16384" idle_counts="1000 10000" open_loop_fallback_rps=2000 ;;
+            echo_sizes="64 16384" idle_counts="1000 10000" open_loop_rps=20000 ;;
         *) die "unknown profile '$profile' (quick, standard, full)" ;;
     esac
     repeat=${repeat:-$default_repeat}
@@ -176,7 +176,9 @@ cpu_layout() {
 # ---------------------------------------------------------------------------- the matrix
 
 # Points of a scenario, one per line: label|connections|server flags|loadgen flags|idle count.
-# The open-loop rate is filled in per model at run time (@RATE@).
+# open-loop offers every model the same rate (latency compared at equal load, as wrk2 is used):
+# 20000 req/s is below every model's keep-alive capacity at 50 connections on the 2-CPU reference
+# machine (the lowest, fork-per-conn and prefork, about 39k) and within one loadgen thread's reach.
 scenario_points() {
     local scenario=$1 c size label
     case $scenario in
@@ -198,7 +200,7 @@ scenario_points() {
         idle-conns)
             for c in $idle_counts; do echo "idle$c-c$active_conns|$active_conns|--protocol http|--protocol http|$c"; done ;;
         open-loop)
-            echo "c$active_conns|$active_conns|--protocol http|--protocol http --rate @RATE@|0" ;;
+            echo "c$active_conns|$active_conns|--protocol http|--protocol http --rate $open_loop_rps|0" ;;
     esac
 }
 
@@ -314,12 +316,6 @@ run_point() {
     cpu_layout "$ncpu" "$scenario"
     point_status=ok point_reason="" stop_note=""
 
-    if [[ $loadgen_flags == *@RATE@* ]]; then
-        local rate
-        rate=$(open_loop_rate "$model")
-        loadgen_flags=${loadgen_flags//@RATE@/$rate}
-    fi
-
     # shellcheck disable=SC2206  # flag strings are word lists by construction
     local sflags=($server_flags) lflags=($loadgen_flags)
     if ! start_and_wait_ready 'port=([0-9]+)' "$log_base.server.log" \
@@ -400,15 +396,6 @@ seconds_of() {
         *s) echo "${d%s}" ;;
         *) echo "$d" ;;
     esac
-}
-
-# Half of the keep-alive throughput this model reached in this run at the same
-# connection count (below capacity by construction), else the profile's fixed rate.
-open_loop_rate() {
-    local model=$1 rps
-    rps=$("$py" "$ROOT/tools/result_json.py" capacity "$run_dir" "$model" "$active_conns" 2>/dev/null || true)
-    if [[ $rps =~ ^[0-9]+$ ]] && (( rps > 0 )); then echo $(( rps / 2 > 1 ? rps / 2 : 1 ))
-    else echo "$open_loop_fallback_rps"; fi
 }
 
 record_point() {

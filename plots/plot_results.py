@@ -42,7 +42,7 @@ SCENARIO_TITLES = {
     "cpu-bound": "CPU-bound handler (100 µs of CPU per request)",
     "io-wait": "Blocking handler (1 ms wait per request)",
     "idle-conns": "Active clients while idle connections are held open",
-    "open-loop": "Open loop at half of keep-alive capacity (latency without coordinated omission)",
+    "open-loop": "Open loop at one fixed rate for every model (latency without coordinated omission)",
 }
 
 

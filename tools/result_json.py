@@ -3,14 +3,12 @@
 
   result_json.py point-line key=value...        one manifest point as a JSON line
   result_json.py set FILE KEY JSON_FILE         FILE[KEY] = contents of JSON_FILE
-  result_json.py capacity RUN_DIR MODEL CONNS   median keep-alive req/s of MODEL at CONNS
   result_json.py brief FILE                     one-line summary of a result
   result_json.py manifest RUN_DIR key=value...  serverbench.manifest/1 on stdout
 """
 import json
 import os
 import platform
-import statistics
 import sys
 
 INT_FIELDS = {"connections", "repeat", "idle_connections"}
@@ -52,25 +50,6 @@ def set_key(path, key, value_path):
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
-
-
-def capacity(run_dir, model, conns):
-    conns = int(conns)
-    candidates = [p for p in read_points(run_dir)
-                  if p["model"] == model and p["scenario"] == "http-keepalive"
-                  and p["status"] == "ok" and p.get("file")]
-    if not candidates:
-        return 1
-    at = [p for p in candidates if p["connections"] == conns]
-    if not at:
-        best = max(p["connections"] for p in candidates)
-        at = [p for p in candidates if p["connections"] == best]
-    rates = []
-    for p in at:
-        with open(os.path.join(run_dir, p["file"])) as f:
-            rates.append(json.load(f)["totals"]["throughput_rps"])
-    print(int(statistics.median(rates)))
-    return 0
 
 
 def brief(path):
@@ -137,8 +116,6 @@ def main(argv):
         point_line(args)
     elif cmd == "set" and len(args) == 3:
         set_key(*args)
-    elif cmd == "capacity" and len(args) == 3:
-        return capacity(*args)
     elif cmd == "brief" and len(args) == 1:
         brief(args[0])
     elif cmd == "manifest" and len(args) >= 1:
