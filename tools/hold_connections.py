@@ -10,6 +10,13 @@ reset) and writes {requested, established, closed_by_server, ...} as JSON to
 
 Connects are non-blocking and bounded by --connect-timeout: a server that
 stops accepting (full backlog, fork storm) shows up as a shortfall, not a hang.
+
+A connection is established by the kernel before the server accepts it, so before
+saying ready it waits (at most --settle-timeout) for an answer to one request on a
+fresh connection: the accept queue is FIFO, so an answer (or a close) means every
+held connection has been accepted, and the measurement that follows does not start
+while a fork-per-connection server is still forking for the idle ones. A server
+whose workers are all held (a blocking pool) never answers: that is `settled=0`.
 """
 import argparse
 import errno
@@ -77,6 +84,21 @@ def open_connections(host, port, count, connect_timeout):
     return established, errors
 
 
+def settle(host, port, timeout):
+    """True once the server answers (or closes) a request sent behind the held connections."""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as probe:
+            probe.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+            probe.settimeout(max(deadline - time.monotonic(), 0.001))
+            probe.recv(1)
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True  # refused or reset: the server got to it
+
+
 def count_closed_by_server(conns):
     """A connection the server closed reads EOF or a reset; a live idle one would block."""
     closed = 0
@@ -98,6 +120,8 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to open them all")
+    ap.add_argument("--settle-timeout", type=float, default=5.0,
+                    help="seconds to wait for the server to accept them all (0: do not wait)")
     ap.add_argument("--hold", type=float, default=3600.0, help="give up holding after this many seconds")
     ap.add_argument("--out", help="write the final JSON here (default: stdout)")
     args = ap.parse_args()
@@ -112,8 +136,11 @@ def main():
     started = time.monotonic()
     conns, errors = open_connections(args.host, args.port, args.count, args.connect_timeout)
     connect_s = time.monotonic() - started
+    settled = settle(args.host, args.port, args.settle_timeout) if args.settle_timeout > 0 else False
+    settle_s = time.monotonic() - started - connect_s
     print(f"ready requested={args.count} established={len(conns)} "
-          f"refused={args.count - len(conns)} connect_s={connect_s:.3f}", flush=True)
+          f"refused={args.count - len(conns)} connect_s={connect_s:.3f} "
+          f"settled={int(settled)} settle_s={settle_s:.3f}", flush=True)
 
     signal.sigtimedwait(stop_signals, max(args.hold, 0.0))
     result = {
@@ -121,6 +148,8 @@ def main():
         "established": len(conns),
         "closed_by_server": count_closed_by_server(conns),
         "connect_s": round(connect_s, 3),
+        "settled": settled,
+        "settle_s": round(settle_s, 3),
         "connect_errors": errors,
         "fd_limit": fd_limit,
     }
