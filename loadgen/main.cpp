@@ -236,8 +236,9 @@ int main(int argc, char** argv) {
     }
     const std::uint64_t t1 = measure_end ? std::max(measure_end, t0) : monotonic_ns();
     auto cpu1 = own_cpu_s();
-    std::optional<ProcessTreeSnapshot> server1 = o.server_pid ? snapshot_process_tree(o.server_pid) : std::nullopt;
     for (auto& t : threads) t.join();
+    // After the drain, before any connection closes (the workers still hold them).
+    std::optional<ProcessTreeSnapshot> server1 = o.server_pid ? snapshot_process_tree(o.server_pid) : std::nullopt;
     if (live_line) std::fputs("\n", stderr);
     const std::uint64_t window_end = measure_end ? t1 : monotonic_ns();
 
