@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
         while (!stopping) {
             sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
             if (!conn) break;
+            // A steady stream of connections keeps this loop from going back to poll(), where
+            // SIGCHLD is read: reap here too, or zombies pile up and count against --max-conns.
+            reap_exited(children);
             if (children.size() >= static_cast<std::size_t>(server.options.max_conns)) {
                 server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
                 continue;
