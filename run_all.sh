@@ -204,7 +204,7 @@ scenario_points() {
     esac
 }
 
-# The blocking model serves one client at a time (--max-conns 1): it runs the one-connection
+# The blocking model serves one client at a time (the rest wait in the backlog): it runs the one-connection
 # points, plus one probe of http-keepalive above one connection, where the claim that it
 # serves one client at a time is measured. Elsewhere it is "not-applicable".
 point_applicable() {
@@ -430,7 +430,7 @@ report_progress() {
 record_not_applicable() {
     local model=$1 scenario=$2 label=$3 connections=$4 rep=$5
     point_status=not-applicable
-    point_reason="the blocking model serves one client at a time (--max-conns 1)"
+    point_reason="the blocking model serves one client at a time"
     server_cpus="" loadgen_cpus=""
     record_point "$model" "$scenario" "$label" "$connections" "$rep" "" 0
 }
