@@ -38,20 +38,26 @@ int run(std::vector<std::string> args) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Runs microbench over `filter` with a tiny min time and returns its JSON report (null if none).
+nlohmann::json report_of(const std::string& filter) {
+    const std::filesystem::path out =
+        std::filesystem::path(testing::TempDir()) / ("microbench_" + std::to_string(getpid()) + ".json");
+    EXPECT_EQ(run({MICROBENCH_PATH, "--benchmark_min_time=0.001", "--benchmark_filter=" + filter,
+                   "--benchmark_out=" + out.string(), "--benchmark_out_format=json"}),
+              0);
+    std::ifstream in(out);
+    if (!in) return nullptr;
+    nlohmann::json doc = nlohmann::json::parse(in);
+    std::filesystem::remove(out);
+    return doc;
+}
+
 bool in_family(const std::string& name, const std::string& family) {
     return name == family || name.starts_with(family + "/");
 }
 
 TEST(Microbench, JsonHasEveryFamily) {
-    const std::filesystem::path out =
-        std::filesystem::path(testing::TempDir()) / ("microbench_" + std::to_string(getpid()) + ".json");
-    ASSERT_EQ(run({MICROBENCH_PATH, "--benchmark_min_time=0.001", std::string("--benchmark_filter=") + kFilter,
-                   "--benchmark_out=" + out.string(), "--benchmark_out_format=json"}),
-              0);
-    std::ifstream in(out);
-    ASSERT_TRUE(in) << out;
-    const nlohmann::json doc = nlohmann::json::parse(in);
-    std::filesystem::remove(out);
+    const nlohmann::json doc = report_of(kFilter);
     ASSERT_TRUE(doc.contains("benchmarks"));
 
     for (const std::string& family : kFamilies) {
@@ -69,15 +75,8 @@ TEST(Microbench, JsonHasEveryFamily) {
 
 // The readiness families say how many descriptors each point watched, for the scaling chart.
 TEST(Microbench, ReadinessPointsCountTheirDescriptors) {
-    const std::filesystem::path out =
-        std::filesystem::path(testing::TempDir()) / ("microbench_fds_" + std::to_string(getpid()) + ".json");
-    ASSERT_EQ(run({MICROBENCH_PATH, "--benchmark_min_time=0.001", "--benchmark_filter=Ready/64$",
-                   "--benchmark_out=" + out.string(), "--benchmark_out_format=json"}),
-              0);
-    std::ifstream in(out);
-    ASSERT_TRUE(in) << out;
-    const nlohmann::json doc = nlohmann::json::parse(in);
-    std::filesystem::remove(out);
+    const nlohmann::json doc = report_of("Ready/64$");
+    ASSERT_TRUE(doc.contains("benchmarks"));
     int points = 0;
     for (const nlohmann::json& bench : doc["benchmarks"]) {
         ++points;

@@ -96,7 +96,7 @@ def main():
                     e.update(status="unsupported", reason="server-io-uring: io_uring unsupported by this kernel")
                 elif model not in per_model:
                     e.update(status="not-applicable", server_cpus=None, loadgen_cpus=None,
-                             reason="the blocking model serves one client at a time (--max-conns 1)")
+                             reason="the blocking model serves one client at a time")
                 else:
                     vals = per_model[model]
                     if rep == 2:
