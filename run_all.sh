@@ -204,9 +204,9 @@ scenario_points() {
     esac
 }
 
-# The blocking model serves one client at a time (the rest wait in the backlog): it runs the one-connection
-# points, plus one probe of http-keepalive above one connection, where the claim that it
-# serves one client at a time is measured. Elsewhere it is "not-applicable".
+# The blocking model serves one client at a time (the rest wait in the backlog): it runs the
+# one-connection points, plus one probe of http-keepalive above one connection, where the claim
+# that it serves one client at a time is measured. Elsewhere it is "not-applicable".
 point_applicable() {
     local model=$1 scenario=$2 connections=$3
     [[ $model == blocking ]] || return 0

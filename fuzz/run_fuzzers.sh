@@ -14,7 +14,8 @@ Builds build-fuzz/ with clang (-DBUILD_FUZZERS=ON) and runs each fuzz target for
 USAGE
 }
 
-readonly repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly repo_root
 readonly build_dir="$repo_root/build-fuzz"
 
 build_targets() {

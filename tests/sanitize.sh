@@ -16,7 +16,8 @@ Environment: SANITIZE_JOBS (default 2) for building and for ctest -j.
 USAGE
 }
 
-readonly repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly repo_root
 readonly jobs="${SANITIZE_JOBS:-2}"
 # The models whose servers run several threads against shared state: TSan has something to check.
 readonly tsan_models='thread[-_]per[-_]conn|thread[-_]pool|epoll[-_]reuseport|epoll[-_]pool'

@@ -59,6 +59,7 @@ check_tools() {
     [[ -x $loadgen ]] || { echo "loadgen_vs_wrk.sh: $loadgen not built" >&2; exit 2; }
 }
 
+# shellcheck source=tools/nginx_one_worker.sh
 source "$(dirname "${BASH_SOURCE[0]}")/nginx_one_worker.sh"
 work=$(mktemp -d)
 cleanup() { stop_nginx; rm -rf "$work"; }

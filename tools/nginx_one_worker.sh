@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that measure against nginx (tools/vs_nginx.sh, tools/loadgen_vs_wrk.sh):
 # one nginx worker on one CPU serving the suite's 13-byte "Hello, World!" body, and /proc helpers.
 # start_nginx CPU WORKDIR sets nginx_pid and nginx_port; the caller's EXIT trap calls stop_nginx.
@@ -8,8 +9,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # Waits (at most 5 s) until something accepts on 127.0.0.1:$1.
 wait_for_port() {
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.05
     done

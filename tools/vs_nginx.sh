@@ -30,6 +30,7 @@ done
 server="$build_dir/bin/server-$model"
 [[ -x $server ]] || { echo "vs_nginx.sh: $server not built" >&2; exit 2; }
 
+# shellcheck source=tools/nginx_one_worker.sh
 source "$(dirname "${BASH_SOURCE[0]}")/nginx_one_worker.sh"
 work=$(mktemp -d)
 model_pid=""
@@ -44,8 +45,7 @@ trap cleanup EXIT
 start_model() {
     taskset -c 0 "$server" --port 0 >"$work/ready" 2>"$work/model.err" &
     model_pid=$!
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         grep -q 'port=' "$work/ready" && break
         sleep 0.05
     done
