@@ -195,7 +195,7 @@ private:
     std::vector<Slot> slots_;  // by descriptor
     std::size_t count_ = 0;
     std::int64_t next_sweep_ms_ = 0;
-    std::vector<char> scratch_ = std::vector<char>(65536);
+    std::vector<char> scratch_ = std::vector<char>(kLoopScratchBytes);
 };
 
 // The awaiters. Each tries its system call in await_ready, so an operation that can complete now

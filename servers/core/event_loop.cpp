@@ -9,7 +9,6 @@
 namespace sb {
 namespace {
 
-constexpr std::size_t kScratchBytes = 64 * 1024;
 constexpr std::size_t kKeptBufferBytes = 64 * 1024;  // larger buffers are freed once drained
 
 }  // namespace
@@ -87,13 +86,13 @@ bool Connection::flush() {
 }
 
 ConnectionTable::ConnectionTable(Server& server, int fd_limit)
-    : server_(server), fd_limit_(fd_limit), scratch_(kScratchBytes) {}
+    : server_(server), fd_limit_(fd_limit), scratch_(kLoopScratchBytes) {}
 
 ConnectionTable::ConnectionTable(Server& server, ConnectionBudget& shared_budget)
-    : server_(server), shared_budget_(&shared_budget), scratch_(kScratchBytes) {}
+    : server_(server), shared_budget_(&shared_budget), scratch_(kLoopScratchBytes) {}
 
 ConnectionTable::ConnectionTable(Server& server, RequestWork work)
-    : server_(server), work_(work), scratch_(kScratchBytes) {}
+    : server_(server), work_(work), scratch_(kLoopScratchBytes) {}
 
 ConnectionTable::~ConnectionTable() {
     if (shared_budget_ != nullptr) shared_budget_->give_back(static_cast<int>(count_));

@@ -16,6 +16,9 @@
 
 namespace sb {
 
+// Size of a loop's read buffer, shared by all its connections (one read takes up to this much).
+inline constexpr std::size_t kLoopScratchBytes = 64 * 1024;
+
 // `work`: the connection's last batch of requests waits for its handler's work in another thread
 // (RequestWork::handed_off); watch nothing for it until ConnectionTable::finish_work.
 enum class Interest : std::uint8_t { read, write, close, work };
