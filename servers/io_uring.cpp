@@ -2,8 +2,8 @@
 // call", io_uring takes the call itself (accept, recv, send) and reports when it is done, so one
 // io_uring_submit_and_wait per turn both submits every operation the last turn prepared and
 // collects every completion: the system calls of a turn are batched into one. A multishot accept
-// keeps yielding new connections from a single request. Each connection owns a fixed receive
-// buffer (the kernel fills it in place: it must live until the recv completes) and has exactly one
+// keeps yielding new connections from a single request. Each connection owns a receive buffer
+// (the kernel fills it in place: it must live until the recv completes) and has exactly one
 // operation in flight, recv or send, since it alternates between reading requests and writing
 // their responses. SIGINT/SIGTERM come through the ring too (a poll on the signalfd), and a
 // periodic timeout drives the idle sweep.
@@ -15,7 +15,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -34,9 +33,12 @@ constexpr sb::ModelInfo kModel{
 };
 
 constexpr unsigned kRingEntries = 4096;
-// Requests are small, so 4 KiB per connection is a few recvs for a large one, and 2 000 idle
-// connections hold 8 MB. (Provided buffers would hold memory only while a recv is in flight.)
-constexpr std::size_t kRecvBytes = 4096;
+// Requests are small, so a connection starts with 4 KiB (2 000 idle connections hold 8 MB). One
+// whose recv filled its buffer is sent large messages: its buffer doubles, up to 64 KiB, so that a
+// message takes one recv rather than many. (Provided buffers would hold memory only while a recv
+// is in flight, at the price of a second code path for kernels before 5.19.)
+constexpr std::size_t kFirstRecvBytes = 4096;
+constexpr std::size_t kMaxRecvBytes = 64 * 1024;
 
 struct UringConnection {
     explicit UringConnection(sb::UniqueFd socket, const sb::ResponseSet& responses) noexcept
@@ -48,7 +50,8 @@ struct UringConnection {
     sb::ByteBuffer out;  // responses being sent
     std::int64_t last_active_ms = 0;
     bool shut_down = false;  // closing: its operation in flight ends with an error, then it is freed
-    std::array<char, kRecvBytes> recv_buffer;
+    bool recv_filled = false;  // the last recv filled the buffer: the next one gets a larger buffer
+    std::vector<char> recv_buffer = std::vector<char>(kFirstRecvBytes);
 };
 
 // What a completion is about: a connection's recv or send (user_data is its address: a connection
@@ -188,6 +191,7 @@ private:
     // The next request is rarely there yet when a response has just left, so the recv waits for
     // data first (POLL_FIRST) instead of trying at once and failing with EAGAIN.
     void receive(UringConnection& c) {
+        if (c.recv_filled && c.recv_buffer.size() < kMaxRecvBytes) c.recv_buffer.resize(2 * c.recv_buffer.size());
         io_uring_sqe* e = sqe(c);
         io_uring_prep_recv(e, c.fd.get(), c.recv_buffer.data(), c.recv_buffer.size(), 0);
         e->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -206,7 +210,9 @@ private:
             return answer(c, {});                // requests held back while output was full
         }
         if (res == 0) return close(c);  // EOF: every request that came was answered already
-        answer(c, {c.recv_buffer.data(), static_cast<std::size_t>(res)});
+        const auto received = static_cast<std::size_t>(res);
+        c.recv_filled = received == c.recv_buffer.size();
+        answer(c, {c.recv_buffer.data(), received});
     }
 
     // Answers the requests that are complete, then sends, or reads more, or closes.
