@@ -548,7 +548,7 @@ TEST_P(Robustness, DescriptorExhaustion) {
     const double cpu_used = cpu_seconds(pid()) - cpu0;
     EXPECT_LT(cpu_used, 0.5) << "the server spins with its descriptors exhausted (" << cpu_used << " s of CPU in 1 s)";
 
-    Tally t = await_first_responses(clients, 2000ms);
+    Tally t = await_first_responses(clients, 2000ms, 20000ms);
     std::cerr << "[ nofile64 ] server-" << model() << ": " << t << "\n";
     EXPECT_GT(t.served, 0) << t;
     std::string pending;
@@ -582,7 +582,7 @@ TEST_P(Robustness, ThreadOrProcessCreationFailure) {
         clients.push_back(sbtest::connect_to(port()));
         if (clients.back()) sbtest::send_all(clients.back().get(), kGet);
     }
-    Tally t = await_first_responses(clients, 2000ms);
+    Tally t = await_first_responses(clients, 2000ms, 20000ms);
     std::cerr << "[ nproc12  ] server-" << model() << ": " << t << "\n";
     EXPECT_GT(t.served, 0) << t;
     clients.clear();
