@@ -18,9 +18,10 @@ constexpr sb::ModelInfo kModel{
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
     sb::ConnectionTable connections(server);
+    sb::EpollSet epoll(kModel);
     server.announce_ready();
 
-    sb::run_epoll_loop(kModel, server.listener, connections, server.signals.fd(),
+    sb::run_epoll_loop(epoll, server.listener, connections, server.signals.fd(),
                        [&] { return server.signals.stop_requested(); });
     return server.finish();
 }

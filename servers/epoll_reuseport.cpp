@@ -40,16 +40,17 @@ int main(int argc, char** argv) {
     for (int i = 0; i < server.options.workers; ++i) {
         // The first loop takes the Server's socket (port 0 resolved to a real port); the others
         // bind that port again. A socket is created only for a loop that will serve it: the kernel
-        // would hash connections to a socket nobody accepts from.
+        // would hash connections to a socket nobody accepts from. Each loop's descriptors are made
+        // here, not in its thread, so that all of them exist by the readiness line.
         std::unique_ptr<sb::Listener> own;
         if (i > 0) {
             own = std::make_unique<sb::Listener>(server.options, kModel, server.stats, sb::Blocking::no,
                                                  server.listener.port());
         }
         try {
-            loops.emplace_back([&server, &budget, &stop, own = std::move(own)] {
+            loops.emplace_back([&server, &budget, &stop, own = std::move(own), epoll = sb::EpollSet(kModel)]() mutable {
                 sb::ConnectionTable connections(server, budget);
-                sb::run_epoll_loop(kModel, own ? *own : server.listener, connections, stop.get(), [] { return true; });
+                sb::run_epoll_loop(epoll, own ? *own : server.listener, connections, stop.get(), [] { return true; });
             });
         } catch (const std::system_error&) {
             break;  // out of threads: serve with the loops that started (their sockets only)

@@ -41,15 +41,16 @@ public:
 
 private:
     UniqueFd fd_;
-    std::array<epoll_event, 512> events_;
+    std::array<epoll_event, 512> events_{};
 };
 
-// Serves the listener's connections until stop_fd is readable and stop_requested() agrees.
+// Serves the listener's connections until stop_fd is readable and stop_requested() agrees. The
+// caller makes the epoll set before its readiness line, so a server that says it is ready has
+// every descriptor its loops will keep (a test counting them takes that as its baseline).
 // A template, so the stop check inlines and the loop costs what it did written out in one model.
 template <class StopRequested>
-void run_epoll_loop(const ModelInfo& model, Listener& listener, ConnectionTable& connections, int stop_fd,
+void run_epoll_loop(EpollSet& epoll, Listener& listener, ConnectionTable& connections, int stop_fd,
                     StopRequested&& stop_requested) {
-    EpollSet epoll(model);
     const int listen_fd = listener.fd();
     epoll.watch(EPOLL_CTL_ADD, listen_fd, Interest::read);
     epoll.watch(EPOLL_CTL_ADD, stop_fd, Interest::read);
