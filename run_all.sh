@@ -13,6 +13,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly ROOT
 readonly ALL_SCENARIOS="http-keepalive http-close echo cpu-bound io-wait idle-conns open-loop"
 readonly READY_TIMEOUT_S=10
+# The idle holder's own bounds: it opens its connections within HOLD_CONNECT_S, then waits up to
+# HOLD_SETTLE_S for the server to accept them all, and only then says it is ready (it keeps stop
+# signals pending until then). run_all.sh waits for it that long, plus a margin.
+readonly HOLD_CONNECT_S=8 HOLD_SETTLE_S=5
 readonly STOP_GRACE_S=2
 
 usage() {
@@ -260,10 +264,10 @@ on_signal() {
 }
 
 # Starts "$@" in its own process group with stdout on a FIFO, and waits (up to
-# READY_TIMEOUT_S) for a stdout line matching $ready_pattern. Sets started_pid,
+# $ready_timeout_s) for a stdout line matching $ready_pattern. Sets started_pid,
 # ready_line; on failure sets start_failure and start_exit_code (if it exited).
 start_and_wait_ready() {
-    local ready_pattern=$1 err_file=$2; shift 2
+    local ready_timeout_s=$1 ready_pattern=$2 err_file=$3; shift 3
     local fifo="$work_dir/stdout.$RANDOM$RANDOM"
     mkfifo "$fifo"
     setsid "$@" </dev/null >"$fifo" 2>"$err_file" &
@@ -272,7 +276,7 @@ start_and_wait_ready() {
     local fd
     exec {fd}<>"$fifo"
     ready_line="" start_failure="" start_exit_code=""
-    local deadline=$(( ${EPOCHREALTIME/./} + READY_TIMEOUT_S * 1000000 )) line partial=""
+    local deadline=$(( ${EPOCHREALTIME/./} + ready_timeout_s * 1000000 )) line partial=""
     while :; do
         # A read that times out mid-line (a loaded machine) keeps what it got in $line.
         if read -r -t 0.1 -u "$fd" line; then
@@ -289,7 +293,7 @@ start_and_wait_ready() {
             break
         fi
         if (( ${EPOCHREALTIME/./} > deadline )); then
-            start_failure="no readiness line within ${READY_TIMEOUT_S} s"
+            start_failure="no readiness line within ${ready_timeout_s} s"
             kill_group "$started_pid" || true
             break
         fi
@@ -318,7 +322,7 @@ run_point() {
 
     # shellcheck disable=SC2206  # flag strings are word lists by construction
     local sflags=($server_flags) lflags=($loadgen_flags)
-    if ! start_and_wait_ready 'port=([0-9]+)' "$log_base.server.log" \
+    if ! start_and_wait_ready "$READY_TIMEOUT_S" 'port=([0-9]+)' "$log_base.server.log" \
             taskset -c "$server_cpus" "$build_dir/bin/server-$model" --port 0 "${sflags[@]}"; then
         if [[ $start_exit_code == 2 ]] && grep -qi unsupported "$log_base.server.log"; then
             point_status=unsupported point_reason=$(last_line_of "$log_base.server.log")
@@ -334,12 +338,12 @@ run_point() {
 
     local holder_pid="" holder_json="$log_base.idle.json"
     if (( idle > 0 )); then
-        if start_and_wait_ready '^ready ' "$log_base.idle.log" \
+        if start_and_wait_ready $((HOLD_CONNECT_S + HOLD_SETTLE_S + 5)) '^ready ' "$log_base.idle.log" \
                 "$py" "$ROOT/tools/hold_connections.py" --port "$port" --count "$idle" \
-                --connect-timeout 8 --out "$holder_json"; then
+                --connect-timeout "$HOLD_CONNECT_S" --settle-timeout "$HOLD_SETTLE_S" --out "$holder_json"; then
             holder_pid=$started_pid
         else
-            point_reason="idle holder $start_failure"
+            point_reason="idle holder $start_failure" stop_note=""
         fi
     fi
 
@@ -360,6 +364,7 @@ run_point() {
     process_alive "$server_pid" || server_was_alive=0
     if [[ -n $holder_pid ]]; then
         kill_group "$holder_pid" || true
+        stop_note=""  # kill_group's note is about the server's stop, not the holder's
         if [[ -s $holder_json && -s $out ]]; then
             "$py" "$ROOT/tools/result_json.py" set "$out" idle_connections "$holder_json" || true
         fi
