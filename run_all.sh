@@ -318,7 +318,7 @@ run_point() {
     local out="$run_dir/$rel" log_base="$run_dir/logs/$model/$scenario/$label-r$rep"
     mkdir -p "${out%/*}" "${log_base%/*}"
     cpu_layout "$ncpu" "$scenario"
-    point_status=ok point_reason="" stop_note=""
+    point_status=ok point_reason=""
 
     # shellcheck disable=SC2206  # flag strings are word lists by construction
     local sflags=($server_flags) lflags=($loadgen_flags)
@@ -343,7 +343,7 @@ run_point() {
                 --connect-timeout "$HOLD_CONNECT_S" --settle-timeout "$HOLD_SETTLE_S" --out "$holder_json"; then
             holder_pid=$started_pid
         else
-            point_reason="idle holder $start_failure" stop_note=""
+            point_reason="idle holder $start_failure"
         fi
     fi
 
@@ -364,12 +364,12 @@ run_point() {
     process_alive "$server_pid" || server_was_alive=0
     if [[ -n $holder_pid ]]; then
         kill_group "$holder_pid" || true
-        stop_note=""  # kill_group's note is about the server's stop, not the holder's
         if [[ -s $holder_json && -s $out ]]; then
             "$py" "$ROOT/tools/result_json.py" set "$out" idle_connections "$holder_json" || true
         fi
     fi
     local server_code=0
+    stop_note=""  # what kill_group notes from here on is the server's stop, not the holder's
     kill_group "$server_pid" || server_code=$?
 
     if (( ! server_was_alive )); then
