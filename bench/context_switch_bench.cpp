@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "bench_support.hpp"
-#include "core/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace {
 

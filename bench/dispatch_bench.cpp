@@ -17,7 +17,7 @@
 
 #include "bench_support.hpp"
 #include "core/thread_pool.hpp"
-#include "core/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace {
 

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
-#include "core/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace {
 

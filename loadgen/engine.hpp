@@ -13,7 +13,7 @@
 #include "loadgen/options.hpp"
 #include "loadgen/rate_scheduler.hpp"
 #include "loadgen/run_stats.hpp"
-#include "servers/core/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace loadgen {
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 # cmake/g++/make build everything; the -dev packages are the libraries DESIGN.md names;
 # liburing-dev adds server-io-uring; python3-matplotlib draws the charts; util-linux has taskset.
-SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libgtest-dev
+SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev
                       liburing-dev python3 python3-matplotlib util-linux)
 
 ensure_deps() {

@@ -7,7 +7,7 @@
 #include <csignal>
 #include <initializer_list>
 
-#include "unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace sb {
 

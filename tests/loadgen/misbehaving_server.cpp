@@ -34,7 +34,7 @@
 #include <thread>
 #include <vector>
 
-#include "servers/core/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 using sb::UniqueFd;
 

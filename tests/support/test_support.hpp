@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace sbtest {
 
