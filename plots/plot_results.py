@@ -3,8 +3,8 @@
 
 usage: plot_results.py RUN_DIR [--out DIR]
 
-Writes PNG and SVG charts plus summary.md into DIR (default plots/out/<run-id>/,
-with plots/out/latest pointing at it). Needs matplotlib: on Debian,
+Writes PNG and SVG charts plus summary.md into DIR (default: RUN_DIR itself, so a run
+folder holds everything of its run and is redrawn in place). Needs matplotlib: on Debian,
 `apt-get install -y python3-matplotlib` and run it with /usr/bin/python3.
 Exit 2 when RUN_DIR is not a run.
 """
@@ -14,7 +14,7 @@ import sys
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_results import (MODEL_ORDER, PERCENTILES, RunError, dispatch_costs, load_run,  # noqa: E402
+from run_results import (MODEL_ORDER, PERCENTILES, SCENARIO_TITLES, RunError, dispatch_costs, load_run,  # noqa: E402
                          microbench_times_us, readiness_series)
 import claims  # noqa: E402
 
@@ -35,15 +35,6 @@ MODEL_COLOR_ORDER = MODEL_ORDER
 PALETTE = ["#7f7f7f", "#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#ff7f0e", "#ffbb78", "#2ca02c",
            "#98df8a", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#c5b0d5", "#dbdb8d"]
 STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
-SCENARIO_TITLES = {
-    "http-keepalive": "HTTP keep-alive",
-    "http-close": "HTTP, a new connection per request",
-    "echo": "Echo (raw byte stream)",
-    "cpu-bound": "CPU-bound handler (100 µs of CPU per request)",
-    "io-wait": "Blocking handler (1 ms wait per request)",
-    "idle-conns": "Active clients while idle connections are held open",
-    "open-loop": "Open loop at one fixed rate for every model (latency without coordinated omission)",
-}
 
 
 def model_color(model):
@@ -465,28 +456,19 @@ def summary_md(run, charts):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Charts and summary.md for a run_all.sh run.")
     ap.add_argument("run_dir")
-    ap.add_argument("--out", help="output folder (default plots/out/<run-id>/)")
+    ap.add_argument("--out", help="output folder (default: the run folder itself)")
     args = ap.parse_args(argv)
     try:
         run = load_run(args.run_dir)
     except RunError as e:
         sys.stderr.write(f"plot_results.py: {e}\n")
         return 2
-    here = os.path.dirname(os.path.abspath(__file__))
-    out_dir = args.out or os.path.join(here, "out", run.run_id)
+    out_dir = args.out or args.run_dir
     os.makedirs(out_dir, exist_ok=True)
     charts = Charts(run, out_dir)
     charts.draw_all()
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(summary_md(run, charts.written))
-    if not args.out:
-        link = os.path.join(here, "out", "latest")
-        try:
-            if os.path.islink(link):
-                os.remove(link)
-            os.symlink(run.run_id, link)
-        except OSError:
-            pass
     print(f"plots: {len(charts.written)} chart files and summary.md in {out_dir}")
     return 0
 

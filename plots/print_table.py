@@ -13,10 +13,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_results import RunError, load_run  # noqa: E402
+from serverbench.scenarios import SCENARIO_SHORT  # noqa: E402
 
 SHORT = {"not-applicable": "n/a", "failed": "FAILED", "unsupported": "unsupp."}
-SCENARIO_SHORT = {"http-keepalive": "keep", "http-close": "close", "echo": "echo", "cpu-bound": "cpu",
-                  "io-wait": "io", "idle-conns": "idle", "open-loop": "open"}
 
 
 def compact(v):

@@ -8,22 +8,17 @@ summary and compare.py all use.
 import json
 import os
 import statistics
+import sys
 from dataclasses import dataclass, field
+
+# Scenarios, their order and titles, and the models' order are defined once, in the driver.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from serverbench.scenarios import MODEL_ORDER, SCENARIO_TITLES, ordered_models, scenario_order  # noqa: E402,F401
 
 MANIFEST_SCHEMA = "serverbench.manifest/1"
 RESULT_SCHEMA = "serverbench.result/1"
 
-# Scenario order of the matrix, used for tables and charts.
-SCENARIOS = ["http-keepalive", "http-close", "echo", "cpu-bound", "io-wait", "idle-conns", "open-loop"]
 PERCENTILES = [("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9)]
-# Display order of the models the suite knows, by family (blocking, threads, processes,
-# readiness loops, completion, coroutines); any other model follows, alphabetically.
-MODEL_ORDER = ["blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "prefork", "select",
-               "poll", "epoll", "epoll-reuseport", "epoll-pool", "io-uring", "coroutine"]
-
-
-def ordered_models(models):
-    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else len(MODEL_ORDER), m))
 
 
 class RunError(Exception):
@@ -99,8 +94,7 @@ class Run:
         return seen
 
     def scenarios(self):
-        present = {p.scenario for p in self.points.values()}
-        return [s for s in SCENARIOS if s in present] + sorted(present - set(SCENARIOS))
+        return scenario_order({p.scenario for p in self.points.values()})
 
 
 def _median(values):

@@ -19,9 +19,9 @@ trap 'rm -rf "$out"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$root/run_all.sh" --profile smoke --no-build --no-microbench --no-plots --build-dir "$build_dir" \
-    --out "$out/results" --models blocking,epoll --scenarios http-keepalive || fail "run_all.sh exited $?"
+    --out "$out/run" --models blocking,epoll --scenarios http-keepalive || fail "run_all.sh exited $?"
 
-run="$out/results/latest"
+run="$out/run"
 [[ -f $run/manifest.json ]] || fail "no manifest.json"
 for f in points/epoll/http-keepalive/c1-r1.json points/epoll/http-keepalive/c10-r1.json \
          points/blocking/http-keepalive/c1-r1.json; do
@@ -40,7 +40,7 @@ for p in m["points"]:
         assert r["totals"]["throughput_rps"] > 0, p
 PY
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-    /usr/bin/python3 "$root/plots/plot_results.py" "$run" --out "$out/plots" >/dev/null || fail "plot_results.py"
-    [[ -s $out/plots/summary.md && -s $out/plots/throughput_vs_connections.png ]] || fail "no charts"
+    /usr/bin/python3 "$root/plots/plot_results.py" "$run" >/dev/null || fail "plot_results.py"
+    [[ -s $run/summary.md && -s $run/throughput_vs_connections.png ]] || fail "no charts in the run folder"
 fi
 echo "PASS: run_all.sh smoke profile"

@@ -15,44 +15,17 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-FAKES = os.path.join(HERE, "fakes")
-
-
-def write_exe(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o755)
-
-
-def processes_mentioning(marker):
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
+sys.path.insert(0, os.path.join(HERE, "fakes"))
+from fake_build import make_fake_build, processes_mentioning  # noqa: E402
 
 
 class RunAllWithFakesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="serverbench-fakes-")
-        bin_dir = os.path.join(cls.tmp.name, "build", "bin")
-        os.makedirs(bin_dir)
-        behaviours = {"epoll": "ok", "blocking": "ok", "crashy": "crash", "io-uring": "unsupported",
-                      "dying": "die-mid-point"}
-        for model, behaviour in behaviours.items():
-            write_exe(os.path.join(bin_dir, f"server-{model}"),
-                      f'#!/bin/sh\nexec "{sys.executable}" "{FAKES}/fake_server.py" '
-                      f'--behaviour {behaviour} --model {model} "$@"\n')
-        write_exe(os.path.join(bin_dir, "loadgen"),
-                  f'#!/bin/sh\nexec "{sys.executable}" "{FAKES}/fake_loadgen.py" "$@"\n')
-        cls.out = os.path.join(cls.tmp.name, "results")
+        make_fake_build(cls.tmp.name, {"epoll": "ok", "blocking": "ok", "crashy": "crash",
+                                       "io-uring": "unsupported", "dying": "die-mid-point"})
+        cls.out = os.path.join(cls.tmp.name, "run")
         started = time.monotonic()
         cls.proc = subprocess.run(
             [os.path.join(ROOT, "run_all.sh"), "--profile", "smoke", "--no-build", "--no-plots",
@@ -60,9 +33,8 @@ class RunAllWithFakesTest(unittest.TestCase):
              "--scenarios", "http-keepalive,idle-conns"],
             capture_output=True, text=True, timeout=240)
         cls.wall = time.monotonic() - started
-        run_dir = os.path.join(cls.out, "latest")
-        cls.run_dir = run_dir
-        with open(os.path.join(run_dir, "manifest.json")) as f:
+        cls.run_dir = cls.out
+        with open(os.path.join(cls.run_dir, "manifest.json")) as f:
             cls.manifest = json.load(f)
         cls.points = {(p["model"], p["scenario"], p["point"]): p for p in cls.manifest["points"]}
 

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """A stand-in for build/bin/loadgen: connects once to prove the server is up, then
 writes a plausible serverbench.result/1 document (numbers derived from the model name
-and connection count) to --out. Exit 1 when it cannot connect."""
+and connection count) to --out. Exit 1 when it cannot connect. A point takes
+SERVERBENCH_FAKE_POINT_S seconds (default 0.2)."""
 import argparse
 import json
+import os
 import socket
 import sys
 import time
 import zlib
 
 ap = argparse.ArgumentParser()
-for flag in ("--host", "--protocol", "--mode", "--duration", "--warmup", "--cpus", "--out",
+for flag in ("--marker", "--host", "--protocol", "--mode", "--duration", "--warmup", "--cpus", "--out",
              "--model", "--scenario", "--server-flags", "--rate", "--message-bytes"):
     ap.add_argument(flag)
 for flag in ("--port", "--connections", "--threads", "--server-pid"):
@@ -23,7 +25,7 @@ try:
     ok = True
 except OSError:
     ok = False
-time.sleep(0.2)  # a point takes time; a server that dies on connect is dead by the end
+time.sleep(float(os.environ.get("SERVERBENCH_FAKE_POINT_S", "0.2")))  # a point takes time; a server that dies on connect is dead by the end
 base = 10000 + zlib.crc32((a.model or "").encode()) % 20000
 rps = base * min(a.connections, 4) / 4 if ok else 0.0
 if a.rate:

@@ -4,7 +4,8 @@
 --behaviour ok: listens, prints the readiness line, accepts and holds connections until
 SIGTERM (exit 0). crash: exits 1 at start. unsupported: exits 2 saying "unsupported"
 (like server-io-uring on a kernel that refuses io_uring). die-mid-point: ready, then
-exits 3 as soon as it accepts a connection.
+exits 3 as soon as it accepts a connection. forking: like ok, plus a child process in its
+process group that sleeps (a prefork worker left behind), to test that nothing outlives a run.
 """
 import argparse
 import os
@@ -17,6 +18,7 @@ import time
 ap = argparse.ArgumentParser()
 ap.add_argument("--behaviour", default="ok")
 ap.add_argument("--model", default="fake")
+ap.add_argument("--marker", help="ignored: lets a test find its processes")
 ap.add_argument("--port", type=int, default=0)
 args, _ = ap.parse_known_args()
 
@@ -27,6 +29,9 @@ if args.behaviour == "unsupported":
     sys.stderr.write(f"server-{args.model}: io_uring unsupported by this kernel\n")
     sys.exit(2)
 
+if args.behaviour == "forking" and os.fork() == 0:
+    time.sleep(3600)
+    os._exit(0)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,222 @@
+"""./run_all.sh: build, run every model x scenario x point, write the run folder, draw the charts.
+
+Exit code: 0 when every point is ok (or not-applicable/unsupported), 1 when a point failed,
+2 on a usage error, 130 when interrupted (the run can then be finished with --resume).
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import scenarios as sc
+from .matrix import Matrix
+from .point import Binaries
+from .processes import Supervisor
+from .rundir import RunDir, new_run_id, utc_now
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPILOG = """\
+Exit code: 0 all points ok (or not-applicable/unsupported), 1 some point failed,
+2 usage error, 130 interrupted (finish it with --resume RUN_DIR)."""
+
+
+class UsageError(Exception):
+    pass
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag gets one line and exit code 2, not the whole usage."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    profiles = ", ".join(f"{p.name} ({p.duration} points, {p.repeat} repeat(s))"
+                         for p in sc.PROFILES.values() if not p.hidden)
+    ap = OneLineParser(prog="run_all.sh", description=__doc__.splitlines()[0], epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="standard", help=f"how long and how wide: {profiles}; "
+                    "quick ~4 min (CI), standard ~15 min, full ~50 min (default standard)")
+    ap.add_argument("--models", help="only these models, comma-separated (names after server-; "
+                    "default: every server-* binary built)")
+    ap.add_argument("--scenarios", help=f"only these scenarios, comma-separated: {', '.join(sc.SCENARIO_NAMES)}")
+    ap.add_argument("--repeat", type=positive_int, help="repetitions per point (default: the profile's)")
+    ap.add_argument("--out", help="the run folder (default results/<UTC timestamp>/; results/latest "
+                    "then points to it)")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run: its own settings, "
+                    "skipping the points it already wrote")
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
+                    help="build tree (default build/); binaries in DIR/bin")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
+    ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
+    ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
+    return ap
+
+
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not '{text}'")
+    return int(text)
+
+
+def split_list(text):
+    return [x for x in (text or "").split(",") if x]
+
+
+def check_args(args):
+    if args.profile not in sc.PROFILES:
+        known = ", ".join(p.name for p in sc.PROFILES.values() if not p.hidden)
+        raise UsageError(f"unknown profile '{args.profile}' ({known})")
+    for s in split_list(args.scenarios):
+        if s not in sc.SCENARIO_NAMES:
+            raise UsageError(f"unknown scenario '{s}' (known: {' '.join(sc.SCENARIO_NAMES)})")
+    if args.resume and not os.path.isfile(os.path.join(args.resume, "manifest.json")):
+        raise UsageError(f"--resume {args.resume}: no manifest.json there (not a run folder)")
+    if args.resume and args.out:
+        raise UsageError("--resume RUN_DIR is the run folder; drop --out")
+
+
+def build_if_needed(args):
+    if args.no_build:
+        return
+    code = subprocess.call(["bash", "-c", f'source "{ROOT}/tools/ensure_deps.sh" && ensure_deps'])
+    if code != 0:
+        sys.exit(code)
+    build_dir = args.build_dir
+    if not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
+        log(f"== configuring {build_dir} (Release)")
+        run_or_exit(["cmake", "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release"])
+    log(f"== building in {build_dir}")
+    run_or_exit(["cmake", "--build", build_dir, "-j", str(os.cpu_count() or 1)])
+
+
+def run_or_exit(argv):
+    code = subprocess.call(argv, stdout=sys.stderr)
+    if code != 0:
+        log(f"run_all.sh: {' '.join(argv)} failed ({code})")
+        sys.exit(2)
+
+
+def discover_models(bin_dir, wanted):
+    """Models are discovered, never listed: a new server-* binary joins the matrix by existing."""
+    found = []
+    if os.path.isdir(bin_dir):
+        for name in os.listdir(bin_dir):
+            path = os.path.join(bin_dir, name)
+            if name.startswith("server-") and os.path.isfile(path) and os.access(path, os.X_OK):
+                found.append(name[len("server-"):])
+    for want in wanted:
+        if want not in found:
+            raise UsageError(f"model '{want}' not found as {bin_dir}/server-{want}")
+    models = [m for m in found if not wanted or m in wanted]
+    if not models:
+        raise UsageError(f"no server binaries in {bin_dir} (build first, or pass --build-dir)")
+    return sc.ordered_models(models)
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    dirty = subprocess.call(["git", "-C", ROOT, "diff", "--quiet", "HEAD"], stderr=subprocess.DEVNULL)
+    return rev + ("-dirty" if dirty else "")
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def raise_fd_limit():
+    """10 000 idle connections need 10 000 descriptors in the server and in the holder."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def on_signal(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def settings_for(args, models):
+    """The run's settings: from the command line, or from the manifest of the run being resumed."""
+    if args.resume:
+        m = RunDir(args.resume).read_manifest()
+        return {k: m[k] for k in ("profile", "repeat", "warmup", "duration", "models", "scenarios",
+                                  "started_at", "git_rev", "build_dir")}
+    profile = sc.PROFILES[args.profile]
+    wanted = split_list(args.scenarios)
+    return {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
+            "duration": profile.duration, "models": models,
+            "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
+            "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir)}
+
+
+def prepare(argv):
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    build_if_needed(args)
+    bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
+    models = discover_models(bin_dir, split_list(args.models))
+    loadgen = os.path.join(bin_dir, "loadgen")
+    if not os.access(loadgen, os.X_OK):
+        raise UsageError(f"no load generator at {loadgen} (build first)")
+    settings = settings_for(args, models)
+    run_dir = RunDir(args.resume or args.out or os.path.join(ROOT, "results", new_run_id()))
+    return args, settings, run_dir, Binaries(bin_dir, loadgen)
+
+
+def main(argv=None):
+    try:
+        args, settings, run_dir, binaries = prepare(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        log(f"run_all.sh: {e}")
+        return 2
+    raise_fd_limit()
+    os.environ["SERVERBENCH_GIT_REV"] = settings["git_rev"]
+    run_dir.create()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sup = Supervisor()
+    state = {"finished_at": None, "interrupted": True}
+    started = time.monotonic()
+    try:
+        run_dir.write_manifest(settings, state)
+        matrix = Matrix(sup, run_dir, settings, binaries, resumed=bool(args.resume))
+        failed = matrix.run()
+        if not args.no_microbench:
+            matrix.run_microbench(args.build_dir)
+        state = {"finished_at": utc_now(), "interrupted": False}
+    except Interrupted as e:
+        log(f"run_all.sh: interrupted ({e}), stopping what it started; finish with "
+            f"./run_all.sh --resume {run_dir.path}")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sup.close()
+        run_dir.write_manifest(settings, state)
+    run_dir.link_latest(os.path.join(ROOT, "results"))
+    report(args, run_dir)
+    log(f"== done in {time.monotonic() - started:.0f} s: {run_dir.path} ({failed} failed point(s))")
+    return 1 if failed else 0
+
+
+def report(args, run_dir):
+    plots = os.path.join(ROOT, "plots")
+    if subprocess.call([sys.executable, os.path.join(plots, "print_table.py"), run_dir.path]) != 0:
+        log("== could not print the table")
+    if args.no_plots:
+        return
+    log("== plots")
+    if subprocess.call([sys.executable, os.path.join(plots, "plot_results.py"), run_dir.path],
+                       stdout=sys.stderr) != 0:
+        log(f"== plotting failed; results are intact in {run_dir.path}")

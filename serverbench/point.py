@@ -1,0 +1,233 @@
+"""One point: start the server pinned to its CPUs, wait for its readiness line, hold idle
+connections if the point asks for them, run loadgen on the other CPUs with --server-pid, stop
+everything, and decide the point's status.
+
+A server that fails to start or dies is a failed point; loadgen errors with a live server are
+data (refused, reset, timed out), noted in the reason.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from . import processes
+
+READY_TIMEOUT_S = 10
+# The idle holder's own bounds: it opens its connections within HOLD_CONNECT_S, then waits up to
+# HOLD_SETTLE_S for the server to accept them all, and only then says it is ready.
+HOLD_CONNECT_S, HOLD_SETTLE_S = 8, 5
+STOP_GRACE_S = 2.0
+SERVER_READY = re.compile(r"port=(\d+)(?:.*?\bpid=(\d+))?")
+HOLDER_READY = re.compile(r"^ready ")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Binaries:
+    """Where a side's executables are: server-<model> in bin_dir, and the loadgen that measures."""
+    bin_dir: str
+    loadgen: str
+
+    def server(self, model):
+        return os.path.join(self.bin_dir, f"server-{model}")
+
+
+@dataclass
+class CpuLayout:
+    server: str
+    loadgen: str
+    loadgen_threads: int
+
+    @staticmethod
+    def for_point(ncpu, all_cpus):
+        """The server gets CPU 0, the load generator the rest; a scenario about using cores gives
+        the server every CPU, sharing the last with loadgen."""
+        if ncpu < 2:
+            return CpuLayout("0", "0", 1)
+        rest = "1" if ncpu == 2 else f"1-{ncpu - 1}"
+        return CpuLayout(f"0-{ncpu - 1}" if all_cpus else "0", rest, ncpu - 1)
+
+
+@dataclass
+class Trial:
+    """Everything one run of one point needs."""
+    model: str
+    spec: object                     # scenarios.PointSpec
+    binaries: Binaries
+    out: str                         # result JSON path
+    log_base: str                    # logs/<...>/<label>-rN: .server.log, .loadgen.log, ...
+    warmup: str
+    duration: str
+    cpus: CpuLayout
+    extra_loadgen_flags: tuple = ()
+
+
+@dataclass
+class Outcome:
+    status: str = "ok"               # ok | failed | unsupported
+    reasons: list = field(default_factory=list)
+
+    @property
+    def reason(self):
+        return "; ".join(self.reasons)
+
+    def fail(self, reason):
+        self.status = "failed"
+        self.reasons.append(reason)
+
+
+def seconds_of(duration):
+    d = str(duration)
+    if d.endswith("ms"):
+        return float(d[:-2]) / 1000
+    return float(d[:-1]) if d.endswith("s") else float(d)
+
+
+def last_line_of(path):
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
+def run_trial(sup, trial):
+    """Runs one trial and returns its Outcome; the result JSON is at trial.out when it has one."""
+    os.makedirs(os.path.dirname(trial.out), exist_ok=True)
+    os.makedirs(os.path.dirname(trial.log_base), exist_ok=True)
+    outcome = Outcome()
+    server, server_pid, port = start_server(sup, trial, outcome)
+    if server is None:
+        return outcome
+    holder = start_holder(sup, trial, port, outcome) if trial.spec.idle else None
+    lg_code, lg_timeout = run_loadgen(sup, trial, port, server_pid)
+    server_was_alive = processes.alive(server_pid)
+    if holder is not None:
+        sup.stop(holder)
+        merge_idle_result(trial)
+    server_code, stop_note = sup.stop(server, STOP_GRACE_S, signal_pid=server_pid)
+    judge(trial, outcome, server_was_alive, server_code, stop_note, lg_code, lg_timeout)
+    return outcome
+
+
+def start_server(sup, trial, outcome):
+    log = trial.log_base + ".server.log"
+    argv = ["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model), "--port", "0",
+            *trial.spec.server_flags]
+    with open(log, "wb") as err:
+        proc = sup.start(argv, subprocess.PIPE, err, "server")
+    match, failure = processes.wait_ready(proc, SERVER_READY, READY_TIMEOUT_S)
+    if match is None:
+        sup.stop(proc, 0.5)
+        if proc.returncode == 2 and "unsupported" in open(log, errors="replace").read().lower():
+            outcome.status = "unsupported"
+            outcome.reasons.append(last_line_of(log))
+        else:
+            outcome.fail(f"server {failure}: {last_line_of(log)}")
+        return None, None, None
+    # Nothing more is read from the server's stdout: the readiness line was all of it.
+    proc.stdout.close()
+    server_pid = int(match.group(2)) if match.group(2) else proc.pid
+    return proc, server_pid, int(match.group(1))
+
+
+def start_holder(sup, trial, port, outcome):
+    argv = [sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"), "--port", str(port),
+            "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
+            "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"]
+    with open(trial.log_base + ".idle.log", "wb") as err:
+        proc = sup.start(argv, subprocess.PIPE, err, "idle holder")
+    match, failure = processes.wait_ready(proc, HOLDER_READY, HOLD_CONNECT_S + HOLD_SETTLE_S + 5)
+    if match is None:
+        sup.stop(proc, 0.5)
+        outcome.reasons.append(f"idle holder {failure}")
+        return None
+    proc.stdout.close()
+    return proc
+
+
+def loadgen_argv(trial, port, server_pid):
+    spec = trial.spec
+    return ["taskset", "-c", trial.cpus.loadgen, trial.binaries.loadgen, "--port", str(port),
+            *spec.loadgen_flags, "--connections", str(spec.connections),
+            "--threads", str(trial.cpus.loadgen_threads), "--duration", trial.duration,
+            "--warmup", trial.warmup, "--cpus", trial.cpus.loadgen, "--server-pid", str(server_pid),
+            "--model", trial.model, "--scenario", spec.scenario,
+            "--server-flags", " ".join(spec.server_flags), *trial.extra_loadgen_flags,
+            "--out", trial.out, "--quiet"]
+
+
+def run_loadgen(sup, trial, port, server_pid):
+    """Returns (exit code, time limit in s if it was hit)."""
+    limit = seconds_of(trial.duration) + seconds_of(trial.warmup) + 20
+    with open(trial.log_base + ".loadgen.log", "wb") as log:
+        proc = sup.start(loadgen_argv(trial, port, server_pid), log, subprocess.STDOUT, "loadgen")
+    try:
+        proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        sup.stop(proc, 2.0)
+        return proc.returncode, limit
+    sup.kill_group(proc)
+    return proc.returncode, None
+
+
+def merge_idle_result(trial):
+    held = trial.log_base + ".idle.json"
+    if not (os.path.getsize(trial.out) if os.path.exists(trial.out) else 0) or not os.path.exists(held):
+        return
+    try:
+        with open(held) as f:
+            idle = json.load(f)
+        update_json(trial.out, lambda doc: doc.__setitem__("idle_connections", idle))
+    except (OSError, ValueError):
+        pass
+
+
+def update_json(path, change):
+    with open(path) as f:
+        doc = json.load(f)
+    change(doc)
+    write_json(path, doc)
+
+
+def write_json(path, doc):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def judge(trial, outcome, server_was_alive, server_code, stop_note, lg_code, lg_timeout):
+    has_result = os.path.exists(trial.out) and os.path.getsize(trial.out) > 0
+    lg_log = trial.log_base + ".loadgen.log"
+    if not server_was_alive:
+        outcome.fail(f"server died mid-point (exit code {server_code}): "
+                     f"{last_line_of(trial.log_base + '.server.log')}")
+    elif not has_result:
+        outcome.fail(f"loadgen timed out after {lg_timeout:g} s" if lg_timeout
+                     else f"loadgen exited {lg_code} without a result: {last_line_of(lg_log)}")
+    elif lg_code > 1:
+        outcome.fail(f"loadgen exited {lg_code}: {last_line_of(lg_log)}")
+    elif lg_code == 1:
+        outcome.reasons.append(f"loadgen reported errors: {last_line_of(lg_log)}")
+    if outcome.status == "ok":
+        if not stop_note and server_code != 0:
+            stop_note = f"exited with code {server_code} on SIGTERM (expected 0)"
+        if stop_note:
+            outcome.reasons.append(f"server {stop_note}")
+
+
+def brief(path):
+    """One line for the progress log: throughput, p99, server CPU per request, errors."""
+    with open(path) as f:
+        r = json.load(f)
+    text = f"{r['totals']['throughput_rps']:>10,.0f} req/s  p99 {r['latency_us'].get('p99', 0) / 1000:7.2f} ms"
+    cpu = (r.get("server") or {}).get("cpu_us_per_request")
+    if cpu is not None:
+        text += f"  srv {cpu:6.1f} us/req"
+    errors = sum((r["totals"].get("errors") or {}).values())
+    return text + (f"  errors {errors}" if errors else "")

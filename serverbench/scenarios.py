@@ -1,0 +1,154 @@
+"""The matrix, defined once: models' display order, profiles, scenarios and their points.
+
+The driver runs what is defined here, and the charts, tables and claims read their titles
+and order from here too, so a scenario or a profile is added in this one file.
+"""
+from dataclasses import dataclass, field
+
+# Display order of the models the suite knows, by family (blocking, threads, processes,
+# readiness loops, completion, coroutines); any other model follows, alphabetically.
+MODEL_ORDER = ["blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "prefork", "select",
+               "poll", "epoll", "epoll-reuseport", "epoll-pool", "io-uring", "coroutine"]
+
+
+def ordered_models(models):
+    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else len(MODEL_ORDER), m))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long each point runs, how often it repeats, and which points exist."""
+    name: str
+    warmup: str
+    duration: str
+    repeat: int
+    microbench_min_time: float
+    keepalive_conns: tuple
+    close_conns: tuple
+    echo_sizes: tuple = (64, 16384)
+    idle_counts: tuple = (1000,)
+    active_conns: int = 50
+    # One offered rate for every model, so latencies are compared at equal load (as wrk2 is
+    # used): below every model's keep-alive capacity at 50 connections on a 2-CPU machine and
+    # within one loadgen thread's reach.
+    open_loop_rps: int = 20000
+    hidden: bool = False
+
+
+# quick must stay under 4 minutes for all twelve models on a 2-core machine (CI); smoke is a
+# hidden few-point profile for the driver's own tests.
+PROFILES = {p.name: p for p in [
+    Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
+            active_conns=10, open_loop_rps=500, hidden=True),
+    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,)),
+    Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50)),
+    Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000)),
+]}
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """One point of a scenario, the same for every model."""
+    scenario: str
+    label: str
+    connections: int
+    server_flags: tuple
+    loadgen_flags: tuple
+    idle: int = 0
+    all_cpus: bool = False       # the server gets every CPU (the scenario is about using cores)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    short: str                   # column label in the terminal table
+    points: object = field(compare=False)   # Profile -> [PointSpec]
+
+
+def _size_label(size):
+    return f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
+
+
+def _keepalive(p):
+    return [PointSpec("http-keepalive", f"c{c}", c, ("--protocol", "http"),
+                      ("--protocol", "http", "--mode", "keepalive")) for c in p.keepalive_conns]
+
+
+def _close(p):
+    return [PointSpec("http-close", f"c{c}", c, ("--protocol", "http"),
+                      ("--protocol", "http", "--mode", "close")) for c in p.close_conns]
+
+
+def _echo(p):
+    c = p.active_conns
+    return [PointSpec("echo", f"{_size_label(s)}-c{c}", c, ("--protocol", "echo"),
+                      ("--protocol", "echo", "--message-bytes", str(s))) for s in p.echo_sizes]
+
+
+def _cpu_bound(p):
+    c = p.active_conns
+    return [PointSpec("cpu-bound", f"c{c}", c, ("--protocol", "http", "--cpu-us", "100"),
+                      ("--protocol", "http"), all_cpus=True)]
+
+
+def _io_wait(p):
+    # Every model that has workers gets 64 of them (the blocking-pool default), so hand-off
+    # pools and blocking pools face the 1 ms wait with the same headcount.
+    c = p.active_conns
+    return [PointSpec("io-wait", f"c{c}", c, ("--protocol", "http", "--io-us", "1000", "--workers", "64"),
+                      ("--protocol", "http"))]
+
+
+def _idle(p):
+    c = p.active_conns
+    return [PointSpec("idle-conns", f"idle{n}-c{c}", c, ("--protocol", "http"), ("--protocol", "http"), idle=n)
+            for n in p.idle_counts]
+
+
+def _open_loop(p):
+    c = p.active_conns
+    return [PointSpec("open-loop", f"c{c}", c, ("--protocol", "http"),
+                      ("--protocol", "http", "--rate", str(p.open_loop_rps)))]
+
+
+SCENARIOS = [
+    Scenario("http-keepalive", "HTTP keep-alive", "keep", _keepalive),
+    Scenario("http-close", "HTTP, a new connection per request", "close", _close),
+    Scenario("echo", "Echo (raw byte stream)", "echo", _echo),
+    Scenario("cpu-bound", "CPU-bound handler (100 µs of CPU per request)", "cpu", _cpu_bound),
+    Scenario("io-wait", "Blocking handler (1 ms wait per request)", "io", _io_wait),
+    Scenario("idle-conns", "Active clients while idle connections are held open", "idle", _idle),
+    Scenario("open-loop", "Open loop at one fixed rate for every model (latency without coordinated "
+             "omission)", "open", _open_loop),
+]
+SCENARIO_NAMES = [s.name for s in SCENARIOS]
+SCENARIO_TITLES = {s.name: s.title for s in SCENARIOS}
+SCENARIO_SHORT = {s.name: s.short for s in SCENARIOS}
+_BY_NAME = {s.name: s for s in SCENARIOS}
+
+NOT_APPLICABLE_REASON = "the blocking model serves one client at a time"
+
+
+def scenario_points(scenario, profile):
+    return _BY_NAME[scenario].points(profile)
+
+
+def blocking_probe_connections(profile):
+    """The one keep-alive point above one connection where the blocking model is measured."""
+    return next((c for c in profile.keepalive_conns if c > 1), None)
+
+
+def applicable(model, spec, profile):
+    """The blocking model serves one client at a time (the rest wait in the backlog): it runs the
+    one-connection points, plus one probe of http-keepalive above one connection, where that
+    claim is measured. Elsewhere it is not-applicable."""
+    if model != "blocking" or spec.connections == 1:
+        return True
+    return spec.scenario == "http-keepalive" and spec.connections == blocking_probe_connections(profile)
+
+
+def scenario_order(names):
+    """Known scenarios in matrix order, then any other, alphabetically."""
+    present = set(names)
+    return [s for s in SCENARIO_NAMES if s in present] + sorted(present - set(SCENARIO_NAMES))
