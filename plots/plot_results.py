@@ -370,9 +370,19 @@ def cell(p, what):
 
 
 def summary_md(run, charts):
+    lines = summary_header(run) + overview_table(run)
+    for scenario in run.scenarios():
+        lines += scenario_table(run, scenario)
+    lines += microbench_section(microbench_times_us(run.microbench)) + verdicts_section(run)
+    lines += ["## Charts", ""]
+    lines += [f"- [{os.path.basename(c)}]({os.path.basename(c)})" for c in charts if c.endswith(".png")]
+    return "\n".join(lines) + "\n"
+
+
+def summary_header(run):
     m = run.manifest
     machine = m.get("machine") or {}
-    lines = [
+    return [
         f"# serverbench run {run.run_id}",
         "",
         f"Profile `{m.get('profile')}`, {m.get('repeat', 1)} repeat(s) per point (medians shown), "
@@ -385,72 +395,77 @@ def summary_md(run, charts):
         "`unsupported` = the kernel refused the mechanism, `—` = not run, ⚠ = the load generator "
         "counted errors (refused, reset or timed-out requests) at that point.",
         "",
-        "## Overview: requests/s per model and scenario",
-        "",
     ]
-    scenarios = run.scenarios()
-    columns = [(s, label) for s in scenarios for label in run.labels(s)]
-    lines.append("| model | " + " | ".join(f"{s} {label}" for s, label in columns) + " |")
-    lines.append("|---|" + "---:|" * len(columns))
+
+
+def overview_table(run):
+    columns = [(s, label) for s in run.scenarios() for label in run.labels(s)]
+    lines = ["## Overview: requests/s per model and scenario", "",
+             "| model | " + " | ".join(f"{s} {label}" for s, label in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
     for model in run.models:
         lines.append(f"| {model} | " + " | ".join(cell(run.get(model, s, label), "rps") for s, label in columns) + " |")
-    lines.append("")
+    return lines + [""]
 
-    for scenario in scenarios:
-        lines += [f"## {scenario}: {SCENARIO_TITLES.get(scenario, '')}", "",
-                  f"![{scenario}](scenario_{scenario}.png)", "",
-                  "| model | point | req/s | p50 | p99 | p99.9 | server CPU µs/req | peak RSS MiB | "
-                  "threads / processes | bound | notes |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-        for p in sorted(run.scenario_points(scenario), key=lambda p: (run.models.index(p.model), p.idle,
-                                                                      p.connections, p.label)):
-            if p.status != "ok":
-                lines.append(f"| {p.model} | {p.label} | {STATUS_MARK.get(p.status, p.status)} | | | | | | | | "
-                             f"{(p.reason or '').replace('|', '/')} |")
-                continue
-            notes = []
-            if p.errors:
-                notes.append(f"{p.errors} errors")
-            if p.idle_established is not None:
-                notes.append(f"idle: {p.idle_open} of {p.idle} kept open")
-            if p.rate:
-                notes.append(f"target {p.rate:,.0f} req/s" + ("" if p.open_loop_valid in (None, True) else " (missed)"))
-            lines.append(
-                f"| {p.model} | {p.label} | {cell(p, 'rps')} | {fmt_latency_us(p.latency.get('p50'))} | "
-                f"{fmt_latency_us(p.latency.get('p99'))} | {fmt_latency_us(p.latency.get('p99_9'))} | "
-                f"{cell(p, 'cpu')} | {(p.peak_rss_kib or 0) / 1024:,.1f} | "
-                f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)} | {p.bound or '?'} | {'; '.join(notes)} |")
-        lines.append("")
 
-    times = microbench_times_us(run.microbench)
-    lines += ["## Microbenchmarks: why the models differ", ""]
+def scenario_table(run, scenario):
+    lines = [f"## {scenario}: {SCENARIO_TITLES.get(scenario, '')}", "",
+             f"![{scenario}](scenario_{scenario}.png)", "",
+             "| model | point | req/s | p50 | p99 | p99.9 | server CPU µs/req | peak RSS MiB | "
+             "threads / processes | bound | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for p in sorted(run.scenario_points(scenario), key=lambda p: (run.models.index(p.model), p.idle,
+                                                                  p.connections, p.label)):
+        lines.append(point_row(p))
+    return lines + [""]
+
+
+def point_row(p):
+    if p.status != "ok":
+        return (f"| {p.model} | {p.label} | {STATUS_MARK.get(p.status, p.status)} | | | | | | | | "
+                f"{(p.reason or '').replace('|', '/')} |")
+    notes = []
+    if p.errors:
+        notes.append(f"{p.errors} errors")
+    if p.idle_established is not None:
+        notes.append(f"idle: {p.idle_open} of {p.idle} kept open")
+    if p.rate:
+        notes.append(f"target {p.rate:,.0f} req/s" + ("" if p.open_loop_valid in (None, True) else " (missed)"))
+    return (f"| {p.model} | {p.label} | {cell(p, 'rps')} | {fmt_latency_us(p.latency.get('p50'))} | "
+            f"{fmt_latency_us(p.latency.get('p99'))} | {fmt_latency_us(p.latency.get('p99_9'))} | "
+            f"{cell(p, 'cpu')} | {(p.peak_rss_kib or 0) / 1024:,.1f} | "
+            f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)} | {p.bound or '?'} | {'; '.join(notes)} |")
+
+
+def microbench_section(times):
+    lines = ["## Microbenchmarks: why the models differ", ""]
     if not times:
-        lines += ["Not run (build/bin/microbench absent or skipped).", ""]
-    else:
-        costs = dispatch_costs(times)
-        if costs:
-            lines += ["![dispatch](microbench_dispatch.png)", "", "| per-connection mechanism | µs |", "|---|---:|"]
-            lines += [f"| {label} | {us:,.2f} |" for label, us in costs]
-            lines.append("")
-        series = readiness_series(times)
-        if series:
-            ns = sorted({n for pts in series.values() for n, _ in pts})
-            lines += ["![readiness](microbench_readiness.png)", "",
-                      "| one call, µs, with N descriptors | " + " | ".join(f"N={n}" for n in ns) + " |",
-                      "|---|" + "---:|" * len(ns)]
-            for mech, pts in sorted(series.items()):
-                d = dict(pts)
-                lines.append(f"| {mech} | " + " | ".join(f"{d[n]:,.2f}" if n in d else "—" for n in ns) + " |")
-            lines.append("")
+        return lines + ["Not run (build/bin/microbench absent or skipped).", ""]
+    costs = dispatch_costs(times)
+    if costs:
+        lines += ["![dispatch](microbench_dispatch.png)", "", "| per-connection mechanism | µs |", "|---|---:|"]
+        lines += [f"| {label} | {us:,.2f} |" for label, us in costs]
+        lines.append("")
+    series = readiness_series(times)
+    if series:
+        ns = sorted({n for pts in series.values() for n, _ in pts})
+        lines += ["![readiness](microbench_readiness.png)", "",
+                  "| one call, µs, with N descriptors | " + " | ".join(f"N={n}" for n in ns) + " |",
+                  "|---|" + "---:|" * len(ns)]
+        for mech, pts in sorted(series.items()):
+            d = dict(pts)
+            lines.append(f"| {mech} | " + " | ".join(f"{d[n]:,.2f}" if n in d else "—" for n in ns) + " |")
+        lines.append("")
+    return lines
 
-    lines += ["## Verdicts: the claims of DESIGN.md, measured here", "",
-              "| claim | scenario | measured | verdict |", "|---|---|---|---|"]
+
+def verdicts_section(run):
+    lines = ["## Verdicts: the claims of DESIGN.md, measured here", "",
+             "| claim | scenario | measured | verdict |", "|---|---|---|---|"]
     for claim, scenario, what, verdict in claims.verdicts(run):
         mark = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(verdict, verdict)
         lines.append(f"| {claim} | {scenario} | {what.replace('|', '/')} | {mark} |")
-    lines += ["", claims.RULES.replace("\n", "  \n"), "## Charts", ""]
-    lines += [f"- [{os.path.basename(c)}]({os.path.basename(c)})" for c in charts if c.endswith(".png")]
-    return "\n".join(lines) + "\n"
+    return lines + ["", claims.RULES.replace("\n", "  \n")]
 
 
 def main(argv=None):

@@ -155,6 +155,24 @@ def _fold(point, results):
 
 def load_run(path):
     """Reads a run folder. Raises RunError when it is not one."""
+    manifest = read_manifest(path)
+    grouped = {}
+    for e in manifest["points"]:
+        try:
+            key = (e["model"], e["scenario"], e["point"])
+        except (KeyError, TypeError):
+            raise RunError(f"{path}/manifest.json: point without model/scenario/point: {e!r}")
+        grouped.setdefault(key, []).append(e)
+    points = {}
+    for key, group in grouped.items():
+        points[key] = fold_point(path, key, group, order=len(points))
+    models = list(manifest.get("models") or [])
+    models += [p.model for p in points.values() if p.model not in models]
+    return Run(path=path, manifest=manifest, points=points, models=ordered_models(set(models)),
+               microbench=read_json(os.path.join(path, manifest.get("microbench") or "microbench.json")))
+
+
+def read_manifest(path):
     manifest_path = os.path.join(path, "manifest.json")
     try:
         with open(manifest_path) as f:
@@ -165,62 +183,47 @@ def load_run(path):
         raise RunError(f"{manifest_path}: {e}")
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise RunError(f"{manifest_path}: schema is not {MANIFEST_SCHEMA}")
-    entries = manifest.get("points")
-    if not isinstance(entries, list):
+    if not isinstance(manifest.get("points"), list):
         raise RunError(f"{manifest_path}: no list of points")
+    return manifest
 
-    grouped = {}
-    for e in entries:
-        try:
-            key = (e["model"], e["scenario"], e["point"])
-        except (KeyError, TypeError):
-            raise RunError(f"{manifest_path}: point without model/scenario/point: {e!r}")
-        grouped.setdefault(key, []).append(e)
 
-    points = {}
-    for key, group in grouped.items():
-        first = group[0]
-        p = Point(model=key[0], scenario=key[1], label=key[2],
-                  connections=int(first.get("connections") or 0),
-                  idle=int(first.get("idle_connections") or 0), order=len(points))
-        results = []
-        for e in group:
-            if e.get("status") != "ok" or not e.get("file"):
-                continue
-            try:
-                with open(os.path.join(path, e["file"])) as f:
-                    r = json.load(f)
-            except (OSError, ValueError):
-                continue
+def read_json(path):
+    """The document at path, or None when it is absent or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_results(path, group):
+    """The result documents of a point's repeats that produced one."""
+    results = []
+    for e in group:
+        if e.get("status") == "ok" and e.get("file"):
+            r = read_json(os.path.join(path, e["file"]))
             if isinstance(r, dict) and r.get("schema") == RESULT_SCHEMA:
                 results.append(r)
-        if results:
-            p.status = "ok"
-            _fold(p, results)
-            notes = [e.get("reason") for e in group if e.get("reason")]
-            p.reason = notes[0] if notes else ""
-        else:
-            statuses = [e.get("status") for e in group]
-            p.status = next((s for s in ("unsupported", "not-applicable", "failed") if s in statuses), "failed")
-            reasons = [e.get("reason") for e in group if e.get("reason")]
-            p.reason = reasons[0] if reasons else ("result file missing" if p.status == "ok" else "")
-        points[key] = p
+    return results
 
-    models = list(manifest.get("models") or [])
-    for p in points.values():
-        if p.model not in models:
-            models.append(p.model)
-    models = ordered_models(models)
 
-    microbench = None
-    mb_path = os.path.join(path, manifest.get("microbench") or "microbench.json")
-    if os.path.exists(mb_path):
-        try:
-            with open(mb_path) as f:
-                microbench = json.load(f)
-        except (OSError, ValueError):
-            microbench = None
-    return Run(path=path, manifest=manifest, points=points, models=models, microbench=microbench)
+def fold_point(path, key, group, order):
+    """One Point from the manifest entries of its repeats."""
+    first = group[0]
+    p = Point(model=key[0], scenario=key[1], label=key[2], connections=int(first.get("connections") or 0),
+              idle=int(first.get("idle_connections") or 0), order=order)
+    results = read_results(path, group)
+    reasons = [e.get("reason") for e in group if e.get("reason")]
+    if results:
+        p.status = "ok"
+        _fold(p, results)
+        p.reason = reasons[0] if reasons else ""
+    else:
+        statuses = [e.get("status") for e in group]
+        p.status = next((s for s in ("unsupported", "not-applicable", "failed") if s in statuses), "failed")
+        p.reason = reasons[0] if reasons else ""
+    return p
 
 
 # ---------------------------------------------------------------------------- microbench
