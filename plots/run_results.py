@@ -157,7 +157,8 @@ def load_run(path):
     """Reads a run folder. Raises RunError when it is not one."""
     manifest = read_manifest(path)
     grouped = {}
-    for e in manifest["points"]:
+    # An A/B run's charts and tables show the current tree (B); A is in its comparison.
+    for e in (e for e in manifest["points"] if not isinstance(e, dict) or e.get("side") != "A"):
         try:
             key = (e["model"], e["scenario"], e["point"])
         except (KeyError, TypeError):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from . import ab
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -53,6 +54,19 @@ def build_parser():
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
+    ab = ap.add_argument_group("A/B comparison (the baseline is A, the current tree B)")
+    ab.add_argument("--baseline", metavar="REV", help="compare with this git revision, built once in "
+                    "build-baseline/<commit>/ (HEAD gives an A/A run: the noise floor)")
+    ab.add_argument("--baseline-bin", metavar="DIR", help="compare with the server binaries in DIR")
+    ab.add_argument("--baseline-loadgen", action="store_true",
+                    help="measure A with the baseline's own loadgen (default: the current tree's, for both)")
+    ab.add_argument("--trials", type=positive_int, help="trials per side and point (default: the profile's)")
+    ab.add_argument("--seed", type=int, default=1, help="seed of the trial order and the bootstrap (default 1)")
+    ab.add_argument("--min-effect", action="append", default=[], metavar="METRIC=FRACTION",
+                    help="smallest change called a change, per metric (default 0.05), e.g. "
+                    "cpu_us_per_request=0.1; repeatable")
+    ab.add_argument("--gate", action="store_true", help="exit 1 when a row is slower and a rerun of "
+                    "just those points confirms it (the CI gate)")
     return ap
 
 
@@ -77,6 +91,26 @@ def check_args(args):
         raise UsageError(f"--resume {args.resume}: no manifest.json there (not a run folder)")
     if args.resume and args.out:
         raise UsageError("--resume RUN_DIR is the run folder; drop --out")
+    if args.baseline and args.baseline_bin:
+        raise UsageError("--baseline and --baseline-bin name the same side; give one")
+    ab = args.baseline or args.baseline_bin
+    for flag in ("trials", "baseline_loadgen", "gate"):
+        if getattr(args, flag) and not ab:
+            raise UsageError(f"--{flag.replace('_', '-')} needs --baseline or --baseline-bin")
+    args.min_effects = parse_min_effects(args.min_effect)
+
+
+def parse_min_effects(items):
+    out = {}
+    for item in items:
+        metric, _, value = item.partition("=")
+        try:
+            out[metric] = float(value)
+        except ValueError:
+            raise UsageError(f"--min-effect {item}: expected METRIC=FRACTION, e.g. cpu_us_per_request=0.1")
+        if not metric or not 0 <= out[metric] < 1:
+            raise UsageError(f"--min-effect {item}: expected METRIC=FRACTION with 0 <= FRACTION < 1")
+    return out
 
 
 def build_if_needed(args):
@@ -150,14 +184,23 @@ def settings_for(args, models):
     """The run's settings: from the command line, or from the manifest of the run being resumed."""
     if args.resume:
         m = RunDir(args.resume).read_manifest()
-        return {k: m[k] for k in ("profile", "repeat", "warmup", "duration", "models", "scenarios",
-                                  "started_at", "git_rev", "build_dir")}
+        return {k: m.get(k) for k in SETTINGS}
     profile = sc.PROFILES[args.profile]
-    wanted = split_list(args.scenarios)
-    return {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
-            "duration": profile.duration, "models": models,
-            "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
-            "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir)}
+    wanted = split_list(args.scenarios) or list(profile.scenarios)
+    settings = {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
+                "duration": profile.duration, "models": models,
+                "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
+                "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
+                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects}
+    if args.baseline or args.baseline_bin:
+        settings.update(baseline=args.baseline, trials=args.trials or profile.ab_trials,
+                        baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
+                        baseline_loadgen=args.baseline_loadgen)
+    return settings
+
+
+SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
+            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects")
 
 
 def prepare(argv):
@@ -171,12 +214,19 @@ def prepare(argv):
         raise UsageError(f"no load generator at {loadgen} (build first)")
     settings = settings_for(args, models)
     run_dir = RunDir(args.resume or args.out or os.path.join(ROOT, "results", new_run_id()))
-    return args, settings, run_dir, Binaries(bin_dir, loadgen)
+    current = Binaries(bin_dir, loadgen)
+    if not settings["trials"]:
+        return args, settings, run_dir, {None: current}
+    try:
+        settings["baseline_commit"], baseline = ab.baseline_binaries(settings, current)
+    except ab.BaselineError as e:
+        raise UsageError(str(e))
+    return args, settings, run_dir, {"A": baseline, "B": current}
 
 
 def main(argv=None):
     try:
-        args, settings, run_dir, binaries = prepare(sys.argv[1:] if argv is None else argv)
+        args, settings, run_dir, sides = prepare(sys.argv[1:] if argv is None else argv)
     except UsageError as e:
         log(f"run_all.sh: {e}")
         return 2
@@ -190,7 +240,7 @@ def main(argv=None):
     started = time.monotonic()
     try:
         run_dir.write_manifest(settings, state)
-        matrix = Matrix(sup, run_dir, settings, binaries, resumed=bool(args.resume))
+        matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume))
         failed = matrix.run()
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)

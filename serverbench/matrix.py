@@ -1,8 +1,11 @@
-"""The matrix of a run: every model x scenario x point x repeat, one trial each.
+"""The matrix of a run: every model x scenario x point, one trial per repeat, or per side and
+trial number in an A/B run.
 
 Repeats are whole passes over the matrix: drift on a shared machine (a neighbour's build,
-thermal limits) then spreads over every model instead of landing on one model's repeats.
+thermal limits) then spreads over every model instead of landing on one model's repeats. An
+A/B run instead measures a point's trials back to back, A and B interleaved (ab.abba_order).
 """
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +13,9 @@ import time
 from dataclasses import dataclass
 
 from . import scenarios as sc
-from .point import CpuLayout, Trial, brief, run_trial
+from .ab import abba_order, seeded_rng
+from .noise import NoiseProbe
+from .point import CpuLayout, Trial, brief, run_trial, seconds_of, write_json
 
 
 @dataclass(frozen=True)
@@ -18,57 +23,86 @@ class Entry:
     model: str
     spec: sc.PointSpec
     rep: int
+    side: str = None                 # "A" (baseline) or "B" (current) in an A/B run
 
     @property
     def key(self):
-        return (self.model, self.spec.scenario, self.spec.label, self.rep)
+        return (self.model, self.spec.scenario, self.spec.label, self.rep, self.side)
 
 
 def log(text):
     print(text, file=sys.stderr, flush=True)
 
 
+def read_result(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 class Matrix:
-    def __init__(self, sup, run_dir, settings, binaries, resumed=False):
-        self.sup, self.run_dir, self.settings, self.binaries = sup, run_dir, settings, binaries
+    """sides: {None: Binaries} for a plain run, {"A": ..., "B": ...} for an A/B run."""
+
+    def __init__(self, sup, run_dir, settings, sides, resumed=False):
+        self.sup, self.run_dir, self.settings, self.sides = sup, run_dir, settings, sides
         self.profile = sc.PROFILES[settings["profile"]]
         self.entries = self.all_entries()
-        done = {(p["model"], p["scenario"], p["point"], p["repeat"]) for p in run_dir.points()}
+        written = run_dir.points()
+        done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side")) for p in written}
         self.todo = [e for e in self.entries if e.key not in done]
         self.measured_total = sum(1 for e in self.todo if sc.applicable(e.model, e.spec, self.profile))
-        self.measured = self.failed = 0
+        self.measured = 0
         self.number = len(self.entries) - len(self.todo)
+        self.failed = sum(1 for p in written if p["status"] == "failed")
         self.started = time.monotonic()
-        self.failed = sum(1 for p in run_dir.points() if p["status"] == "failed")
         if resumed:
             log(f"== resume {run_dir.path}: {self.number} point(s) already written, skipped; "
                 f"{len(self.todo)} to run")
 
+    @property
+    def ab(self):
+        return "A" in self.sides
+
+    def specs(self):
+        for model in self.settings["models"]:
+            for scenario in self.settings["scenarios"]:
+                for spec in sc.scenario_points(scenario, self.profile):
+                    yield model, spec
+
     def all_entries(self):
-        return [Entry(model, spec, rep)
-                for rep in range(1, self.settings["repeat"] + 1)
-                for model in self.settings["models"]
-                for scenario in self.settings["scenarios"]
-                for spec in sc.scenario_points(scenario, self.profile)]
+        if not self.ab:
+            return [Entry(model, spec, rep) for rep in range(1, self.settings["repeat"] + 1)
+                    for model, spec in self.specs()]
+        rng = seeded_rng(self.settings["seed"])
+        return [Entry(model, spec, k, side) for model, spec in self.specs()
+                if sc.applicable(model, spec, self.profile)
+                for side, k in abba_order(self.settings["trials"], rng)]
 
     def run(self):
         """Runs what is left to run; returns the number of failed points in the whole run."""
         s = self.settings
-        log(f"== run {self.run_dir.path}: profile {s['profile']}, repeat {s['repeat']}, "
+        how = (f"{s['trials']} trials per side, A/B interleaved" if self.ab else f"repeat {s['repeat']}")
+        log(f"== run {self.run_dir.path}: profile {s['profile']}, {how}, "
             f"{len(s['models'])} models ({' '.join(s['models'])}),")
-        log(f"   scenarios: {' '.join(s['scenarios'])}; {len(self.entries)} points; "
+        log(f"   scenarios: {' '.join(s['scenarios'])}; {len(self.entries)} trials; "
             f"server on CPU 0, loadgen on the rest")
+        self.measure_drift("start")
         for entry in self.todo:
             self.run_entry(entry)
+        self.measure_drift("end")
         return self.failed
 
     def run_entry(self, entry):
-        spec, model, rep = entry.spec, entry.model, entry.rep
-        record = {"model": model, "scenario": spec.scenario, "point": spec.label,
-                  "connections": spec.connections, "repeat": rep, "idle_connections": spec.idle,
+        spec = entry.spec
+        record = {"model": entry.model, "scenario": spec.scenario, "point": spec.label,
+                  "connections": spec.connections, "repeat": entry.rep, "idle_connections": spec.idle,
                   "status": "not-applicable", "file": None, "reason": sc.NOT_APPLICABLE_REASON,
                   "server_cpus": None, "loadgen_cpus": None}
-        if sc.applicable(model, spec, self.profile):
+        if entry.side:
+            record["side"] = entry.side
+        if sc.applicable(entry.model, spec, self.profile):
             record.update(self.measure(entry))
             self.measured += 1
         self.run_dir.append_point(record)
@@ -76,17 +110,45 @@ class Matrix:
         self.failed += record["status"] == "failed"
         self.progress(record)
 
+    def trial_for(self, entry, rel):
+        cpus = CpuLayout.for_point(os.cpu_count() or 1, entry.spec.all_cpus)
+        return Trial(model=entry.model, spec=entry.spec, binaries=self.sides[entry.side],
+                     out=os.path.join(self.run_dir.path, rel), cpus=cpus,
+                     log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
+                     warmup=self.settings["warmup"], duration=self.settings["duration"])
+
     def measure(self, entry):
-        spec, model, rep = entry.spec, entry.model, entry.rep
-        cpus = CpuLayout.for_point(os.cpu_count() or 1, spec.all_cpus)
-        rel = self.run_dir.result_rel(model, spec.scenario, spec.label, rep)
-        trial = Trial(model=model, spec=spec, binaries=self.binaries, out=os.path.join(self.run_dir.path, rel),
-                      log_base=self.run_dir.log_base(model, spec.scenario, spec.label, rep),
-                      warmup=self.settings["warmup"], duration=self.settings["duration"], cpus=cpus)
+        rel = self.run_dir.result_rel(entry.model, entry.spec.scenario, entry.spec.label, entry.rep, entry.side)
+        trial = self.trial_for(entry, rel)
+        probe = NoiseProbe().start()
         outcome = run_trial(self.sup, trial)
         has_file = outcome.status == "ok" and os.path.exists(trial.out)
+        share = (seconds_of(trial.warmup) + seconds_of(trial.duration)) / seconds_of(trial.duration)
+        noise = probe.finish(read_result(trial.out) if has_file else None, share)
+        if noise.get("heavy_steal"):
+            outcome.reasons.append(f"measured under heavy steal ({noise['steal_pct']}% of CPU time)")
         return {"status": outcome.status, "file": rel if has_file else None, "reason": outcome.reason or None,
-                "server_cpus": cpus.server, "loadgen_cpus": cpus.loadgen}
+                "server_cpus": trial.cpus.server, "loadgen_cpus": trial.cpus.loadgen, "noise": noise}
+
+    def measure_drift(self, when):
+        """One reference point measured at the start and at the end of the run: how far the machine
+        itself moved meanwhile. Recorded in drift.json, and in the manifest."""
+        path = os.path.join(self.run_dir.path, "drift.json")
+        drift = read_result(path) or {}
+        if when in drift or not self.settings["models"]:
+            return
+        model = "epoll" if "epoll" in self.settings["models"] else self.settings["models"][0]
+        c = self.profile.active_conns
+        spec = sc.PointSpec("http-keepalive", f"c{c}", c, ("--protocol", "http"),
+                            ("--protocol", "http", "--mode", "keepalive"))
+        side = "B" if self.ab else None
+        trial = self.trial_for(Entry(model, spec, 1, side), f"points/drift/{when}.json")
+        outcome = run_trial(self.sup, trial)
+        result = read_result(trial.out) if outcome.status == "ok" else None
+        drift[when] = {"model": model, "point": spec.label, "status": outcome.status,
+                       "throughput_rps": (result or {}).get("totals", {}).get("throughput_rps"),
+                       "cpu_us_per_request": ((result or {}).get("server") or {}).get("cpu_us_per_request")}
+        write_json(path, drift)
 
     def progress(self, record):
         per_point = (time.monotonic() - self.started) / max(self.measured, 1)
@@ -98,8 +160,9 @@ class Matrix:
             except (OSError, ValueError, KeyError):
                 pass
         reason = f"  - {record['reason']}" if record["reason"] else ""
+        side = f" {record['side']}" if record.get("side") else ""
         log(f"[{self.number:3d}/{len(self.entries)}] {record['model']:<16} {record['scenario']:<15} "
-            f"{record['point']:<14} r{record['repeat']}  {record['status']:<14} {summary}{reason}  "
+            f"{record['point']:<14} r{record['repeat']}{side}  {record['status']:<14} {summary}{reason}  "
             f"(ETA {int(left) // 60}m{int(left) % 60:02d}s)")
 
     def run_microbench(self, build_dir):

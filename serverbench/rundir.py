@@ -97,8 +97,22 @@ class RunDir:
     def write_manifest(self, settings, state):
         microbench = "microbench.json" if os.path.exists(os.path.join(self.path, "microbench.json")) else None
         doc = {"schema": MANIFEST_SCHEMA, "run_id": self.run_id, **settings, **state,
-               "machine": machine_info(), "microbench": microbench, "points": self.points()}
+               "machine": machine_info(), "microbench": microbench, "drift": self.drift(),
+               "points": self.points()}
         write_json(self.manifest_path, doc)
+
+    def drift(self):
+        """The reference point at the start and the end of the run, and how far it moved."""
+        try:
+            with open(os.path.join(self.path, "drift.json")) as f:
+                drift = json.load(f)
+        except (OSError, ValueError):
+            return None
+        for metric in ("throughput_rps", "cpu_us_per_request"):
+            a, b = (drift.get("start") or {}).get(metric), (drift.get("end") or {}).get(metric)
+            if a and b:
+                drift[f"{metric}_end_over_start"] = round(b / a, 4)
+        return drift
 
     def link_latest(self, results_root):
         """results/latest -> this run, when the run lives in results/ (the link is ignored by git)."""

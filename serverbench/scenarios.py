@@ -33,16 +33,25 @@ class Profile:
     # within one loadgen thread's reach.
     open_loop_rps: int = 20000
     hidden: bool = False
+    scenarios: tuple = ()        # the scenarios it runs when --scenarios is not given; () is all
+    # Trials per side in an A/B run: the rank test needs at least 4 per side to reach p < 0.05 at
+    # all, and 6-10 to survive a correction over many rows (docs/statistics.md).
+    ab_trials: int = 8
 
 
 # quick must stay under 4 minutes for all twelve models on a 2-core machine (CI); smoke is a
 # hidden few-point profile for the driver's own tests.
 PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
-            active_conns=10, open_loop_rps=500, hidden=True),
-    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,)),
+            active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6),
+    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,), ab_trials=6),
     Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50)),
-    Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000)),
+    Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
+            ab_trials=10),
+    # The CI gate: every model at its most telling points, in short trials (the power comes from
+    # the number of trials, not their length).
+    Profile("gate", "200ms", "500ms", 1, 0.01, (50,), (50,), scenarios=("http-keepalive", "http-close"),
+            ab_trials=6),
 ]}
 
 
