@@ -457,6 +457,35 @@ def detectable_table(trials, ns, *, metrics=("throughput_rps", "cpu_us_per_reque
     return lines
 
 
+def load_repeat_dir(run_dir):
+    """Trial records (all side "A") of a run folder's points/<model>/<scenario>/<label>-rN.json."""
+    trials = []
+    for root, _, files in sorted(os.walk(os.path.join(run_dir, "points"))):
+        for name in sorted(files):
+            label, _, rep = name[: -len(".json")].rpartition("-r")
+            if name.endswith(".json") and rep.isdigit():
+                with open(os.path.join(root, name)) as f:
+                    trials.append(trial_record(json.load(f), "A", label))
+    return trials
+
+
+def repeat_spread_table(trials, metrics=("throughput_rps", "cpu_us_per_request")):
+    """Lines per scenario: points with repeats, the median CV of each metric over them, and
+    at how many points each metric was the steadier one."""
+    per_scenario = {}
+    for (_, scenario, _), group in _group(trials).items():
+        cvs = [stats.spread(_side_values(group, "A", m)).cv if len(_side_values(group, "A", m)) > 1 else None
+               for m in metrics]
+        if None not in cvs:
+            per_scenario.setdefault(scenario, []).append(cvs)
+    lines = []
+    for scenario, cvs in per_scenario.items():
+        medians = "  ".join(f"{m} median cv {_median([c[i] for c in cvs]):6.1%}" for i, m in enumerate(metrics))
+        steadier = sum(c[1] < c[0] for c in cvs)
+        lines.append(f"{scenario:15} points {len(cvs):2}  {medians}  {metrics[1]} steadier at {steadier}/{len(cvs)}")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -466,7 +495,13 @@ def main(argv=None):
     detect.add_argument("--rows", type=int, default=1, help="Holm family size (default 1)")
     detect.add_argument("--min-effect", type=float, default=0.0)
     detect.add_argument("--replications", type=int, default=200)
+    spread_cmd = sub.add_parser("spread", help="spread of the repeats of a run folder, per scenario")
+    spread_cmd.add_argument("run_dir")
     args = parser.parse_args(argv)
+    if args.command == "spread":
+        for line in repeat_spread_table(load_repeat_dir(args.run_dir)):
+            print(line)
+        return 0
     trials = load_trial_dir(args.dir)
     if not trials:
         print(f"no trials under {args.dir}", file=sys.stderr)

@@ -150,23 +150,28 @@ class WhatIsGatedTest(unittest.TestCase):
 
 
 class AARunTest(unittest.TestCase):
-    """Real A/A trials: the same binaries on both sides, recorded on the 2-CPU machine."""
+    """Real A/A trials: the same binaries on both sides, recorded on the shared 2-CPU machine,
+    once while other jobs left the server 30-99% of its CPU (shared), once 5-22% (contended)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.trials = comparison.load_trial_dir(AA_TRIALS)
+        cls.runs = {name: comparison.load_trial_dir(os.path.join(AA_TRIALS, name))
+                    for name in ("shared", "contended")}
 
     def test_an_aa_run_flags_at_most_one_row(self):
-        self.assertEqual(len(self.trials), 40)
-        rows = comparison.compare_trials(self.trials)
-        self.assertLessEqual(sum(r["verdict"] in (stats.SLOWER, stats.FASTER) for r in rows), 1)
+        for name, trials in self.runs.items():
+            self.assertEqual(len(trials), 40, name)
+            rows = comparison.compare_trials(trials)
+            self.assertEqual(len(rows), 6, name)
+            self.assertLessEqual(sum(r["verdict"] in (stats.SLOWER, stats.FASTER) for r in rows), 1, name)
 
     def test_noise_floor(self):
-        noise = comparison.noise_floor(self.trials, replications=40)
+        trials = self.runs["shared"]
+        noise = comparison.noise_floor(trials, replications=40)
         self.assertEqual(len(noise["points"]), 6)  # 2 models x 3 metrics
         for p in noise["points"]:
             self.assertEqual(p["n"], 10)
-            pool = [t["metrics"][p["metric"]] for t in self.trials if t["model"] == p["model"]]
+            pool = [t["metrics"][p["metric"]] for t in trials if t["model"] == p["model"]]
             self.assertAlmostEqual(p["cv"], float(np.std(pool, ddof=1) / np.mean(pool)))
             mde = p["min_detectable_effect"]
             self.assertTrue(mde is None or mde >= 0.05)  # the minimum effect is part of the rule
@@ -174,12 +179,22 @@ class AARunTest(unittest.TestCase):
                          {("http-keepalive", m) for m in ("throughput_rps", "cpu_us_per_request", "p99_us")})
 
     def test_detect_command(self):
-        out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "detect", AA_TRIALS,
-                              "--n", "4", "8", "--replications", "20"],
+        out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "detect",
+                              os.path.join(AA_TRIALS, "shared"), "--n", "4", "8", "--replications", "20"],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(len(out.stdout.splitlines()), 4)
         self.assertIn("N=8:", out.stdout)
+
+
+class RepeatSpreadTest(unittest.TestCase):
+    def test_spread_of_a_run_folders_repeats(self):
+        trials = comparison.load_repeat_dir(os.path.join(ROOT, "results", "baseline"))
+        epoll = [t for t in trials if (t["model"], t["scenario"], t["point"]) == ("epoll", "http-keepalive", "c50")]
+        self.assertEqual(len(epoll), 3)  # c50-r1, -r2, -r3
+        lines = comparison.repeat_spread_table(trials)
+        self.assertTrue(any(line.startswith("http-keepalive") for line in lines))
+        self.assertTrue(all("cpu_us_per_request median cv" in line for line in lines))
 
 
 class WritersTest(unittest.TestCase):
