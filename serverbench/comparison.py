@@ -318,7 +318,8 @@ def comparison_markdown(rows, method=Method(), noise=None):
              "Ratio is B/A (current over baseline). A change is called only when the interval "
              "excludes 1, the ratio is at least the metric's minimum effect away from 1 and the "
              "corrected p-value is below alpha. Significant rows first, then by effect size.", "",
-             "| model | scenario | point | metric | A median | B median | B/A | CI | p | p (Holm) | verdict | gated | n A/B |",
+             "| model | scenario | point | metric | A median | B median | B/A | CI | p | p (Holm) "
+             "| verdict | gated | n A/B |",
              "|---|---|---|---|---:|---:|---:|---|---:|---:|---|---|---|"]
     lines += [_row_line(r) for r in sorted(rows, key=_effect_order)]
     if noise is not None:
