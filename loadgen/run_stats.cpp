@@ -1,16 +1,25 @@
 #include "loadgen/run_stats.hpp"
 
+#include <cassert>
+
 namespace loadgen {
 
 const char* to_string(ErrorKind kind) {
     switch (kind) {
-    case ErrorKind::connect: return "connect";
-    case ErrorKind::read: return "read";
-    case ErrorKind::write: return "write";
-    case ErrorKind::timeout: return "timeout";
-    case ErrorKind::protocol: return "protocol";
-    case ErrorKind::reset: return "reset";
+        case ErrorKind::connect:
+            return "connect";
+        case ErrorKind::read:
+            return "read";
+        case ErrorKind::write:
+            return "write";
+        case ErrorKind::timeout:
+            return "timeout";
+        case ErrorKind::protocol:
+            return "protocol";
+        case ErrorKind::reset:
+            return "reset";
     }
+    assert(false && "every ErrorKind is named above");
     return "?";
 }
 

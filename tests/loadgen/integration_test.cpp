@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -351,10 +352,32 @@ TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
 
 // ------------------------------------------------------------------------ usage
 
-TEST(LoadgenUsage, BadUsageExits2) {
-    EXPECT_EQ(run_loadgen({"--port", "80", "--connections", "x"}).exit_code, 2);
-    EXPECT_EQ(run_loadgen({"--connections", "1"}).exit_code, 2);  // no --port
-    EXPECT_EQ(run_loadgen({"--port", "80", "--mode", "close", "--pipeline", "2"}).exit_code, 2);
+// One line on stderr, exit 2, no JSON: the contract every binary of the suite keeps.
+TEST(LoadgenUsage, BadUsageExits2WithOneLine) {
+    const std::vector<std::vector<std::string>> cases = {{"--port", "80", "--connections", "x"},
+                                                         {"--connections", "1"},  // no --port
+                                                         {"--port", "80", "--mode", "close", "--pipeline", "2"},
+                                                         {"--port", "80", "--no-such-flag"},
+                                                         {"--port", "80", "--duration"}};
+    for (const auto& args : cases) {
+        const auto run = run_loadgen(args);
+        EXPECT_EQ(run.exit_code, 2) << testing::PrintToString(args);
+        EXPECT_FALSE(run.result.is_object());
+        EXPECT_EQ(std::count(run.stderr_text.begin(), run.stderr_text.end(), '\n'), 1) << run.stderr_text;
+        EXPECT_EQ(run.stderr_text.rfind("loadgen: ", 0), 0u) << run.stderr_text;
+    }
+}
+
+TEST(LoadgenUsage, HelpExits0OnStdout) {
+    for (const char* flag : {"--help", "-h"}) {
+        auto process = sbtest::Process::spawn({kLoadgen, flag});
+        ASSERT_TRUE(process);
+        const auto first = process->read_stdout_line(5000ms);
+        ASSERT_TRUE(first);
+        EXPECT_NE(first->find("loadgen"), std::string::npos) << *first;
+        EXPECT_EQ(process->wait_exit(5000ms), 0);
+        EXPECT_EQ(process->drain_stderr(), "");
+    }
 }
 
 }  // namespace
