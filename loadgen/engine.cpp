@@ -45,8 +45,10 @@ Worker::Worker(WorkerPlan plan, LiveCounters& live)
     refills_.reserve(connections_.size());
     due_scratch_.resize(depth);
     timeout_check_interval_ns_ = std::clamp<std::uint64_t>(plan_.timeout_ns / 10, 1'000'000, 100'000'000);
+    assert(plan_.interval_ns > 0);
     if (plan_.measure_end_ns > plan_.measure_start_ns)
-        window_seconds_ = (plan_.measure_end_ns - plan_.measure_start_ns + 999'999'999) / 1'000'000'000;
+        window_intervals_ =
+            (plan_.measure_end_ns - plan_.measure_start_ns + plan_.interval_ns - 1) / plan_.interval_ns;
 }
 
 // ------------------------------------------------------------------------------------ the loop
@@ -292,9 +294,9 @@ void Worker::on_response(Connection& c, std::uint64_t now) {
         stats_.latency.record(latency);
         if (plan_.rate > 0) stats_.latency_uncorrected.record(now - std::min(sent, now));
         ++stats_.requests;
-        SecondStats* second = second_of(now);
-        ++second->requests;
-        second->latency.record(latency);
+        IntervalStats* interval = interval_of(now);
+        ++interval->requests;
+        interval->latency.record(latency);
     }
     if (plan_.mode == ConnectionMode::close) {
         close_connection(c);
@@ -529,18 +531,19 @@ void Worker::count_error(ErrorKind kind, int err, std::uint64_t count, std::uint
     if (err > 0)
         stats_.errors_by_errno[static_cast<std::size_t>(err) < stats_.errors_by_errno.size() ? err : 0] +=
             count;
-    if (recording(now)) second_of(now)->errors += count;
+    if (recording(now)) interval_of(now)->errors += count;
 }
 
-SecondStats* Worker::second_of(std::uint64_t now) {
-    std::uint64_t index = (now - plan_.measure_start_ns) / 1'000'000'000;
-    if (window_seconds_ != 0 && index >= window_seconds_) index = window_seconds_ - 1;  // the drain
-    if (index != current_second_index_) {
-        if (stats_.seconds.size() <= index) stats_.seconds.resize(index + 1);
-        current_second_ = &stats_.seconds[index];
-        current_second_index_ = index;
+// The drain after the window's end is counted in its last interval.
+IntervalStats* Worker::interval_of(std::uint64_t now) {
+    std::uint64_t index = (now - plan_.measure_start_ns) / plan_.interval_ns;
+    if (window_intervals_ != 0 && index >= window_intervals_) index = window_intervals_ - 1;
+    if (index != current_interval_index_) {
+        if (stats_.intervals.size() <= index) stats_.intervals.resize(index + 1);
+        current_interval_ = &stats_.intervals[index];
+        current_interval_index_ = index;
     }
-    return current_second_;
+    return current_interval_;
 }
 
 void Worker::publish_live() {

@@ -32,11 +32,12 @@ struct WorkerPlan {
     double rate = 0;        // this thread's arrivals/s; 0 = closed loop
     double rate_phase = 0;  // 0..1, spreads the threads' schedules
     std::uint64_t timeout_ns = 5'000'000'000;
-    std::uint64_t start_ns = 0;          // connections open now
-    std::uint64_t measure_start_ns = 0;  // warmup ends
-    std::uint64_t measure_end_ns = 0;    // 0: no time limit (request quota)
-    std::uint64_t request_quota = 0;     // responses to record; 0: no quota
-    int cpu = -1;                        // pin this thread to it; -1: not pinned
+    std::uint64_t start_ns = 0;                 // connections open now
+    std::uint64_t measure_start_ns = 0;         // warmup ends
+    std::uint64_t measure_end_ns = 0;           // 0: no time limit (request quota)
+    std::uint64_t request_quota = 0;            // responses to record; 0: no quota
+    std::uint64_t interval_ns = 1'000'000'000;  // length of a timeseries entry
+    int cpu = -1;                               // pin this thread to it; -1: not pinned
 };
 
 // Counters the main thread reads once a second for the live line (relaxed, written by the owner).
@@ -117,7 +118,7 @@ private:
         return static_cast<std::uint32_t>(&c - connections_.data());
     }
     void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);
-    SecondStats* second_of(std::uint64_t now);
+    IntervalStats* interval_of(std::uint64_t now);
     std::uint64_t outstanding() const noexcept;
     void publish_live();
 
@@ -138,10 +139,10 @@ private:
     std::uint64_t timeout_check_interval_ns_ = 0;
     std::uint64_t drain_deadline_ns_ = 0;
     std::uint64_t last_progress_ns_ = 0;
-    std::uint64_t window_seconds_ = 0;  // 0: open-ended (request quota)
+    std::uint64_t window_intervals_ = 0;  // 0: open-ended (request quota)
     std::vector<std::uint64_t> due_scratch_;
-    SecondStats* current_second_ = nullptr;
-    std::uint64_t current_second_index_ = UINT64_MAX;
+    IntervalStats* current_interval_ = nullptr;
+    std::uint64_t current_interval_index_ = UINT64_MAX;
 };
 
 }  // namespace loadgen

@@ -29,8 +29,13 @@ namespace {
 
 using Store = std::function<void(const std::string&)>;
 
-[[noreturn]] void invalid(const std::string& flag, const std::string& value) {
-    throw UsageError("invalid value for " + flag + ": '" + value + "'");
+// Shorter timeseries entries would hold too few requests at low rates for a p99, and the entries
+// of a long run would outweigh its result.
+constexpr double kMinIntervalS = 0.1;
+
+[[noreturn]] void invalid(const std::string& flag, const std::string& value, const std::string& why = "") {
+    throw UsageError("invalid value for " + flag + ": '" + value + "'" +
+                     (why.empty() ? "" : " (" + why + ")"));
 }
 
 long long parse_integer(const std::string& flag, const std::string& text, long long lo, long long hi) {
@@ -168,6 +173,13 @@ void add_load_flags(CLI::App& app, Options& o) {
     add_value(app, "--warmup", "D", "run this long first, excluded from the results (default 0)",
               store_duration("--warmup", o.warmup_s, true))
         ->group(group);
+    add_value(app, "--interval", "D",
+              "length of a timeseries entry, from 100ms up to the duration (default 1s)",
+              [&o](const std::string& v) {
+                  o.interval_s = parse_duration("--interval", v);
+                  if (o.interval_s < kMinIntervalS) invalid("--interval", v, "at least 100ms");
+              })
+        ->group(group);
     add_value(app, "--requests", "N", "end after N responses in total instead of a duration",
               store_integer("--requests", o.requests, 1, 1'000'000'000'000LL))
         ->group(group);
@@ -259,9 +271,13 @@ void reject_run_flags(const CLI::App& app) {
 
 void check_run_options(const CLI::App& app, Options& o) {
     if (app.get_option("--port")->count() == 0) throw UsageError("missing required flag --port");
+    // Only a given --interval: the default 1 s with a shorter --duration keeps writing one (partial)
+    // entry, as it always did.
+    const CLI::Option* interval = app.get_option("--interval");
+    if (interval->count() > 0 && o.requests == 0 && o.interval_s > o.duration_s)
+        invalid("--interval", interval->as<std::string>(), "longer than --duration");
     if (o.mode == ConnectionMode::close && o.pipeline > 1)
-        throw UsageError("invalid value for --pipeline: '" + std::to_string(o.pipeline) +
-                         "' (pipelining needs --mode keepalive)");
+        invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
     if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles
 }
 

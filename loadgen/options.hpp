@@ -28,6 +28,7 @@ struct Options {
     int threads = 1;
     double duration_s = 10;
     double warmup_s = 0;
+    double interval_s = 1;       // length of a timeseries entry
     std::uint64_t requests = 0;  // 0: run for duration_s instead
     double rate = 0;             // total requests/s; 0: closed loop
     ConnectionMode mode = ConnectionMode::keepalive;

@@ -84,9 +84,15 @@ std::string errno_name(int err) {
     }
 }
 
-json interval_json(std::uint64_t t_s, std::uint64_t requests, std::uint64_t errors,
+// Seconds from the window's start to the end of an interval, `end_ms` ms: a whole number when it
+// is one, as the 1 s timeseries always wrote it.
+json t_s_json(std::uint64_t end_ms) {
+    return end_ms % 1000 == 0 ? json(end_ms / 1000) : json(static_cast<double>(end_ms) / 1e3);
+}
+
+json interval_json(std::uint64_t end_ms, std::uint64_t requests, std::uint64_t errors,
                    const LatencyHistogram& latency) {
-    return {{"t_s", t_s},
+    return {{"t_s", t_s_json(end_ms)},
             {"requests", requests},
             {"errors", errors},
             {"p50_us", us(latency.percentile(50))},
@@ -94,11 +100,13 @@ json interval_json(std::uint64_t t_s, std::uint64_t requests, std::uint64_t erro
             {"histogram", histogram_to_json(latency)["histogram"]}};
 }
 
-json timeseries_json(const RunStats& stats) {
+json timeseries_json(const RunStats& stats, double interval_s) {
     json series = json::array();
-    for (std::size_t i = 0; i < stats.seconds.size(); ++i) {
-        const auto& s = stats.seconds[i];
-        series.push_back(interval_json(i + 1, s.requests, s.errors, s.latency));
+    for (std::size_t i = 0; i < stats.intervals.size(); ++i) {
+        const auto& s = stats.intervals[i];
+        const auto end_ms =
+            static_cast<std::uint64_t>(std::llround(static_cast<double>(i + 1) * interval_s * 1e3));
+        series.push_back(interval_json(end_ms, s.requests, s.errors, s.latency));
     }
     return series;
 }
@@ -172,6 +180,7 @@ json config_json(const Options& o) {
             {"duration_s", o.requests ? json(nullptr) : json(o.duration_s)},
             {"requests", o.requests ? json(o.requests) : json(nullptr)},
             {"warmup_s", o.warmup_s},
+            {"interval_ms", o.interval_s * 1e3},
             {"mode", to_string(o.mode)},
             {"pipeline", o.pipeline},
             {"rate", o.rate > 0 ? json(o.rate) : json(nullptr)},
@@ -280,7 +289,7 @@ json make_result(const RunContext& ctx, const RunStats& stats) {
     r["latency_us"] = histogram_to_json(stats.latency);
     if (o.rate > 0) r["latency_uncorrected_us"] = histogram_to_json(stats.latency_uncorrected);
     r["connect_us"] = histogram_to_json(stats.connect);
-    r["timeseries"] = timeseries_json(stats);
+    r["timeseries"] = timeseries_json(stats, o.interval_s);
     r["server"] = server_json(ctx, stats);
     r["loadgen"] = {
         {"cpu_user_s", ctx.loadgen_user_s},
@@ -396,21 +405,30 @@ struct IntervalSum {
     LatencyHistogram latency;
 };
 
-// Intervals line up by t_s (the processes started together).
+// Results written before --interval existed have 1 s intervals.
+double interval_ms_of(const json& r) {
+    const json& v = r.at("config").value("interval_ms", json(1000.0));
+    return v.is_number() ? v.get<double>() : 1000.0;
+}
+
+// Intervals line up by t_s (the processes started together), so they must have the same length.
 json merge_timeseries(const std::vector<json>& results) {
+    for (const auto& r : results)
+        if (interval_ms_of(r) != interval_ms_of(results.front()))
+            throw std::runtime_error("the results have different --interval lengths");
     std::map<std::uint64_t, IntervalSum> intervals;
     for (const auto& r : results) {
         const json timeseries = r.value("timeseries", json::array());
         for (const auto& s : timeseries) {
-            auto& sum = intervals[s.at("t_s").get<std::uint64_t>()];
+            auto& sum = intervals[static_cast<std::uint64_t>(std::llround(s.at("t_s").get<double>() * 1e3))];
             sum.requests += s.at("requests").get<std::uint64_t>();
             sum.errors += s.at("errors").get<std::uint64_t>();
             if (s.contains("histogram")) sum.latency.merge(histogram_from_json(s.at("histogram")));
         }
     }
     json series = json::array();
-    for (const auto& [t_s, sum] : intervals)
-        series.push_back(interval_json(t_s, sum.requests, sum.errors, sum.latency));
+    for (const auto& [end_ms, sum] : intervals)
+        series.push_back(interval_json(end_ms, sum.requests, sum.errors, sum.latency));
     return series;
 }
 

@@ -148,6 +148,7 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const soc
     p.measure_start_ns = t.measure_start_ns;
     p.measure_end_ns = t.measure_end_ns;
     p.request_quota = o.requests ? share_of(o.requests, o.threads, i) : 0;
+    p.interval_ns = to_ns(o.interval_s);
     p.cpu = o.cpus.empty() ? -1 : o.cpus[static_cast<std::size_t>(i) % o.cpus.size()];
     return p;
 }

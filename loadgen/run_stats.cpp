@@ -36,11 +36,11 @@ void RunStats::merge(const RunStats& other) {
     established += other.established;
     late_sends += other.late_sends;
     unsent_arrivals += other.unsent_arrivals;
-    if (seconds.size() < other.seconds.size()) seconds.resize(other.seconds.size());
-    for (std::size_t i = 0; i < other.seconds.size(); ++i) {
-        seconds[i].requests += other.seconds[i].requests;
-        seconds[i].errors += other.seconds[i].errors;
-        seconds[i].latency.merge(other.seconds[i].latency);
+    if (intervals.size() < other.intervals.size()) intervals.resize(other.intervals.size());
+    for (std::size_t i = 0; i < other.intervals.size(); ++i) {
+        intervals[i].requests += other.intervals[i].requests;
+        intervals[i].errors += other.intervals[i].errors;
+        intervals[i].latency.merge(other.intervals[i].latency);
     }
 }
 

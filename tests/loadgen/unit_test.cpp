@@ -258,6 +258,19 @@ TEST(CommandLine, HelpWinsAndMergeIsASubcommand) {
     EXPECT_NE(merge_help.help_text.find("files"), std::string::npos);
 }
 
+TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
+    EXPECT_DOUBLE_EQ(parse({"--port", "1"}).run.interval_s, 1.0);
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--interval", "100ms"}).run.interval_s, 0.1);
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "2s", "--interval", "2s"}).run.interval_s, 2.0);
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--requests", "5", "--interval", "30s"}).run.interval_s, 30.0);
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "99ms"}).find("--interval"), std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "0"}).find("--interval"), std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "1s", "--interval", "1001ms"}).find("'1001ms'"),
+              std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "11s"}).find("--duration"), std::string::npos);  // 10s default
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s, 1.0);  // the default: not checked
+}
+
 TEST(CommandLine, Durations) {
     EXPECT_DOUBLE_EQ(parse_duration("--d", "10"), 10.0);
     EXPECT_DOUBLE_EQ(parse_duration("--d", "2s"), 2.0);
