@@ -11,6 +11,7 @@ import sys
 import time
 
 from . import ab
+from . import capacity
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -54,6 +55,8 @@ def build_parser():
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
+    ap.add_argument("--slo-p99-ms", type=positive_float, help="latency objective of the capacity sweeps "
+                    "(default: each capacity scenario's own, docs/capacity.md)")
     ab = ap.add_argument_group("A/B comparison (the baseline is A, the current tree B)")
     ab.add_argument("--baseline", metavar="REV", help="compare with this git revision, built once in "
                     "build-baseline/<commit>/ (HEAD gives an A/A run: the noise floor)")
@@ -74,6 +77,16 @@ def positive_int(text):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not '{text}'")
     return int(text)
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not '{text}'")
+    return value
 
 
 def split_list(text):
@@ -192,6 +205,8 @@ def settings_for(args, models):
                 "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
                 "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
                 "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects}
+    settings["capacity"] = {**capacity.selection(profile, split_list(args.scenarios), split_list(args.models),
+                                                 models), "slo_p99_ms": args.slo_p99_ms}
     if args.baseline or args.baseline_bin:
         settings.update(baseline=args.baseline, trials=args.trials or profile.ab_trials,
                         baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
@@ -200,7 +215,8 @@ def settings_for(args, models):
 
 
 SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
-            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects")
+            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects",
+            "capacity")
 
 
 def prepare(argv):
@@ -242,6 +258,7 @@ def main(argv=None):
         run_dir.write_manifest(settings, state)
         matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume))
         failed = matrix.run()
+        failed += capacity.run_selected(sup, run_dir, settings, sides)  # the capacity scenarios' sweeps
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)
         state = {"finished_at": utc_now(), "interrupted": False}
@@ -270,3 +287,7 @@ def report(args, run_dir):
     if subprocess.call([sys.executable, os.path.join(plots, "plot_results.py"), run_dir.path],
                        stdout=sys.stderr) != 0:
         log(f"== plotting failed; results are intact in {run_dir.path}")
+    # Capacity curves and latency over time (until plot_results.py draws them itself).
+    if subprocess.call([sys.executable, os.path.join(plots, "capacity_plots.py"), run_dir.path],
+                       stdout=sys.stderr) != 0:
+        log(f"== capacity charts failed; results are intact in {run_dir.path}")

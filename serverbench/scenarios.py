@@ -37,17 +37,56 @@ class Profile:
     # Trials per side in an A/B run: the rank test needs at least 4 per side to reach p < 0.05 at
     # all, and 6-10 to survive a correction over many rows (docs/statistics.md).
     ab_trials: int = 8
+    capacity: object = None      # CapacityPlan: which capacity sweeps run, and how long their steps are
+
+
+# ---------------------------------------------------------------- capacity sweeps (serverbench/capacity.py)
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """The capacity sweeps a profile runs when --scenarios does not name them (models: () is every
+    model; --models names them instead), and the length of their steps (capacity.SweepSettings)."""
+    models: tuple = ()
+    scenarios: tuple = ()
+    warmup: str = "250ms"
+    duration: str = "1s"
+    interval: str = "100ms"
+    closed_duration: str = "500ms"
+    min_samples: int = 1000
+    max_duration: str = "3s"
+    repeats: int = 3
+    resolution: float = 1.1
+    max_steps: int = 24
+
+
+# Budgets (docs/capacity.md has the measured times): quick's whole run stays under 4 min, so its
+# sweep is coarse and covers two telling models on io-wait (one loop against a 64-worker pool);
+# standard sweeps every model on the plain and io-wait handlers, full on all three.
+CAPACITY_PLANS = {
+    "smoke": CapacityPlan(warmup="100ms", duration="300ms", closed_duration="300ms", min_samples=0,
+                          max_duration="300ms", repeats=2, resolution=1.25, max_steps=16),
+    "quick": CapacityPlan(models=("epoll", "thread-pool"), scenarios=("capacity-io-wait",), warmup="200ms",
+                          duration="500ms", closed_duration="300ms", min_samples=300, max_duration="1s",
+                          repeats=2, resolution=1.2, max_steps=12),
+    "standard": CapacityPlan(scenarios=("capacity", "capacity-io-wait"), warmup="250ms", duration="500ms",
+                             min_samples=500, max_duration="1.5s", repeats=2, resolution=1.15, max_steps=16),
+    "full": CapacityPlan(scenarios=("capacity", "capacity-io-wait", "capacity-cpu-bound"), warmup="250ms",
+                         duration="500ms", min_samples=500, max_duration="1.5s", repeats=3, resolution=1.1,
+                         max_steps=20),
+}
 
 
 # quick must stay under 4 minutes for all twelve models on a 2-core machine (CI); smoke is a
 # hidden few-point profile for the driver's own tests.
 PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
-            active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6),
-    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,), ab_trials=6),
-    Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50)),
+            active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, capacity=CAPACITY_PLANS["smoke"]),
+    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,), ab_trials=6, capacity=CAPACITY_PLANS["quick"]),
+    Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50),
+            capacity=CAPACITY_PLANS["standard"]),
     Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
-            ab_trials=10),
+            ab_trials=10, capacity=CAPACITY_PLANS["full"]),
     # The CI gate: every model at its most telling points, in short trials (the power comes from
     # the number of trials, not their length).
     Profile("gate", "200ms", "500ms", 1, 0.01, (50,), (50,), scenarios=("http-keepalive", "http-close"),
@@ -131,6 +170,41 @@ SCENARIOS = [
     Scenario("open-loop", "Open loop at one fixed rate for every model (latency without coordinated "
              "omission)", "open", _open_loop),
 ]
+
+
+@dataclass(frozen=True)
+class CapacityScenario:
+    """An open-loop sweep (serverbench/capacity.py) instead of matrix points. slo_p99_ms is the
+    default objective: 10x the handler's low-load latency, and never below 5 ms, because p99 at a
+    fixed rate moved from 0.26 to 1.8 ms between runs on this machine (docs/capacity.md)."""
+    name: str
+    title: str
+    short: str
+    server_flags: tuple
+    slo_p99_ms: float
+    all_cpus: bool = False
+
+
+CAPACITY_SCENARIOS = {c.name: c for c in [
+    CapacityScenario("capacity", "Capacity: tail latency against offered load, plain HTTP handler", "cap",
+                     ("--protocol", "http"), 5.0),
+    CapacityScenario("capacity-io-wait", "Capacity with a 1 ms wait per request (64 workers)", "cap-io",
+                     ("--protocol", "http", "--io-us", "1000", "--workers", "64"), 10.0),
+    CapacityScenario("capacity-cpu-bound", "Capacity with 100 µs of CPU per request (every CPU)", "cap-cpu",
+                     ("--protocol", "http", "--cpu-us", "100"), 5.0, all_cpus=True),
+]}
+# The matrix has no points for them: the sweep chooses its own rates.
+SCENARIOS += [Scenario(c.name, c.title, c.short, lambda p: []) for c in CAPACITY_SCENARIOS.values()]
+
+
+def capacity_spec(scenario, label, connections, rate=None):
+    """One step of a capacity sweep: the open loop at `rate`, or the closed loop when rate is None."""
+    c = CAPACITY_SCENARIOS[scenario]
+    rate_flags = ("--rate", str(rate)) if rate is not None else ()
+    return PointSpec(scenario, label, connections, c.server_flags, ("--protocol", "http", *rate_flags),
+                     all_cpus=c.all_cpus)
+
+
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
 SCENARIO_TITLES = {s.name: s.title for s in SCENARIOS}
 SCENARIO_SHORT = {s.name: s.short for s in SCENARIOS}

@@ -1,0 +1,545 @@
+"""Capacity sweeps: tail latency against offered load for one model and scenario, the saturation
+rate and the capacity at a latency objective (capacity.json in the run folder).
+
+A sweep is a closed-loop probe (closed_loop_max_rps, and where the open loop starts), then open-loop
+steps chosen one at a time by `next_rate`, a pure function of the steps measured so far:
+
+1. geometric steps (x2) from a fraction of the closed-loop rate, until a rate is not served;
+2. lower steps when fewer than `min_below` served rates lie below the saturation rate;
+3. a geometric bisection between the highest served rate and the lowest unserved one above it,
+   down to `resolution` (the ratio of the two);
+4. repeats of those two rates, so a single noisy step decides nothing;
+5. one step at about `past` x the saturation rate (the right end of the hockey stick), unless the
+   top step already had errors or was the load generator's limit;
+6. the same bisection and repeats around the objective's crossing (the capacity).
+
+"Served" (the saturation rule): achieved >= 99% of offered (loadgen's own validity rule), no
+errors, and p50 within 2x the p50 of the lowest step; a rate with repeats is served when most
+of its repeats are. The capacity rule: the p99 of a rate's repeats lies wholly at or below the
+objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them).
+"""
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+
+from . import scenarios as sc
+from . import stats
+from . import steady as steady_mod
+from .point import CpuLayout, Trial, run_trial, seconds_of, write_json
+
+SCHEMA = "serverbench.capacity/1"
+CONNECTIONS = 50                 # below the pools' 64 workers: every client is served at once
+VALID_SHARE = 0.99               # loadgen's open-loop validity rule (DESIGN.md)
+P50_GROWTH = 2.0                 # p50 within 2x its low-load value
+LATE_SHARE = 0.01                # late sends above 1% of the requests are the load generator's limit
+BUSY_UTIL = 0.9                  # the server's CPU share above which it is its own limit
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How one sweep is measured; the profiles choose these (scenarios.Profile.capacity)."""
+    warmup: str = "250ms"
+    duration: str = "1s"
+    interval: str = "100ms"      # loadgen --interval: the steady-state check needs several
+    closed_duration: str = "500ms"
+    # A step lasts `duration`, longer at low rates so its p99 rests on min_samples requests, up to
+    # max_duration (at 100 req/s a 1 s step has 100 samples: its p99 is its second-largest).
+    min_samples: int = 1000
+    max_duration: str = "3s"
+    start_fraction: float = 1 / 8    # first open-loop rate, of the closed-loop rate
+    factor: float = 1.6          # 1/8, 1/5, 1/3, 1/2, 4/5, 1.3 of it: five steps below a knee near it
+    resolution: float = 1.1      # bisect until highest served x resolution >= lowest unserved
+    repeats: int = 3             # measurements of each rate next to a knee
+    past: float = 1.3
+    min_below: int = 4
+    max_steps: int = 24
+    min_rps: int = 10
+    fallback_start_rps: int = 100    # when the closed-loop probe measured nothing
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured open-loop step (one trial)."""
+    offered_rps: float
+    achieved_rps: float
+    p50_us: float
+    p99_us: float
+    p99_9_us: float = None
+    duration_s: float = None      # the measured window (achieved x duration_s = requests)
+    server_cpu_us_per_req: float = None
+    errors: int = 0
+    loadgen_bound: bool = False
+    connection_bound: bool = False
+    server_cpu_util: float = None
+    file: str = None
+    steady: dict = None
+
+
+# ------------------------------------------------------------------ what each step says
+
+
+def round_rate(x):
+    """Three significant digits, so labels read as rates (2950, not 2947)."""
+    if x < 1:
+        return 1
+    digits = int(math.floor(math.log10(x))) - 2
+    return int(round(x / 10 ** digits) * 10 ** digits) if digits > 0 else int(round(x))
+
+
+def connection_bound(offered, p50_us, connections):
+    """connections / p50 does not exceed the offered rate: the clients, not the server, cap it."""
+    return p50_us > 0 and connections / (p50_us / 1e6) <= offered
+
+
+def step_seconds(cfg, rate):
+    """How long a step at `rate` is measured (see SweepSettings.min_samples)."""
+    return min(max(seconds_of(cfg.duration), cfg.min_samples / rate), max(seconds_of(cfg.max_duration),
+                                                                          seconds_of(cfg.duration)))
+
+
+def step_from_result(offered, doc, connections, file=None):
+    """A Step from a loadgen result JSON (serverbench.result/1)."""
+    totals, lat = doc.get("totals") or {}, doc.get("latency_us") or {}
+    sat, server = doc.get("saturation") or {}, doc.get("server") or {}
+    requests = totals.get("requests") or 0
+    p50 = lat.get("p50") or 0
+    conn_bound = connection_bound(offered, p50, connections)
+    late = (doc.get("open_loop") or {}).get("late_sends") or 0
+    util = sat.get("server_cpu_util")
+    achieved = totals.get("throughput_rps") or 0.0
+    # Late sends also come from a saturated server (every connection busy) and, a few, from timer
+    # slack on a loaded machine; they make the step the load generator's limit only when the rate
+    # fell short while the server had CPU to spare and the clients were free.
+    late_is_loadgen = (late > LATE_SHARE * max(requests, 1) and achieved < VALID_SHARE * offered
+                       and (util or 0) < BUSY_UTIL and not conn_bound)
+    return Step(offered_rps=offered, achieved_rps=achieved, p50_us=p50,
+                p99_us=lat.get("p99") or 0, p99_9_us=lat.get("p99_9"),
+                server_cpu_us_per_req=server.get("cpu_us_per_request"),
+                errors=sum((totals.get("errors") or {}).values()),
+                loadgen_bound=sat.get("bound") == "loadgen" or late_is_loadgen,
+                connection_bound=conn_bound, server_cpu_util=util, file=file,
+                duration_s=totals.get("duration_s"),
+                steady=steady_mod.steady_state(doc))
+
+
+def by_rate(steps):
+    out = {}
+    for s in steps:
+        out.setdefault(s.offered_rps, []).append(s)
+    return dict(sorted(out.items()))
+
+
+def base_p50(rates):
+    """The low-load p50: the median p50 of the lowest rate's repeats."""
+    return statistics.median(s.p50_us for s in next(iter(rates.values())))
+
+
+def step_served(s, base):
+    """The saturation rule; one request of slack, since at 100 req/s for 1 s a single request
+    straddling the window's end is 1%."""
+    slack = 1 / s.duration_s if s.duration_s else 0
+    return (s.achieved_rps + slack >= VALID_SHARE * s.offered_rps and s.errors == 0
+            and s.p50_us <= P50_GROWTH * base)
+
+
+def rate_served(group, base):
+    return 2 * sum(step_served(s, base) for s in group) > len(group)
+
+
+def p99_verdict(group, slo_us):
+    """holds / fails / inconclusive from the interval over the repeats; a single step is judged
+    on its own p99 (the planner repeats the rates that decide the capacity)."""
+    p99s = [s.p99_us for s in group]
+    if len(p99s) == 1:
+        return stats.HOLDS if p99s[0] <= slo_us else stats.FAILS
+    return stats.threshold_verdict(p99s, slo_us, "at_most").verdict
+
+
+# ------------------------------------------------------------------ what to measure next
+
+
+@dataclass
+class View:
+    """The measured steps as the planner sees them."""
+    rates: dict                  # offered -> [Step]
+    served: dict                 # offered -> bool
+    verdicts: dict               # offered -> holds|fails|inconclusive
+
+    @staticmethod
+    def of(steps, slo_us):
+        rates = by_rate(steps)
+        base = base_p50(rates) if rates else 0
+        return View(rates, {r: rate_served(g, base) for r, g in rates.items()},
+                    {r: p99_verdict(g, slo_us) for r, g in rates.items()})
+
+    def bracket(self, ok):
+        """(highest rate ok below the lowest rate not ok, that lowest rate); either may be None."""
+        bad = next((r for r in self.rates if not ok(r)), None)
+        good = [r for r in self.rates if ok(r) and (bad is None or r < bad)]
+        return (good[-1] if good else None), bad
+
+    def saturation_bracket(self):
+        return self.bracket(lambda r: self.served[r])
+
+    def capacity_bracket(self):
+        """(highest rate that holds below the lowest that fails, the lowest rate above it that does
+        not hold): an inconclusive rate is an upper end to bisect towards, never a capacity."""
+        fail = next((r for r in self.rates if self.verdicts[r] == stats.FAILS), None)
+        holds = [r for r in self.rates if self.verdicts[r] == stats.HOLDS and (fail is None or r < fail)]
+        if not holds:
+            return None, fail
+        high = next((r for r in self.rates if r > holds[-1] and self.verdicts[r] != stats.HOLDS), None)
+        return holds[-1], high
+
+
+def first_rate(cfg, closed_rps):
+    if closed_rps and closed_rps > 0:
+        return max(cfg.min_rps, round_rate(closed_rps * cfg.start_fraction))
+    return cfg.fallback_start_rps
+
+
+def next_rate(cfg, closed_rps, steps, slo_us):
+    """The next offered rate to measure, or None when the sweep is done (pure: steps in, rate out)."""
+    if len(steps) >= cfg.max_steps:
+        return None
+    if not steps:
+        return first_rate(cfg, closed_rps)
+    view = View.of(steps, slo_us)
+    for choose in (_ramp, _lower, _refine_saturation, _repeat_saturation, _past, _refine_capacity,
+                   _repeat_capacity):
+        rate = choose(cfg, view)
+        if rate is not None:
+            return rate
+    return None
+
+
+def _new(view, rate):
+    """rate, unless it is already measured (then the search has converged there: None)."""
+    return None if rate in view.rates else rate
+
+
+def _ramp(cfg, view):
+    if view.saturation_bracket()[1] is not None:
+        return None
+    return _new(view, round_rate(max(view.rates) * cfg.factor))
+
+
+def _lower(cfg, view):
+    low, bad = view.saturation_bracket()
+    below = sum(1 for r in view.rates if low is not None and r < low and view.served[r])
+    if below >= cfg.min_below:
+        return None
+    lowest = min(view.rates)
+    rate = round_rate(lowest / cfg.factor)
+    return _new(view, rate) if rate >= cfg.min_rps and rate < lowest else None
+
+
+def _bisect(cfg, view, low, high):
+    if low is None or high is None or high <= low * cfg.resolution:
+        return None
+    return _new(view, round_rate(math.sqrt(low * high)))
+
+
+def _repeat(cfg, view, rates):
+    for r in rates:
+        if r is not None and len(view.rates[r]) < cfg.repeats:
+            return r
+    return None
+
+
+def _refine_saturation(cfg, view):
+    return _bisect(cfg, view, *view.saturation_bracket())
+
+
+def _repeat_saturation(cfg, view):
+    return _repeat(cfg, view, view.saturation_bracket())
+
+
+def _past(cfg, view):
+    """One step at about past x the saturation rate, unless a rate beyond the knee already reaches
+    it, had errors, or was the load generator's limit (higher would measure loadgen only)."""
+    low, bad = view.saturation_bracket()
+    if low is None or bad is None:
+        return None
+    beyond = [s for r, g in view.rates.items() if r >= bad for s in g]
+    if max(view.rates) >= 0.97 * cfg.past * low or any(s.errors or s.loadgen_bound for s in beyond):
+        return None
+    return _new(view, round_rate(cfg.past * low))
+
+
+def _refine_capacity(cfg, view):
+    return _bisect(cfg, view, *view.capacity_bracket())
+
+
+def _repeat_capacity(cfg, view):
+    return _repeat(cfg, view, view.capacity_bracket())
+
+
+def run_sweep(cfg, closed_rps, slo_us, measure):
+    """Measures what next_rate asks for until it says stop; measure(rate, repeat) -> Step, or None
+    when the trial failed (the sweep stops there)."""
+    steps = []
+    while (rate := next_rate(cfg, closed_rps, steps, slo_us)) is not None:
+        step = measure(rate, 1 + sum(1 for s in steps if s.offered_rps == rate))
+        if step is None:
+            break
+        steps.append(step)
+    return steps
+
+
+# ------------------------------------------------------------------ what the sweep found
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _interval(values):
+    """Distribution-free interval of the median (stats.spread): [min, max] below six values."""
+    s = stats.spread(values)
+    return [s.ci_low, s.ci_high] if s.ci_low is not None else None
+
+
+def rate_record(group, base, slo_us):
+    """One row of `steps`: the medians over a rate's repeats, and each repeat as a trial."""
+    p99s = [s.p99_us for s in group]
+    verdict = stats.threshold_verdict(p99s, slo_us, "at_most") if len(group) > 1 else None
+    steadies = [s.steady.get("steady") for s in group if s.steady]
+    return {
+        "offered_rps": group[0].offered_rps, "achieved_rps": _median(s.achieved_rps for s in group),
+        "p50_us": _median(s.p50_us for s in group), "p99_us": _median(p99s),
+        "p99_9_us": _median(s.p99_9_us for s in group),
+        "server_cpu_us_per_req": _median(s.server_cpu_us_per_req for s in group),
+        "errors": sum(s.errors for s in group), "loadgen_bound": any(s.loadgen_bound for s in group),
+        "connection_bound": 2 * sum(s.connection_bound for s in group) > len(group),
+        "repeats": len(group), "served": rate_served(group, base),
+        "p99_verdict": verdict.verdict if verdict else p99_verdict(group, slo_us),
+        "p99_interval_us": [verdict.ci_low, verdict.ci_high] if verdict and verdict.ci_low is not None else None,
+        "achieved_interval_rps": _interval([s.achieved_rps for s in group]) if len(group) > 1 else None,
+        "steady": all(steadies) if steadies and None not in steadies else None,
+        "trials": [{"achieved_rps": s.achieved_rps, "p50_us": s.p50_us, "p99_us": s.p99_us,
+                    "errors": s.errors, "loadgen_bound": s.loadgen_bound,
+                    "connection_bound": s.connection_bound, "file": s.file, "steady": s.steady}
+                   for s in group],
+    }
+
+
+def _rps(x):
+    return f"{x:,.0f} req/s"
+
+
+def saturation_of(view, rows):
+    low, bad = view.saturation_bracket()
+    if low is None:
+        lowest = rows[min(rows)]
+        return {"saturation_rps": None, "saturation_interval_rps": None, "saturation_loadgen_bound": False,
+                "saturation_text": f"none: the lowest step ({_rps(lowest['offered_rps'])} offered) was not served"}
+    row = rows[low]
+    lg = bad is not None and rows[bad]["loadgen_bound"]
+    interval = [(row["achieved_interval_rps"] or [row["achieved_rps"]])[0], bad]
+    sat = row["achieved_rps"]
+    text = (f">= {_rps(sat)}, load-generator bound" if lg
+            else f">= {_rps(sat)}, not reached in the sweep" if bad is None else _rps(sat))
+    return {"saturation_rps": sat, "saturation_offered_rps": low, "saturation_interval_rps": interval,
+            "saturation_loadgen_bound": lg, "saturation_text": text}
+
+
+def capacity_of(view, rows, slo_ms):
+    low, high = view.capacity_bracket()
+    if low is None:
+        lowest = rows[min(rows)]
+        return {"capacity_rps": None, "capacity_interval_rps": None, "capacity_p99_us": None,
+                "capacity_p99_interval_us": None, "capacity_loadgen_bound": False, "capacity_repeats": 0,
+                "lowest_step": {k: lowest[k] for k in ("offered_rps", "achieved_rps", "p50_us", "p99_us")},
+                "capacity_text": f"none at this objective (p99 <= {slo_ms:g} ms): the lowest step, "
+                                 f"{_rps(lowest['offered_rps'])} offered, had p99 {lowest['p99_us'] / 1000:.2f} ms"}
+    row = rows[low]
+    lg = row["loadgen_bound"] or (high is not None and rows[high]["loadgen_bound"])
+    cap = row["achieved_rps"]
+    text = (f">= {_rps(cap)}, load-generator bound" if lg
+            else f">= {_rps(cap)}, the objective held at every step" if high is None else _rps(cap))
+    return {"capacity_rps": cap, "capacity_offered_rps": low,
+            "capacity_interval_rps": [(row["achieved_interval_rps"] or [cap])[0], high],
+            "capacity_p99_us": row["p99_us"], "capacity_p99_interval_us": row["p99_interval_us"],
+            "capacity_loadgen_bound": lg, "capacity_repeats": row["repeats"], "capacity_text": text}
+
+
+def bound_of(view, rows):
+    """What stopped the model at its knee: the load generator, the connections (the rate was not
+    served although p50 stayed near its low-load value and connections / p50 <= offered), or the
+    server itself."""
+    low, bad = view.saturation_bracket()
+    if bad is None:
+        return None
+    row = rows[bad]
+    if row["loadgen_bound"]:
+        return "loadgen"
+    if row["connection_bound"] and row["p50_us"] <= P50_GROWTH * base_p50(view.rates):
+        return "connections"
+    return "server"
+
+
+def summarize(steps, slo_ms):
+    """The record's figures from the measured steps (pure)."""
+    if not steps:
+        return {"steps": [], "saturation_rps": None, "capacity_rps": None, "bound": None,
+                "saturation_text": "no step measured", "capacity_text": "no step measured"}
+    slo_us = slo_ms * 1000
+    view = View.of(steps, slo_us)
+    base = base_p50(view.rates)
+    rows = {r: rate_record(g, base, slo_us) for r, g in view.rates.items()}
+    return {"steps": list(rows.values()), **saturation_of(view, rows), **capacity_of(view, rows, slo_ms),
+            "bound": bound_of(view, rows)}
+
+
+# ------------------------------------------------------------------ measuring it
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def sweep_settings(plan):
+    """SweepSettings from a profile's scenarios.CapacityPlan."""
+    return SweepSettings(warmup=plan.warmup, duration=plan.duration, interval=plan.interval,
+                         closed_duration=plan.closed_duration, min_samples=plan.min_samples,
+                         max_duration=plan.max_duration, repeats=plan.repeats,
+                         resolution=plan.resolution, max_steps=plan.max_steps)
+
+
+@dataclass
+class Sweep:
+    """One model on one capacity scenario, measured through point.run_trial."""
+    sup: object
+    run_dir: object
+    binaries: object
+    model: str
+    scenario: str
+    cfg: SweepSettings
+    slo_ms: float
+    failure: str = None
+    status: str = "ok"
+    trials: int = field(default=0)
+
+    def trial(self, spec, rep, duration, extra=()):
+        rel = self.run_dir.result_rel(self.model, self.scenario, spec.label, rep)
+        cpus = CpuLayout.for_point(os.cpu_count() or 1, spec.all_cpus)
+        return rel, Trial(model=self.model, spec=spec, binaries=self.binaries,
+                          out=os.path.join(self.run_dir.path, rel), cpus=cpus,
+                          log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
+                          warmup=self.cfg.warmup, duration=duration, extra_loadgen_flags=extra)
+
+    def run_one(self, spec, rep, duration, extra=()):
+        """The result JSON of one trial, or None (and the sweep's status says why)."""
+        rel, trial = self.trial(spec, rep, duration, extra)
+        outcome = run_trial(self.sup, trial)
+        self.trials += 1
+        if outcome.status != "ok" or not os.path.exists(trial.out):
+            self.status, self.failure = outcome.status, outcome.reason or "no result"
+            return None, rel
+        with open(trial.out) as f:
+            return json.load(f), rel
+
+    def closed_probe(self):
+        spec = sc.capacity_spec(self.scenario, f"closed-c{CONNECTIONS}", CONNECTIONS)
+        doc, _ = self.run_one(spec, 1, self.cfg.closed_duration)
+        return (doc or {}).get("totals", {}).get("throughput_rps")
+
+    def measure(self, rate, rep):
+        spec = sc.capacity_spec(self.scenario, f"rate{rate}", CONNECTIONS, rate)
+        seconds = step_seconds(self.cfg, rate)
+        doc, rel = self.run_one(spec, rep, f"{seconds:.3g}s", ("--interval", self.cfg.interval))
+        if doc is None:
+            return None
+        step = step_from_result(rate, doc, CONNECTIONS, rel)
+        log(f"   {self.model:<16} {self.scenario:<18} {rate:>9,} req/s offered r{rep}: "
+            f"{step.achieved_rps:>9,.0f} achieved  p50 {step.p50_us / 1000:7.2f} ms  p99 {step.p99_us / 1000:7.2f} ms"
+            + ("  loadgen-bound" if step.loadgen_bound else "") + ("  conn-bound" if step.connection_bound else "")
+            + (f"  errors {step.errors}" if step.errors else ""))
+        return step
+
+    def run(self):
+        started = time.monotonic()
+        closed = self.closed_probe()
+        steps = run_sweep(self.cfg, closed, self.slo_ms * 1000, self.measure) if self.status == "ok" else []
+        record = {"model": self.model, "scenario": self.scenario, "connections": CONNECTIONS,
+                  "slo_p99_ms": self.slo_ms, "closed_loop_max_rps": closed, "status": self.status,
+                  "reason": self.failure, **summarize(steps, self.slo_ms),
+                  "trials": self.trials, "sweep_s": round(time.monotonic() - started, 1),
+                  "settings": {k: getattr(self.cfg, k) for k in (
+                      "warmup", "duration", "min_samples", "max_duration", "interval", "repeats", "resolution",
+                      "max_steps", "start_fraction", "factor", "past")}}
+        if steps and self.status != "ok":
+            record["status"] = "partial"
+        return record
+
+
+# ------------------------------------------------------------------ the run's sweeps
+
+
+def selection(profile, scenarios_arg, models_arg, models):
+    """{"models": [...], "scenarios": [...]} the run sweeps: named ones, else the profile's plan."""
+    plan = profile.capacity
+    if scenarios_arg:
+        wanted = [s for s in scenarios_arg if s in sc.CAPACITY_SCENARIOS]
+    else:
+        wanted = list(plan.scenarios) if plan else []
+    chosen = list(models) if models_arg or not (plan and plan.models) else [m for m in models if m in plan.models]
+    return {"models": chosen, "scenarios": wanted}
+
+
+def capacity_path(run_dir):
+    return os.path.join(run_dir.path, "capacity.json")
+
+
+def read_capacity(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def run_selected(sup, run_dir, settings, sides):
+    """Runs the run's capacity sweeps (settings["capacity"]) after the matrix, skipping those that
+    capacity.json already holds (--resume); returns the number of failed sweeps."""
+    chosen = settings.get("capacity") or {}
+    pairs = [(m, s) for s in chosen.get("scenarios") or [] for m in chosen.get("models") or []]
+    if not pairs:
+        return 0
+    if "A" in sides:
+        log("== capacity sweeps skipped: an A/B run compares points, not curves")
+        return 0
+    profile = sc.PROFILES[settings["profile"]]
+    cfg = sweep_settings(profile.capacity or sc.CapacityPlan())
+    path = capacity_path(run_dir)
+    doc = read_capacity(path) or {"schema": SCHEMA, "records": []}
+    done = {(r["model"], r["scenario"]) for r in doc["records"]}
+    log(f"== capacity sweeps: {len(pairs)} (model x scenario), {CONNECTIONS} connections, steps of "
+        f"{cfg.duration} (+{cfg.warmup} warm-up), up to {cfg.max_steps} steps each")
+    failed = 0
+    for model, scenario in pairs:
+        if (model, scenario) in done:
+            continue
+        record = sweep_one(sup, run_dir, sides[None], model, scenario, cfg, chosen.get("slo_p99_ms"))
+        failed += record["status"] in ("failed", "partial")
+        doc["records"].append(record)
+        write_json(path, doc)
+    return failed
+
+
+def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override):
+    slo = slo_override or sc.CAPACITY_SCENARIOS[scenario].slo_p99_ms
+    if model == "blocking":
+        return {"model": model, "scenario": scenario, "connections": CONNECTIONS, "slo_p99_ms": slo,
+                "status": "not-applicable", "reason": sc.NOT_APPLICABLE_REASON, "steps": [],
+                "saturation_rps": None, "capacity_rps": None, "bound": None, "closed_loop_max_rps": None}
+    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo).run()
+    log(f"== capacity {model} {scenario}: saturation {record['saturation_text']}; capacity at p99 <= {slo:g} ms: "
+        f"{record['capacity_text']} ({len(record['steps'])} rates, {record['trials']} trials, {record['sweep_s']} s)")
+    return record
