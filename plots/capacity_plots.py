@@ -133,12 +133,14 @@ def bars_chart(scenario, records, out_dir, written):
             bar.set_hatch(hatch)
             if r.get(f"{key}_rps") is None:
                 ax.text(bar.get_x() + width / 2, 0, "none", ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.bar([], [], color="white", edgecolor="black", hatch="//", label=">= : load-generator bound")
+    from matplotlib.patches import Patch
+    handles = ax.get_legend_handles_labels()[0] + [Patch(facecolor="white", edgecolor="black", hatch="//",
+                                                         label=">= X: load-generator bound")]
     ax.set_xticks(range(len(ranked)))
     ax.set_xticklabels([r["model"] for r in ranked], rotation=30, ha="right")
     ax.set_ylabel("req/s")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(handles=handles, fontsize=8)
     ax.set_title(f"{SCENARIO_TITLES.get(scenario, scenario)}\nsaturation and capacity at p99 <= "
                  f"{ranked[0]['slo_p99_ms']:g} ms (whiskers: repeats' low end to the first rate not held)",
                  fontsize=10)

@@ -4,17 +4,18 @@ rate and the capacity at a latency objective (capacity.json in the run folder).
 A sweep is a closed-loop probe (closed_loop_max_rps, and where the open loop starts), then open-loop
 steps chosen one at a time by `next_rate`, a pure function of the steps measured so far:
 
-1. geometric steps (x2) from a fraction of the closed-loop rate, until a rate is not served;
-2. lower steps when fewer than `min_below` served rates lie below the saturation rate;
-3. a geometric bisection between the highest served rate and the lowest unserved one above it,
+1. geometric steps (x1.6) from a fraction of the closed-loop rate, until a rate is not served;
+2. a geometric bisection between the highest served rate and the lowest unserved one above it,
    down to `resolution` (the ratio of the two);
-4. repeats of those two rates, so a single noisy step decides nothing;
+3. repeats of those two rates, so a single noisy step decides nothing (a repeat that turns the
+   verdict moves the bracket, and 1-3 start again from there);
+4. lower steps when fewer than `min_below` served rates lie below the saturation rate;
 5. one step at about `past` x the saturation rate (the right end of the hockey stick), unless the
    top step already had errors or was the load generator's limit;
 6. the same bisection and repeats around the objective's crossing (the capacity).
 
 "Served" (the saturation rule): achieved >= 99% of offered (loadgen's own validity rule), no
-errors, and p50 within 2x the p50 of the lowest step; a rate with repeats is served when most
+errors, and p50 within 2x the low-load p50 (base_p50); a rate with repeats is served when most
 of its repeats are. The capacity rule: the p99 of a rate's repeats lies wholly at or below the
 objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them).
 """
@@ -24,7 +25,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import scenarios as sc
 from . import stats
@@ -134,8 +135,9 @@ def by_rate(steps):
 
 
 def base_p50(rates):
-    """The low-load p50: the median p50 of the lowest rate's repeats."""
-    return statistics.median(s.p50_us for s in next(iter(rates.values())))
+    """The low-load p50: the lowest of the median p50s of the three lowest rates. Noise on a shared
+    machine only ever adds latency, so the lowest is the least disturbed."""
+    return min(statistics.median(s.p50_us for s in group) for group in list(rates.values())[:3])
 
 
 def step_served(s, base):
@@ -209,7 +211,7 @@ def next_rate(cfg, closed_rps, steps, slo_us):
     if not steps:
         return first_rate(cfg, closed_rps)
     view = View.of(steps, slo_us)
-    for choose in (_ramp, _lower, _refine_saturation, _repeat_saturation, _past, _refine_capacity,
+    for choose in (_ramp, _refine_saturation, _repeat_saturation, _lower, _past, _refine_capacity,
                    _repeat_capacity):
         rate = choose(cfg, view)
         if rate is not None:
@@ -306,7 +308,8 @@ def _interval(values):
 
 
 def rate_record(group, base, slo_us):
-    """One row of `steps`: the medians over a rate's repeats, and each repeat as a trial."""
+    """One row of `steps`: the medians over a rate's repeats, and each repeat as a trial. A rate is
+    loadgen- or connection-bound when most of its repeats are (each trial keeps its own marks)."""
     p99s = [s.p99_us for s in group]
     verdict = stats.threshold_verdict(p99s, slo_us, "at_most") if len(group) > 1 else None
     steadies = [s.steady.get("steady") for s in group if s.steady]
@@ -315,7 +318,7 @@ def rate_record(group, base, slo_us):
         "p50_us": _median(s.p50_us for s in group), "p99_us": _median(p99s),
         "p99_9_us": _median(s.p99_9_us for s in group),
         "server_cpu_us_per_req": _median(s.server_cpu_us_per_req for s in group),
-        "errors": sum(s.errors for s in group), "loadgen_bound": any(s.loadgen_bound for s in group),
+        "errors": sum(s.errors for s in group), "loadgen_bound": 2 * sum(s.loadgen_bound for s in group) > len(group),
         "connection_bound": 2 * sum(s.connection_bound for s in group) > len(group),
         "repeats": len(group), "served": rate_served(group, base),
         "p99_verdict": verdict.verdict if verdict else p99_verdict(group, slo_us),

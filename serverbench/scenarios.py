@@ -68,9 +68,9 @@ CAPACITY_PLANS = {
                           max_duration="300ms", repeats=2, resolution=1.25, max_steps=16),
     "quick": CapacityPlan(models=("epoll", "thread-pool"), scenarios=("capacity-io-wait",), warmup="200ms",
                           duration="500ms", closed_duration="300ms", min_samples=300, max_duration="1s",
-                          repeats=2, resolution=1.2, max_steps=12),
+                          repeats=3, resolution=1.25, max_steps=12),
     "standard": CapacityPlan(scenarios=("capacity", "capacity-io-wait"), warmup="250ms", duration="500ms",
-                             min_samples=500, max_duration="1.5s", repeats=2, resolution=1.15, max_steps=16),
+                             min_samples=400, max_duration="1s", repeats=3, resolution=1.15, max_steps=18),
     "full": CapacityPlan(scenarios=("capacity", "capacity-io-wait", "capacity-cpu-bound"), warmup="250ms",
                          duration="500ms", min_samples=500, max_duration="1.5s", repeats=3, resolution=1.1,
                          max_steps=20),
@@ -140,24 +140,29 @@ def _cpu_bound(p):
                       ("--protocol", "http"), all_cpus=True)]
 
 
+# Points whose story is in time (a stall, a queue that grows, idle clients that cost the loop):
+# timeseries entries of 100 ms, so the steady-state check (serverbench/steady.py) has enough of them.
+TIMESERIES_FLAGS = ("--interval", "100ms")
+
+
 def _io_wait(p):
     # Every model that has workers gets 64 of them (the blocking-pool default), so hand-off
     # pools and blocking pools face the 1 ms wait with the same headcount.
     c = p.active_conns
     return [PointSpec("io-wait", f"c{c}", c, ("--protocol", "http", "--io-us", "1000", "--workers", "64"),
-                      ("--protocol", "http"))]
+                      ("--protocol", "http", *TIMESERIES_FLAGS))]
 
 
 def _idle(p):
     c = p.active_conns
-    return [PointSpec("idle-conns", f"idle{n}-c{c}", c, ("--protocol", "http"), ("--protocol", "http"), idle=n)
-            for n in p.idle_counts]
+    return [PointSpec("idle-conns", f"idle{n}-c{c}", c, ("--protocol", "http"),
+                      ("--protocol", "http", *TIMESERIES_FLAGS), idle=n) for n in p.idle_counts]
 
 
 def _open_loop(p):
     c = p.active_conns
     return [PointSpec("open-loop", f"c{c}", c, ("--protocol", "http"),
-                      ("--protocol", "http", "--rate", str(p.open_loop_rps)))]
+                      ("--protocol", "http", "--rate", str(p.open_loop_rps), *TIMESERIES_FLAGS))]
 
 
 SCENARIOS = [
