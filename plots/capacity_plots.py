@@ -169,11 +169,18 @@ def _p99_cell(r):
     if r.get("capacity_p99_us") is None:
         return "-"
     iv = r.get("capacity_p99_interval_us")
-    return f"{_ms(r['capacity_p99_us'])} [{_ms(iv[0])}, {_ms(iv[1])}]" if iv else _ms(r["capacity_p99_us"])
+    value = _ms(r["capacity_p99_us"])
+    return f"{value} [{_ms(iv[0])}, {_ms(iv[1])}]" if iv else f"{value} (1 trial)"
 
 
 def _rps_cell(value):
     return f"{value:,.0f}" if value is not None else "-"
+
+
+def _rates_cell(r):
+    """Rates measured (trials), and how many rates failed the steady-state check."""
+    unsteady = sum(1 for s in r["steps"] if s.get("steady") is False)
+    return f"{len(r['steps'])} ({r.get('trials', '-')})" + (f", {unsteady} not steady" if unsteady else "")
 
 
 def capacity_table_md(run_dir):
@@ -191,7 +198,7 @@ def capacity_table_md(run_dir):
         for i, r in enumerate(ranked, 1):
             lines.append(f"| {i} | {r['model']} | {r['capacity_text']} | {_p99_cell(r)} | {r['saturation_text']} "
                          f"| {_rps_cell(r.get('closed_loop_max_rps'))} | {r.get('bound') or '-'} "
-                         f"| {len(r['steps'])} ({r.get('trials', '-')}) | {r.get('sweep_s', '-')} |")
+                         f"| {_rates_cell(r)} | {r.get('sweep_s', '-')} |")
         lines.append("")
     return "\n".join(lines)
 

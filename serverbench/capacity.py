@@ -211,6 +211,10 @@ def next_rate(cfg, closed_rps, steps, slo_us):
     if not steps:
         return first_rate(cfg, closed_rps)
     view = View.of(steps, slo_us)
+    owed = sum(max(0, cfg.repeats - len(view.rates[r])) for r in view.capacity_bracket() if r is not None)
+    if cfg.max_steps - len(steps) <= owed:
+        # The last steps go to the repeats that decide the capacity, so it never rests on one p99.
+        return _repeat_capacity(cfg, view)
     for choose in (_ramp, _refine_saturation, _repeat_saturation, _lower, _past, _refine_capacity,
                    _repeat_capacity):
         rate = choose(cfg, view)

@@ -126,6 +126,15 @@ class SearchTest(unittest.TestCase):
         steps, _ = sweep(Model(10_000), cfg=cfg)
         self.assertEqual(len(steps), 5)
 
+    def test_last_steps_go_to_the_capacity_repeats(self):
+        # Too few steps for the whole search: the capacity still rests on repeated steps.
+        for max_steps in (10, 12, 14):
+            cfg = cap.SweepSettings(max_steps=max_steps)
+            steps, rec = sweep(Model(10_000), cfg=cfg)
+            self.assertEqual(len(steps), max_steps)
+            self.assertEqual(rec["capacity_repeats"], cfg.repeats, max_steps)
+            self.assertIsNotNone(rec["capacity_p99_interval_us"])
+
     def test_pure_same_steps_same_next_rate(self):
         steps, _ = sweep(Model(10_000))
         for k in range(len(steps)):
