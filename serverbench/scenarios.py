@@ -72,8 +72,8 @@ CAPACITY_PLANS = {
     "standard": CapacityPlan(scenarios=("capacity", "capacity-io-wait"), warmup="250ms", duration="500ms",
                              min_samples=400, max_duration="1s", repeats=3, resolution=1.15, max_steps=18),
     "full": CapacityPlan(scenarios=("capacity", "capacity-io-wait", "capacity-cpu-bound"), warmup="250ms",
-                         duration="500ms", min_samples=500, max_duration="1.5s", repeats=3, resolution=1.1,
-                         max_steps=20),
+                         duration="500ms", min_samples=400, max_duration="1s", repeats=3, resolution=1.15,
+                         max_steps=16),
 }
 
 
