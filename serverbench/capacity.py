@@ -340,6 +340,13 @@ def _rps(x):
     return f"{x:,.0f} req/s"
 
 
+def _p99_text(row):
+    """A rate's p99: the median, and the range of its repeats (why it did not hold) when repeated."""
+    text = f"{row['p99_us'] / 1000:.2f} ms"
+    iv = row["p99_interval_us"]
+    return text + (f" (repeats {iv[0] / 1000:.2f} to {iv[1] / 1000:.2f} ms)" if iv else "")
+
+
 def saturation_of(view, rows):
     low, bad = view.saturation_bracket()
     if low is None:
@@ -364,7 +371,7 @@ def capacity_of(view, rows, slo_ms):
                 "capacity_p99_interval_us": None, "capacity_loadgen_bound": False, "capacity_repeats": 0,
                 "lowest_step": {k: lowest[k] for k in ("offered_rps", "achieved_rps", "p50_us", "p99_us")},
                 "capacity_text": f"none at this objective (p99 <= {slo_ms:g} ms): the lowest step, "
-                                 f"{_rps(lowest['offered_rps'])} offered, had p99 {lowest['p99_us'] / 1000:.2f} ms"}
+                                 f"{_rps(lowest['offered_rps'])} offered, had p99 {_p99_text(lowest)}"}
     row = rows[low]
     lg = row["loadgen_bound"] or (high is not None and rows[high]["loadgen_bound"])
     cap = row["achieved_rps"]

@@ -311,7 +311,7 @@ class DriverTest(unittest.TestCase):
             r = self.records[model]
             cap_rps = capacity_of(model)
             self.assertEqual(r["status"], "ok", r.get("reason"))
-            self.assertEqual(r["slo_p99_ms"], 5.0)
+            self.assertEqual(r["slo_p99_ms"], 20.0)
             self.assertEqual(r["connections"], 50)
             self.assertAlmostEqual(r["closed_loop_max_rps"], 0.95 * cap_rps, delta=1)
             self.assertGreaterEqual(r["saturation_rps"], 0.7 * cap_rps, model)
@@ -320,7 +320,7 @@ class DriverTest(unittest.TestCase):
             self.assertGreaterEqual(sum(1 for x in offered if x < r["saturation_offered_rps"]), 4)
             self.assertGreaterEqual(sum(1 for x in offered if x > r["saturation_offered_rps"]), 1)
             self.assertIsNotNone(r["capacity_rps"])
-            self.assertLessEqual(r["capacity_rps"], r["saturation_rps"])
+            self.assertLessEqual(r["capacity_rps"], cap_rps)
             self.assertEqual(r["bound"], "server")
             self.assertGreater(r["sweep_s"], 0)
 
