@@ -354,7 +354,7 @@ def saturation_of(view, rows):
         return {"saturation_rps": None, "saturation_interval_rps": None, "saturation_loadgen_bound": False,
                 "saturation_text": f"none: the lowest step ({_rps(lowest['offered_rps'])} offered) was not served"}
     row = rows[low]
-    lg = bad is not None and rows[bad]["loadgen_bound"]
+    lg = row["loadgen_bound"] or (bad is not None and rows[bad]["loadgen_bound"])
     interval = [(row["achieved_interval_rps"] or [row["achieved_rps"]])[0], bad]
     sat = row["achieved_rps"]
     text = (f">= {_rps(sat)}, load-generator bound" if lg
@@ -384,14 +384,15 @@ def capacity_of(view, rows, slo_ms):
 
 
 def bound_of(view, rows):
-    """What stopped the model at its knee: the load generator, the connections (the rate was not
+    """What stopped the model at its knee: the load generator (at the saturation rate or the first
+    unserved one), the connections (the rate was not
     served although p50 stayed near its low-load value and connections / p50 <= offered), or the
     server itself."""
     low, bad = view.saturation_bracket()
     if bad is None:
         return None
     row = rows[bad]
-    if row["loadgen_bound"]:
+    if row["loadgen_bound"] or rows[low]["loadgen_bound"]:
         return "loadgen"
     if row["connection_bound"] and row["p50_us"] <= P50_GROWTH * base_p50(view.rates):
         return "connections"

@@ -216,6 +216,17 @@ class FiguresTest(unittest.TestCase):
         # Nothing higher is measured once the load generator is the limit: it would measure it alone.
         self.assertFalse(climbs_after(steps, lambda s: s.loadgen_bound))
 
+    def test_a_loadgen_bound_saturation_step_is_a_lower_bound(self):
+        # Served at 4000 req/s, but only as fast as the load generator could send.
+        def step(rate, p50, lg=False):
+            return cap.Step(offered_rps=rate, achieved_rps=float(rate), p50_us=p50, p99_us=4 * p50,
+                            duration_s=1.0, loadgen_bound=lg)
+        steps = [step(1000, 100), step(2000, 100), step(4000, 100, lg=True), step(8000, 5000)]
+        rec = cap.summarize(steps, 20.0)
+        self.assertEqual(rec["saturation_offered_rps"], 4000)
+        self.assertEqual(rec["saturation_text"], ">= 4,000 req/s, load-generator bound")
+        self.assertEqual(rec["bound"], "loadgen")
+
     def test_connection_bound_marking(self):
         # 50 connections at a p50 of 1 ms carry at most 50 000 req/s.
         self.assertTrue(cap.connection_bound(50_000, 1000, 50))
