@@ -52,6 +52,13 @@ class SteadyTest(unittest.TestCase):
         self.assertGreater(out["p99_slope"], P99_BOUND)
         self.assertIn("p99 trends", out["reason"])
 
+    def test_a_stall_is_flagged(self):
+        # Five full intervals, then nothing: the server stopped answering (no trend test sees it).
+        out = steady_state(result([47_000] * 5 + [0] * 4, [5000] * 5 + [0] * 4))
+        self.assertFalse(out["steady"])
+        self.assertEqual(out["stalled_intervals"], 4)
+        self.assertIn("stalls", out["reason"])
+
     def test_one_spike_is_not_a_trend(self):
         p99 = [500] * 10
         p99[6] = 20_000
@@ -67,6 +74,12 @@ class SteadyTest(unittest.TestCase):
         self.assertIsNone(out["steady"])
         self.assertIn("too few", out["reason"])
         self.assertIsNone(steady_state({})["steady"])
+
+    def test_no_requests_is_not_steady_either(self):
+        # Clients never served (a pool whose workers idle clients hold): nothing to judge.
+        out = steady_state(result([0] * 10, [0] * 10))
+        self.assertIsNone(out["steady"])
+        self.assertIn("no requests", out["reason"])
 
     def test_interval_length_is_read(self):
         # Whole-second entries (no interval_ms): throughput per second is the count itself.
