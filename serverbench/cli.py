@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab
+from . import ab, comparison
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -242,6 +242,7 @@ def main(argv=None):
         run_dir.write_manifest(settings, state)
         matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume))
         failed = matrix.run()
+        gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate) if "A" in sides else True
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)
         state = {"finished_at": utc_now(), "interrupted": False}
@@ -257,7 +258,39 @@ def main(argv=None):
     run_dir.link_latest(os.path.join(ROOT, "results"))
     report(args, run_dir)
     log(f"== done in {time.monotonic() - started:.0f} s: {run_dir.path} ({failed} failed point(s))")
-    return 1 if failed else 0
+    return 1 if failed or not gate_ok else 0
+
+
+def compare_sides(sup, run_dir, settings, sides, gate):
+    """The A/B comparison of the run; with gate, the rows called slower are measured again (their
+    points only, fresh trials, in confirm/), and the gate fails only on a row slower both times."""
+    rows = ab.compare_run(run_dir, settings)
+    print_file(os.path.join(run_dir.path, "comparison.md"))
+    failures = comparison.gate_failures(rows)
+    if not gate or not failures:
+        return True
+    keys = comparison.rows_to_rerun(rows)
+    log(f"== gate: {len(failures)} row(s) slower; measuring their {len(keys)} point(s) again to confirm")
+    confirm = RunDir(os.path.join(run_dir.path, "confirm"))
+    confirm.create()
+    Matrix(sup, confirm, dict(settings, seed=settings["seed"] + 1), sides, only=set(keys)).run()
+    again = {(r["model"], r["scenario"], r["point"], r["metric"])
+             for r in comparison.gate_failures(ab.compare_run(confirm, settings, set(keys)))}
+    confirmed = [r for r in failures if (r["model"], r["scenario"], r["point"], r["metric"]) in again]
+    for r in confirmed:
+        log(f"== gate: {r['model']} {r['scenario']} {r['point']} {r['metric']} slower: "
+            f"B/A {r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], confirmed by a rerun")
+    if not confirmed:
+        log("== gate: the rerun did not confirm them: no change detected")
+    return not confirmed
+
+
+def print_file(path):
+    try:
+        with open(path) as f:
+            sys.stderr.write(f.read())
+    except OSError:
+        pass
 
 
 def report(args, run_dir):

@@ -5,7 +5,6 @@ Repeats are whole passes over the matrix: drift on a shared machine (a neighbour
 thermal limits) then spreads over every model instead of landing on one model's repeats. An
 A/B run instead measures a point's trials back to back, A and B interleaved (ab.abba_order).
 """
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from . import scenarios as sc
 from .ab import abba_order, seeded_rng
 from .noise import NoiseProbe
-from .point import CpuLayout, Trial, brief, run_trial, seconds_of, write_json
+from .point import CpuLayout, Trial, brief, read_json, run_trial, seconds_of, write_json
 
 
 @dataclass(frozen=True)
@@ -34,21 +33,14 @@ def log(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def read_result(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 class Matrix:
     """sides: {None: Binaries} for a plain run, {"A": ..., "B": ...} for an A/B run."""
 
-    def __init__(self, sup, run_dir, settings, sides, resumed=False):
+    def __init__(self, sup, run_dir, settings, sides, resumed=False, only=None):
+        """only: measure just these (model, scenario, point) keys (a gate's confirmation)."""
         self.sup, self.run_dir, self.settings, self.sides = sup, run_dir, settings, sides
         self.profile = sc.PROFILES[settings["profile"]]
-        self.entries = self.all_entries()
+        self.entries = [e for e in self.all_entries() if only is None or e.key[:3] in only]
         written = run_dir.points()
         done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side")) for p in written}
         self.todo = [e for e in self.entries if e.key not in done]
@@ -124,7 +116,7 @@ class Matrix:
         outcome = run_trial(self.sup, trial)
         has_file = outcome.status == "ok" and os.path.exists(trial.out)
         share = (seconds_of(trial.warmup) + seconds_of(trial.duration)) / seconds_of(trial.duration)
-        noise = probe.finish(read_result(trial.out) if has_file else None, share)
+        noise = probe.finish(read_json(trial.out) if has_file else None, share)
         if noise.get("heavy_steal"):
             outcome.reasons.append(f"measured under heavy steal ({noise['steal_pct']}% of CPU time)")
         return {"status": outcome.status, "file": rel if has_file else None, "reason": outcome.reason or None,
@@ -134,7 +126,7 @@ class Matrix:
         """One reference point measured at the start and at the end of the run: how far the machine
         itself moved meanwhile. Recorded in drift.json, and in the manifest."""
         path = os.path.join(self.run_dir.path, "drift.json")
-        drift = read_result(path) or {}
+        drift = read_json(path) or {}
         if when in drift or not self.settings["models"]:
             return
         model = "epoll" if "epoll" in self.settings["models"] else self.settings["models"][0]
@@ -144,7 +136,7 @@ class Matrix:
         side = "B" if self.ab else None
         trial = self.trial_for(Entry(model, spec, 1, side), f"points/drift/{when}.json")
         outcome = run_trial(self.sup, trial)
-        result = read_result(trial.out) if outcome.status == "ok" else None
+        result = read_json(trial.out) if outcome.status == "ok" else None
         drift[when] = {"model": model, "point": spec.label, "status": outcome.status,
                        "throughput_rps": (result or {}).get("totals", {}).get("throughput_rps"),
                        "cpu_us_per_request": ((result or {}).get("server") or {}).get("cpu_us_per_request")}

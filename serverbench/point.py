@@ -193,6 +193,15 @@ def update_json(path, change):
     write_json(path, doc)
 
 
+def read_json(path):
+    """The document at path, or None when it is absent or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path, doc):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
