@@ -1,12 +1,12 @@
 // Coroutines: one thread, an epoll loop, and a C++20 coroutine per connection whose handler reads
 // as straight-line blocking code, exactly like the handler of thread-per-connection. Where that
-// code would block, it suspends (co_await) and the loop (core/coroutine.hpp) runs another
+// code would block, it suspends (co_await) and the loop (coroutine_reactor.hpp) runs another
 // connection, resuming this one when its socket is ready. So: the readability of a thread per
 // connection at the cost of an event loop (a suspended connection is a heap frame, not a thread
 // with a stack, and no context switch happens), but, as with any one-thread loop, a handler that
 // blocks for real (--io-us) stalls every connection.
 
-#include "core/coroutine.hpp"
+#include "coroutine_reactor.hpp"
 
 namespace {
 

@@ -22,13 +22,14 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionTable connections(server, FD_SETSIZE);
+    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionTable connections(server, limit, sb::RequestWork::in_loop, FD_SETSIZE);
     const int listen_fd = server.listener.fd();
     const int signal_fd = server.signals.fd();
     server.announce_ready();
 
     for (;;) {
-        const int timeout_ms = connections.close_idle([](int) {});
+        const int timeout_ms = connections.close_idle();
 
         fd_set readable, writable;
         FD_ZERO(&readable);

@@ -39,8 +39,6 @@ public:
         end_ += bytes.size();
     }
 
-    std::size_t capacity() const noexcept { return capacity_; }
-
     // Gives memory back after a burst (a large pipelined batch) so an idle connection stays small.
     void shrink_if_empty(std::size_t keep_capacity) {
         if (empty() && capacity_ > keep_capacity) {

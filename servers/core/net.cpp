@@ -82,20 +82,11 @@ UniqueFd Listener::shed_one_connection() {
 
 void Listener::shutdown() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }
 
-void set_nonblocking(int fd) {
-    int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
 void set_io_timeout(int fd, int timeout_ms) {
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
-
-}  // namespace sb
-
-namespace sb {
 
 void discard_pending_input(int fd) {
     char scratch[4096];

@@ -45,8 +45,6 @@ private:
     std::uint16_t port_ = 0;
 };
 
-void set_nonblocking(int fd);
-
 // Makes blocked reads and writes on fd give up after timeout_ms (0 = never): the idle timeout of
 // the models that serve a connection with blocking calls.
 void set_io_timeout(int fd, int timeout_ms);
