@@ -76,6 +76,19 @@ private:
     std::vector<int> done_, taken_;
 };
 
+// A new epoll instance watching `fds` for input, for as long as they live.
+sb::UniqueFd epoll_watching(std::initializer_list<int> fds) {
+    sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
+    if (!epoll) sb::die(kModel, "epoll_create1");
+    for (int fd : fds) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev);
+    }
+    return epoll;
+}
+
 // Watches a connection (or re-arms it) for `interest`, disarmed again by its next event.
 void watch_once(int epoll_fd, int op, int fd, sb::Interest interest) {
     epoll_event ev{};
@@ -99,16 +112,9 @@ int main(int argc, char** argv) {
     });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
 
-    sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
-    if (!epoll) sb::die(kModel, "epoll_create1");
     const int listen_fd = server.listener.fd();
     const int signal_fd = server.signals.fd();
-    for (int fd : {listen_fd, signal_fd, completions.fd()}) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.fd = fd;
-        ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev);
-    }
+    const sb::UniqueFd epoll = epoll_watching({listen_fd, signal_fd, completions.fd()});
     server.announce_ready();
 
     // What a connection returned by the table waits for next: Interest::work goes to the pool (and
