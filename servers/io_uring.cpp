@@ -37,7 +37,7 @@ constexpr sb::ModelInfo kModel{
 };
 
 constexpr unsigned kRingEntries = 4096;
-// Requests are small, so a connection starts with 4 KiB (2 000 idle connections hold 8 MB). One
+// Requests are small, so a connection starts with 4 KiB (an idle connection holds only that). One
 // whose recv filled its buffer is sent large messages: its buffer doubles, up to 64 KiB, so that a
 // message takes one recv rather than many. (Provided buffers would hold memory only while a recv
 // is in flight, at the price of a second code path for kernels before 5.19.)

@@ -47,11 +47,11 @@ void move_counts(sb::ServerStats& from, sb::ServerStats& to) {
     to.rejected_no_resources += from.rejected_no_resources.exchange(0);
 }
 
-// A worker's first connection faults in the pages of the serving code (about 0.8 MB of library text
-// in each process, shared but counted in every worker's RSS). Serving one canned request over a
-// socketpair at start-up pays for that before the first client does, so 64 workers do not look
-// 50 MB larger after their first connections. HEAD and a few echo bytes: the reply fits the
-// socket's buffer, which nobody reads.
+// A worker's first connection faults in the pages of the serving code (library text, shared but
+// counted in every worker's RSS). Serving one canned request over a socketpair at start-up pays
+// for that before the first client does, so the workers' memory does not seem to grow with their
+// first connections, and a memory figure taken under load shows what connections cost. HEAD and a
+// few echo bytes: the reply fits the socket's buffer, which nobody reads.
 void warm_up(const sb::Server& server) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return;
