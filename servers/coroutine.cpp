@@ -12,7 +12,8 @@ namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "coroutine",
-    .summary = "One thread, an epoll loop and a C++20 coroutine per connection (straight-line co_await handlers).",
+    .summary =
+        "One thread, an epoll loop and a C++20 coroutine per connection (straight-line co_await handlers).",
     .default_max_conns = 100000,
 };
 
@@ -20,7 +21,8 @@ sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
     sb::ProtocolSession session(server.responses);
     sb::ByteBuffer in, out;
     for (;;) {
-        const bool peer_done = co_await conn.read(in) <= 0;  // end of stream (perhaps a half-close), error or idle timeout
+        const bool peer_done =
+            co_await conn.read(in) <= 0;  // end of stream (perhaps a half-close), error or idle timeout
 
         // Answer everything that came, a high-water mark of output at a time.
         for (;;) {
@@ -32,7 +34,8 @@ sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
         }
         if (session.closing() && !in.empty()) sb::discard_pending_input(conn.fd());
         if (session.closing() || peer_done) co_return;
-        in.shrink_if_empty(sb::Socket::kReadBytes);  // a burst's large buffer is not kept by an idle connection
+        in.shrink_if_empty(
+            sb::Socket::kReadBytes);  // a burst's large buffer is not kept by an idle connection
     }
 }
 

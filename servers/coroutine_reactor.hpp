@@ -61,7 +61,7 @@ class Reactor;
 struct PendingIo {
     bool (*attempt)(PendingIo&);  // true: done (or failed); false: it would block, keep waiting
     std::int64_t since_ms = 0;
-    bool timed_out = false;       // the Reactor gave up on it after --idle-timeout-ms
+    bool timed_out = false;  // the Reactor gave up on it after --idle-timeout-ms
 };
 
 // A connection's socket, non-blocking; its operations suspend the calling coroutine, never the thread.
@@ -111,7 +111,8 @@ public:
             for (int i = 0; i < ready; ++i) {
                 const int fd = events[static_cast<std::size_t>(i)].data.fd;
                 if (fd == server_.listener.fd()) {
-                    while (UniqueFd conn = server_.listener.accept(Blocking::no)) start(std::move(conn), handler);
+                    while (UniqueFd conn = server_.listener.accept(Blocking::no))
+                        start(std::move(conn), handler);
                 } else if (fd == server_.signals.fd()) {
                     if (server_.signals.stop_requested()) return;
                 } else {

@@ -30,7 +30,8 @@ void run_epoll_loop(int epoll_fd, Listener& listener, ConnectionTable& connectio
         for (int i = 0; i < ready; ++i) {
             const int fd = events[static_cast<std::size_t>(i)].data.fd;
             if (fd == listen_fd) {
-                connections.accept_all(listener, [&](Connection& c) { watch(EPOLL_CTL_ADD, c.fd(), Interest::read); });
+                connections.accept_all(listener,
+                                       [&](Connection& c) { watch(EPOLL_CTL_ADD, c.fd(), Interest::read); });
             } else if (fd == stop_fd) {
                 if (stop_requested()) return;
             } else if (Connection* c = connections.find(fd)) {

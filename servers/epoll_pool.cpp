@@ -107,9 +107,9 @@ int main(int argc, char** argv) {
     // A connection has at most one batch in the pool, so a queue of --max-conns never refuses one.
     sb::ThreadPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
                                static_cast<std::size_t>(server.options.max_conns), [&](Batch& batch) {
-        sb::simulate_request_work(server.options, batch.requests);
-        completions.push(batch.fd);
-    });
+                                   sb::simulate_request_work(server.options, batch.requests);
+                                   completions.push(batch.fd);
+                               });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
 
     const int listen_fd = server.listener.fd();

@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
         try {
             loops.emplace_back([&server, &limit, &stop, own = std::move(own), epoll = std::move(epoll)] {
                 sb::ConnectionTable connections(server, limit);
-                sb::run_epoll_loop(epoll.get(), own ? *own : server.listener, connections, stop.get(), [] { return true; });
+                sb::run_epoll_loop(epoll.get(), own ? *own : server.listener, connections, stop.get(),
+                                   [] { return true; });
             });
         } catch (const std::system_error&) {
             break;  // out of threads: serve with the loops that started (their sockets only)

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     // SIGCHLD arrives on the signalfd too: children are reaped as they exit, never left as zombies.
     sb::Server server(argc, argv, kModel, sb::Blocking::no, {SIGCHLD});
     std::unordered_set<pid_t> children;
-    sb::ConnectionLimit limit(server.options.max_conns);  // a slot per child: taken at fork, given back at reaping
+    sb::ConnectionLimit limit(
+        server.options.max_conns);  // a slot per child: taken at fork, given back at reaping
     server.announce_ready();
 
     pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
@@ -50,8 +51,10 @@ int main(int argc, char** argv) {
     while (!stopping) {
         if (::poll(watched, 2, -1) < 0) continue;
         while (int signo = server.signals.take()) {
-            if (signo == SIGCHLD) reap_exited(children, limit);
-            else stopping = true;
+            if (signo == SIGCHLD)
+                reap_exited(children, limit);
+            else
+                stopping = true;
         }
         while (!stopping) {
             sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);

@@ -32,7 +32,9 @@ namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "io-uring",
-    .summary = "One thread, io_uring: multishot accept, one recv or send in flight per connection, batched submissions.",
+    .summary =
+        "One thread, io_uring: multishot accept, one recv or send in flight per connection, batched "
+        "submissions.",
     .default_max_conns = 100000,
 };
 
@@ -51,7 +53,7 @@ struct UringConnection {
     sb::UniqueFd fd;
     sb::ConnectionStep step;  // what came in, the protocol, and the responses being sent
     std::int64_t last_active_ms = 0;
-    bool shut_down = false;  // closing: its operation in flight ends with an error, then it is freed
+    bool shut_down = false;    // closing: its operation in flight ends with an error, then it is freed
     bool recv_filled = false;  // the last recv filled the buffer: the next one gets a larger buffer
     std::vector<char> recv_buffer = std::vector<char>(kFirstRecvBytes);
 };
@@ -66,7 +68,8 @@ public:
         // Only this thread submits, and completions' kernel-side work (task_work) runs when it
         // waits for them rather than interrupting it: fewer switches in and out of the kernel.
         // Kernels before 6.1 refuse these flags; then the ring is made without them.
-        int err = io_uring_queue_init(kRingEntries, &ring_, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+        int err = io_uring_queue_init(kRingEntries, &ring_,
+                                      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
         if (err == -EINVAL) err = io_uring_queue_init(kRingEntries, &ring_, 0);
         if (err < 0) {
             // Kernels may refuse io_uring (sysctl kernel.io_uring_disabled, seccomp in containers):
@@ -95,11 +98,21 @@ public:
             io_uring_for_each_cqe(&ring_, head, cqe) {
                 ++seen;
                 switch (cqe->user_data) {
-                case kAccept: on_accept(cqe->res, cqe->flags); break;
-                case kSignal: stop |= on_signal(); break;
-                case kSweep: on_sweep(); break;
-                case kBacklog: on_backlog(); break;
-                default: on_io_done(*reinterpret_cast<UringConnection*>(cqe->user_data), cqe->res); break;
+                    case kAccept:
+                        on_accept(cqe->res, cqe->flags);
+                        break;
+                    case kSignal:
+                        stop |= on_signal();
+                        break;
+                    case kSweep:
+                        on_sweep();
+                        break;
+                    case kBacklog:
+                        on_backlog();
+                        break;
+                    default:
+                        on_io_done(*reinterpret_cast<UringConnection*>(cqe->user_data), cqe->res);
+                        break;
                 }
             }
             io_uring_cq_advance(&ring_, seen);
@@ -122,18 +135,25 @@ private:
     io_uring_sqe* sqe(UringConnection& c) { return sqe(reinterpret_cast<std::uint64_t>(&c)); }
 
     void arm_accept() {
-        if (multishot_accept_) io_uring_prep_multishot_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
-        else io_uring_prep_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (multishot_accept_)
+            io_uring_prep_multishot_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr,
+                                           SOCK_CLOEXEC);
+        else
+            io_uring_prep_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
     }
 
     void on_accept(int res, unsigned flags) {
-        if (res >= 0) admit(taken_from_ring(res));
-        else if (res == -EINVAL && multishot_accept_) multishot_accept_ = false;  // a kernel before 5.19
+        if (res >= 0)
+            admit(taken_from_ring(res));
+        else if (res == -EINVAL && multishot_accept_)
+            multishot_accept_ = false;          // a kernel before 5.19
         if (flags & IORING_CQE_F_MORE) return;  // the multishot accept goes on
         // Out of descriptors, an accept fails at once whether a connection waits or not: re-armed
         // now, it would fail again and again (the EMFILE spin). Wait for a connection to be queued.
-        if (res == -EMFILE || res == -ENFILE) io_uring_prep_poll_add(sqe(kBacklog), server_.listener.fd(), POLLIN);
-        else arm_accept();
+        if (res == -EMFILE || res == -ENFILE)
+            io_uring_prep_poll_add(sqe(kBacklog), server_.listener.fd(), POLLIN);
+        else
+            arm_accept();
     }
 
     // A connection is queued while descriptors were short. The core listener takes it if one has
@@ -183,7 +203,8 @@ private:
     // The next request is rarely there yet when a response has just left, so the recv waits for
     // data first (POLL_FIRST) instead of trying at once and failing with EAGAIN.
     void receive(UringConnection& c) {
-        if (c.recv_filled && c.recv_buffer.size() < kMaxRecvBytes) c.recv_buffer.resize(2 * c.recv_buffer.size());
+        if (c.recv_filled && c.recv_buffer.size() < kMaxRecvBytes)
+            c.recv_buffer.resize(2 * c.recv_buffer.size());
         io_uring_sqe* e = sqe(c);
         io_uring_prep_recv(e, c.fd.get(), c.recv_buffer.data(), c.recv_buffer.size(), 0);
         e->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -220,13 +241,17 @@ private:
     // Sends, reads more, answers what was held back, or closes, as the connection's step says.
     void proceed(UringConnection& c) {
         switch (c.step.next()) {
-        case sb::ConnectionStep::Next::send: return send(c);
-        case sb::ConnectionStep::Next::answer_more: return answer(c, {});
-        case sb::ConnectionStep::Next::read: return receive(c);
-        case sb::ConnectionStep::Next::close: return close(c);
-        case sb::ConnectionStep::Next::discard_and_close:
-            sb::discard_pending_input(c.fd.get());
-            return close(c);
+            case sb::ConnectionStep::Next::send:
+                return send(c);
+            case sb::ConnectionStep::Next::answer_more:
+                return answer(c, {});
+            case sb::ConnectionStep::Next::read:
+                return receive(c);
+            case sb::ConnectionStep::Next::close:
+                return close(c);
+            case sb::ConnectionStep::Next::discard_and_close:
+                sb::discard_pending_input(c.fd.get());
+                return close(c);
         }
     }
 

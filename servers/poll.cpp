@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
         watched.push_back({server.listener.fd(), POLLIN, 0});
         watched.push_back({server.signals.fd(), POLLIN, 0});
         connections.for_each([&](sb::Connection& c) {
-            watched.push_back({c.fd(), static_cast<short>(c.interest() == sb::Interest::write ? POLLOUT : POLLIN), 0});
+            watched.push_back(
+                {c.fd(), static_cast<short>(c.interest() == sb::Interest::write ? POLLOUT : POLLIN), 0});
         });
 
         if (::poll(watched.data(), watched.size(), timeout_ms) < 0) continue;

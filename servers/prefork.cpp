@@ -26,7 +26,9 @@ namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "prefork",
-    .summary = "--workers processes forked up front accept from the shared socket; each serves one connection at a time.",
+    .summary =
+        "--workers processes forked up front accept from the shared socket; each serves one connection at a "
+        "time.",
     .default_workers = 64,
     .default_max_conns = 10000,
 };
@@ -95,8 +97,9 @@ struct Worker {
 // restarted at once.
 void retry_later(Worker& w, Clock::time_point now) {
     w.pid = 0;
-    w.backoff = now - w.started < std::chrono::seconds(1) ? std::clamp(w.backoff * 2, milliseconds(10), milliseconds(1000))
-                                                          : milliseconds(0);
+    w.backoff = now - w.started < std::chrono::seconds(1)
+                    ? std::clamp(w.backoff * 2, milliseconds(10), milliseconds(1000))
+                    : milliseconds(0);
     w.restart_at = now + w.backoff;
 }
 
@@ -107,22 +110,25 @@ int ms_until_next_restart(const std::vector<Worker>& workers) {
         if (w.pid == 0) wake_at = std::min(wake_at, w.restart_at);
     }
     if (wake_at == Clock::time_point::max()) return -1;
-    return static_cast<int>(std::max<long long>(0, std::chrono::ceil<milliseconds>(wake_at - Clock::now()).count()));
+    return static_cast<int>(
+        std::max<long long>(0, std::chrono::ceil<milliseconds>(wake_at - Clock::now()).count()));
 }
 
 // Reaps every worker that has exited (SIGCHLDs merge: one may stand for several) and schedules its
 // restart. One that died mid-connection gives its --max-conns slot back: it cannot any more.
-void reap_workers(std::vector<Worker>& workers, sb::SharedArray<std::atomic<bool>>& serving, sb::ConnectionLimit& limit) {
+void reap_workers(std::vector<Worker>& workers, sb::SharedArray<std::atomic<bool>>& serving,
+                  sb::ConnectionLimit& limit) {
     int status;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        auto w = std::find_if(workers.begin(), workers.end(), [pid](const Worker& x) { return x.pid == pid; });
+        auto w =
+            std::find_if(workers.begin(), workers.end(), [pid](const Worker& x) { return x.pid == pid; });
         if (w == workers.end()) continue;
         const auto i = static_cast<std::size_t>(w - workers.begin());
         if (serving[i].exchange(false)) limit.give_back();
         retry_later(*w, Clock::now());
-        std::fprintf(stderr, "server-prefork: worker %d %s %d; restarting it in %lld ms\n", static_cast<int>(pid),
-                     WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+        std::fprintf(stderr, "server-prefork: worker %d %s %d; restarting it in %lld ms\n",
+                     static_cast<int>(pid), WIFSIGNALED(status) ? "killed by signal" : "exited with status",
                      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
                      static_cast<long long>(w->backoff.count()));
     }
@@ -146,7 +152,8 @@ int main(int argc, char** argv) {
     const auto worker_count = static_cast<std::size_t>(server.options.workers);
     sb::SharedArray<Tally> tally(1, kModel);
     sb::SharedArray<std::atomic<bool>> serving(worker_count, kModel);
-    sb::ConnectionLimit limit(server.options.max_conns, tally[0].serving);  // the workers' limit, seen by the parent
+    sb::ConnectionLimit limit(server.options.max_conns,
+                              tally[0].serving);  // the workers' limit, seen by the parent
     std::vector<Worker> workers(worker_count);
 
     auto start = [&](std::size_t i) {
@@ -154,8 +161,10 @@ int main(int argc, char** argv) {
         if (pid == 0) run_worker(server, tally[0], serving[i]);
         Worker& w = workers[i];
         w.started = Clock::now();
-        if (pid > 0) w.pid = pid;
-        else retry_later(w, w.started);  // no process to be had now (EAGAIN)
+        if (pid > 0)
+            w.pid = pid;
+        else
+            retry_later(w, w.started);  // no process to be had now (EAGAIN)
     };
     for (std::size_t i = 0; i < worker_count; ++i) start(i);
     server.announce_ready();
@@ -165,8 +174,10 @@ int main(int argc, char** argv) {
         // Sleep until a signal comes, or the next stopped worker is due to be restarted.
         ::poll(&signals, 1, ms_until_next_restart(workers));
         while (int signo = server.signals.take()) {
-            if (signo == SIGCHLD) reap_workers(workers, serving, limit);
-            else stopping = true;
+            if (signo == SIGCHLD)
+                reap_workers(workers, serving, limit);
+            else
+                stopping = true;
         }
         for (std::size_t i = 0; i < worker_count && !stopping; ++i) {
             if (workers[i].pid == 0 && workers[i].restart_at <= Clock::now()) start(i);

@@ -12,7 +12,8 @@ namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "thread-pool",
-    .summary = "--workers threads take connections from a bounded queue; each serves one connection at a time.",
+    .summary =
+        "--workers threads take connections from a bounded queue; each serves one connection at a time.",
     .default_workers = 64,
     .default_max_conns = 10000,
 };
@@ -29,13 +30,13 @@ int main(int argc, char** argv) {
     sb::ConnectionLimit limit(max_conns);
     sb::ThreadPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
                                       static_cast<std::size_t>(max_conns), [&](sb::UniqueFd& conn) {
-        {
-            sb::StopWatcher::Tracked tracked(stop, conn.get());
-            sb::serve_blocking(conn.get(), server);
-            conn.reset();
-        }
-        limit.give_back();
-    });
+                                          {
+                                              sb::StopWatcher::Tracked tracked(stop, conn.get());
+                                              sb::serve_blocking(conn.get(), server);
+                                              conn.reset();
+                                          }
+                                          limit.give_back();
+                                      });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
     server.announce_ready();
 

@@ -33,7 +33,8 @@ public:
     void commit(std::size_t n) noexcept { end_ += n; }
 
     void append(std::string_view bytes) {
-        if (bytes.empty()) return;  // a buffer never grown has no storage: memcpy to null is UB even for 0 bytes
+        if (bytes.empty())
+            return;  // a buffer never grown has no storage: memcpy to null is UB even for 0 bytes
         reserve_tail(bytes.size());
         std::memcpy(data_.get() + end_, bytes.data(), bytes.size());
         end_ += bytes.size();

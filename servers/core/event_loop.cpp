@@ -11,13 +11,15 @@ Connection::Connection(UniqueFd fd, const Server& server, RequestWork work) noex
     : fd_(std::move(fd)), server_(&server), work_(work), step_(server.responses) {}
 
 Interest Connection::on_ready(std::span<char> scratch) {
-    interest_ = interest_ == Interest::write ? (flush() ? after_answer() : Interest::close) : on_readable(scratch);
+    interest_ =
+        interest_ == Interest::write ? (flush() ? after_answer() : Interest::close) : on_readable(scratch);
     return interest_;
 }
 
 Interest Connection::on_work_done() {
     pending_requests_ = 0;
-    interest_ = flush() ? after_answer() : Interest::close;  // send the batch, then answer what arrived behind it
+    interest_ =
+        flush() ? after_answer() : Interest::close;  // send the batch, then answer what arrived behind it
     return interest_;
 }
 
@@ -44,11 +46,17 @@ Interest Connection::answer(std::span<const char> fresh) {
 // What the connection waits for once the socket has taken what it would.
 Interest Connection::after_answer() {
     switch (step_.next()) {
-    case ConnectionStep::Next::send: return Interest::write;  // back-pressure: no reading until it drains
-    case ConnectionStep::Next::answer_more: return answer({});
-    case ConnectionStep::Next::read: return Interest::read;
-    case ConnectionStep::Next::close: return Interest::close;
-    case ConnectionStep::Next::discard_and_close: discard_pending_input(fd_.get()); return Interest::close;
+        case ConnectionStep::Next::send:
+            return Interest::write;  // back-pressure: no reading until it drains
+        case ConnectionStep::Next::answer_more:
+            return answer({});
+        case ConnectionStep::Next::read:
+            return Interest::read;
+        case ConnectionStep::Next::close:
+            return Interest::close;
+        case ConnectionStep::Next::discard_and_close:
+            discard_pending_input(fd_.get());
+            return Interest::close;
     }
     assert(false && "every ConnectionStep::Next is handled above");
     return Interest::close;
@@ -72,7 +80,9 @@ ConnectionTable::ConnectionTable(Server& server, ConnectionLimit& limit, Request
       sweep_(server.options.idle_timeout_ms),
       scratch_(kLoopScratchBytes) {}
 
-ConnectionTable::~ConnectionTable() { limit_.give_back(count_); }  // its connections close with it
+ConnectionTable::~ConnectionTable() {
+    limit_.give_back(count_);
+}  // its connections close with it
 
 Connection* ConnectionTable::admit(UniqueFd fd) {
     if (fd.get() >= fd_limit_ || !limit_.try_take()) {

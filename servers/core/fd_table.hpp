@@ -20,7 +20,8 @@ public:
 
     // The slot of fd, or nullptr when fd is beyond the table (never stored).
     Slot* find(int fd) noexcept {
-        return fd >= 0 && static_cast<std::size_t>(fd) < slots_.size() ? &slots_[static_cast<std::size_t>(fd)] : nullptr;
+        return fd >= 0 && static_cast<std::size_t>(fd) < slots_.size() ? &slots_[static_cast<std::size_t>(fd)]
+                                                                       : nullptr;
     }
 
     // Calls f(fd, slot) for every slot, in descriptor order.

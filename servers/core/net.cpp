@@ -27,15 +27,16 @@ Listener::Listener(const ServerOptions& options, const ModelInfo& model, ServerS
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     if (inet_pton(AF_INET, options.host.c_str(), &addr.sin_addr) != 1) {
-        std::fprintf(stderr, "server-%s: invalid value for --host: '%s' (expected an IPv4 address)\n", model.name,
-                     options.host.c_str());
+        std::fprintf(stderr, "server-%s: invalid value for --host: '%s' (expected an IPv4 address)\n",
+                     model.name, options.host.c_str());
         std::exit(2);
     }
     int type = SOCK_STREAM | SOCK_CLOEXEC | (mode == Blocking::no ? SOCK_NONBLOCK : 0);
     fd_.reset(::socket(AF_INET, type, 0));
     if (!fd_) die(model, "socket");
     int one = 1;
-    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die(model, "setsockopt SO_REUSEADDR");
+    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        die(model, "setsockopt SO_REUSEADDR");
     if (model.reuse_port && ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
         die(model, "setsockopt SO_REUSEPORT");
     }
@@ -80,7 +81,9 @@ UniqueFd Listener::shed_one_connection() {
     return {};
 }
 
-void Listener::shutdown() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }
+void Listener::shutdown() noexcept {
+    ::shutdown(fd_.get(), SHUT_RDWR);
+}
 
 void set_io_timeout(int fd, int timeout_ms) {
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};

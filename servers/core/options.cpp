@@ -70,12 +70,14 @@ std::vector<Flag> server_flags() {
          [](O& o, V v) { o.host = parse_host(v); }},
         {"--port", "N", "TCP port, 0 = pick a free one (default 8080)",
          [](O& o, V v) { o.port = parse_int<std::uint16_t>("--port", v, 0, 65535); }},
-        {"--protocol", "http|echo", "protocol to serve (default http)", [](O& o, V v) { o.protocol = parse_protocol(v); }},
+        {"--protocol", "http|echo", "protocol to serve (default http)",
+         [](O& o, V v) { o.protocol = parse_protocol(v); }},
         {"--workers", "N", "threads or processes, for models that have them",
          [](O& o, V v) { o.workers = parse_int<int>("--workers", v, 1, 100000); }},
         {"--backlog", "N", "listen backlog (default 4096)",
          [](O& o, V v) { o.backlog = parse_int<int>("--backlog", v, 1, int_max); }},
-        {"--max-conns", "N", "connections served at once; more are closed at once (default: model's safe limit)",
+        {"--max-conns", "N",
+         "connections served at once; more are closed at once (default: model's safe limit)",
          [](O& o, V v) { o.max_conns = parse_int<int>("--max-conns", v, 1, int_max); }},
         {"--idle-timeout-ms", "MS", "close a connection idle this long, 0 = never (default 30000)",
          [](O& o, V v) { o.idle_timeout_ms = parse_int<int>("--idle-timeout-ms", v, 0, int_max); }},
@@ -89,9 +91,10 @@ std::vector<Flag> server_flags() {
 }
 
 std::string help_footer(const ModelInfo& model) {
-    std::string footer = model.default_workers > 0
-                             ? "--workers defaults to " + std::to_string(model.default_workers) + " for this model.\n"
-                             : "This model has no workers: --workers is accepted and ignored.\n";
+    std::string footer =
+        model.default_workers > 0
+            ? "--workers defaults to " + std::to_string(model.default_workers) + " for this model.\n"
+            : "This model has no workers: --workers is accepted and ignored.\n";
     footer += "--max-conns defaults to " + std::to_string(model.default_max_conns) + " for this model.\n";
     footer += "Prints 'port=N pid=P model=" + std::string(model.name) +
               "' on stdout when listening; SIGINT/SIGTERM stop it.";
@@ -133,7 +136,8 @@ ServerOptions parse_server_options(int argc, char** argv, const ModelInfo& model
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     const std::vector<Flag> flags = server_flags();  // outlives parse(), which runs the callbacks
     for (const Flag& flag : flags) {
-        app.add_option_function<std::string>(flag.name, [&o, &flag](const std::string& v) { flag.store(o, v); }, flag.help)
+        app.add_option_function<std::string>(
+               flag.name, [&o, &flag](const std::string& v) { flag.store(o, v); }, flag.help)
             ->type_name(flag.value);
     }
     try {

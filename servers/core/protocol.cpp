@@ -36,7 +36,8 @@ bool is_tchar(unsigned char c) {
 }
 
 bool is_token(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
 }
 
 bool is_field_value(std::string_view s) {
@@ -187,7 +188,8 @@ bool parse_request_head(std::string_view text, RequestHead& head) {
 }  // namespace
 
 ResponseSet::ResponseSet(const ProtocolConfig& config) : config_(config) {
-    constexpr std::string_view connection_headers[] = {"", "Connection: keep-alive\r\n", "Connection: close\r\n"};
+    constexpr std::string_view connection_headers[] = {"", "Connection: keep-alive\r\n",
+                                                       "Connection: close\r\n"};
     const std::string body = make_body(config.response_bytes);
     for (int i = 0; i < 3; ++i) {
         std::string& r = ok_[i];
@@ -259,8 +261,8 @@ std::size_t ProtocolSession::parse_head(std::span<const char> bytes, ByteBuffer&
     }
 
     using P = ResponseSet::Persistence;
-    persistence_ = head.wants_close      ? P::close
-                   : !head.http10        ? P::keep_alive
+    persistence_ = head.wants_close        ? P::close
+                   : !head.http10          ? P::keep_alive
                    : head.wants_keep_alive ? P::keep_alive_http10
                                            : P::close;
     head_only_ = head.head_only;
@@ -279,55 +281,58 @@ std::size_t ProtocolSession::parse_head(std::span<const char> bytes, ByteBuffer&
 std::size_t ProtocolSession::skip_body(std::span<const char> bytes, ByteBuffer& out, std::size_t& requests) {
     const std::string_view in{bytes.data(), bytes.size()};
     switch (state_) {
-    case State::body:
-    case State::chunk_data: {
-        std::size_t n = std::min(body_remaining_, in.size());
-        body_remaining_ -= n;
-        if (body_remaining_ == 0) {
-            if (state_ == State::body) finish_request(out, requests);
-            else state_ = State::chunk_data_end;
+        case State::body:
+        case State::chunk_data: {
+            std::size_t n = std::min(body_remaining_, in.size());
+            body_remaining_ -= n;
+            if (body_remaining_ == 0) {
+                if (state_ == State::body)
+                    finish_request(out, requests);
+                else
+                    state_ = State::chunk_data_end;
+            }
+            return n;
         }
-        return n;
-    }
-    case State::chunk_data_end: {  // the line ending after a chunk's data
-        std::size_t eol = in[0] == '\n' ? 1 : in.starts_with("\r\n") ? 2 : 0;
-        if (eol == 0 && in == "\r") return 0;  // its LF is still to come
-        if (eol == 0) return fail(responses_->bad_request(), out);
-        state_ = State::chunk_size;
-        return eol;
-    }
-    case State::chunk_size:
-    case State::trailer: {
-        constexpr std::size_t max_line = 1024;
-        std::size_t nl = in.find('\n');
-        if (nl == std::string_view::npos) {
-            return in.size() > max_line ? fail(responses_->bad_request(), out) : 0;
+        case State::chunk_data_end: {  // the line ending after a chunk's data
+            std::size_t eol = in[0] == '\n' ? 1 : in.starts_with("\r\n") ? 2 : 0;
+            if (eol == 0 && in == "\r") return 0;  // its LF is still to come
+            if (eol == 0) return fail(responses_->bad_request(), out);
+            state_ = State::chunk_size;
+            return eol;
         }
-        auto line = strip_eol(in.substr(0, nl + 1));
-        if (!line || nl > max_line) return fail(responses_->bad_request(), out);
-        if (state_ == State::trailer) {
-            if (line->empty()) finish_request(out, requests);  // trailer fields themselves are discarded
+        case State::chunk_size:
+        case State::trailer: {
+            constexpr std::size_t max_line = 1024;
+            std::size_t nl = in.find('\n');
+            if (nl == std::string_view::npos) {
+                return in.size() > max_line ? fail(responses_->bad_request(), out) : 0;
+            }
+            auto line = strip_eol(in.substr(0, nl + 1));
+            if (!line || nl > max_line) return fail(responses_->bad_request(), out);
+            if (state_ == State::trailer) {
+                if (line->empty()) finish_request(out, requests);  // trailer fields themselves are discarded
+                return nl + 1;
+            }
+            // chunk-size [; chunk-ext]
+            std::size_t size = 0, digits = 0;
+            for (; digits < line->size() && hex_digit((*line)[digits]) >= 0; ++digits) {
+                if (digits == 15) return fail(responses_->bad_request(), out);
+                size = size * 16 + static_cast<std::size_t>(hex_digit((*line)[digits]));
+            }
+            std::string_view extension = trim_ows(line->substr(digits));
+            if (digits == 0 || (!extension.empty() && extension.front() != ';')) {
+                return fail(responses_->bad_request(), out);
+            }
+            body_total_ += size;
+            if (body_total_ > responses_->config().max_body_bytes)
+                return fail(responses_->content_too_large(), out);
+            body_remaining_ = size;
+            state_ = size == 0 ? State::trailer : State::chunk_data;
             return nl + 1;
         }
-        // chunk-size [; chunk-ext]
-        std::size_t size = 0, digits = 0;
-        for (; digits < line->size() && hex_digit((*line)[digits]) >= 0; ++digits) {
-            if (digits == 15) return fail(responses_->bad_request(), out);
-            size = size * 16 + static_cast<std::size_t>(hex_digit((*line)[digits]));
-        }
-        std::string_view extension = trim_ows(line->substr(digits));
-        if (digits == 0 || (!extension.empty() && extension.front() != ';')) {
-            return fail(responses_->bad_request(), out);
-        }
-        body_total_ += size;
-        if (body_total_ > responses_->config().max_body_bytes) return fail(responses_->content_too_large(), out);
-        body_remaining_ = size;
-        state_ = size == 0 ? State::trailer : State::chunk_data;
-        return nl + 1;
-    }
-    case State::head:
-    case State::closed:
-        break;
+        case State::head:
+        case State::closed:
+            break;
     }
     return 0;
 }

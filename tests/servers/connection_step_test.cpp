@@ -33,7 +33,9 @@ std::string send_all(ConnectionStep& step) {
 
 std::size_t count(std::string_view haystack, std::string_view needle) {
     std::size_t n = 0;
-    for (auto pos = haystack.find(needle); pos != std::string_view::npos; pos = haystack.find(needle, pos + 1)) ++n;
+    for (auto pos = haystack.find(needle); pos != std::string_view::npos;
+         pos = haystack.find(needle, pos + 1))
+        ++n;
     return n;
 }
 
@@ -81,8 +83,10 @@ TEST(ConnectionStep, HoldsBackRequestsWhileOutputIsFullThenAnswersThem) {
     std::string sent;
     while (step.next() != Next::read) {
         ASSERT_NE(step.next(), Next::close);
-        if (step.next() == Next::send) sent += send_all(step);
-        else answered += step.answer().requests;  // Next::answer_more
+        if (step.next() == Next::send)
+            sent += send_all(step);
+        else
+            answered += step.answer().requests;  // Next::answer_more
     }
     EXPECT_EQ(answered, 20u);
     EXPECT_EQ(count(sent, "200 OK"), 20u);
@@ -110,7 +114,7 @@ TEST(ConnectionStep, EndOfInputClosesOnceWhatCameIsAnswered) {
     sb::ResponseSet responses{sb::ProtocolConfig{}};
     ConnectionStep step(responses);
     step.answer({kGet.data(), kGet.size()});
-    step.end_of_input();  // a half-close right behind the request
+    step.end_of_input();                 // a half-close right behind the request
     EXPECT_EQ(step.next(), Next::send);  // the answer still goes out
     send_all(step);
     EXPECT_EQ(step.next(), Next::close);
