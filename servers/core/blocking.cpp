@@ -40,7 +40,8 @@ void serve_blocking(int fd, const Server& server) {
     bool shortened = false;
     for (;;) {
         if (idle_timeout_ms > 0 && !in.empty()) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(request_deadline - Clock::now()).count();
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(request_deadline - Clock::now()).count();
             if (left <= 0) return;  // too slow: close
             set_io_timeout(fd, static_cast<int>(std::min<long long>(left, idle_timeout_ms)));
             shortened = true;

@@ -3,11 +3,11 @@
 // thread-per-conn, thread-pool, fork-per-conn, prefork).
 
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
 
+#include "connection_limit.hpp"
 #include "server.hpp"
 
 namespace sb {
@@ -47,32 +47,6 @@ private:
     std::mutex mutex_;
     std::unordered_set<int> connections_;
     std::jthread thread_;
-};
-
-// Counts the connections being served by threads that nobody joins (thread-per-conn), so the
-// limit can be applied and main can wait for the last one before its state goes away.
-class LiveCount {
-public:
-    bool try_add(int limit) {
-        std::lock_guard lock(mutex_);
-        if (count_ >= limit) return false;
-        ++count_;
-        return true;
-    }
-    void remove() {
-        std::lock_guard lock(mutex_);
-        --count_;
-        zero_.notify_all();  // under the lock: the waiter cannot return (and destroy us) before this ends
-    }
-    void wait_for_zero() {
-        std::unique_lock lock(mutex_);
-        zero_.wait(lock, [this] { return count_ == 0; });
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable zero_;
-    int count_ = 0;
 };
 
 }  // namespace sb

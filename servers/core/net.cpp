@@ -27,15 +27,16 @@ Listener::Listener(const ServerOptions& options, const ModelInfo& model, ServerS
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     if (inet_pton(AF_INET, options.host.c_str(), &addr.sin_addr) != 1) {
-        std::fprintf(stderr, "server-%s: invalid value for --host: '%s' (expected an IPv4 address)\n", model.name,
-                     options.host.c_str());
+        std::fprintf(stderr, "server-%s: invalid value for --host: '%s' (expected an IPv4 address)\n",
+                     model.name, options.host.c_str());
         std::exit(2);
     }
     int type = SOCK_STREAM | SOCK_CLOEXEC | (mode == Blocking::no ? SOCK_NONBLOCK : 0);
     fd_.reset(::socket(AF_INET, type, 0));
     if (!fd_) die(model, "socket");
     int one = 1;
-    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die(model, "setsockopt SO_REUSEADDR");
+    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        die(model, "setsockopt SO_REUSEADDR");
     if (model.reuse_port && ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
         die(model, "setsockopt SO_REUSEPORT");
     }
@@ -80,11 +81,8 @@ UniqueFd Listener::shed_one_connection() {
     return {};
 }
 
-void Listener::shutdown() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }
-
-void set_nonblocking(int fd) {
-    int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+void Listener::shutdown() noexcept {
+    ::shutdown(fd_.get(), SHUT_RDWR);
 }
 
 void set_io_timeout(int fd, int timeout_ms) {
@@ -92,10 +90,6 @@ void set_io_timeout(int fd, int timeout_ms) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
-
-}  // namespace sb
-
-namespace sb {
 
 void discard_pending_input(int fd) {
     char scratch[4096];

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "options.hpp"
 #include "common/unique_fd.hpp"
+#include "options.hpp"
 
 namespace sb {
 
@@ -21,7 +21,8 @@ enum class Blocking { yes, no };
 class Listener {
 public:
     // Binds host:port and listens. Exits 1 with one line on stderr if that fails.
-    Listener(const ServerOptions& options, const ModelInfo& model, ServerStats& stats, Blocking mode, std::uint16_t port);
+    Listener(const ServerOptions& options, const ModelInfo& model, ServerStats& stats, Blocking mode,
+             std::uint16_t port);
 
     int fd() const noexcept { return fd_.get(); }
     std::uint16_t port() const noexcept { return port_; }
@@ -44,8 +45,6 @@ private:
     ServerStats* stats_;
     std::uint16_t port_ = 0;
 };
-
-void set_nonblocking(int fd);
 
 // Makes blocked reads and writes on fd give up after timeout_ms (0 = never): the idle timeout of
 // the models that serve a connection with blocking calls.

@@ -11,19 +11,20 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <coroutine>
 #include <cstdint>
-#include <ctime>
 #include <exception>
 #include <span>
 #include <utility>
 #include <vector>
 
-#include "byte_buffer.hpp"
-#include "epoll_loop.hpp"
-#include "server.hpp"
+#include "core/byte_buffer.hpp"
+#include "core/clock.hpp"
+#include "core/connection_limit.hpp"
+#include "core/fd_table.hpp"
+#include "core/server.hpp"
 
 namespace sb {
 
@@ -60,7 +61,7 @@ class Reactor;
 struct PendingIo {
     bool (*attempt)(PendingIo&);  // true: done (or failed); false: it would block, keep waiting
     std::int64_t since_ms = 0;
-    bool timed_out = false;       // the Reactor gave up on it after --idle-timeout-ms
+    bool timed_out = false;  // the Reactor gave up on it after --idle-timeout-ms
 };
 
 // A connection's socket, non-blocking; its operations suspend the calling coroutine, never the thread.
@@ -85,13 +86,18 @@ private:
 
 class Reactor {
 public:
-    explicit Reactor(Server& server) : server_(server), epoll_(server.model()) {
-        for (int fd : {server.listener.fd(), server.signals.fd()}) epoll_.watch(EPOLL_CTL_ADD, fd, Interest::read);
+    explicit Reactor(Server& server)
+        : server_(server),
+          epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+          limit_(server.options.max_conns),
+          sweep_(server.options.idle_timeout_ms) {
+        if (!epoll_) die(server.model(), "epoll_create1");
+        for (int fd : {server.listener.fd(), server.signals.fd()}) watch(fd, EPOLLIN);
     }
     ~Reactor() {
-        for (std::size_t fd = 0; fd < slots_.size(); ++fd) {
-            if (slots_[fd].task) finish(static_cast<int>(fd));  // stopping: handlers still waiting end here
-        }
+        slots_.for_each([this](int fd, Slot& slot) {
+            if (slot.task) finish(fd);  // stopping: handlers still waiting end here
+        });
     }
     Reactor(const Reactor&) = delete;
     Reactor& operator=(const Reactor&) = delete;
@@ -99,11 +105,14 @@ public:
     // Runs handler(Socket) as a coroutine for each connection until SIGINT/SIGTERM.
     template <class Handler>
     void run(Handler&& handler) {
+        std::array<epoll_event, 512> events;
         for (;;) {
-            for (const epoll_event& event : epoll_.wait(close_idle())) {
-                const int fd = event.data.fd;
+            const int ready = ::epoll_wait(epoll_.get(), events.data(), events.size(), close_idle());
+            for (int i = 0; i < ready; ++i) {
+                const int fd = events[static_cast<std::size_t>(i)].data.fd;
                 if (fd == server_.listener.fd()) {
-                    while (UniqueFd conn = server_.listener.accept(Blocking::no)) start(std::move(conn), handler);
+                    while (UniqueFd conn = server_.listener.accept(Blocking::no))
+                        start(std::move(conn), handler);
                 } else if (fd == server_.signals.fd()) {
                     if (server_.signals.stop_requested()) return;
                 } else {
@@ -120,7 +129,7 @@ public:
     // Called by an awaiter whose operation would block: resumed when it completes (or times out).
     void park(int fd, PendingIo& io) noexcept {
         io.since_ms = monotonic_ms();
-        slots_[static_cast<std::size_t>(fd)].waiting = &io;
+        slots_[fd].waiting = &io;
     }
 
 private:
@@ -129,73 +138,69 @@ private:
         PendingIo* waiting = nullptr;  // what it is suspended on
     };
 
+    void watch(int fd, std::uint32_t events) noexcept {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+    }
+
     template <class Handler>
     void start(UniqueFd conn, Handler& handler) {
-        if (count_ >= static_cast<std::size_t>(server_.options.max_conns)) {
+        if (!limit_.try_take()) {
             server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
             return;  // closed here, at once
         }
         const int fd = conn.get();
         // Edge-triggered, both directions, once for the connection's life: an operation is always
         // tried before it waits, so an edge is never missed, and no epoll_ctl is made per operation.
-        epoll_.watch(EPOLL_CTL_ADD, fd, Interest::read, EPOLLOUT | EPOLLRDHUP | EPOLLET);
-        const auto index = static_cast<std::size_t>(fd);
-        if (index >= slots_.size()) slots_.resize(std::max(index + 1, slots_.size() * 2));
-        slots_[index].task = handler(Socket(*this, std::move(conn))).release();
-        ++count_;
+        watch(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+        slots_[fd].task = handler(Socket(*this, std::move(conn))).release();
         resume(fd);
     }
 
     void on_ready(int fd) {
-        Slot& slot = slots_[static_cast<std::size_t>(fd)];
+        Slot& slot = slots_[fd];
         if (slot.waiting != nullptr && slot.waiting->attempt(*slot.waiting)) resume(fd);
     }
 
     void resume(int fd) {
-        Slot& slot = slots_[static_cast<std::size_t>(fd)];
+        Slot& slot = slots_[fd];
         slot.waiting = nullptr;
         slot.task.resume();  // runs the handler to its next wait, or to its end
         if (slot.task.done()) finish(fd);
     }
 
     void finish(int fd) {
-        Slot& slot = slots_[static_cast<std::size_t>(fd)];
+        Slot& slot = slots_[fd];
         std::exchange(slot.task, {}).destroy();  // closes the socket (a local of the frame)
         slot.waiting = nullptr;
-        --count_;
+        limit_.give_back();
     }
 
     // Resumes, as timed out, the handlers waiting longer than --idle-timeout-ms. Returns how long
     // epoll may wait before the next check (-1: forever).
     int close_idle() {
-        const int idle_ms = server_.options.idle_timeout_ms;
-        if (idle_ms == 0) return -1;
+        if (!sweep_.enabled()) return -1;
         const std::int64_t now = monotonic_ms();
-        if (now >= next_sweep_ms_) {
-            for (std::size_t fd = 0; fd < slots_.size(); ++fd) {
-                PendingIo* io = slots_[fd].waiting;
-                if (io != nullptr && io->since_ms < now - idle_ms) {
-                    io->timed_out = true;
-                    resume(static_cast<int>(fd));
+        if (sweep_.due(now)) {
+            const std::int64_t idle_before = sweep_.idle_before(now);
+            slots_.for_each([&](int fd, Slot& slot) {
+                if (slot.waiting != nullptr && slot.waiting->since_ms < idle_before) {
+                    slot.waiting->timed_out = true;
+                    resume(fd);
                 }
-            }
-            next_sweep_ms_ = now + std::clamp(idle_ms / 4, 10, 1000);
+            });
         }
-        return static_cast<int>(next_sweep_ms_ - now);
-    }
-
-    static std::int64_t monotonic_ms() noexcept {
-        timespec ts;
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+        return sweep_.wait_ms(now);
     }
 
     Server& server_;
-    EpollSet epoll_;
-    std::vector<Slot> slots_;  // by descriptor
-    std::size_t count_ = 0;
-    std::int64_t next_sweep_ms_ = 0;
-    std::vector<char> scratch_ = std::vector<char>(kLoopScratchBytes);
+    UniqueFd epoll_;
+    FdTable<Slot> slots_;
+    ConnectionLimit limit_;
+    IdleSweep sweep_;
+    std::vector<char> scratch_ = std::vector<char>(64 * 1024);
 };
 
 // The awaiters. Each tries its system call in await_ready, so an operation that can complete now
