@@ -7,14 +7,16 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
 namespace loadgen {
 namespace {
 
-constexpr std::uint64_t kLateSendNs = 1'000'000;      // a send more than 1 ms after its due time
-constexpr std::uint64_t kMinBackoffNs = 10'000'000;   // reconnect backoff after a connect error
+constexpr std::uint64_t kLateSendNs = 1'000'000;     // a send more than 1 ms after its due time
+constexpr std::uint64_t kMinBackoffNs = 10'000'000;  // reconnect backoff after a connect error
 constexpr std::uint64_t kMaxBackoffNs = 250'000'000;
 constexpr std::size_t kReadBufferBytes = 64 * 1024;
 constexpr int kMaxEvents = 256;
@@ -28,7 +30,9 @@ std::uint64_t monotonic_ns() noexcept {
 }
 
 Worker::Worker(WorkerPlan plan, LiveCounters& live)
-    : plan_(std::move(plan)), live_(live), connections_(static_cast<std::size_t>(plan_.connections)),
+    : plan_(std::move(plan)),
+      live_(live),
+      connections_(static_cast<std::size_t>(plan_.connections)),
       read_buffer_(kReadBufferBytes) {
     const auto depth = static_cast<std::size_t>(plan_.pipeline);
     for (auto& c : connections_) {
@@ -41,40 +45,20 @@ Worker::Worker(WorkerPlan plan, LiveCounters& live)
     refills_.reserve(connections_.size());
     due_scratch_.resize(depth);
     timeout_check_interval_ns_ = std::clamp<std::uint64_t>(plan_.timeout_ns / 10, 1'000'000, 100'000'000);
+    assert(plan_.interval_ns > 0);
     if (plan_.measure_end_ns > plan_.measure_start_ns)
-        window_seconds_ = (plan_.measure_end_ns - plan_.measure_start_ns + 999'999'999) / 1'000'000'000;
+        window_intervals_ =
+            (plan_.measure_end_ns - plan_.measure_start_ns + plan_.interval_ns - 1) / plan_.interval_ns;
 }
 
 // ------------------------------------------------------------------------------------ the loop
 
 void Worker::run() {
-    if (plan_.cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(plan_.cpu, &set);
-        sched_setaffinity(0, sizeof set, &set);  // best effort: main already pinned the process
-    }
-    epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-    std::uint64_t now = monotonic_ns();
-    last_progress_ns_ = now;
-    if (plan_.rate > 0) schedule_ = RateScheduler(plan_.rate, plan_.start_ns, plan_.rate_phase);
-    if (!epoll_) {
-        count_error(ErrorKind::connect, errno, connections_.size(), now);
-        live_.done.store(true);
-        return;
-    }
-    for (auto& c : connections_) open_connection(c, now);
-
-    epoll_event events[kMaxEvents];
+    pin_thread();
+    if (!start_connections()) return;
     for (;;) {
-        now = monotonic_ns();
-        if (!stopping_) {
-            const bool quota_done = plan_.request_quota != 0 &&
-                (stats_.requests >= plan_.request_quota ||
-                 (sent_for_quota_ >= plan_.request_quota && inflight_total_ == 0) ||
-                 now - last_progress_ns_ > plan_.timeout_ns);  // no answer for that long: give up
-            if ((plan_.measure_end_ns != 0 && now >= plan_.measure_end_ns) || quota_done) begin_stop(now);
-        }
+        const std::uint64_t now = monotonic_ns();
+        if (!stopping_ && window_over(now)) begin_stop(now);
         if (stopping_ && (inflight_total_ == 0 || now >= drain_deadline_ns_)) break;
         if (!stopping_ && plan_.rate > 0) dispatch_arrivals(now);
         if (now >= next_timeout_check_ns_) {
@@ -82,25 +66,70 @@ void Worker::run() {
             next_timeout_check_ns_ = now + timeout_check_interval_ns_;
         }
         publish_live();
-
-        std::uint64_t wake = next_timeout_check_ns_;
-        if (stopping_) wake = std::min(wake, drain_deadline_ns_);
-        else if (plan_.measure_end_ns != 0) wake = std::min(wake, plan_.measure_end_ns);
-        if (!stopping_ && plan_.rate > 0 && !free_list_.empty()) wake = std::min(wake, schedule_.next_due());
-        const std::uint64_t wait = wake > now ? wake - now : 0;
-        const timespec timeout{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
-        const int n = epoll_pwait2(epoll_.get(), events, kMaxEvents, &timeout, nullptr);
-        if (n <= 0) continue;  // timeout, or EINTR
-        now = monotonic_ns();
-        for (int i = 0; i < n; ++i) {
-            const auto index = static_cast<std::uint32_t>(events[i].data.u64);
-            const auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
-            Connection& c = connections_[index];
-            if (c.generation == generation && c.fd) on_event(c, events[i].events, now);
-        }
+        poll_events(next_wake(now), now);
         send_refills();
     }
     finish(monotonic_ns());
+}
+
+void Worker::pin_thread() const {
+    if (plan_.cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(plan_.cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);  // best effort: main already pinned the process
+}
+
+// False if the thread cannot work at all (no epoll instance): every connection is then an error.
+bool Worker::start_connections() {
+    epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+    const std::uint64_t now = monotonic_ns();
+    last_progress_ns_ = now;
+    if (plan_.rate > 0) schedule_ = RateScheduler(plan_.rate, plan_.start_ns, plan_.rate_phase);
+    if (!epoll_) {
+        count_error(ErrorKind::connect, errno, connections_.size(), now);
+        live_.done.store(true);
+        return false;
+    }
+    for (auto& c : connections_) open_connection(c, now);
+    return true;
+}
+
+// The end of the duration, or of the request quota (also when no answer came for --timeout).
+bool Worker::window_over(std::uint64_t now) const noexcept {
+    if (plan_.measure_end_ns != 0 && now >= plan_.measure_end_ns) return true;
+    if (plan_.request_quota == 0) return false;
+    return stats_.requests >= plan_.request_quota ||
+           (sent_for_quota_ >= plan_.request_quota && inflight_total_ == 0) ||
+           now - last_progress_ns_ > plan_.timeout_ns;
+}
+
+std::uint64_t Worker::next_wake(std::uint64_t now) const noexcept {
+    std::uint64_t wake = next_timeout_check_ns_;
+    if (stopping_)
+        wake = std::min(wake, drain_deadline_ns_);
+    else if (plan_.measure_end_ns != 0)
+        wake = std::min(wake, plan_.measure_end_ns);
+    if (!stopping_ && plan_.rate > 0 && !free_list_.empty()) wake = std::min(wake, schedule_.next_due());
+    return std::max(wake, now);
+}
+
+// Waits for readiness until `wake` at the latest and handles every event.
+void Worker::poll_events(std::uint64_t wake, std::uint64_t now) {
+    const std::uint64_t wait = wake - now;
+    const timespec timeout{static_cast<time_t>(wait / 1'000'000'000),
+                           static_cast<long>(wait % 1'000'000'000)};
+    std::array<epoll_event, kMaxEvents> events;
+    const int n = epoll_pwait2(epoll_.get(), events.data(), kMaxEvents, &timeout, nullptr);
+    if (n <= 0) return;  // timeout, or EINTR
+    now = monotonic_ns();
+    for (int i = 0; i < n; ++i) {
+        const auto& event = events[static_cast<std::size_t>(i)];
+        const auto index = static_cast<std::uint32_t>(event.data.u64);
+        const auto generation = static_cast<std::uint32_t>(event.data.u64 >> 32);
+        Connection& c = connections_[index];
+        if (c.generation == generation && c.fd) on_event(c, event.events, now);
+    }
 }
 
 void Worker::on_event(Connection& c, std::uint32_t events, std::uint64_t now) {
@@ -252,6 +281,8 @@ bool Worker::consume_echo(Connection& c, const char* data, std::size_t size, std
 
 // One latency sample per response, also when pipelined: responses come back in request order.
 void Worker::on_response(Connection& c, std::uint64_t now) {
+    assert(c.inflight > 0 &&
+           inflight_total_ >= c.inflight);  // the consumers fail a response nobody asked for
     const std::uint64_t due = c.due_ns[c.head];
     const std::uint64_t sent = c.sent_ns[c.head];
     if (++c.head == static_cast<std::uint32_t>(plan_.pipeline)) c.head = 0;
@@ -263,15 +294,17 @@ void Worker::on_response(Connection& c, std::uint64_t now) {
         stats_.latency.record(latency);
         if (plan_.rate > 0) stats_.latency_uncorrected.record(now - std::min(sent, now));
         ++stats_.requests;
-        SecondStats* second = second_of(now);
-        ++second->requests;
-        second->latency.record(latency);
+        IntervalStats* interval = interval_of(now);
+        ++interval->requests;
+        interval->latency.record(latency);
     }
     if (plan_.mode == ConnectionMode::close) {
         close_connection(c);
         if (!sending_allowed(now)) return;
-        if (plan_.rate > 0) make_available(c);
-        else open_connection(c, now);
+        if (plan_.rate > 0)
+            make_available(c);
+        else
+            open_connection(c, now);
     }
 }
 
@@ -299,7 +332,7 @@ void Worker::send_refills() {
         Connection& c = connections_[index];
         c.refill_queued = false;
         if (c.state != State::open || c.inflight >= depth) continue;  // failed since, or refilled
-        const std::uint64_t now = monotonic_ns();  // the send time of these requests
+        const std::uint64_t now = monotonic_ns();                     // the send time of these requests
         const std::uint32_t count = send_budget(depth - c.inflight, now);
         if (count > 0) send_requests(c, count, now, nullptr);
     }
@@ -318,7 +351,8 @@ void Worker::open_connection(Connection& c, std::uint64_t now) {
     }
     const int one = 1;
     setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&plan_.address), sizeof plan_.address);
+    const int rc =
+        ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&plan_.address), sizeof plan_.address);
     if (rc != 0 && errno != EINPROGRESS) {
         const int err = errno;
         c.fd = std::move(fd);
@@ -376,11 +410,14 @@ void Worker::fail(Connection& c, ErrorKind kind, int err, std::uint64_t now) {
         return;
     }
     ++stats_.reconnects;
-    if (plan_.rate > 0 && plan_.mode == ConnectionMode::close) make_available(c);
-    else if (sending_allowed(now)) open_connection(c, now);
+    if (plan_.rate > 0 && plan_.mode == ConnectionMode::close)
+        make_available(c);
+    else if (sending_allowed(now))
+        open_connection(c, now);
 }
 
 void Worker::close_connection(Connection& c) {
+    assert(inflight_total_ >= c.inflight);
     c.fd.reset();  // also leaves the epoll set
     inflight_total_ -= c.inflight;
     c.state = State::closed;
@@ -410,21 +447,23 @@ void Worker::on_eof(Connection& c, std::uint64_t now) {
 void Worker::check_timeouts(std::uint64_t now) {
     for (auto& c : connections_) {
         switch (c.state) {
-        case State::connecting:
-            if (now - c.connect_start_ns > plan_.timeout_ns) fail(c, ErrorKind::connect, ETIMEDOUT, now);
-            break;
-        case State::open:
-            if (c.inflight > 0 && now - c.sent_ns[c.head] > plan_.timeout_ns)
-                fail(c, ErrorKind::timeout, ETIMEDOUT, now);
-            break;
-        case State::backoff:
-            if (now < c.retry_at_ns) break;
-            c.state = State::closed;
-            if (plan_.rate > 0 && plan_.mode == ConnectionMode::close) make_available(c);
-            else if (sending_allowed(now)) open_connection(c, now);
-            break;
-        case State::closed:
-            break;
+            case State::connecting:
+                if (now - c.connect_start_ns > plan_.timeout_ns) fail(c, ErrorKind::connect, ETIMEDOUT, now);
+                break;
+            case State::open:
+                if (c.inflight > 0 && now - c.sent_ns[c.head] > plan_.timeout_ns)
+                    fail(c, ErrorKind::timeout, ETIMEDOUT, now);
+                break;
+            case State::backoff:
+                if (now < c.retry_at_ns) break;
+                c.state = State::closed;
+                if (plan_.rate > 0 && plan_.mode == ConnectionMode::close)
+                    make_available(c);
+                else if (sending_allowed(now))
+                    open_connection(c, now);
+                break;
+            case State::closed:
+                break;
         }
     }
 }
@@ -447,7 +486,8 @@ void Worker::dispatch_arrivals(std::uint64_t now) {
             continue;
         }
         const std::uint32_t room = plan_.mode == ConnectionMode::close ? 1 : depth - c.inflight;
-        const auto count = send_budget(static_cast<std::uint32_t>(std::min<std::uint64_t>(room, due - schedule_.sent())), now);
+        const auto count = send_budget(
+            static_cast<std::uint32_t>(std::min<std::uint64_t>(room, due - schedule_.sent())), now);
         if (count == 0) return;
         for (std::uint32_t i = 0; i < count; ++i) {
             due_scratch_[i] = schedule_.take();
@@ -488,19 +528,22 @@ std::uint32_t Worker::send_budget(std::uint32_t wanted, std::uint64_t now) const
 
 void Worker::count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now) {
     stats_.errors[static_cast<std::size_t>(kind)] += count;
-    if (err > 0) stats_.errors_by_errno[static_cast<std::size_t>(err) < stats_.errors_by_errno.size() ? err : 0] += count;
-    if (recording(now)) second_of(now)->errors += count;
+    if (err > 0)
+        stats_.errors_by_errno[static_cast<std::size_t>(err) < stats_.errors_by_errno.size() ? err : 0] +=
+            count;
+    if (recording(now)) interval_of(now)->errors += count;
 }
 
-SecondStats* Worker::second_of(std::uint64_t now) {
-    std::uint64_t index = (now - plan_.measure_start_ns) / 1'000'000'000;
-    if (window_seconds_ != 0 && index >= window_seconds_) index = window_seconds_ - 1;  // the drain
-    if (index != current_second_index_) {
-        if (stats_.seconds.size() <= index) stats_.seconds.resize(index + 1);
-        current_second_ = &stats_.seconds[index];
-        current_second_index_ = index;
+// The drain after the window's end is counted in its last interval.
+IntervalStats* Worker::interval_of(std::uint64_t now) {
+    std::uint64_t index = (now - plan_.measure_start_ns) / plan_.interval_ns;
+    if (window_intervals_ != 0 && index >= window_intervals_) index = window_intervals_ - 1;
+    if (index != current_interval_index_) {
+        if (stats_.intervals.size() <= index) stats_.intervals.resize(index + 1);
+        current_interval_ = &stats_.intervals[index];
+        current_interval_index_ = index;
     }
-    return current_second_;
+    return current_interval_;
 }
 
 void Worker::publish_live() {

@@ -9,15 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "common/unique_fd.hpp"
 #include "loadgen/http_response_parser.hpp"
 #include "loadgen/options.hpp"
 #include "loadgen/rate_scheduler.hpp"
 #include "loadgen/run_stats.hpp"
-#include "common/unique_fd.hpp"
 
 namespace loadgen {
 
-using sb::UniqueFd;  // the servers' own descriptor owner
+using sb::UniqueFd;  // the descriptor owner shared with the servers (common/)
 
 // CLOCK_MONOTONIC in nanoseconds.
 std::uint64_t monotonic_ns() noexcept;
@@ -26,17 +26,18 @@ struct WorkerPlan {
     sockaddr_in address{};
     Protocol protocol = Protocol::http;
     ConnectionMode mode = ConnectionMode::keepalive;
-    std::string request;             // the bytes of one request (precomputed once)
+    std::string request;  // the bytes of one request (precomputed once)
     int connections = 1;
     int pipeline = 1;
-    double rate = 0;                 // this thread's arrivals/s; 0 = closed loop
-    double rate_phase = 0;           // 0..1, spreads the threads' schedules
+    double rate = 0;        // this thread's arrivals/s; 0 = closed loop
+    double rate_phase = 0;  // 0..1, spreads the threads' schedules
     std::uint64_t timeout_ns = 5'000'000'000;
-    std::uint64_t start_ns = 0;          // connections open now
-    std::uint64_t measure_start_ns = 0;  // warmup ends
-    std::uint64_t measure_end_ns = 0;    // 0: no time limit (request quota)
-    std::uint64_t request_quota = 0;     // responses to record; 0: no quota
-    int cpu = -1;                        // pin this thread to it; -1: not pinned
+    std::uint64_t start_ns = 0;                 // connections open now
+    std::uint64_t measure_start_ns = 0;         // warmup ends
+    std::uint64_t measure_end_ns = 0;           // 0: no time limit (request quota)
+    std::uint64_t request_quota = 0;            // responses to record; 0: no quota
+    std::uint64_t interval_ns = 1'000'000'000;  // length of a timeseries entry
+    int cpu = -1;                               // pin this thread to it; -1: not pinned
 };
 
 // Counters the main thread reads once a second for the live line (relaxed, written by the owner).
@@ -61,7 +62,7 @@ private:
         UniqueFd fd;
         State state = State::closed;
         bool ever_established = false;
-        bool available = false;          // open loop: on the free list
+        bool available = false;  // open loop: on the free list
         std::uint64_t connect_start_ns = 0;
         std::uint64_t retry_at_ns = 0;
         std::uint64_t backoff_ns = 0;
@@ -69,14 +70,21 @@ private:
         std::vector<std::uint64_t> due_ns;   // intended send time (open loop) or send time
         std::vector<std::uint64_t> sent_ns;  // actual send time
         std::uint32_t head = 0, inflight = 0;
-        std::uint32_t generation = 0;        // told apart from a stale event of a closed socket
-        bool has_pending_arrival = false;    // close mode, open loop: an arrival waits for connect
-        bool refill_queued = false;          // closed loop: on refills_, sent after this wakeup's reads
+        std::uint32_t generation = 0;      // told apart from a stale event of a closed socket
+        bool has_pending_arrival = false;  // close mode, open loop: an arrival waits for connect
+        bool refill_queued = false;        // closed loop: on refills_, sent after this wakeup's reads
         std::uint64_t pending_due_ns = 0;
-        std::size_t unsent_bytes = 0;        // tail of the request stream not yet written
-        std::uint64_t echo_offset = 0;       // echo: bytes of the current response checked
+        std::size_t unsent_bytes = 0;   // tail of the request stream not yet written
+        std::uint64_t echo_offset = 0;  // echo: bytes of the current response checked
         HttpResponseParser parser;
     };
+
+    // --- the loop
+    void pin_thread() const;
+    bool start_connections();
+    bool window_over(std::uint64_t now) const noexcept;
+    std::uint64_t next_wake(std::uint64_t now) const noexcept;
+    void poll_events(std::uint64_t wake, std::uint64_t now);
 
     // --- the hot path
     void on_event(Connection& c, std::uint32_t events, std::uint64_t now);
@@ -110,7 +118,7 @@ private:
         return static_cast<std::uint32_t>(&c - connections_.data());
     }
     void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);
-    SecondStats* second_of(std::uint64_t now);
+    IntervalStats* interval_of(std::uint64_t now);
     std::uint64_t outstanding() const noexcept;
     void publish_live();
 
@@ -121,7 +129,7 @@ private:
     std::vector<Connection> connections_;
     std::vector<std::uint32_t> free_list_;  // open loop: connections that can take an arrival
     std::vector<std::uint32_t> refills_;    // closed loop: connections to send on after the reads
-    std::string stream_;     // the request repeated pipeline+1 times: any batch is one write
+    std::string stream_;                    // the request repeated pipeline+1 times: any batch is one write
     std::vector<char> read_buffer_;
     RateScheduler schedule_;
     bool stopping_ = false;  // the window is over: no new requests, waiting for answers
@@ -131,10 +139,10 @@ private:
     std::uint64_t timeout_check_interval_ns_ = 0;
     std::uint64_t drain_deadline_ns_ = 0;
     std::uint64_t last_progress_ns_ = 0;
-    std::uint64_t window_seconds_ = 0;  // 0: open-ended (request quota)
+    std::uint64_t window_intervals_ = 0;  // 0: open-ended (request quota)
     std::vector<std::uint64_t> due_scratch_;
-    SecondStats* current_second_ = nullptr;
-    std::uint64_t current_second_index_ = UINT64_MAX;
+    IntervalStats* current_interval_ = nullptr;
+    std::uint64_t current_interval_index_ = UINT64_MAX;
 };
 
 }  // namespace loadgen

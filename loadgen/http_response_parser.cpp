@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 namespace loadgen {
@@ -76,67 +77,78 @@ HttpResponseParser::Result HttpResponseParser::parse(const char* data, std::size
     std::size_t pos = 0;
     response_done_ = false;
     while (pos < size) {
+        std::optional<Result> result;
         switch (state_) {
-        case State::body_length:
-        case State::chunk_data: {
-            const std::uint64_t take = std::min<std::uint64_t>(remaining_, size - pos);
-            pos += static_cast<std::size_t>(take);
-            remaining_ -= take;
-            body_bytes_ += take;
-            if (remaining_ == 0) {
-                if (state_ == State::chunk_data) {
-                    state_ = State::chunk_data_end;
-                } else {
-                    state_ = State::status_line;
-                    return {Status::complete, pos};
-                }
-            }
-            break;
+            case State::body_length:
+            case State::chunk_data:
+                result = consume_body(size, pos);
+                break;
+            case State::body_until_eof:
+                body_bytes_ += size - pos;
+                return {Status::need_more, size};
+            case State::failed:
+                return {Status::error, pos};
+            default:
+                result = consume_line(data, size, pos);
+                break;
         }
-        case State::body_until_eof:
-            body_bytes_ += size - pos;
-            return {Status::need_more, size};
-        case State::failed:
-            return {Status::error, pos};
-        default: {
-            // A line-oriented state: find the LF; a line split across calls is kept in line_.
-            const char* start = data + pos;
-            const auto* lf = static_cast<const char*>(std::memchr(start, '\n', size - pos));
-            const std::size_t avail = lf ? static_cast<std::size_t>(lf - start) + 1 : size - pos;
-            head_bytes_ += avail;
-            if (head_bytes_ > kMaxHead && state_ != State::chunk_size && state_ != State::chunk_data_end)
-                return fail("response head too large", pos + avail);
-            if (line_.size() + avail > kMaxLine) return fail("line too long", pos + avail);
-            // A status line starts "HTTP/1.": checked as its first bytes arrive, so garbage
-            // without a line feed is an error now, not a 16 KiB wait (or a timeout) later.
-            if (state_ == State::status_line && line_.size() < kVersionPrefix.size()) {
-                const std::size_t have = line_.size();
-                const std::size_t check = std::min(kVersionPrefix.size() - have, avail);
-                if (std::memcmp(start, kVersionPrefix.data() + have, check) != 0)
-                    return fail("malformed status line", pos + avail);
-            }
-            pos += avail;
-            if (!lf) {
-                line_.append(start, avail);
-                return {Status::need_more, pos};
-            }
-            bool ok;
-            if (line_.empty()) {
-                ok = on_line(start, avail - 1);
-            } else {
-                line_.append(start, avail - 1);
-                ok = on_line(line_.data(), line_.size());
-                line_.clear();
-            }
-            if (!ok) return fail(error_, pos);
-            if (response_done_) {
-                response_done_ = false;
-                return {Status::complete, pos};
-            }
-        }
-        }
+        if (result) return *result;
     }
     return {Status::need_more, pos};
+}
+
+// Counted body bytes (a Content-Length body or a chunk's data): they are skipped, not read.
+std::optional<HttpResponseParser::Result> HttpResponseParser::consume_body(std::size_t size,
+                                                                           std::size_t& pos) {
+    const std::uint64_t take = std::min<std::uint64_t>(remaining_, size - pos);
+    pos += static_cast<std::size_t>(take);
+    remaining_ -= take;
+    body_bytes_ += take;
+    if (remaining_ != 0) return std::nullopt;
+    if (state_ == State::chunk_data) {
+        state_ = State::chunk_data_end;
+        return std::nullopt;
+    }
+    state_ = State::status_line;
+    return Result{Status::complete, pos};
+}
+
+// A line-oriented state: find the LF; a line split across calls is kept in line_.
+std::optional<HttpResponseParser::Result> HttpResponseParser::consume_line(const char* data, std::size_t size,
+                                                                           std::size_t& pos) {
+    const char* start = data + pos;
+    const auto* lf = static_cast<const char*>(std::memchr(start, '\n', size - pos));
+    const std::size_t avail = lf ? static_cast<std::size_t>(lf - start) + 1 : size - pos;
+    head_bytes_ += avail;
+    if (head_bytes_ > kMaxHead && state_ != State::chunk_size && state_ != State::chunk_data_end)
+        return fail("response head too large", pos + avail);
+    if (line_.size() + avail > kMaxLine) return fail("line too long", pos + avail);
+    // A status line starts "HTTP/1.": checked as its first bytes arrive, so garbage
+    // without a line feed is an error now, not a 16 KiB wait (or a timeout) later.
+    if (state_ == State::status_line && line_.size() < kVersionPrefix.size()) {
+        const std::size_t have = line_.size();
+        const std::size_t check = std::min(kVersionPrefix.size() - have, avail);
+        if (std::memcmp(start, kVersionPrefix.data() + have, check) != 0)
+            return fail("malformed status line", pos + avail);
+    }
+    pos += avail;
+    if (!lf) {
+        line_.append(start, avail);
+        return Result{Status::need_more, pos};
+    }
+    if (!complete_line(start, avail - 1)) return fail(error_, pos);
+    if (!response_done_) return std::nullopt;
+    response_done_ = false;
+    return Result{Status::complete, pos};
+}
+
+// The line is `size` bytes at `start` (its LF excluded), after what line_ holds of it.
+bool HttpResponseParser::complete_line(const char* start, std::size_t size) {
+    if (line_.empty()) return on_line(start, size);
+    line_.append(start, size);
+    const bool ok = on_line(line_.data(), line_.size());
+    line_.clear();
+    return ok;
 }
 
 HttpResponseParser::Status HttpResponseParser::finish_on_eof() {
@@ -154,25 +166,28 @@ HttpResponseParser::Status HttpResponseParser::finish_on_eof() {
 bool HttpResponseParser::on_line(const char* line, std::size_t size) {
     if (size > 0 && line[size - 1] == '\r') --size;  // CRLF, or a bare LF from lenient servers
     switch (state_) {
-    case State::status_line: return on_status_line(line, size);
-    case State::header_line: return on_header_line(line, size);
-    case State::chunk_size: return on_chunk_size_line(line, size);
-    case State::chunk_data_end:
-        if (size != 0) {
-            error_ = "chunk data longer than its size";
+        case State::status_line:
+            return on_status_line(line, size);
+        case State::header_line:
+            return on_header_line(line, size);
+        case State::chunk_size:
+            return on_chunk_size_line(line, size);
+        case State::chunk_data_end:
+            if (size != 0) {
+                error_ = "chunk data longer than its size";
+                return false;
+            }
+            state_ = State::chunk_size;
+            return true;
+        case State::trailer_line:
+            if (size == 0) {
+                state_ = State::status_line;
+                response_done_ = true;
+            }
+            return true;
+        default:
+            error_ = "internal parser state";
             return false;
-        }
-        state_ = State::chunk_size;
-        return true;
-    case State::trailer_line:
-        if (size == 0) {
-            state_ = State::status_line;
-            response_done_ = true;
-        }
-        return true;
-    default:
-        error_ = "internal parser state";
-        return false;
     }
 }
 
@@ -207,28 +222,30 @@ bool HttpResponseParser::on_header_line(const char* line, std::size_t size) {
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     switch (name.size()) {
-    case 14:
-        if (iequals(name, "content-length")) {
-            std::uint64_t length;
-            if (!parse_decimal(value, length) || (has_length_ && length != content_length_)) {
-                error_ = "bad Content-Length";
-                return false;
+        case 14:
+            if (iequals(name, "content-length")) {
+                std::uint64_t length;
+                if (!parse_decimal(value, length) || (has_length_ && length != content_length_)) {
+                    error_ = "bad Content-Length";
+                    return false;
+                }
+                has_length_ = true;
+                content_length_ = length;
             }
-            has_length_ = true;
-            content_length_ = length;
-        }
-        break;
-    case 17:
-        if (iequals(name, "transfer-encoding")) chunked_ = has_token(value, "chunked");
-        break;
-    case 10:
-        if (iequals(name, "connection")) {
-            if (has_token(value, "close")) keep_alive_ = false;
-            else if (has_token(value, "keep-alive")) keep_alive_ = true;
-        }
-        break;
-    default:
-        break;
+            break;
+        case 17:
+            if (iequals(name, "transfer-encoding")) chunked_ = has_token(value, "chunked");
+            break;
+        case 10:
+            if (iequals(name, "connection")) {
+                if (has_token(value, "close"))
+                    keep_alive_ = false;
+                else if (has_token(value, "keep-alive"))
+                    keep_alive_ = true;
+            }
+            break;
+        default:
+            break;
     }
     return true;
 }
@@ -264,10 +281,14 @@ bool HttpResponseParser::on_chunk_size_line(const char* line, std::size_t size) 
     for (; i < size; ++i) {
         const char c = line[i];
         int digit;
-        if (c >= '0' && c <= '9') digit = c - '0';
-        else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
-        else break;
+        if (c >= '0' && c <= '9')
+            digit = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            digit = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            digit = c - 'A' + 10;
+        else
+            break;
         if (i >= 15) {
             error_ = "chunk size too large";
             return false;

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace loadgen {
@@ -43,8 +44,15 @@ public:
 
 private:
     enum class State {
-        status_line, header_line, body_length, body_until_eof,
-        chunk_size, chunk_data, chunk_data_end, trailer_line, failed
+        status_line,
+        header_line,
+        body_length,
+        body_until_eof,
+        chunk_size,
+        chunk_data,
+        chunk_data_end,
+        trailer_line,
+        failed
     };
 
     bool on_line(const char* line, std::size_t size);  // false = error (error_ set)
@@ -53,6 +61,9 @@ private:
     bool on_end_of_head();
     bool on_chunk_size_line(const char* line, std::size_t size);
     Result fail(const char* reason, std::size_t consumed);
+    std::optional<Result> consume_body(std::size_t size, std::size_t& pos);
+    std::optional<Result> consume_line(const char* data, std::size_t size, std::size_t& pos);
+    bool complete_line(const char* start, std::size_t size);
     void start_next_response() noexcept;
 
     State state_ = State::status_line;

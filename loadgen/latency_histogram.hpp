@@ -18,10 +18,10 @@ namespace loadgen {
 
 class LatencyHistogram {
 public:
-    static constexpr int kSubBucketBits = 7;                          // 128 buckets per octave
+    static constexpr int kSubBucketBits = 7;  // 128 buckets per octave
     static constexpr std::uint64_t kSubBuckets = 1u << kSubBucketBits;
-    static constexpr std::uint64_t kLinearLimit = 2 * kSubBuckets;    // 256: exact below
-    static constexpr int kMaxValueBits = 40;                          // 2^40 ns ~ 18 min
+    static constexpr std::uint64_t kLinearLimit = 2 * kSubBuckets;  // 256: exact below
+    static constexpr int kMaxValueBits = 40;                        // 2^40 ns ~ 18 min
     static constexpr std::size_t kBucketCount =
         kLinearLimit + (kMaxValueBits - kSubBucketBits - 1) * kSubBuckets;
 
@@ -41,8 +41,8 @@ public:
     static std::size_t bucket_of(std::uint64_t value_ns) noexcept {
         if (value_ns < kLinearLimit) return static_cast<std::size_t>(value_ns);
         if (value_ns >= (std::uint64_t{1} << kMaxValueBits)) return kBucketCount - 1;
-        const int msb = 63 - std::countl_zero(value_ns);          // >= 8
-        const int shift = msb - kSubBucketBits;                   // >= 1
+        const int msb = 63 - std::countl_zero(value_ns);              // >= 8
+        const int shift = msb - kSubBucketBits;                       // >= 1
         const std::uint64_t sub = (value_ns >> shift) - kSubBuckets;  // 0..127
         return static_cast<std::size_t>(kLinearLimit + (shift - 1) * kSubBuckets + sub);
     }

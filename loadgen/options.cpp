@@ -1,14 +1,41 @@
 #include "loadgen/options.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <set>
+
+// CLI11 reads the command line's grammar: which flags exist, that each takes one value (also a
+// value that begins with "-", as in --server-flags "--workers 1", and the --flag=value form), that
+// --header repeats, the `merge` subcommand with its files, and the --help text, generated from the
+// same declarations so that flags and help cannot drift apart.
+//
+// Kept by hand, and why:
+// * Converting and checking each value (the functions below): every failure reads "invalid value
+//   for --flag: 'text'", the one-line form the servers and the scripts share, where CLI11's own
+//   messages differ from one type to the next. Durations (250ms, 2s) and CPU lists are not CLI11
+//   types anyway.
+// * The exit on a usage error: CLI11's App::exit prints its message plus a "Run with --help" line
+//   and returns its own codes (105, 109, ...). The contract is one line on stderr and exit 2, so
+//   parse errors become UsageError, which main prints and turns into 2.
+// * --help acts as soon as it is read: CLI11 checks values before it looks at its own help flag,
+//   so "--help" next to a bad value would otherwise be an error instead of the help.
+// * Checks that involve several flags (--port required except by merge, --pipeline with --mode).
 
 namespace loadgen {
 namespace {
 
-[[noreturn]] void invalid(const std::string& flag, const std::string& value) {
-    throw UsageError("invalid value for " + flag + ": '" + value + "'");
+using Store = std::function<void(const std::string&)>;
+
+// Shorter timeseries entries would hold too few requests at low rates for a p99, and the entries
+// of a long run would outweigh its result.
+constexpr double kMinIntervalS = 0.1;
+
+[[noreturn]] void invalid(const std::string& flag, const std::string& value, const std::string& why = "") {
+    throw UsageError("invalid value for " + flag + ": '" + value + "'" +
+                     (why.empty() ? "" : " (" + why + ")"));
 }
 
 long long parse_integer(const std::string& flag, const std::string& text, long long lo, long long hi) {
@@ -29,19 +56,236 @@ double parse_number(const std::string& flag, const std::string& text) {
     }
 }
 
+bool strip_suffix(std::string& text, const std::string& suffix) {
+    if (text.size() <= suffix.size() || text.compare(text.size() - suffix.size(), suffix.size(), suffix) != 0)
+        return false;
+    text.resize(text.size() - suffix.size());
+    return true;
+}
+
+// The unit suffix of a duration, removed from `number`; the factor to seconds.
+double strip_duration_unit(std::string& number) {
+    if (strip_suffix(number, "ms")) return 1e-3;
+    if (strip_suffix(number, "us")) return 1e-6;
+    if (strip_suffix(number, "s")) return 1;
+    if (strip_suffix(number, "m")) return 60;
+    return 1;
+}
+
+// Adds `flag` taking one value that `store` checks and keeps. A repeated flag keeps its last
+// value, as the hand-written parser did.
+CLI::Option* add_value(CLI::App& app, const std::string& flag, const std::string& value_name,
+                       const std::string& help, Store store) {
+    return app.add_option_function<std::string>(flag, std::move(store), help)
+        ->type_name(value_name)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+}
+
+template <class T>
+Store store_integer(const std::string& flag, T& field, long long lo, long long hi) {
+    return [flag, &field, lo, hi](const std::string& text) {
+        field = static_cast<T>(parse_integer(flag, text, lo, hi));
+    };
+}
+
+// A duration > 0, or >= 0 when `zero_allowed`.
+Store store_duration(const std::string& flag, double& field, bool zero_allowed) {
+    return [flag, &field, zero_allowed](const std::string& text) {
+        field = parse_duration(flag, text);
+        if (field <= 0 && !zero_allowed) invalid(flag, text);
+    };
+}
+
+Store store_text(std::string& field) {
+    return [&field](const std::string& text) { field = text; };
+}
+
+void store_protocol(Options& o, const std::string& v) {
+    if (v == "http")
+        o.protocol = Protocol::http;
+    else if (v == "echo")
+        o.protocol = Protocol::echo;
+    else
+        invalid("--protocol", v);
+}
+
+void store_mode(Options& o, const std::string& v) {
+    if (v == "keepalive" || v == "keep-alive")
+        o.mode = ConnectionMode::keepalive;
+    else if (v == "close")
+        o.mode = ConnectionMode::close;
+    else
+        invalid("--mode", v);
+}
+
+void check_path(const std::string& v) {
+    if (v.empty() || v[0] != '/' || v.find_first_of(" \r\n") != std::string::npos) invalid("--path", v);
+}
+
+void check_header(const std::string& v) {
+    const auto colon = v.find(':');
+    if (colon == 0 || colon == std::string::npos || v.find_first_of("\r\n") != std::string::npos)
+        invalid("--header", v);
+}
+
+void add_target_flags(CLI::App& app, Options& o) {
+    const std::string group = "target and requests";
+    add_value(app, "--host", "ADDR", "server address (default 127.0.0.1)", [&o](const std::string& v) {
+        if (v.empty()) invalid("--host", v);
+        o.host = v;
+    })->group(group);
+    add_value(app, "--port", "N", "server port (required)", store_integer("--port", o.port, 1, 65535))
+        ->group(group);
+    add_value(app, "--protocol", "http|echo", "default http", [&o](const std::string& v) {
+        store_protocol(o, v);
+    })->group(group);
+    add_value(app, "--path", "/P", "HTTP request path (default /)", [&o](const std::string& v) {
+        check_path(v);
+        o.path = v;
+    })->group(group);
+    app.add_option_function<std::vector<std::string>>(
+           "--header",
+           [&o](const std::vector<std::string>& values) {
+               for (const auto& v : values) check_header(v);
+               o.headers = values;
+           },
+           "extra HTTP request header (repeatable)")
+        ->type_name("\"Name: v\"")
+        ->expected(1)
+        ->take_all()
+        ->group(group);
+    add_value(app, "--message-bytes", "B", "echo payload bytes per request (default 64)",
+              store_integer("--message-bytes", o.message_bytes, 1, 16 << 20))
+        ->group(group);
+}
+
+void add_load_flags(CLI::App& app, Options& o) {
+    const std::string group = "load";
+    add_value(app, "--connections", "N", "connections, spread over the threads (default 10)",
+              store_integer("--connections", o.connections, 1, 1'000'000))
+        ->group(group);
+    add_value(app, "--threads", "T", "event-loop threads (default 1)",
+              store_integer("--threads", o.threads, 1, 1024))
+        ->group(group);
+    add_value(app, "--duration", "D", "measured time (default 10s)",
+              store_duration("--duration", o.duration_s, false))
+        ->group(group);
+    add_value(app, "--warmup", "D", "run this long first, excluded from the results (default 0)",
+              store_duration("--warmup", o.warmup_s, true))
+        ->group(group);
+    add_value(app, "--interval", "D",
+              "length of a timeseries entry, from 100ms up to the duration (default 1s)",
+              [&o](const std::string& v) {
+                  o.interval_s = parse_duration("--interval", v);
+                  if (o.interval_s < kMinIntervalS) invalid("--interval", v, "at least 100ms");
+              })
+        ->group(group);
+    add_value(app, "--requests", "N", "end after N responses in total instead of a duration",
+              store_integer("--requests", o.requests, 1, 1'000'000'000'000LL))
+        ->group(group);
+    add_value(app, "--rate", "R", "open loop: R requests/s in total, latency from the intended send time",
+              [&o](const std::string& v) {
+                  o.rate = parse_number("--rate", v);
+                  if (o.rate <= 0) invalid("--rate", v);
+              })
+        ->group(group);
+    add_value(app, "--mode", "keepalive|close",
+              "keep connections, or a fresh connection per request (default keepalive)",
+              [&o](const std::string& v) { store_mode(o, v); })
+        ->group(group);
+    add_value(app, "--pipeline", "N", "requests in flight per connection (default 1)",
+              store_integer("--pipeline", o.pipeline, 1, 1024))
+        ->group(group);
+    add_value(app, "--timeout", "D", "per-request (and connect) timeout (default 5s)",
+              store_duration("--timeout", o.timeout_s, false))
+        ->group(group);
+    add_value(app, "--cpus", "LIST", "pin the threads: \"1\", \"0-1\", \"1,3\"", [&o](const std::string& v) {
+        o.cpus = parse_cpu_list("--cpus", v);
+        o.cpus_text = v;
+    })->group(group);
+}
+
+void add_recording_flags(CLI::App& app, Options& o) {
+    const std::string group = "recording";
+    add_value(app, "--server-pid", "PID",
+              "sample this process tree's CPU, RSS, threads, processes, context switches",
+              store_integer("--server-pid", o.server_pid, 1, 1 << 30))
+        ->group(group);
+    add_value(app, "--out", "FILE", "result JSON here (default stdout)", store_text(o.out))->group(group);
+    add_value(app, "--model", "NAME", "recorded into the JSON", store_text(o.model))->group(group);
+    add_value(app, "--scenario", "NAME", "recorded into the JSON", store_text(o.scenario))->group(group);
+    add_value(app, "--server-flags", "\"STRING\"", "recorded into the JSON, split into words",
+              [&o](const std::string& v) { o.server_flags = v; })
+        ->group(group);
+    app.add_flag_callback(
+           "-q,--quiet", [&o] { o.quiet = true; }, "no human summary on stderr")
+        ->group(group);
+}
+
+// An option rather than CLI11's help flag, so that it acts the moment it is read (see the top).
+void add_help_flag(CLI::App& app) {
+    app.set_help_flag();
+    app.add_flag_callback(
+           "-h,--help", [] { throw CLI::CallForHelp(); }, "print this help and exit 0")
+        ->trigger_on_parse();
+}
+
+CLI::App* add_merge_command(CLI::App& app, MergeOptions& m) {
+    CLI::App* merge = app.add_subcommand("merge",
+                                         "combine the results of load generators that ran side by "
+                                         "side, exactly (counts and histogram buckets add)");
+    merge->set_help_flag("-h,--help", "print this help and exit 0");
+    merge->add_option("files", m.inputs, "result JSON files")->type_name("FILE");
+    merge->add_option("--out", m.out, "merged JSON here (default stdout)")->type_name("FILE");
+    return merge;
+}
+
+constexpr const char* kFooter = R"(
+D is a duration: 10, 10s, 500ms, 2.5s, 1m, 250us.
+loadgen merge a.json b.json ... [--out FILE]: combine results exactly (loadgen merge --help).
+exit codes: 0 no errors and every connection established; 1 errors or a shortfall (JSON still
+written); 2 bad usage.)";
+
+void configure(CLI::App& app, Options& o) {
+    app.footer(kFooter);
+    app.get_formatter()->column_width(34);
+    add_help_flag(app);
+    add_target_flags(app, o);
+    add_load_flags(app, o);
+    add_recording_flags(app, o);
+}
+
+std::string one_line(const CLI::ParseError& e) {
+    std::string text = e.what();
+    for (char& ch : text)
+        if (ch == '\n') ch = ' ';
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) text += " (see --help)";
+    return text;
+}
+
+// Flags of the run form given with `merge` would be ignored silently: refuse them instead.
+void reject_run_flags(const CLI::App& app) {
+    for (const CLI::Option* opt : app.get_options())
+        if (opt->count() > 0) throw UsageError(opt->get_name() + " is a flag of the run form, not of merge");
+}
+
+void check_run_options(const CLI::App& app, Options& o) {
+    if (app.get_option("--port")->count() == 0) throw UsageError("missing required flag --port");
+    // Only a given --interval: the default 1 s with a shorter --duration keeps writing one (partial)
+    // entry, as it always did.
+    const CLI::Option* interval = app.get_option("--interval");
+    if (interval->count() > 0 && o.requests == 0 && o.interval_s > o.duration_s)
+        invalid("--interval", interval->as<std::string>(), "longer than --duration");
+    if (o.mode == ConnectionMode::close && o.pipeline > 1)
+        invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
+    if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles
+}
+
 }  // namespace
 
 double parse_duration(const std::string& flag, const std::string& text) {
     std::string number = text;
-    double scale = 1;
-    auto ends_with = [&](const char* suffix) {
-        const std::string s(suffix);
-        return number.size() > s.size() && number.compare(number.size() - s.size(), s.size(), s) == 0;
-    };
-    if (ends_with("ms")) { number.resize(number.size() - 2); scale = 1e-3; }
-    else if (ends_with("us")) { number.resize(number.size() - 2); scale = 1e-6; }
-    else if (ends_with("s")) { number.resize(number.size() - 1); }
-    else if (ends_with("m")) { number.resize(number.size() - 1); scale = 60; }
+    const double scale = strip_duration_unit(number);
     if (number.empty() || number[0] == '+' || number[0] == '-') invalid(flag, text);
     try {
         return parse_number(flag, number) * scale;
@@ -52,22 +296,19 @@ double parse_duration(const std::string& flag, const std::string& text) {
 
 std::vector<int> parse_cpu_list(const std::string& flag, const std::string& text) {
     std::set<int> cpus;
-    std::size_t pos = 0;
     if (text.empty()) invalid(flag, text);
+    std::size_t pos = 0;
     while (pos <= text.size()) {
         std::size_t comma = text.find(',', pos);
         if (comma == std::string::npos) comma = text.size();
         const std::string item = text.substr(pos, comma - pos);
         const std::size_t dash = item.find('-');
         try {
-            if (dash == std::string::npos) {
-                cpus.insert(static_cast<int>(parse_integer(flag, item, 0, 4095)));
-            } else {
-                const auto lo = parse_integer(flag, item.substr(0, dash), 0, 4095);
-                const auto hi = parse_integer(flag, item.substr(dash + 1), 0, 4095);
-                if (hi < lo) invalid(flag, text);
-                for (auto c = lo; c <= hi; ++c) cpus.insert(static_cast<int>(c));
-            }
+            const auto lo = parse_integer(flag, item.substr(0, dash), 0, 4095);
+            const auto hi =
+                dash == std::string::npos ? lo : parse_integer(flag, item.substr(dash + 1), 0, 4095);
+            if (hi < lo) invalid(flag, text);
+            for (auto c = lo; c <= hi; ++c) cpus.insert(static_cast<int>(c));
         } catch (const UsageError&) {
             invalid(flag, text);
         }
@@ -76,127 +317,35 @@ std::vector<int> parse_cpu_list(const std::string& flag, const std::string& text
     return {cpus.begin(), cpus.end()};
 }
 
-Options parse_options(const std::vector<std::string>& args) {
-    Options o;
-    bool have_port = false;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& flag = args[i];
-        auto value = [&]() -> const std::string& {
-            if (i + 1 >= args.size()) throw UsageError("missing value for " + flag);
-            return args[++i];
-        };
-        if (flag == "--port") {
-            o.port = static_cast<std::uint16_t>(parse_integer(flag, value(), 1, 65535));
-            have_port = true;
-        } else if (flag == "--host") {
-            o.host = value();
-            if (o.host.empty()) invalid(flag, o.host);
-        } else if (flag == "--protocol") {
-            const std::string& v = value();
-            if (v == "http") o.protocol = Protocol::http;
-            else if (v == "echo") o.protocol = Protocol::echo;
-            else invalid(flag, v);
-        } else if (flag == "--path") {
-            o.path = value();
-            if (o.path.empty() || o.path[0] != '/' || o.path.find_first_of(" \r\n") != std::string::npos)
-                invalid(flag, o.path);
-        } else if (flag == "--header") {
-            const std::string& v = value();
-            const auto colon = v.find(':');
-            if (colon == 0 || colon == std::string::npos || v.find_first_of("\r\n") != std::string::npos)
-                invalid(flag, v);
-            o.headers.push_back(v);
-        } else if (flag == "--connections") {
-            o.connections = static_cast<int>(parse_integer(flag, value(), 1, 1'000'000));
-        } else if (flag == "--threads") {
-            o.threads = static_cast<int>(parse_integer(flag, value(), 1, 1024));
-        } else if (flag == "--duration") {
-            const std::string& v = value();
-            o.duration_s = parse_duration(flag, v);
-            if (o.duration_s <= 0) invalid(flag, v);
-        } else if (flag == "--warmup") {
-            o.warmup_s = parse_duration(flag, value());
-        } else if (flag == "--requests") {
-            o.requests = static_cast<std::uint64_t>(parse_integer(flag, value(), 1, 1'000'000'000'000LL));
-        } else if (flag == "--rate") {
-            const std::string& v = value();
-            o.rate = parse_number(flag, v);
-            if (o.rate <= 0) invalid(flag, v);
-        } else if (flag == "--mode") {
-            const std::string& v = value();
-            if (v == "keepalive" || v == "keep-alive") o.mode = ConnectionMode::keepalive;
-            else if (v == "close") o.mode = ConnectionMode::close;
-            else invalid(flag, v);
-        } else if (flag == "--pipeline") {
-            o.pipeline = static_cast<int>(parse_integer(flag, value(), 1, 1024));
-        } else if (flag == "--message-bytes") {
-            o.message_bytes = static_cast<std::size_t>(parse_integer(flag, value(), 1, 16 << 20));
-        } else if (flag == "--timeout") {
-            const std::string& v = value();
-            o.timeout_s = parse_duration(flag, v);
-            if (o.timeout_s <= 0) invalid(flag, v);
-        } else if (flag == "--cpus") {
-            o.cpus_text = value();
-            o.cpus = parse_cpu_list(flag, o.cpus_text);
-        } else if (flag == "--server-pid") {
-            o.server_pid = static_cast<int>(parse_integer(flag, value(), 1, 1 << 30));
-        } else if (flag == "--out") {
-            o.out = value();
-        } else if (flag == "--model") {
-            o.model = value();
-        } else if (flag == "--scenario") {
-            o.scenario = value();
-        } else if (flag == "--server-flags") {
-            o.server_flags = value();
-        } else if (flag == "--quiet" || flag == "-q") {
-            o.quiet = true;
-        } else {
-            throw UsageError("unknown flag: '" + flag + "' (see --help)");
-        }
+CommandLine parse_command_line(const std::vector<std::string>& args) {
+    CommandLine cl;
+    CLI::App app{"loadgen: drive an HTTP/1.1 or echo server, write a result JSON", "loadgen"};
+    configure(app, cl.run);
+    const CLI::App* merge = add_merge_command(app, cl.merge);
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
+    try {
+        app.parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        cl.action = CommandLine::Action::help;
+        cl.help_text = app.help();
+        return cl;
+    } catch (const CLI::ParseError& e) {
+        throw UsageError(one_line(e));
     }
-    if (!have_port) throw UsageError("missing required flag --port");
-    if (o.mode == ConnectionMode::close && o.pipeline > 1)
-        throw UsageError("invalid value for --pipeline: '" + std::to_string(o.pipeline) +
-                         "' (pipelining needs --mode keepalive)");
-    if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles
-    return o;
+    if (merge->parsed()) {
+        reject_run_flags(app);
+        cl.action = CommandLine::Action::merge;
+        return cl;
+    }
+    check_run_options(app, cl.run);
+    return cl;
 }
 
-const char* to_string(Protocol p) { return p == Protocol::http ? "http" : "echo"; }
-const char* to_string(ConnectionMode m) { return m == ConnectionMode::keepalive ? "keepalive" : "close"; }
-
-const char* usage_text() {
-    return R"(usage: loadgen --port N [flags]        drive an HTTP/1.1 or echo server, write a result JSON
-       loadgen merge a.json b.json ... [--out FILE]   combine results exactly
-       loadgen --help
-
-target and requests
-  --host ADDR            server address (default 127.0.0.1)
-  --port N               server port (required)
-  --protocol http|echo   default http
-  --path /P              HTTP request path (default /)
-  --header "Name: v"     extra HTTP request header (repeatable)
-  --message-bytes B      echo payload bytes per request (default 64)
-load
-  --connections N        connections, spread over the threads (default 10)
-  --threads T            event-loop threads (default 1)
-  --duration D           measured time (default 10s); D: 10, 10s, 500ms, 2.5s
-  --warmup D             run this long first, excluded from the results (default 0)
-  --requests N           end after N responses in total instead of a duration
-  --rate R               open loop: R requests/s in total, latency from the intended send time
-  --mode keepalive|close keep connections, or a fresh connection per request (default keepalive)
-  --pipeline D           requests in flight per connection (default 1)
-  --timeout D            per-request (and connect) timeout (default 5s)
-  --cpus LIST            pin the threads: "1", "0-1", "1,3"
-recording
-  --server-pid PID       sample this process tree's CPU, RSS, threads, processes, context switches
-  --out FILE             result JSON here (default stdout)
-  --model NAME, --scenario NAME, --server-flags "STRING"   recorded into the JSON
-  --quiet                no human summary on stderr
-
-exit codes: 0 no errors and every connection established; 1 errors or a shortfall (JSON still
-written); 2 bad usage.
-)";
+const char* to_string(Protocol p) {
+    return p == Protocol::http ? "http" : "echo";
+}
+const char* to_string(ConnectionMode m) {
+    return m == ConnectionMode::keepalive ? "keepalive" : "close";
 }
 
 }  // namespace loadgen

@@ -17,6 +17,7 @@ struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// The run form: `loadgen --port N [flags]`.
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
@@ -27,6 +28,7 @@ struct Options {
     int threads = 1;
     double duration_s = 10;
     double warmup_s = 0;
+    double interval_s = 1;       // length of a timeseries entry
     std::uint64_t requests = 0;  // 0: run for duration_s instead
     double rate = 0;             // total requests/s; 0: closed loop
     ConnectionMode mode = ConnectionMode::keepalive;
@@ -42,15 +44,28 @@ struct Options {
     bool quiet = false;
 };
 
-// Parses everything after argv[0] (the run form, not "merge"). Throws UsageError.
-Options parse_options(const std::vector<std::string>& args);
+// The merge form: `loadgen merge a.json b.json ... [--out FILE]`.
+struct MergeOptions {
+    std::vector<std::string> inputs;
+    std::string out;  // empty: stdout
+};
+
+struct CommandLine {
+    enum class Action { run, merge, help };
+    Action action = Action::run;
+    Options run;
+    MergeOptions merge;
+    std::string help_text;  // Action::help: what to print on stdout
+};
+
+// Parses everything after argv[0]. Throws UsageError (one line, naming the flag or value).
+CommandLine parse_command_line(const std::vector<std::string>& args);
 
 // "10", "10s", "500ms", "2.5s", "1m" -> seconds. Throws UsageError naming `flag`.
 double parse_duration(const std::string& flag, const std::string& text);
 // "1", "0-1", "1,3" -> CPU numbers. Throws UsageError naming `flag`.
 std::vector<int> parse_cpu_list(const std::string& flag, const std::string& text);
 
-const char* usage_text();
 const char* to_string(Protocol p);
 const char* to_string(ConnectionMode m);
 

@@ -65,8 +65,10 @@ void read_context_switches(pid_t pid, std::uint64_t& voluntary, std::uint64_t& i
         std::string line;
         while (std::getline(in, line)) {
             unsigned long long v = 0;
-            if (std::sscanf(line.c_str(), "voluntary_ctxt_switches: %llu", &v) == 1) voluntary += v;
-            else if (std::sscanf(line.c_str(), "nonvoluntary_ctxt_switches: %llu", &v) == 1) involuntary += v;
+            if (std::sscanf(line.c_str(), "voluntary_ctxt_switches: %llu", &v) == 1)
+                voluntary += v;
+            else if (std::sscanf(line.c_str(), "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+                involuntary += v;
         }
     }
     closedir(dir);

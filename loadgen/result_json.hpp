@@ -27,19 +27,22 @@ LatencyHistogram histogram_from_json(const nlohmann::json& j);
 
 struct RunContext {
     const Options* options = nullptr;
-    std::string started_at;        // UTC ISO-8601
-    double measured_s = 0;         // length of the measured window
+    std::string started_at;  // UTC ISO-8601
+    double measured_s = 0;   // length of the measured window
     double loadgen_user_s = 0, loadgen_sys_s = 0;
-    std::string loadgen_cpus;      // from --cpus or the affinity mask
+    std::string loadgen_cpus;                         // from --cpus or the affinity mask
     std::optional<ProcessTreeSnapshot> server_delta;  // CPU and context switches over the window
     ProcessTreeSampler::Peaks server_peaks;
-    std::string server_cpus;       // Cpus_allowed_list of --server-pid ("" = unknown)
+    std::string server_cpus;  // Cpus_allowed_list of --server-pid ("" = unknown)
 };
 
 nlohmann::json make_result(const RunContext& ctx, const RunStats& stats);
 
 // Sums several results of load generators that ran side by side. Throws std::runtime_error.
 nlohmann::json merge_results(const std::vector<nlohmann::json>& results);
+
+// Writes the document to `out` ("" = stdout); false (with a line on stderr) if it cannot.
+bool write_result(const nlohmann::json& result, const std::string& out);
 
 // 0 when the run had no errors, established every connection and (open loop) was valid; else 1.
 int exit_code_of(const nlohmann::json& result);

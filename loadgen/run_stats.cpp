@@ -1,16 +1,25 @@
 #include "loadgen/run_stats.hpp"
 
+#include <cassert>
+
 namespace loadgen {
 
 const char* to_string(ErrorKind kind) {
     switch (kind) {
-    case ErrorKind::connect: return "connect";
-    case ErrorKind::read: return "read";
-    case ErrorKind::write: return "write";
-    case ErrorKind::timeout: return "timeout";
-    case ErrorKind::protocol: return "protocol";
-    case ErrorKind::reset: return "reset";
+        case ErrorKind::connect:
+            return "connect";
+        case ErrorKind::read:
+            return "read";
+        case ErrorKind::write:
+            return "write";
+        case ErrorKind::timeout:
+            return "timeout";
+        case ErrorKind::protocol:
+            return "protocol";
+        case ErrorKind::reset:
+            return "reset";
     }
+    assert(false && "every ErrorKind is named above");
     return "?";
 }
 
@@ -27,11 +36,11 @@ void RunStats::merge(const RunStats& other) {
     established += other.established;
     late_sends += other.late_sends;
     unsent_arrivals += other.unsent_arrivals;
-    if (seconds.size() < other.seconds.size()) seconds.resize(other.seconds.size());
-    for (std::size_t i = 0; i < other.seconds.size(); ++i) {
-        seconds[i].requests += other.seconds[i].requests;
-        seconds[i].errors += other.seconds[i].errors;
-        seconds[i].latency.merge(other.seconds[i].latency);
+    if (intervals.size() < other.intervals.size()) intervals.resize(other.intervals.size());
+    for (std::size_t i = 0; i < other.intervals.size(); ++i) {
+        intervals[i].requests += other.intervals[i].requests;
+        intervals[i].errors += other.intervals[i].errors;
+        intervals[i].latency.merge(other.intervals[i].latency);
     }
 }
 

@@ -14,7 +14,8 @@ enum class ErrorKind { connect, read, write, timeout, protocol, reset };
 constexpr int kErrorKinds = 6;
 const char* to_string(ErrorKind kind);
 
-struct SecondStats {
+// One entry of the timeseries: what happened in one --interval of the measured window.
+struct IntervalStats {
     std::uint64_t requests = 0;
     std::uint64_t errors = 0;
     LatencyHistogram latency;
@@ -29,10 +30,10 @@ struct RunStats {
     std::array<std::uint64_t, kErrorKinds> errors{};
     std::array<std::uint64_t, 256> errors_by_errno{};  // index: errno (0: none, e.g. a bad status)
     std::uint64_t reconnects = 0;
-    std::uint64_t established = 0;   // connection slots that connected at least once
-    std::uint64_t late_sends = 0;    // open loop: sent more than 1 ms after the due time
-    std::uint64_t unsent_arrivals = 0;  // open loop: due, never sent before the end
-    std::vector<SecondStats> seconds;   // timeseries of the measured window
+    std::uint64_t established = 0;         // connection slots that connected at least once
+    std::uint64_t late_sends = 0;          // open loop: sent more than 1 ms after the due time
+    std::uint64_t unsent_arrivals = 0;     // open loop: due, never sent before the end
+    std::vector<IntervalStats> intervals;  // timeseries of the measured window
 
     std::uint64_t total_errors() const {
         std::uint64_t n = 0;

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -321,6 +322,44 @@ TEST_F(LoadgenVsEpoll, CpusPinsAndIsRecorded) {
     EXPECT_EQ(run_loadgen({"--port", port(), "--requests", "10", "--cpus", "4095"}).exit_code, 2);
 }
 
+// --interval sets the timeseries entries' length; their counts add up to the totals, and merge
+// keeps the entries' times (and refuses results of different lengths).
+TEST_F(LoadgenVsEpoll, IntervalSetsTheTimeseriesLength) {
+    start();
+    const auto run = run_loadgen({"--port", port(), "--connections", "2", "--duration", "1s", "--interval", "200ms"});
+    expect_clean(run);
+    const json& r = run.result;
+    EXPECT_DOUBLE_EQ(r["config"]["interval_ms"].get<double>(), 200.0);
+    const json& series = r["timeseries"];
+    ASSERT_EQ(series.size(), 5u) << series.dump();
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < series.size(); ++i) {
+        EXPECT_NEAR(series[i]["t_s"].get<double>(), 0.2 * static_cast<double>(i + 1), 1e-9);
+        for (const char* key : {"requests", "errors", "p50_us", "p99_us", "histogram"})
+            EXPECT_TRUE(series[i].contains(key)) << key;
+        sum += series[i]["requests"].get<std::uint64_t>();
+    }
+    EXPECT_EQ(sum, count(r, {"totals", "requests"}));
+
+    const std::string dir = testing::TempDir(), a = dir + "lg_interval_a.json", b = dir + "lg_interval_b.json";
+    std::ofstream(a) << r.dump();
+    json other = r;
+    other["config"]["interval_ms"] = 1000;
+    std::ofstream(b) << other.dump();
+    auto same = sbtest::Process::spawn({kLoadgen, "merge", a, a, "--out", b + ".m"});
+    ASSERT_TRUE(same);
+    ASSERT_EQ(same->wait_exit(15s), 0) << same->drain_stderr();
+    std::ifstream in(b + ".m");
+    const json merged = json::parse(in);
+    ASSERT_EQ(merged["timeseries"].size(), 5u);
+    EXPECT_NEAR(merged["timeseries"][4]["t_s"].get<double>(), 1.0, 1e-9);
+    EXPECT_EQ(merged["timeseries"][0]["requests"].get<std::uint64_t>(), 2 * series[0]["requests"].get<std::uint64_t>());
+    auto mixed = sbtest::Process::spawn({kLoadgen, "merge", a, b, "--out", b + ".m"});
+    ASSERT_TRUE(mixed);
+    EXPECT_EQ(mixed->wait_exit(15s), 2);
+    for (const auto& f : {a, b, b + ".m"}) std::remove(f.c_str());
+}
+
 // Two loadgen processes side by side, merged: counts and histograms are the sums of the parts.
 TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
     start();
@@ -351,10 +390,32 @@ TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
 
 // ------------------------------------------------------------------------ usage
 
-TEST(LoadgenUsage, BadUsageExits2) {
-    EXPECT_EQ(run_loadgen({"--port", "80", "--connections", "x"}).exit_code, 2);
-    EXPECT_EQ(run_loadgen({"--connections", "1"}).exit_code, 2);  // no --port
-    EXPECT_EQ(run_loadgen({"--port", "80", "--mode", "close", "--pipeline", "2"}).exit_code, 2);
+// One line on stderr, exit 2, no JSON: the contract every binary of the suite keeps.
+TEST(LoadgenUsage, BadUsageExits2WithOneLine) {
+    const std::vector<std::vector<std::string>> cases = {{"--port", "80", "--connections", "x"},
+                                                         {"--connections", "1"},  // no --port
+                                                         {"--port", "80", "--mode", "close", "--pipeline", "2"},
+                                                         {"--port", "80", "--no-such-flag"},
+                                                         {"--port", "80", "--duration"}};
+    for (const auto& args : cases) {
+        const auto run = run_loadgen(args);
+        EXPECT_EQ(run.exit_code, 2) << testing::PrintToString(args);
+        EXPECT_FALSE(run.result.is_object());
+        EXPECT_EQ(std::count(run.stderr_text.begin(), run.stderr_text.end(), '\n'), 1) << run.stderr_text;
+        EXPECT_EQ(run.stderr_text.rfind("loadgen: ", 0), 0u) << run.stderr_text;
+    }
+}
+
+TEST(LoadgenUsage, HelpExits0OnStdout) {
+    for (const char* flag : {"--help", "-h"}) {
+        auto process = sbtest::Process::spawn({kLoadgen, flag});
+        ASSERT_TRUE(process);
+        const auto first = process->read_stdout_line(5000ms);
+        ASSERT_TRUE(first);
+        EXPECT_NE(first->find("loadgen"), std::string::npos) << *first;
+        EXPECT_EQ(process->wait_exit(5000ms), 0);
+        EXPECT_EQ(process->drain_stderr(), "");
+    }
 }
 
 }  // namespace

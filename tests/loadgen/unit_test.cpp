@@ -1,4 +1,4 @@
-// Pure parts of the load generator: histogram, HTTP response parser, rate scheduler.
+// Pure parts of the load generator: histogram, HTTP response parser, rate scheduler, command line.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,10 +8,11 @@
 
 #include "loadgen/http_response_parser.hpp"
 #include "loadgen/latency_histogram.hpp"
+#include "loadgen/options.hpp"
 #include "loadgen/rate_scheduler.hpp"
 #include "loadgen/result_json.hpp"
 
-using namespace loadgen;
+namespace loadgen {
 
 TEST(LatencyHistogram, RelativeErrorBoundFrom1usTo60s) {
     for (std::uint64_t v = 1000; v <= 60'000'000'000ull; v = v + v / 97 + 1) {
@@ -144,3 +145,140 @@ TEST(RateScheduler, ArrivalsEvenlySpacedAndBacklogCounted) {
     EXPECT_EQ(s.backlog(1'010'000'000), 10u);
     EXPECT_EQ(s.next_due(), 1'001'000'000u);
 }
+
+// ------------------------------------------------------------------------- command line
+
+namespace {
+
+CommandLine parse(std::vector<std::string> args) { return parse_command_line(args); }
+
+// The message of the UsageError that `args` raises ("" if none).
+std::string usage_error(std::vector<std::string> args) {
+    try {
+        parse_command_line(args);
+    } catch (const UsageError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST(CommandLine, DefaultsAndEveryFlag) {
+    const Options d = parse({"--port", "8080"}).run;
+    EXPECT_EQ(d.host, "127.0.0.1");
+    EXPECT_EQ(d.connections, 10);
+    EXPECT_DOUBLE_EQ(d.duration_s, 10.0);
+    EXPECT_DOUBLE_EQ(d.timeout_s, 5.0);
+    EXPECT_EQ(d.message_bytes, 64u);
+    EXPECT_FALSE(d.server_flags.has_value());
+    const CommandLine cl =
+        parse({"--host", "localhost", "--port", "9", "--protocol", "echo", "--path", "/x", "--header", "A: 1",
+               "--header", "B: 2", "--connections", "8", "--threads", "2", "--duration", "250ms", "--warmup", "2s",
+               "--rate", "1e3", "--mode", "keep-alive", "--pipeline", "4", "--message-bytes", "5", "--timeout",
+               "1.5", "--cpus", "0-1", "--server-pid", "42", "--out", "r.json", "--model", "epoll", "--scenario",
+               "s", "--server-flags", "--workers 1", "-q"});
+    ASSERT_EQ(cl.action, CommandLine::Action::run);
+    const Options& o = cl.run;
+    EXPECT_EQ(o.host, "localhost");
+    EXPECT_EQ(o.port, 9);
+    EXPECT_EQ(o.protocol, Protocol::echo);
+    EXPECT_EQ(o.path, "/x");
+    EXPECT_EQ(o.headers, (std::vector<std::string>{"A: 1", "B: 2"}));
+    EXPECT_EQ(o.connections, 8);
+    EXPECT_EQ(o.threads, 2);
+    EXPECT_DOUBLE_EQ(o.duration_s, 0.25);
+    EXPECT_DOUBLE_EQ(o.warmup_s, 2.0);
+    EXPECT_DOUBLE_EQ(o.rate, 1000.0);
+    EXPECT_EQ(o.mode, ConnectionMode::keepalive);
+    EXPECT_EQ(o.pipeline, 4);
+    EXPECT_EQ(o.message_bytes, 5u);
+    EXPECT_DOUBLE_EQ(o.timeout_s, 1.5);
+    EXPECT_EQ(o.cpus, (std::vector<int>{0, 1}));
+    EXPECT_EQ(o.server_pid, 42);
+    EXPECT_EQ(o.out, "r.json");
+    EXPECT_EQ(o.model, "epoll");
+    EXPECT_EQ(o.scenario, "s");
+    EXPECT_EQ(o.server_flags, "--workers 1");  // a value that looks like a flag is still a value
+    EXPECT_TRUE(o.quiet);
+}
+
+TEST(CommandLine, EqualsFormRepeatedFlagAndThreadClamp) {
+    const Options o = parse({"--port=80", "--connections", "3", "--connections", "2", "--threads", "8"}).run;
+    EXPECT_EQ(o.port, 80);
+    EXPECT_EQ(o.connections, 2);  // the last value wins
+    EXPECT_EQ(o.threads, 2);      // no more threads than connections
+    EXPECT_EQ(parse({"--port", "1", "--server-flags", ""}).run.server_flags, "");
+    EXPECT_EQ(parse({"--port", "1", "--model", "merge"}).run.model, "merge");  // a value, not the subcommand
+}
+
+TEST(CommandLine, BadUsageIsOneLineNamingTheFlag) {
+    const std::pair<std::vector<std::string>, std::string> cases[] = {
+        {{"--port", "x"}, "--port"},
+        {{"--port", "0"}, "--port"},
+        {{"--port", "65536"}, "--port"},
+        {{"--port"}, "--port"},
+        {{"--connections", "1"}, "--port"},
+        {{"--port", "1", "--connections", "0"}, "--connections"},
+        {{"--port", "1", "--duration", "0"}, "--duration"},
+        {{"--port", "1", "--duration", "2x"}, "'2x'"},
+        {{"--port", "1", "--warmup", "-1s"}, "--warmup"},
+        {{"--port", "1", "--rate", "-5"}, "--rate"},
+        {{"--port", "1", "--rate", "inf"}, "--rate"},
+        {{"--port", "1", "--protocol", "ftp"}, "--protocol"},
+        {{"--port", "1", "--mode", "open"}, "--mode"},
+        {{"--port", "1", "--path", "x"}, "--path"},
+        {{"--port", "1", "--header", "NoColon"}, "--header"},
+        {{"--port", "1", "--cpus", "3-1"}, "--cpus"},
+        {{"--port", "1", "--host", ""}, "--host"},
+        {{"--port", "1", "--mode", "close", "--pipeline", "2"}, "--pipeline"},
+        {{"--port", "1", "--bogus"}, "--bogus"},
+        {{"--port", "1", "stray"}, "stray"},
+        {{"--port", "1", "merge", "a.json"}, "--port"},
+    };
+    for (const auto& [args, names] : cases) {
+        const std::string message = usage_error(args);
+        EXPECT_NE(message.find(names), std::string::npos) << testing::PrintToString(args) << " -> " << message;
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+}
+
+TEST(CommandLine, HelpWinsAndMergeIsASubcommand) {
+    for (const auto& args : std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"--port", "x", "--help"}}) {
+        const CommandLine cl = parse(args);
+        EXPECT_EQ(cl.action, CommandLine::Action::help);
+        EXPECT_NE(cl.help_text.find("--connections"), std::string::npos);
+    }
+    const CommandLine merge = parse({"merge", "a.json", "b.json", "--out", "m.json"});
+    ASSERT_EQ(merge.action, CommandLine::Action::merge);
+    EXPECT_EQ(merge.merge.inputs, (std::vector<std::string>{"a.json", "b.json"}));
+    EXPECT_EQ(merge.merge.out, "m.json");
+    const CommandLine merge_help = parse({"merge", "--help"});
+    EXPECT_EQ(merge_help.action, CommandLine::Action::help);
+    EXPECT_NE(merge_help.help_text.find("files"), std::string::npos);
+}
+
+TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
+    EXPECT_DOUBLE_EQ(parse({"--port", "1"}).run.interval_s, 1.0);
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--interval", "100ms"}).run.interval_s, 0.1);
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "2s", "--interval", "2s"}).run.interval_s, 2.0);
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--requests", "5", "--interval", "30s"}).run.interval_s, 30.0);
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "99ms"}).find("--interval"), std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "0"}).find("--interval"), std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "1s", "--interval", "1001ms"}).find("'1001ms'"),
+              std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "11s"}).find("--duration"), std::string::npos);  // 10s default
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s, 1.0);  // the default: not checked
+}
+
+TEST(CommandLine, Durations) {
+    EXPECT_DOUBLE_EQ(parse_duration("--d", "10"), 10.0);
+    EXPECT_DOUBLE_EQ(parse_duration("--d", "2s"), 2.0);
+    EXPECT_DOUBLE_EQ(parse_duration("--d", "250ms"), 0.25);
+    EXPECT_DOUBLE_EQ(parse_duration("--d", "1m"), 60.0);
+    EXPECT_DOUBLE_EQ(parse_duration("--d", "500us"), 0.0005);
+    for (const char* bad : {"", "s", "ms", "+1s", "-1", "1h", "1 s", "nan", "inf"})
+        EXPECT_THROW(parse_duration("--d", bad), UsageError) << bad;
+}
+
+}  // namespace loadgen

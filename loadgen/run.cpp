@@ -1,0 +1,312 @@
+#include "loadgen/run.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "loadgen/engine.hpp"
+#include "loadgen/result_json.hpp"
+#include "loadgen/summary.hpp"
+
+namespace loadgen {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::uint64_t kSecondNs = 1'000'000'000;
+
+struct CpuTime {
+    double user_s = 0, sys_s = 0;
+};
+
+// When the connections open, the warm-up ends and the window ends (0: at the request quota).
+struct Timeline {
+    std::uint64_t start_ns = 0, measure_start_ns = 0, measure_end_ns = 0;
+};
+
+// What is read at the window's edges.
+struct WindowEdges {
+    CpuTime own_start, own_end;
+    std::optional<ProcessTreeSnapshot> server_start, server_end;
+    std::uint64_t opened_ns = 0, closed_ns = 0, drained_ns = 0;
+};
+
+std::uint64_t to_ns(double seconds) {
+    return static_cast<std::uint64_t>(seconds * 1e9);
+}
+
+std::string utc_now_iso() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+CpuTime own_cpu() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    auto s = [](const timeval& tv) {
+        return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+    };
+    return {s(u.ru_utime), s(u.ru_stime)};
+}
+
+std::string affinity_list() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return "";
+    std::string out;
+    for (int i = 0; i < CPU_SETSIZE; ++i) {
+        if (!CPU_ISSET(i, &set)) continue;
+        if (!out.empty()) out += ',';
+        out += std::to_string(i);
+    }
+    return out;
+}
+
+sockaddr_in resolve_target(const Options& o) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(o.port);
+    if (inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr) == 1) return addr;
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(o.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
+        throw UsageError("invalid value for --host: '" + o.host + "'");
+    addr.sin_addr = reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+    return addr;
+}
+
+void pin_process(const Options& o) {
+    if (o.cpus.empty()) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : o.cpus) CPU_SET(c, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        throw UsageError("invalid value for --cpus: '" + o.cpus_text + "'");
+}
+
+// Echo: a patterned payload, so that a shifted or mixed-up echo does not match.
+std::string build_request(const Options& o) {
+    if (o.protocol == Protocol::echo) {
+        static const char pattern[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        std::string payload(o.message_bytes, ' ');
+        for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = pattern[(i + i / 62) % 62];
+        payload.back() = '\n';
+        return payload;
+    }
+    std::string r = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) + "\r\n";
+    for (const auto& h : o.headers) r += h + "\r\n";
+    if (o.mode == ConnectionMode::close) r += "Connection: close\r\n";
+    return r + "\r\n";
+}
+
+Timeline plan_timeline(const Options& o, std::uint64_t now) {
+    Timeline t;
+    t.start_ns = now;
+    t.measure_start_ns = now + to_ns(o.warmup_s);
+    t.measure_end_ns = o.requests ? 0 : t.measure_start_ns + to_ns(o.duration_s);
+    return t;
+}
+
+// Thread i's share of `total`: the remainder goes to the first threads.
+template <class T>
+T share_of(T total, int threads, int i) {
+    const auto n = static_cast<T>(threads);
+    return total / n + (static_cast<T>(i) < total % n ? 1 : 0);
+}
+
+WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const sockaddr_in& address,
+                           const std::string& request) {
+    WorkerPlan p;
+    p.address = address;
+    p.protocol = o.protocol;
+    p.mode = o.mode;
+    p.request = request;
+    p.connections = share_of(o.connections, o.threads, i);
+    p.pipeline = o.pipeline;
+    p.rate = o.rate > 0 ? o.rate / o.threads : 0;
+    p.rate_phase = static_cast<double>(i) / o.threads;
+    p.timeout_ns = to_ns(o.timeout_s);
+    p.start_ns = t.start_ns;
+    p.measure_start_ns = t.measure_start_ns;
+    p.measure_end_ns = t.measure_end_ns;
+    p.request_quota = o.requests ? share_of(o.requests, o.threads, i) : 0;
+    p.interval_ns = to_ns(o.interval_s);
+    p.cpu = o.cpus.empty() ? -1 : o.cpus[static_cast<std::size_t>(i) % o.cpus.size()];
+    return p;
+}
+
+// The worker threads; joined by the destructor if the run is cut short.
+class WorkerThreads {
+public:
+    WorkerThreads(const Options& o, const Timeline& t, const sockaddr_in& address) {
+        const std::string request = build_request(o);
+        for (int i = 0; i < o.threads; ++i) {
+            live_.push_back(std::make_unique<LiveCounters>());
+            workers_.push_back(
+                std::make_unique<Worker>(plan_for_thread(o, i, t, address, request), *live_.back()));
+        }
+        for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
+    }
+    WorkerThreads(const WorkerThreads&) = delete;
+    WorkerThreads& operator=(const WorkerThreads&) = delete;
+    ~WorkerThreads() { join(); }
+
+    bool all_done() const {
+        return std::all_of(live_.begin(), live_.end(), [](const auto& l) { return l->done.load(); });
+    }
+    std::pair<std::uint64_t, std::uint64_t> requests_and_errors() const {
+        std::pair<std::uint64_t, std::uint64_t> sum{0, 0};
+        for (const auto& l : live_) {
+            sum.first += l->requests.load(std::memory_order_relaxed);
+            sum.second += l->errors.load(std::memory_order_relaxed);
+        }
+        return sum;
+    }
+    void join() {
+        for (auto& t : threads_)
+            if (t.joinable()) t.join();
+    }
+    RunStats merged_stats() const {
+        RunStats total;
+        for (const auto& w : workers_) total.merge(w->stats());
+        return total;
+    }
+
+private:
+    std::vector<std::unique_ptr<LiveCounters>> live_;
+    std::vector<std::unique_ptr<Worker>> workers_;  // they hold the sockets open until destroyed
+    std::vector<std::thread> threads_;
+};
+
+void sleep_until_ns(std::uint64_t t) {
+    const std::uint64_t now = monotonic_ns();
+    if (t > now) std::this_thread::sleep_for(std::chrono::nanoseconds(t - now));
+}
+
+std::optional<ProcessTreeSnapshot> sample_server(const Options& o) {
+    if (o.server_pid == 0) return std::nullopt;
+    return snapshot_process_tree(o.server_pid);
+}
+
+// Returns when the window is over (its end time, or every worker done with its quota); prints a
+// live line once a second when stderr is a terminal.
+void wait_for_window_end(const Options& o, const Timeline& t, const WorkerThreads& workers,
+                         std::uint64_t opened_ns) {
+    const bool live_line = !o.quiet && isatty(STDERR_FILENO);
+    std::uint64_t last_requests = 0, next_tick = opened_ns + kSecondNs;
+    while (!workers.all_done() && (t.measure_end_ns == 0 || monotonic_ns() < t.measure_end_ns)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (!live_line || monotonic_ns() < next_tick) continue;
+        const auto [requests, errors] = workers.requests_and_errors();
+        std::fprintf(stderr, "\r  %llus: %llu req/s, %llu errors   ",
+                     static_cast<unsigned long long>((next_tick - opened_ns) / kSecondNs),
+                     static_cast<unsigned long long>(requests - last_requests),
+                     static_cast<unsigned long long>(errors));
+        last_requests = requests;
+        next_tick += kSecondNs;
+    }
+    if (live_line) std::fputs("\n", stderr);
+}
+
+WindowEdges measure_window(const Options& o, const Timeline& t, WorkerThreads& workers) {
+    WindowEdges e;
+    sleep_until_ns(t.measure_start_ns);
+    e.own_start = own_cpu();
+    e.server_start = sample_server(o);
+    e.opened_ns = monotonic_ns();
+    wait_for_window_end(o, t, workers, e.opened_ns);
+    e.closed_ns = t.measure_end_ns ? std::max(t.measure_end_ns, e.opened_ns) : monotonic_ns();
+    e.own_end = own_cpu();
+    workers.join();
+    // After the drain, before any connection closes (the workers still hold them).
+    e.server_end = sample_server(o);
+    e.drained_ns = monotonic_ns();
+    return e;
+}
+
+std::optional<ProcessTreeSnapshot> server_delta(const WindowEdges& e) {
+    if (!e.server_start || !e.server_end) return std::nullopt;
+    ProcessTreeSnapshot d = *e.server_end;
+    d.cpu_user_s -= e.server_start->cpu_user_s;
+    d.cpu_sys_s -= e.server_start->cpu_sys_s;
+    d.ctx_voluntary -= std::min(d.ctx_voluntary, e.server_start->ctx_voluntary);
+    d.ctx_involuntary -= std::min(d.ctx_involuntary, e.server_start->ctx_involuntary);
+    return d;
+}
+
+// With a duration, the window is that duration; with a request quota, it ends when the last
+// response (or timeout) of the drain is in.
+RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
+                      ProcessTreeSampler* sampler) {
+    RunContext ctx;
+    ctx.options = &o;
+    const std::uint64_t window_end = t.measure_end_ns ? e.closed_ns : e.drained_ns;
+    ctx.measured_s = t.measure_end_ns
+                         ? o.duration_s
+                         : static_cast<double>(window_end - std::min(window_end, t.measure_start_ns)) / 1e9;
+    ctx.loadgen_user_s = e.own_end.user_s - e.own_start.user_s;
+    ctx.loadgen_sys_s = e.own_end.sys_s - e.own_start.sys_s;
+    ctx.loadgen_cpus = o.cpus.empty() ? affinity_list() : o.cpus_text;
+    ctx.server_delta = server_delta(e);
+    if (sampler != nullptr) {
+        sampler->sample_now();
+        ctx.server_peaks = sampler->peaks();
+        ctx.server_cpus = cpus_allowed_list(o.server_pid);
+    }
+    return ctx;
+}
+
+int report(const Options& o, const json& result, const RunStats& total) {
+    if (!o.quiet) {
+        std::fprintf(stderr, "%s %s @ %s:%u, %d threads, %d connections\n", to_string(o.protocol),
+                     to_string(o.mode), o.host.c_str(), o.port, o.threads, o.connections);
+        print_summary(result);
+    }
+    if (!write_result(result, o.out)) return 1;
+    const int code = exit_code_of(result);
+    if (code != 0) {
+        std::fprintf(stderr, "loadgen: run had errors: %llu errors, %llu/%d connections established%s\n",
+                     static_cast<unsigned long long>(total.total_errors()),
+                     static_cast<unsigned long long>(total.established), o.connections,
+                     result.value("valid", true) ? "" : ", open loop invalid (achieved < 99% of the rate)");
+    }
+    return code;
+}
+
+}  // namespace
+
+int run_load(const Options& o) {
+    const sockaddr_in address = resolve_target(o);
+    pin_process(o);
+    std::signal(SIGPIPE, SIG_IGN);
+    const std::string started_at = utc_now_iso();
+    const Timeline timeline = plan_timeline(o, monotonic_ns());
+    std::unique_ptr<ProcessTreeSampler> sampler;
+    if (o.server_pid) sampler = std::make_unique<ProcessTreeSampler>(o.server_pid);
+    WorkerThreads workers(o, timeline, address);
+    const WindowEdges edges = measure_window(o, timeline, workers);
+    RunContext ctx = context_of(o, timeline, edges, sampler.get());
+    ctx.started_at = started_at;
+    const RunStats total = workers.merged_stats();
+    return report(o, make_result(ctx, total), total);
+}
+
+}  // namespace loadgen
