@@ -3,7 +3,7 @@
 A run is `manifest.json` (schema serverbench.manifest/1) plus one
 serverbench.result/1 JSON per point and repeat. `load_run` folds the repeats of
 each point into one `Point` holding medians, which is what the charts, the
-summary and compare.py all use.
+summary and the claims use.
 """
 import json
 import os

@@ -5,9 +5,10 @@
 set -euo pipefail
 
 # cmake/g++/make build everything; the -dev packages are the libraries DESIGN.md names;
-# liburing-dev adds server-io-uring; python3-matplotlib draws the charts; util-linux has taskset.
+# liburing-dev adds server-io-uring; python3-matplotlib draws the charts, python3-scipy and
+# python3-numpy do the statistics of comparisons; util-linux has taskset.
 SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-                      liburing-dev python3 python3-matplotlib util-linux)
+                      liburing-dev python3 python3-matplotlib python3-numpy python3-scipy util-linux)
 
 ensure_deps() {
     local missing=() pkg
