@@ -369,8 +369,12 @@ VERDICT_COLOURS = {stats.SLOWER: "#d55e00", stats.FASTER: "#0072b2", stats.NO_CH
 
 
 def _chart_panel(ax, metric, rows):
-    """Ratios with interval whiskers, one line per model x scenario x point."""
-    rows = sorted(rows, key=lambda r: (r["model"], r["scenario"], r["point"]), reverse=True)
+    """Ratios with interval whiskers, one line per model x scenario x point, a block per model
+    in the order the rows came (the driver's matrix order), drawn top-down."""
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["model"], i)
+    rows = [r for _, r in sorted(enumerate(rows), key=lambda ir: (first[ir[1]["model"]], ir[0]), reverse=True)]
     band = rows[0]["min_effect"] if rows else stats.MIN_EFFECT
     ax.axvspan(1 - band, 1 + band, color="#dddddd", zorder=0)
     ax.axvline(1.0, color="black", linewidth=0.8, zorder=1)
