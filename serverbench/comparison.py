@@ -182,6 +182,13 @@ def rows_to_rerun(rows):
     return keys
 
 
+def confirmed_failures(rows, rerun_rows):
+    """The rows of the targeted rerun that confirm a gate failure of the first comparison:
+    `slower` again on the same model, scenario, point and metric. The gate fails on these."""
+    first = {(r["model"], r["scenario"], r["point"], r["metric"]) for r in gate_failures(rows)}
+    return [r for r in gate_failures(rerun_rows) if (r["model"], r["scenario"], r["point"], r["metric"]) in first]
+
+
 # ------------------------------------------------------------------------- noise floor
 
 

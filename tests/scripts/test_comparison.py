@@ -80,6 +80,15 @@ class CompareTrialsTest(unittest.TestCase):
                          {("slowed", "cpu_us_per_request"), ("slowed", "throughput_rps")})
         self.assertEqual(comparison.rows_to_rerun(self.rows), [("slowed", "http-keepalive", "c50")])
 
+    def test_only_a_failure_the_rerun_repeats_is_confirmed(self):
+        # The rerun of the flagged point: CPU still 1.3x, throughput back to normal.
+        rerun = comparison.compare_trials(
+            trials_of("slowed", "c50", 8, BASE, {"cpu_us_per_request": 1.3}, seed=11), method=FAST)
+        confirmed = comparison.confirmed_failures(self.rows, rerun)
+        self.assertEqual([(r["model"], r["metric"]) for r in confirmed], [("slowed", "cpu_us_per_request")])
+        quiet = comparison.compare_trials(trials_of("slowed", "c50", 8, BASE, seed=12), method=FAST)
+        self.assertEqual(comparison.confirmed_failures(self.rows, quiet), [])
+
     def test_holm_family_is_the_gated_rows(self):
         gated = [r for r in self.rows if r["gated"]]
         self.assertEqual(len(gated), 4)  # CPU and throughput of two models; p99 is not gated
