@@ -106,6 +106,19 @@ class CompareTrialsTest(unittest.TestCase):
         self.assertEqual(sorted(self.rows, key=key), sorted(again, key=key))
 
 
+class ManyRowsTest(unittest.TestCase):
+    def test_forty_noise_rows_and_one_regression(self):
+        """20 unchanged models x (CPU, throughput) = 40 gated noise rows at 5% CV, plus one
+        model whose CPU per request is 1.3x: only that row fails the gate."""
+        trials = [t for i in range(20) for t in trials_of(f"m{i:02}", "c50", 8, BASE, seed=100 + i, cv=0.05)]
+        trials += trials_of("regressed", "c50", 8, BASE, {"cpu_us_per_request": 1.3}, seed=200, cv=0.05)
+        rows = comparison.compare_trials(trials, method=FAST)
+        self.assertEqual(sum(r["gated"] for r in rows), 42)
+        called = [(r["model"], r["metric"]) for r in rows if r["verdict"] in (stats.SLOWER, stats.FASTER)]
+        self.assertEqual(called, [("regressed", "cpu_us_per_request")])
+        self.assertEqual(comparison.rows_to_rerun(rows), [("regressed", "http-keepalive", "c50")])
+
+
 class WhatIsGatedTest(unittest.TestCase):
     def test_throughput_at_a_loadgen_bound_point_is_not_gated(self):
         trials = trials_of("m", "c50", 6, BASE, {"throughput_rps": 0.6}, server_bound=False, seed=4)
