@@ -182,6 +182,13 @@ def rows_to_rerun(rows):
     return keys
 
 
+def confirmed_failures(rows, rerun_rows):
+    """The rows of the targeted rerun that confirm a gate failure of the first comparison:
+    `slower` again on the same model, scenario, point and metric. The gate fails on these."""
+    first = {(r["model"], r["scenario"], r["point"], r["metric"]) for r in gate_failures(rows)}
+    return [r for r in gate_failures(rerun_rows) if (r["model"], r["scenario"], r["point"], r["metric"]) in first]
+
+
 # ------------------------------------------------------------------------- noise floor
 
 
@@ -369,8 +376,12 @@ VERDICT_COLOURS = {stats.SLOWER: "#d55e00", stats.FASTER: "#0072b2", stats.NO_CH
 
 
 def _chart_panel(ax, metric, rows):
-    """Ratios with interval whiskers, one line per model x scenario x point."""
-    rows = sorted(rows, key=lambda r: (r["model"], r["scenario"], r["point"]), reverse=True)
+    """Ratios with interval whiskers, one line per model x scenario x point, a block per model
+    in the order the rows came (the driver's matrix order), drawn top-down."""
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["model"], i)
+    rows = [r for _, r in sorted(enumerate(rows), key=lambda ir: (first[ir[1]["model"]], ir[0]), reverse=True)]
     band = rows[0]["min_effect"] if rows else stats.MIN_EFFECT
     ax.axvspan(1 - band, 1 + band, color="#dddddd", zorder=0)
     ax.axvline(1.0, color="black", linewidth=0.8, zorder=1)

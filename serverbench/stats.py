@@ -49,6 +49,11 @@ def _ratio_of_medians(x, y, axis=-1):
         return np.median(y, axis=axis) / np.median(x, axis=axis)
 
 
+def _is_pair_of_samples(x):
+    """(list, list), as opposed to one sample that happens to be a tuple of two numbers."""
+    return isinstance(x, tuple) and len(x) == 2 and all(np.ndim(side) == 1 for side in x)
+
+
 def ratio_interval(a, b, *, confidence=CONFIDENCE, seed=DEFAULT_SEED, n_resamples=N_RESAMPLES):
     """Percentile bootstrap interval of median(b) / median(a), or (None, None).
 
@@ -219,7 +224,9 @@ class ThresholdVerdict:
     (or there is no interval). margin = estimate - threshold for `at_least` claims and
     threshold - estimate for `at_most` ones: positive means the estimate satisfies the claim.
     worst_margin is the same distance from the interval's end nearest the threshold side that
-    would break the claim (None without an interval)."""
+    would break the claim (None without an interval). coverage is the interval's confidence:
+    `confidence` for a ratio; for one sample the order-statistic interval's own coverage,
+    below 95% with fewer than six values (see `Spread`), which a report should print."""
     verdict: str
     estimate: float
     ci_low: float
@@ -228,6 +235,7 @@ class ThresholdVerdict:
     direction: str
     margin: float
     worst_margin: float
+    coverage: float = None
 
 
 def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CONFIDENCE,
@@ -240,15 +248,16 @@ def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CON
     percentile bootstrap of that ratio (as in `compare`)."""
     if direction not in ("at_least", "at_most"):
         raise ValueError("direction is 'at_least' or 'at_most'")
-    if isinstance(sample, tuple) and len(sample) == 2:
+    if _is_pair_of_samples(sample):
         num, den = _sample(sample[0]), _sample(sample[1])
         if np.median(den) == 0:
             raise ValueError("the denominator's median is 0: no ratio")
         estimate = float(np.median(num) / np.median(den))
         low, high = ratio_interval(den, num, confidence=confidence, seed=seed, n_resamples=n_resamples)
+        coverage = confidence if low is not None else None
     else:
         s = spread(sample, confidence=confidence)
-        estimate, low, high = s.median, s.ci_low, s.ci_high
+        estimate, low, high, coverage = s.median, s.ci_low, s.ci_high, s.coverage
     sign = 1 if direction == "at_least" else -1
     margin = sign * (estimate - threshold)
     if low is None:
@@ -256,7 +265,7 @@ def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CON
     worst = sign * ((low if sign > 0 else high) - threshold)
     best = sign * ((high if sign > 0 else low) - threshold)
     outcome = HOLDS if worst >= 0 else FAILS if best < 0 else INCONCLUSIVE
-    return ThresholdVerdict(outcome, estimate, low, high, threshold, direction, margin, worst)
+    return ThresholdVerdict(outcome, estimate, low, high, threshold, direction, margin, worst, coverage)
 
 
 # ------------------------------------------------------------------------- power
@@ -349,7 +358,7 @@ def min_detectable_effect(samples, n, *, power=0.8, alpha=ALPHA, rows=1, min_eff
         b_draws = 1 + samples * rng.standard_normal((replications, n))
         resampling = "normal"
     else:
-        if isinstance(samples, tuple) and len(samples) == 2:
+        if _is_pair_of_samples(samples):
             samples = list(samples[0]) + list(samples[1])
         pool = _sample(samples)
         if len(pool) < 2:

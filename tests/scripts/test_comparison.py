@@ -80,6 +80,15 @@ class CompareTrialsTest(unittest.TestCase):
                          {("slowed", "cpu_us_per_request"), ("slowed", "throughput_rps")})
         self.assertEqual(comparison.rows_to_rerun(self.rows), [("slowed", "http-keepalive", "c50")])
 
+    def test_only_a_failure_the_rerun_repeats_is_confirmed(self):
+        # The rerun of the flagged point: CPU still 1.3x, throughput back to normal.
+        rerun = comparison.compare_trials(
+            trials_of("slowed", "c50", 8, BASE, {"cpu_us_per_request": 1.3}, seed=11), method=FAST)
+        confirmed = comparison.confirmed_failures(self.rows, rerun)
+        self.assertEqual([(r["model"], r["metric"]) for r in confirmed], [("slowed", "cpu_us_per_request")])
+        quiet = comparison.compare_trials(trials_of("slowed", "c50", 8, BASE, seed=12), method=FAST)
+        self.assertEqual(comparison.confirmed_failures(self.rows, quiet), [])
+
     def test_holm_family_is_the_gated_rows(self):
         gated = [r for r in self.rows if r["gated"]]
         self.assertEqual(len(gated), 4)  # CPU and throughput of two models; p99 is not gated
@@ -95,6 +104,19 @@ class CompareTrialsTest(unittest.TestCase):
         again = comparison.compare_trials(shuffled, method=FAST)
         key = lambda r: (r["model"], r["metric"])  # noqa: E731
         self.assertEqual(sorted(self.rows, key=key), sorted(again, key=key))
+
+
+class ManyRowsTest(unittest.TestCase):
+    def test_forty_noise_rows_and_one_regression(self):
+        """20 unchanged models x (CPU, throughput) = 40 gated noise rows at 5% CV, plus one
+        model whose CPU per request is 1.3x: only that row fails the gate."""
+        trials = [t for i in range(20) for t in trials_of(f"m{i:02}", "c50", 8, BASE, seed=100 + i, cv=0.05)]
+        trials += trials_of("regressed", "c50", 8, BASE, {"cpu_us_per_request": 1.3}, seed=200, cv=0.05)
+        rows = comparison.compare_trials(trials, method=FAST)
+        self.assertEqual(sum(r["gated"] for r in rows), 42)
+        called = [(r["model"], r["metric"]) for r in rows if r["verdict"] in (stats.SLOWER, stats.FASTER)]
+        self.assertEqual(called, [("regressed", "cpu_us_per_request")])
+        self.assertEqual(comparison.rows_to_rerun(rows), [("regressed", "http-keepalive", "c50")])
 
 
 class WhatIsGatedTest(unittest.TestCase):

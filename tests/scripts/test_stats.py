@@ -153,7 +153,7 @@ class ThresholdTest(unittest.TestCase):
         twice = [2 * v for v in noisy(8, 100, 0.02, 11)]
         same = noisy(8, 100, 0.02, 12)
         holds = stats.threshold_verdict((twice, y), 1.5)
-        self.assertEqual(holds.verdict, stats.HOLDS)
+        self.assertEqual((holds.verdict, holds.coverage), (stats.HOLDS, 0.95))
         self.assertAlmostEqual(holds.margin, holds.estimate - 1.5)
         self.assertGreater(holds.worst_margin, 0)
         fails = stats.threshold_verdict((same, y), 1.5)
@@ -175,6 +175,9 @@ class ThresholdTest(unittest.TestCase):
         self.assertEqual(stats.threshold_verdict([10, 11, 12, 13, 14, 15], 9).verdict, stats.HOLDS)
         self.assertEqual(stats.threshold_verdict([10, 11, 12, 13, 14, 15], 12.5).verdict, stats.INCONCLUSIVE)
         self.assertEqual(stats.threshold_verdict([10, 11, 12, 13, 14, 15], 9, "at_most").verdict, stats.FAILS)
+        two = stats.threshold_verdict((10.0, 12.0), 9)  # one sample of two values, not a ratio
+        self.assertEqual((two.estimate, two.ci_low, two.ci_high, two.verdict, two.coverage),
+                         (11.0, 10.0, 12.0, stats.HOLDS, 0.5))
         one = stats.threshold_verdict([10.0], 9)
         self.assertEqual((one.verdict, one.margin, one.worst_margin), (stats.INCONCLUSIVE, 1.0, None))
         with self.assertRaises(ValueError):
