@@ -274,9 +274,7 @@ def compare_sides(sup, run_dir, settings, sides, gate):
     confirm = RunDir(os.path.join(run_dir.path, "confirm"))
     confirm.create()
     Matrix(sup, confirm, dict(settings, seed=settings["seed"] + 1), sides, only=set(keys)).run()
-    again = {(r["model"], r["scenario"], r["point"], r["metric"])
-             for r in comparison.gate_failures(ab.compare_run(confirm, settings, set(keys)))}
-    confirmed = [r for r in failures if (r["model"], r["scenario"], r["point"], r["metric"]) in again]
+    confirmed = comparison.confirmed_failures(rows, ab.compare_run(confirm, settings, set(keys)))
     for r in confirmed:
         log(f"== gate: {r['model']} {r['scenario']} {r['point']} {r['metric']} slower: "
             f"B/A {r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], confirmed by a rerun")
