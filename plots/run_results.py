@@ -46,6 +46,7 @@ class Point:
     peak_processes: float = None
     ctx_switches: float = None
     bound: str = None
+    counts: dict = None             # counted work per request: {"server": {...}, "loadgen": {...}}
     errors: int = 0
     established: int = None
     idle_established: int = None
@@ -210,7 +211,9 @@ def read_results(path, group):
 
 
 def fold_point(path, key, group, order):
-    """One Point from the manifest entries of its repeats."""
+    """One Point from the manifest entries of its repeats (and of its counting trial)."""
+    counting = [e for e in group if e.get("kind") == "count"]
+    group = [e for e in group if e.get("kind") != "count"] or group
     first = group[0]
     p = Point(model=key[0], scenario=key[1], label=key[2], connections=int(first.get("connections") or 0),
               idle=int(first.get("idle_connections") or 0), order=order)
@@ -224,7 +227,24 @@ def fold_point(path, key, group, order):
         statuses = [e.get("status") for e in group]
         p.status = next((s for s in ("unsupported", "not-applicable", "failed") if s in statuses), "failed")
         p.reason = reasons[0] if reasons else ""
+    p.counts = fold_counts(read_results(path, counting))
     return p
+
+
+def fold_counts(results):
+    """Counted work per request of a point: the median over its counting trials, per side and
+    count; the top system calls of the first trial. None when no trial was counted."""
+    counted = [r["counts"] for r in results if (r.get("counts") or {}).get("server")]
+    if not counted:
+        return None
+    out = {}
+    for side in ("server", "loadgen"):
+        sides = [c[side] for c in counted if c.get(side)]
+        if not sides:
+            continue
+        out[side] = {k: _median([s.get(k) for s in sides]) for k, v in sides[0].items() if isinstance(v, (int, float))}
+        out[side]["top_syscalls_per_request"] = sides[0].get("top_syscalls_per_request") or {}
+    return out
 
 
 # ---------------------------------------------------------------------------- microbench

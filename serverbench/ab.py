@@ -103,9 +103,27 @@ def trial_records(run_dir, keys=None):
         if keys is not None and (e["model"], e["scenario"], e["point"]) not in keys:
             continue
         result = read_json(os.path.join(run_dir.path, e["file"]))
-        if result:
+        if result and e.get("kind") == "count":
+            records += count_record(result, e)
+        elif result:
             records.append(comparison.trial_record(result, e["side"], e["point"]))
     return records
+
+
+# The counts that join the comparison and the gate: the server's work per request. Page faults
+# and migrations per request are near zero in a steady server, so their ratios are noise.
+GATED_COUNTS = ("syscalls_per_request", "context_switches_per_request")
+
+
+def count_record(result, entry):
+    """The trial record of a counting trial (its counts only: its timings are not timings), or
+    none when the trial was not counted."""
+    server = (result.get("counts") or {}).get("server") or {}
+    metrics = {k: server[k] for k in GATED_COUNTS if server.get(k) is not None}
+    if not metrics:
+        return []
+    return [{"model": entry["model"], "scenario": entry["scenario"], "point": entry["point"],
+             "side": entry["side"], "metrics": metrics, "server_bound": None}]
 
 
 def is_a_a(settings):

@@ -118,7 +118,8 @@ def _row_seed(seed, key):
 
 def _is_gated(policy, group):
     if policy.gate == "server-bound":
-        return 2 * sum(bool(t.get("server_bound")) for t in group) > len(group)
+        timed = [t for t in group if "throughput_rps" in t["metrics"]]
+        return 2 * sum(bool(t.get("server_bound")) for t in timed) > len(timed)
     return policy.gate == "always"
 
 

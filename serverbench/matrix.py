@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from . import scenarios as sc
 from .ab import abba_order, seeded_rng
+from .counting import run_counting_trial
 from .noise import NoiseProbe
 from .point import CpuLayout, Trial, brief, read_json, run_trial, seconds_of, write_json
 
@@ -23,10 +24,11 @@ class Entry:
     spec: sc.PointSpec
     rep: int
     side: str = None                 # "A" (baseline) or "B" (current) in an A/B run
+    count: bool = False              # a counting trial (counting.py), not a timed one
 
     @property
     def key(self):
-        return (self.model, self.spec.scenario, self.spec.label, self.rep, self.side)
+        return (self.model, self.spec.scenario, self.spec.label, self.rep, self.side, self.count)
 
 
 def log(text):
@@ -42,7 +44,8 @@ class Matrix:
         self.profile = sc.PROFILES[settings["profile"]]
         self.entries = [e for e in self.all_entries() if only is None or e.key[:3] in only]
         written = run_dir.points()
-        done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side")) for p in written}
+        done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side"), p.get("kind") == "count")
+                for p in written}
         self.todo = [e for e in self.entries if e.key not in done]
         self.measured_total = sum(1 for e in self.todo if sc.applicable(e.model, e.spec, self.profile))
         self.measured = 0
@@ -64,12 +67,17 @@ class Matrix:
                     yield model, spec
 
     def all_entries(self):
+        """Plain: the repeats as whole passes, then one pass of counting trials. A/B: per point,
+        the timed trials in ABBA order, then as many counting trials, in ABBA order too."""
         if not self.ab:
-            return [Entry(model, spec, rep) for rep in range(1, self.settings["repeat"] + 1)
-                    for model, spec in self.specs()]
+            return ([Entry(model, spec, rep) for rep in range(1, self.settings["repeat"] + 1)
+                     for model, spec in self.specs()]
+                    + [Entry(model, spec, 1, count=True) for model, spec in self.specs()
+                       if sc.applicable(model, spec, self.profile)])
         rng = seeded_rng(self.settings["seed"])
-        return [Entry(model, spec, k, side) for model, spec in self.specs()
+        return [Entry(model, spec, k, side, count) for model, spec in self.specs()
                 if sc.applicable(model, spec, self.profile)
+                for count in (False, True)
                 for side, k in abba_order(self.settings["trials"], rng)]
 
     def run(self):
@@ -94,6 +102,8 @@ class Matrix:
                   "server_cpus": None, "loadgen_cpus": None}
         if entry.side:
             record["side"] = entry.side
+        if entry.count:
+            record["kind"] = "count"
         if sc.applicable(entry.model, spec, self.profile):
             record.update(self.measure(entry))
             self.measured += 1
@@ -104,16 +114,19 @@ class Matrix:
 
     def trial_for(self, entry, rel):
         cpus = CpuLayout.for_point(os.cpu_count() or 1, entry.spec.all_cpus)
+        warmup, duration = ((self.profile.count_warmup, self.profile.count_duration) if entry.count
+                            else (self.settings["warmup"], self.settings["duration"]))
         return Trial(model=entry.model, spec=entry.spec, binaries=self.sides[entry.side],
                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
-                     warmup=self.settings["warmup"], duration=self.settings["duration"])
+                     warmup=warmup, duration=duration)
 
     def measure(self, entry):
-        rel = self.run_dir.result_rel(entry.model, entry.spec.scenario, entry.spec.label, entry.rep, entry.side)
+        label = entry.spec.label + ("-count" if entry.count else "")
+        rel = self.run_dir.result_rel(entry.model, entry.spec.scenario, label, entry.rep, entry.side)
         trial = self.trial_for(entry, rel)
         probe = NoiseProbe().start()
-        outcome = run_trial(self.sup, trial)
+        outcome = (run_counting_trial if entry.count else run_trial)(self.sup, trial)
         has_file = outcome.status == "ok" and os.path.exists(trial.out)
         share = (seconds_of(trial.warmup) + seconds_of(trial.duration)) / seconds_of(trial.duration)
         noise = probe.finish(read_json(trial.out) if has_file else None, share)
@@ -152,7 +165,7 @@ class Matrix:
             except (OSError, ValueError, KeyError):
                 pass
         reason = f"  - {record['reason']}" if record["reason"] else ""
-        side = f" {record['side']}" if record.get("side") else ""
+        side = (f" {record['side']}" if record.get("side") else "") + (" count" if record.get("kind") else "")
         log(f"[{self.number:3d}/{len(self.entries)}] {record['model']:<16} {record['scenario']:<15} "
             f"{record['point']:<14} r{record['repeat']}{side}  {record['status']:<14} {summary}{reason}  "
             f"(ETA {int(left) // 60}m{int(left) % 60:02d}s)")

@@ -62,6 +62,7 @@ class Trial:
     duration: str
     cpus: CpuLayout
     extra_loadgen_flags: tuple = ()
+    counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
 
 
 @dataclass
@@ -85,10 +86,14 @@ def seconds_of(duration):
     return float(d[:-1]) if d.endswith("s") else float(d)
 
 
+# What perf says on stderr when its counters are switched on and off, mixed into the server's log.
+PERF_NOTES = ("Events enabled", "Events disabled")
+
+
 def last_line_of(path):
     try:
         with open(path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
+            lines = [line.strip() for line in f if line.strip() and line.strip() not in PERF_NOTES]
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
@@ -108,7 +113,9 @@ def run_trial(sup, trial):
     if holder is not None:
         sup.stop(holder)
         merge_idle_result(trial)
-    server_code, stop_note = sup.stop(server, STOP_GRACE_S, signal_pid=server_pid)
+    # perf, when it wraps the server, still has to read and write its counters after the server exits.
+    grace = STOP_GRACE_S + (3.0 if trial.counted else 0.0)
+    server_code, stop_note = sup.stop(server, grace, signal_pid=server_pid)
     judge(trial, outcome, server_was_alive, server_code, stop_note, lg_code, lg_timeout)
     return outcome
 
@@ -117,6 +124,8 @@ def start_server(sup, trial, outcome):
     log = trial.log_base + ".server.log"
     argv = ["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model), "--port", "0",
             *trial.spec.server_flags]
+    if trial.counted:
+        argv = trial.counted.wrap("server", argv)
     with open(log, "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "server")
     match, failure = processes.wait_ready(proc, SERVER_READY, READY_TIMEOUT_S)
@@ -163,8 +172,12 @@ def loadgen_argv(trial, port, server_pid):
 def run_loadgen(sup, trial, port, server_pid):
     """Returns (exit code, time limit in s if it was hit)."""
     limit = seconds_of(trial.duration) + seconds_of(trial.warmup) + 20
+    argv = loadgen_argv(trial, port, server_pid)
+    if trial.counted:
+        argv = trial.counted.wrap("loadgen", argv)
+        trial.counted.start_relay()
     with open(trial.log_base + ".loadgen.log", "wb") as log:
-        proc = sup.start(loadgen_argv(trial, port, server_pid), log, subprocess.STDOUT, "loadgen")
+        proc = sup.start(argv, log, subprocess.STDOUT, "loadgen")
     try:
         proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:

@@ -34,6 +34,10 @@ class Profile:
     open_loop_rps: int = 20000
     hidden: bool = False
     scenarios: tuple = ()        # the scenarios it runs when --scenarios is not given; () is all
+    # Counting trials (counting.py) are short: counts per request hardly move, and the time under
+    # perf is not a timing.
+    count_warmup: str = "100ms"
+    count_duration: str = "300ms"
     # Trials per side in an A/B run: the rank test needs at least 4 per side to reach p < 0.05 at
     # all, and 6-10 to survive a correction over many rows (docs/statistics.md).
     ab_trials: int = 8
