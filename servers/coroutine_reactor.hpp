@@ -116,7 +116,7 @@ public:
                 } else if (fd == server_.signals.fd()) {
                     if (server_.signals.stop_requested()) return;
                 } else {
-                    on_ready(fd);
+                    on_ready(fd, events[static_cast<std::size_t>(i)].events);
                 }
             }
         }
@@ -132,10 +132,24 @@ public:
         slots_[fd].waiting = &io;
     }
 
+    // Whether a read of fd may find input now. False only when the last read drained the socket
+    // and epoll has reported no input since: edge-triggered epoll reports every arrival after that
+    // drain, so a read is not tried when it is sure to fail with EAGAIN (after a response has gone
+    // out, the next request is rarely there yet), which saves one system call per request, and no
+    // arrival is missed. An end of stream or an error keeps it true for good: the FIN may have come
+    // with the last data, before that read, and raises no later edge.
+    bool may_have_input(int fd) noexcept {
+        const Slot& slot = slots_[fd];
+        return slot.unread_input || slot.input_ended;
+    }
+    void read_done(int fd, bool drained) noexcept { slots_[fd].unread_input = !drained; }
+
 private:
     struct Slot {
         std::coroutine_handle<> task;  // the connection's handler
         PendingIo* waiting = nullptr;  // what it is suspended on
+        bool unread_input = true;      // input may have arrived since the last read (see may_have_input)
+        bool input_ended = false;      // epoll reported the peer's end of stream, a hang-up or an error
     };
 
     void watch(int fd, std::uint32_t events) noexcept {
@@ -152,15 +166,18 @@ private:
             return;  // closed here, at once
         }
         const int fd = conn.get();
-        // Edge-triggered, both directions, once for the connection's life: an operation is always
-        // tried before it waits, so an edge is never missed, and no epoll_ctl is made per operation.
+        // Edge-triggered, both directions, once for the connection's life, so no epoll_ctl is made
+        // per operation. No edge is missed: a write is always tried before it waits, and a read
+        // unless the socket is known to be drained since the last edge (may_have_input).
         watch(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
-        slots_[fd].task = handler(Socket(*this, std::move(conn))).release();
+        slots_[fd] = Slot{.task = handler(Socket(*this, std::move(conn))).release()};
         resume(fd);
     }
 
-    void on_ready(int fd) {
+    void on_ready(int fd, std::uint32_t events) {
         Slot& slot = slots_[fd];
+        if (events & EPOLLIN) slot.unread_input = true;
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) slot.input_ended = true;
         if (slot.waiting != nullptr && slot.waiting->attempt(*slot.waiting)) resume(fd);
     }
 
@@ -204,7 +221,8 @@ private:
 };
 
 // The awaiters. Each tries its system call in await_ready, so an operation that can complete now
-// costs no suspension at all, and parks itself with the Reactor only on EAGAIN.
+// costs no suspension at all, and parks itself with the Reactor only on EAGAIN; a read is not
+// tried when the Reactor knows it would fail (Reactor::may_have_input).
 
 struct ReadAwaiter : PendingIo {
     Reactor* reactor;
@@ -220,18 +238,23 @@ struct ReadAwaiter : PendingIo {
         for (;;) {
             ssize_t n = ::readv(self.fd, parts, 2);
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) return false;
+            if (n < 0 && errno == EAGAIN) {
+                self.reactor->read_done(self.fd, true);
+                return false;
+            }
             if (n > 0) {
                 const auto got = static_cast<std::size_t>(n);
                 const std::size_t direct = std::min(got, self.space.size());
                 self.in->commit(direct);
                 self.in->append({spill.data(), got - direct});
+                // Less than asked for: the socket held no more when it was read.
+                self.reactor->read_done(self.fd, got < self.space.size() + spill.size());
             }
             self.result = n;
             return true;
         }
     }
-    bool await_ready() { return try_read(*this); }
+    bool await_ready() { return reactor->may_have_input(fd) && try_read(*this); }
     void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
     ssize_t await_resume() const noexcept { return timed_out ? -1 : result; }
 };

@@ -41,9 +41,11 @@ int main(int argc, char** argv) {
         // The first loop takes the Server's socket (port 0 resolved to a real port); the others
         // bind that port again. A socket is created only for a loop that will serve it: the kernel
         // would hash connections to a socket nobody accepts from. Each loop's descriptors are made
-        // here, not in its thread, so that all of them exist by the readiness line.
+        // here, not in its thread, so that all of them exist by the readiness line. A Unix socket's
+        // path cannot be bound twice (SO_REUSEPORT is for TCP and UDP): over --unix every loop
+        // watches the one socket, and whichever loop wakes first accepts.
         std::unique_ptr<sb::Listener> own;
-        if (i > 0) {
+        if (i > 0 && server.listener.unix_path().empty()) {
             own = std::make_unique<sb::Listener>(server.options, kModel, server.stats, sb::Blocking::no,
                                                  server.listener.port());
         }

@@ -9,8 +9,6 @@
 // periodic timeout drives the idle sweep.
 
 #include <liburing.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -144,7 +142,7 @@ private:
 
     void on_accept(int res, unsigned flags) {
         if (res >= 0)
-            admit(taken_from_ring(res));
+            admit(server_.listener.adopt(res));  // counted, TCP_NODELAY: as the listener's own
         else if (res == -EINVAL && multishot_accept_)
             multishot_accept_ = false;          // a kernel before 5.19
         if (flags & IORING_CQE_F_MORE) return;  // the multishot accept goes on
@@ -161,14 +159,6 @@ private:
     void on_backlog() {
         if (sb::UniqueFd fd = server_.listener.accept(sb::Blocking::no)) admit(std::move(fd));
         arm_accept();
-    }
-
-    // What the core listener does to the connections it accepts, for those the ring accepted.
-    sb::UniqueFd taken_from_ring(int fd) {
-        server_.stats.accepted.fetch_add(1, std::memory_order_relaxed);
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return sb::UniqueFd{fd};
     }
 
     void admit(sb::UniqueFd fd) {

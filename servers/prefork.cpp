@@ -61,7 +61,7 @@ void warm_up(const sb::Server& server) {
     constexpr std::string_view request = "HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n";
     if (::write(client.get(), request.data(), request.size()) < 0) return;
     ::shutdown(client.get(), SHUT_WR);
-    sb::serve_blocking(conn.get(), server);
+    sb::serve_blocking(conn.get(), server, false);
 }
 
 // `serving` is this worker's own flag, so the parent can give back the slot of a worker that died

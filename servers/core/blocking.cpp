@@ -25,7 +25,7 @@ bool write_all(int fd, ByteBuffer& out) {
 
 }  // namespace
 
-void serve_blocking(int fd, const Server& server) {
+void serve_blocking(int fd, const Server& server, bool simulate_work) {
     constexpr std::size_t read_size = 16 * 1024;
     const int idle_timeout_ms = server.options.idle_timeout_ms;
     set_io_timeout(fd, idle_timeout_ms);
@@ -60,7 +60,7 @@ void serve_blocking(int fd, const Server& server) {
         for (;;) {
             FeedResult r = session.feed(in.readable(), out);
             in.consume(r.consumed);
-            simulate_request_work(server.options, r.requests);
+            if (simulate_work) simulate_request_work(server.options, r.requests);
             if (!write_all(fd, out)) return;
             if (r.consumed == 0 || session.closing()) break;
         }

@@ -14,7 +14,9 @@ namespace sb {
 
 // Serves one connection until the peer closes it, it sends something malformed, it stays idle past
 // --idle-timeout-ms (socket timeouts), or the server stops (StopWatcher shuts the socket down).
-void serve_blocking(int fd, const Server& server);
+// `simulate_work` false: requests cost nothing beyond their serving (a warm-up's canned request is
+// not a client's, and must not pay --cpu-us, --io-us or --inject-cpu-us).
+void serve_blocking(int fd, const Server& server, bool simulate_work = true);
 
 // How blocking models stop. Their threads sleep in accept(), read() and write(), where no signal
 // reaches them (signals are blocked and routed to a signalfd), so a watcher thread waits on the

@@ -48,9 +48,16 @@ Protocol parse_protocol(std::string_view text) {
     throw BadValue("invalid value for --protocol: '" + std::string(text) + "' (expected http or echo)");
 }
 
-std::string parse_host(std::string_view text) {
-    if (text.empty()) throw BadValue("invalid value for --host: ''");
+std::string parse_nonempty(std::string_view flag, std::string_view text) {
+    if (text.empty()) throw BadValue("invalid value for " + std::string(flag) + ": ''");
     return std::string(text);
+}
+
+bool parse_on_off(std::string_view flag, std::string_view text) {
+    if (text == "on") return true;
+    if (text == "off") return false;
+    throw BadValue("invalid value for " + std::string(flag) + ": '" + std::string(text) +
+                   "' (expected on or off)");
 }
 
 // Each flag: its name, the name of its value in --help, its help, and how its value is stored.
@@ -67,7 +74,7 @@ std::vector<Flag> server_flags() {
     using V = std::string_view;
     return {
         {"--host", "ADDR", "IPv4 address to bind (default 127.0.0.1; never all interfaces unless asked)",
-         [](O& o, V v) { o.host = parse_host(v); }},
+         [](O& o, V v) { o.host = parse_nonempty("--host", v); }},
         {"--port", "N", "TCP port, 0 = pick a free one (default 8080)",
          [](O& o, V v) { o.port = parse_int<std::uint16_t>("--port", v, 0, 65535); }},
         {"--protocol", "http|echo", "protocol to serve (default http)",
@@ -87,6 +94,13 @@ std::vector<Flag> server_flags() {
          [](O& o, V v) { o.io_us = parse_int<int>("--io-us", v, 0, 10'000'000); }},
         {"--response-bytes", "N", "HTTP response body size (default 13)",
          [](O& o, V v) { o.response_bytes = parse_int<std::size_t>("--response-bytes", v, 0, 64LL << 20); }},
+        {"--unix", "PATH", "listen on a Unix stream socket at PATH instead of TCP (--host, --port ignored)",
+         [](O& o, V v) { o.unix_path = parse_nonempty("--unix", v); }},
+        {"--tcp-nodelay", "on|off", "TCP_NODELAY on accepted TCP connections (default on)",
+         [](O& o, V v) { o.tcp_nodelay = parse_on_off("--tcp-nodelay", v); }},
+        {"--inject-cpu-us", "US",
+         "test knob: busy CPU per request on top of --cpu-us, to inject a known regression (default 0)",
+         [](O& o, V v) { o.inject_cpu_us = parse_int<int>("--inject-cpu-us", v, 0, 10'000'000); }},
     };
 }
 
@@ -97,7 +111,8 @@ std::string help_footer(const ModelInfo& model) {
             : "This model has no workers: --workers is accepted and ignored.\n";
     footer += "--max-conns defaults to " + std::to_string(model.default_max_conns) + " for this model.\n";
     footer += "Prints 'port=N pid=P model=" + std::string(model.name) +
-              "' on stdout when listening; SIGINT/SIGTERM stop it.";
+              "' on stdout when listening (with --unix: 'port=0 pid=P model=" + std::string(model.name) +
+              " unix=PATH'); SIGINT/SIGTERM stop it.";
     return footer;
 }
 
