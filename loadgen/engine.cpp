@@ -344,15 +344,19 @@ void Worker::send_refills() {
 void Worker::open_connection(Connection& c, std::uint64_t now) {
     ++c.generation;
     c.connect_start_ns = now;
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    const Target& target = plan_.target;
+    UniqueFd fd(::socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
         fail(c, ErrorKind::connect, errno, now);  // EMFILE, ENFILE: backs off and retries
         return;
     }
-    const int one = 1;
-    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    const int rc =
-        ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&plan_.address), sizeof plan_.address);
+    if (target.is_tcp() && target.tcp_nodelay) {
+        const int one = 1;
+        setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    // A Unix socket connects at once or fails (EAGAIN: the listen backlog is full, retried after a
+    // backoff like any connect error); TCP answers EINPROGRESS and completes on EPOLLOUT.
+    const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&target.address), target.length);
     if (rc != 0 && errno != EINPROGRESS) {
         const int err = errno;
         c.fd = std::move(fd);

@@ -3,6 +3,7 @@
 // own connections and its own RunStats. The hot path (send, receive, parse, record) is all here.
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cstdint>
@@ -22,8 +23,16 @@ using sb::UniqueFd;  // the descriptor owner shared with the servers (common/)
 // CLOCK_MONOTONIC in nanoseconds.
 std::uint64_t monotonic_ns() noexcept;
 
+// Where to connect: an IPv4 address or a Unix domain socket path.
+struct Target {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    bool tcp_nodelay = true;  // applied to TCP sockets only
+    bool is_tcp() const noexcept { return address.ss_family == AF_INET; }
+};
+
 struct WorkerPlan {
-    sockaddr_in address{};
+    Target target;
     Protocol protocol = Protocol::http;
     ConnectionMode mode = ConnectionMode::keepalive;
     std::string request;  // the bytes of one request (precomputed once)

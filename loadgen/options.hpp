@@ -21,6 +21,8 @@ struct UsageError : std::runtime_error {
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
+    std::string unix_path;    // non-empty: a Unix domain stream socket instead of host:port
+    bool tcp_nodelay = true;  // TCP_NODELAY on loadgen's TCP sockets
     Protocol protocol = Protocol::http;
     std::string path = "/";
     std::vector<std::string> headers;

@@ -79,6 +79,12 @@ std::string errno_name(int err) {
             return "ENOBUFS";
         case EADDRINUSE:
             return "EADDRINUSE";
+        case ENOENT:
+            return "ENOENT";
+        case EACCES:
+            return "EACCES";
+        case EPROTOTYPE:
+            return "EPROTOTYPE";
         default:
             return "errno_" + std::to_string(err);
     }
@@ -175,6 +181,7 @@ json errors_by_errno_json(const RunStats& stats) {
 }
 
 json config_json(const Options& o) {
+    const bool tcp = o.unix_path.empty();
     return {{"connections", o.connections},
             {"threads", o.threads},
             {"duration_s", o.requests ? json(nullptr) : json(o.duration_s)},
@@ -187,8 +194,11 @@ json config_json(const Options& o) {
             {"protocol", to_string(o.protocol)},
             {"message_bytes", o.message_bytes},
             {"timeout_s", o.timeout_s},
-            {"host", o.host},
-            {"port", o.port},
+            {"transport", tcp ? "tcp" : "unix"},
+            {"unix_path", tcp ? json(nullptr) : json(o.unix_path)},
+            {"host", tcp ? json(o.host) : json(nullptr)},
+            {"port", tcp ? json(o.port) : json(nullptr)},
+            {"tcp_nodelay", tcp ? json(o.tcp_nodelay) : json(nullptr)},
             {"path", o.path},
             {"server_flags", split_words(o.server_flags.value_or(""))}};
 }

@@ -4,12 +4,16 @@
 #include <netdb.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -78,19 +82,36 @@ std::string affinity_list() {
     return out;
 }
 
-sockaddr_in resolve_target(const Options& o) {
+Target unix_target(const Options& o) {
+    Target t;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    assert(o.unix_path.size() < sizeof addr.sun_path);  // options.cpp refuses longer paths
+    std::copy(o.unix_path.begin(), o.unix_path.end(), addr.sun_path);
+    std::memcpy(&t.address, &addr, sizeof addr);
+    t.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + o.unix_path.size() + 1);
+    return t;
+}
+
+Target resolve_target(const Options& o) {
+    if (!o.unix_path.empty()) return unix_target(o);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(o.port);
-    if (inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr) == 1) return addr;
-    addrinfo hints{};
-    hints.ai_family = AF_INET;
-    addrinfo* res = nullptr;
-    if (getaddrinfo(o.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
-        throw UsageError("invalid value for --host: '" + o.host + "'");
-    addr.sin_addr = reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
-    freeaddrinfo(res);
-    return addr;
+    if (inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr) != 1) {
+        addrinfo hints{};
+        hints.ai_family = AF_INET;
+        addrinfo* res = nullptr;
+        if (getaddrinfo(o.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
+            throw UsageError("invalid value for --host: '" + o.host + "'");
+        addr.sin_addr = reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
+        freeaddrinfo(res);
+    }
+    Target t;
+    std::memcpy(&t.address, &addr, sizeof addr);
+    t.length = sizeof addr;
+    t.tcp_nodelay = o.tcp_nodelay;
+    return t;
 }
 
 void pin_process(const Options& o) {
@@ -111,7 +132,8 @@ std::string build_request(const Options& o) {
         payload.back() = '\n';
         return payload;
     }
-    std::string r = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) + "\r\n";
+    const std::string host = o.unix_path.empty() ? o.host + ":" + std::to_string(o.port) : "localhost";
+    std::string r = "GET " + o.path + " HTTP/1.1\r\nHost: " + host + "\r\n";
     for (const auto& h : o.headers) r += h + "\r\n";
     if (o.mode == ConnectionMode::close) r += "Connection: close\r\n";
     return r + "\r\n";
@@ -132,10 +154,10 @@ T share_of(T total, int threads, int i) {
     return total / n + (static_cast<T>(i) < total % n ? 1 : 0);
 }
 
-WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const sockaddr_in& address,
+WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const Target& target,
                            const std::string& request) {
     WorkerPlan p;
-    p.address = address;
+    p.target = target;
     p.protocol = o.protocol;
     p.mode = o.mode;
     p.request = request;
@@ -156,12 +178,12 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const soc
 // The worker threads; joined by the destructor if the run is cut short.
 class WorkerThreads {
 public:
-    WorkerThreads(const Options& o, const Timeline& t, const sockaddr_in& address) {
+    WorkerThreads(const Options& o, const Timeline& t, const Target& target) {
         const std::string request = build_request(o);
         for (int i = 0; i < o.threads; ++i) {
             live_.push_back(std::make_unique<LiveCounters>());
             workers_.push_back(
-                std::make_unique<Worker>(plan_for_thread(o, i, t, address, request), *live_.back()));
+                std::make_unique<Worker>(plan_for_thread(o, i, t, target, request), *live_.back()));
         }
         for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
     }
@@ -276,8 +298,10 @@ RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
 
 int report(const Options& o, const json& result, const RunStats& total) {
     if (!o.quiet) {
-        std::fprintf(stderr, "%s %s @ %s:%u, %d threads, %d connections\n", to_string(o.protocol),
-                     to_string(o.mode), o.host.c_str(), o.port, o.threads, o.connections);
+        const std::string where =
+            o.unix_path.empty() ? o.host + ":" + std::to_string(o.port) : "unix:" + o.unix_path;
+        std::fprintf(stderr, "%s %s @ %s, %d threads, %d connections\n", to_string(o.protocol),
+                     to_string(o.mode), where.c_str(), o.threads, o.connections);
         print_summary(result);
     }
     if (!write_result(result, o.out)) return 1;
@@ -294,14 +318,14 @@ int report(const Options& o, const json& result, const RunStats& total) {
 }  // namespace
 
 int run_load(const Options& o) {
-    const sockaddr_in address = resolve_target(o);
+    const Target target = resolve_target(o);
     pin_process(o);
     std::signal(SIGPIPE, SIG_IGN);
     const std::string started_at = utc_now_iso();
     const Timeline timeline = plan_timeline(o, monotonic_ns());
     std::unique_ptr<ProcessTreeSampler> sampler;
     if (o.server_pid) sampler = std::make_unique<ProcessTreeSampler>(o.server_pid);
-    WorkerThreads workers(o, timeline, address);
+    WorkerThreads workers(o, timeline, target);
     const WindowEdges edges = measure_window(o, timeline, workers);
     RunContext ctx = context_of(o, timeline, edges, sampler.get());
     ctx.started_at = started_at;
