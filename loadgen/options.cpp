@@ -244,6 +244,15 @@ void add_recording_flags(CLI::App& app, Options& o) {
         ->group(group);
 }
 
+void add_coordination_flags(CLI::App& app, Options& o) {
+    const std::string group = "coordination (several load generators, external counters)";
+    app.add_flag_callback(
+           "--start-on-stdin", [&o] { o.start_on_stdin = true; },
+           "connect every connection, print \"connected N\" on stdout, wait for a line \"go\" on stdin, then "
+           "warm up and run; EOF (or another line) first: exit 3, no result")
+        ->group(group);
+}
+
 // An option rather than CLI11's help flag, so that it acts the moment it is read (see the top).
 void add_help_flag(CLI::App& app) {
     app.set_help_flag();
@@ -266,7 +275,7 @@ constexpr const char* kFooter = R"(
 D is a duration: 10, 10s, 500ms, 2.5s, 1m, 250us.
 loadgen merge a.json b.json ... [--out FILE]: combine results exactly (loadgen merge --help).
 exit codes: 0 no errors and every connection established; 1 errors or a shortfall (JSON still
-written); 2 bad usage.)";
+written); 2 bad usage; 3 --start-on-stdin and no "go" came (no JSON).)";
 
 void configure(CLI::App& app, Options& o) {
     app.footer(kFooter);
@@ -275,6 +284,7 @@ void configure(CLI::App& app, Options& o) {
     add_target_flags(app, o);
     add_load_flags(app, o);
     add_recording_flags(app, o);
+    add_coordination_flags(app, o);
 }
 
 std::string one_line(const CLI::ParseError& e) {

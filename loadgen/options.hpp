@@ -44,6 +44,7 @@ struct Options {
     std::string model, scenario;
     std::optional<std::string> server_flags;
     bool quiet = false;
+    bool start_on_stdin = false;  // connect, print "connected N", wait for "go" on stdin
 };
 
 // The merge form: `loadgen merge a.json b.json ... [--out FILE]`.

@@ -9,14 +9,17 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <iostream>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -31,14 +34,10 @@ namespace {
 using nlohmann::json;
 
 constexpr std::uint64_t kSecondNs = 1'000'000'000;
+constexpr int kNoGoExit = 3;  // --start-on-stdin: the controller never said go
 
 struct CpuTime {
     double user_s = 0, sys_s = 0;
-};
-
-// When the connections open, the warm-up ends and the window ends (0: at the request quota).
-struct Timeline {
-    std::uint64_t start_ns = 0, measure_start_ns = 0, measure_end_ns = 0;
 };
 
 // What is read at the window's edges.
@@ -178,12 +177,13 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const Tar
 // The worker threads; joined by the destructor if the run is cut short.
 class WorkerThreads {
 public:
-    WorkerThreads(const Options& o, const Timeline& t, const Target& target) {
+    WorkerThreads(const Options& o, const Timeline& t, const Target& target, StartGate* gate) {
         const std::string request = build_request(o);
         for (int i = 0; i < o.threads; ++i) {
             live_.push_back(std::make_unique<LiveCounters>());
-            workers_.push_back(
-                std::make_unique<Worker>(plan_for_thread(o, i, t, target, request), *live_.back()));
+            WorkerPlan plan = plan_for_thread(o, i, t, target, request);
+            plan.gate = gate;
+            workers_.push_back(std::make_unique<Worker>(std::move(plan), *live_.back()));
         }
         for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
     }
@@ -315,17 +315,46 @@ int report(const Options& o, const json& result, const RunStats& total) {
     return code;
 }
 
+// Before go, nothing is measured: the window opens at the end of time.
+Timeline held_timeline(std::uint64_t now) {
+    return {now, UINT64_MAX, 0};
+}
+
+// "connected N" on stdout once every worker's connections are up, then a line "go" on stdin.
+// Returns why the run cannot start, or nullopt on go.
+std::optional<std::string> wait_for_go(StartGate& gate) {
+    const std::size_t open = gate.wait_for_workers();
+    std::printf("connected %zu\n", open);
+    std::fflush(stdout);
+    std::string line;
+    if (!std::getline(std::cin, line)) return "stdin closed before 'go'";
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (line != "go") return "expected 'go' on stdin, got '" + line + "'";
+    return std::nullopt;
+}
+
 }  // namespace
 
 int run_load(const Options& o) {
     const Target target = resolve_target(o);
     pin_process(o);
     std::signal(SIGPIPE, SIG_IGN);
-    const std::string started_at = utc_now_iso();
-    const Timeline timeline = plan_timeline(o, monotonic_ns());
     std::unique_ptr<ProcessTreeSampler> sampler;
     if (o.server_pid) sampler = std::make_unique<ProcessTreeSampler>(o.server_pid);
-    WorkerThreads workers(o, timeline, target);
+    std::optional<StartGate> gate;
+    if (o.start_on_stdin) gate.emplace(o.threads);
+    Timeline timeline = gate ? held_timeline(monotonic_ns()) : plan_timeline(o, monotonic_ns());
+    WorkerThreads workers(o, timeline, target, gate ? &*gate : nullptr);
+    if (gate) {
+        if (const auto reason = wait_for_go(*gate)) {
+            gate->cancel();
+            std::fprintf(stderr, "loadgen: %s: no result written\n", reason->c_str());
+            return kNoGoExit;
+        }
+        timeline = plan_timeline(o, monotonic_ns());
+        gate->open(timeline);
+    }
+    const std::string started_at = utc_now_iso();
     const WindowEdges edges = measure_window(o, timeline, workers);
     RunContext ctx = context_of(o, timeline, edges, sampler.get());
     ctx.started_at = started_at;
