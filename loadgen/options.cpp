@@ -251,6 +251,18 @@ void add_coordination_flags(CLI::App& app, Options& o) {
            "connect every connection, print \"connected N\" on stdout, wait for a line \"go\" on stdin, then "
            "warm up and run; EOF (or another line) first: exit 3, no result")
         ->group(group);
+    add_value(app, "--window-fifo", "PATH[,ACK]",
+              "write \"enable\" to the FIFO PATH when the measured window opens and \"disable\" when it "
+              "closes, and wait (at most 2 s) for \"ack\" on ACK after each: perf stat -D -1 --control "
+              "fifo:PATH,ACK counts the window only",
+              [&o](const std::string& v) {
+                  const auto comma = v.find(',');
+                  o.window_fifo = v.substr(0, comma);
+                  o.window_ack_fifo = comma == std::string::npos ? "" : v.substr(comma + 1);
+                  if (o.window_fifo.empty() || (comma != std::string::npos && o.window_ack_fifo.empty()))
+                      invalid("--window-fifo", v);
+              })
+        ->group(group);
 }
 
 // An option rather than CLI11's help flag, so that it acts the moment it is read (see the top).

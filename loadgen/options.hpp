@@ -45,6 +45,8 @@ struct Options {
     std::optional<std::string> server_flags;
     bool quiet = false;
     bool start_on_stdin = false;  // connect, print "connected N", wait for "go" on stdin
+    std::string window_fifo;      // "enable"/"disable" at the window's edges ("" = none)
+    std::string window_ack_fifo;  // an "ack" awaited after each ("" = none)
 };
 
 // The merge form: `loadgen merge a.json b.json ... [--out FILE]`.

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -316,6 +318,219 @@ TEST(LoadgenStartBarrier, TwoLoadGeneratorsStartTogetherAndMerge) {
     EXPECT_EQ(count(m, {"totals", "requests"}), count(read_json(a.out), {"totals", "requests"}) +
                                                     count(read_json(b.out), {"totals", "requests"}));
     for (const auto& f : {a.out, b.out, merged}) std::remove(f.c_str());
+}
+
+// -------------------------------------------------------------------------- --window-fifo
+
+// The two FIFOs of `perf stat --control fifo:CTL,ACK`, with the test in perf's place: CTL held
+// open for reading (so loadgen finds a reader), ACK held read-write (as perf holds it).
+class ControlFifos {
+public:
+    ControlFifos() : ctl_path_(lgtest::temp_path("lg_ctl")), ack_path_(lgtest::temp_path("lg_ack")) {
+        if (::mkfifo(ctl_path_.c_str(), 0600) != 0 || ::mkfifo(ack_path_.c_str(), 0600) != 0) return;
+        ctl_.reset(::open(ctl_path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+        ack_.reset(::open(ack_path_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    }
+    ~ControlFifos() {
+        ::unlink(ctl_path_.c_str());
+        ::unlink(ack_path_.c_str());
+    }
+    ControlFifos(const ControlFifos&) = delete;
+    ControlFifos& operator=(const ControlFifos&) = delete;
+
+    bool ok() const { return ctl_ && ack_; }
+    const std::string& ctl() const { return ctl_path_; }
+    const std::string& ack() const { return ack_path_; }
+    // Perf's end: reopen the paths under `perf stat --control fifo:...` instead.
+    void release() {
+        ctl_.reset();
+        ack_.reset();
+    }
+
+    // The next line loadgen wrote to CTL, waiting at most `timeout`.
+    std::optional<std::string> read_command(sbtest::Millis timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (const auto lf = pending_.find('\n'); lf != std::string::npos) {
+                std::string line = pending_.substr(0, lf);
+                pending_.erase(0, lf + 1);
+                return line;
+            }
+            if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+            char buf[64];
+            const ssize_t n = ::read(ctl_.get(), buf, sizeof buf);
+            if (n > 0)
+                pending_.append(buf, static_cast<std::size_t>(n));
+            else
+                std::this_thread::sleep_for(1ms);
+        }
+    }
+    // As perf answers: "ack\n" and its terminating NUL.
+    bool send_ack() { return ::write(ack_.get(), "ack\n", 5) == 5; }
+
+private:
+    std::string ctl_path_, ack_path_;
+    sb::UniqueFd ctl_, ack_;
+    std::string pending_;
+};
+
+std::vector<std::string> windowed_loadgen(std::uint16_t port, const std::string& fifo_arg,
+                                          const std::string& out) {
+    return {kLoadgen,        "--port",     std::to_string(port),
+            "--connections", "2",          "--warmup",
+            "500ms",         "--duration", "1s",
+            "--quiet",       "--out",      out,
+            "--window-fifo", fifo_arg};
+}
+
+// enable after the warm-up, disable a window later, each acknowledged; the JSON records the window
+// and both signals inside it.
+TEST(LoadgenWindowFifo, EnableAfterWarmupDisableAtTheEnd) {
+    sbtest::ServerProcess server("epoll");
+    ASSERT_TRUE(server.ok()) << server.error();
+    ControlFifos fifos;
+    ASSERT_TRUE(fifos.ok());
+    const std::string out = lgtest::temp_path("lg_window") + ".json";
+    const auto started = std::chrono::steady_clock::now();
+    auto loadgen =
+        sbtest::Process::spawn(windowed_loadgen(server.port(), fifos.ctl() + "," + fifos.ack(), out));
+    ASSERT_TRUE(loadgen);
+    ASSERT_EQ(fifos.read_command(5s), "enable");
+    const auto enabled = std::chrono::steady_clock::now();
+    EXPECT_GE(enabled - started, 500ms);  // not before the warm-up is over
+    ASSERT_TRUE(fifos.send_ack());
+    ASSERT_EQ(fifos.read_command(5s), "disable");
+    const auto disabled = std::chrono::steady_clock::now();
+    EXPECT_GE(disabled - enabled, 900ms);  // the 1 s window, give or take the pipe's latency
+    ASSERT_TRUE(fifos.send_ack());
+    ASSERT_EQ(loadgen->wait_exit(10s), 0) << loadgen->drain_stderr();
+    EXPECT_EQ(fifos.read_command(0ms), std::nullopt);  // nothing else was written
+    const json r = read_json(out);
+    ASSERT_TRUE(r.is_object());
+    const json& w = r["window"];
+    EXPECT_EQ(w["end_monotonic_ns"].get<std::uint64_t>() - w["start_monotonic_ns"].get<std::uint64_t>(),
+              1'000'000'000u);
+    EXPECT_NEAR(w["end_unix_s"].get<double>() - w["start_unix_s"].get<double>(), 1.0, 0.01);
+    const json& c = w["counter_control"];
+    EXPECT_EQ(c["ok"], true) << c.dump();
+    EXPECT_EQ(c["fifo"], fifos.ctl());
+    EXPECT_EQ(c["ack_fifo"], fifos.ack());
+    EXPECT_GE(c["enable_monotonic_ns"].get<std::uint64_t>(), w["start_monotonic_ns"].get<std::uint64_t>());
+    EXPECT_GE(c["disable_monotonic_ns"].get<std::uint64_t>(), w["end_monotonic_ns"].get<std::uint64_t>());
+    EXPECT_TRUE(c["enable_ack_us"].is_number());
+    EXPECT_TRUE(c["disable_ack_us"].is_number());
+    std::remove(out.c_str());
+}
+
+TEST(LoadgenWindowFifo, WithoutAckFifoNothingIsAwaited) {
+    sbtest::ServerProcess server("epoll");
+    ASSERT_TRUE(server.ok()) << server.error();
+    ControlFifos fifos;
+    ASSERT_TRUE(fifos.ok());
+    const std::string out = lgtest::temp_path("lg_window_noack") + ".json";
+    auto loadgen = sbtest::Process::spawn(windowed_loadgen(server.port(), fifos.ctl(), out));
+    ASSERT_TRUE(loadgen);
+    EXPECT_EQ(fifos.read_command(5s), "enable");
+    EXPECT_EQ(fifos.read_command(5s), "disable");
+    ASSERT_EQ(loadgen->wait_exit(10s), 0) << loadgen->drain_stderr();
+    const json c = read_json(out)["window"]["counter_control"];
+    EXPECT_EQ(c["ok"], true);
+    EXPECT_TRUE(c["ack_fifo"].is_null());
+    EXPECT_TRUE(c["enable_ack_us"].is_null());
+    std::remove(out.c_str());
+}
+
+// A counter that never acknowledges may not have counted: the run says so and exits 1, after
+// waiting 2 s for the ack, never longer.
+TEST(LoadgenWindowFifo, MissingAckFailsTheRunAfter2s) {
+    sbtest::ServerProcess server("epoll");
+    ASSERT_TRUE(server.ok()) << server.error();
+    ControlFifos fifos;
+    ASSERT_TRUE(fifos.ok());
+    const auto run = run_loadgen({"--port", std::to_string(server.port()), "--connections", "2", "--duration",
+                                  "500ms", "--window-fifo", fifos.ctl() + "," + fifos.ack()},
+                                 15s);
+    ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_EQ(total_errors(run.result), 0u);
+    const json& c = run.result["window"]["counter_control"];
+    EXPECT_EQ(c["ok"], false);
+    EXPECT_NE(c["error"].get<std::string>().find("no ack for 'enable'"), std::string::npos) << c.dump();
+    EXPECT_NE(run.stderr_text.find("--window-fifo"), std::string::npos) << run.stderr_text;
+}
+
+TEST(LoadgenWindowFifo, NotAFifoOrNoReaderIsUsage) {
+    const std::string file = lgtest::temp_path("lg_not_fifo");
+    std::ofstream(file) << "x";
+    EXPECT_EQ(run_loadgen({"--port", "1", "--window-fifo", file}).exit_code, 2);
+    const std::string lonely = lgtest::temp_path("lg_lonely_fifo");
+    ASSERT_EQ(::mkfifo(lonely.c_str(), 0600), 0);
+    const auto run = run_loadgen({"--port", "1", "--window-fifo", lonely});
+    EXPECT_EQ(run.exit_code, 2);
+    EXPECT_NE(run.stderr_text.find("no process reads it"), std::string::npos) << run.stderr_text;
+    EXPECT_EQ(run_loadgen({"--port", "1", "--window-fifo", lonely + ","}).exit_code, 2);
+    std::remove(file.c_str());
+    ::unlink(lonely.c_str());
+}
+
+// ------------------------------------------------- --window-fifo with the real perf stat
+
+bool perf_can_count_syscalls() {
+    auto perf = sbtest::Process::spawn({"perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"});
+    return perf && perf->wait_exit(10s) == 0 &&
+           perf->drain_stderr().find("raw_syscalls:sys_enter") != std::string::npos;
+}
+
+// The first number of perf's CSV line for `event`, nullopt if it is missing or "<not counted>".
+std::optional<std::uint64_t> perf_count(const std::string& path, const std::string& event) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto fields = line.find(",," + event + ",");
+        if (fields == std::string::npos || fields == 0 || !std::isdigit(static_cast<unsigned char>(line[0])))
+            continue;
+        return std::stoull(line.substr(0, fields));
+    }
+    return std::nullopt;
+}
+
+// server-epoll under `perf stat -D -1 --control fifo:CTL,ACK`, loaded 2 s of warm-up and a 0.5 s
+// window at a fixed rate (about 4000 requests, then 1000). Every request costs the server at least
+// a read and a write, so counting the whole run would give >= 10 system calls per window request;
+// counting the window only gives about 2-4.
+TEST(LoadgenWindowFifo, RealPerfCountsTheWindowOnly) {
+    if (!perf_can_count_syscalls()) GTEST_SKIP() << "perf stat cannot count raw_syscalls:sys_enter here";
+    ControlFifos fifos;
+    ASSERT_TRUE(fifos.ok());
+    fifos.release();
+    const std::string perf_out = lgtest::temp_path("lg_perf") + ".txt";
+    auto perf = sbtest::Process::spawn(
+        {"perf", "stat", "-x,", "-D", "-1", "--control", "fifo:" + fifos.ctl() + "," + fifos.ack(), "-e",
+         "raw_syscalls:sys_enter", "-o", perf_out, "--", sbtest::bin_dir() + "/server-epoll", "--port", "0"});
+    ASSERT_TRUE(perf);
+    const auto ready = perf->read_stdout_line(10s);
+    ASSERT_TRUE(ready) << perf->drain_stderr();
+    const auto port_at = ready->find("port="), pid_at = ready->find("pid=");
+    ASSERT_TRUE(port_at != std::string::npos && pid_at != std::string::npos) << *ready;
+    const pid_t server_pid = std::stoi(ready->substr(pid_at + 4));
+    const auto run =
+        run_loadgen({"--port", ready->substr(port_at + 5, ready->find(' ', port_at) - port_at - 5), "--rate",
+                     "2000", "--connections", "2", "--warmup", "2s", "--duration", "500ms", "--window-fifo",
+                     fifos.ctl() + "," + fifos.ack()});
+    // perf reports when its child exits: the server is stopped, never perf (which would print nothing).
+    ::kill(server_pid, SIGTERM);
+    ASSERT_EQ(perf->wait_exit(10s), 0) << perf->drain_stderr();
+    ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
+    ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+    EXPECT_EQ(run.result["window"]["counter_control"]["ok"], true);
+    const auto window_requests = count(run.result, {"totals", "requests"});
+    ASSERT_GT(window_requests, 500u);
+    const auto syscalls = perf_count(perf_out, "raw_syscalls:sys_enter");
+    ASSERT_TRUE(syscalls) << "perf counted nothing: was the window ever enabled?";
+    const double per_request = static_cast<double>(*syscalls) / static_cast<double>(window_requests);
+    EXPECT_GE(per_request, 1.5) << *syscalls << " system calls, " << window_requests << " requests";
+    EXPECT_LE(per_request, 7.0) << *syscalls << " system calls, " << window_requests << " requests";
+    std::remove(perf_out.c_str());
 }
 
 }  // namespace

@@ -335,6 +335,22 @@ TEST(CommandLine, UnixSocketAndNoDelay) {
     EXPECT_EQ(usage_error({"--unix", std::string(107, 'x')}), "");
 }
 
+TEST(CommandLine, CoordinationFlags) {
+    const Options none = parse({"--port", "1"}).run;
+    EXPECT_FALSE(none.start_on_stdin);
+    EXPECT_EQ(none.window_fifo, "");
+    const Options o = parse({"--port", "1", "--start-on-stdin", "--window-fifo", "/t/ctl,/t/ack"}).run;
+    EXPECT_TRUE(o.start_on_stdin);
+    EXPECT_EQ(o.window_fifo, "/t/ctl");
+    EXPECT_EQ(o.window_ack_fifo, "/t/ack");
+    const Options no_ack = parse({"--port", "1", "--window-fifo", "/t/ctl"}).run;
+    EXPECT_EQ(no_ack.window_fifo, "/t/ctl");
+    EXPECT_EQ(no_ack.window_ack_fifo, "");
+    for (const char* bad : {"", ",/t/ack", "/t/ctl,"})
+        EXPECT_NE(usage_error({"--port", "1", "--window-fifo", bad}).find("--window-fifo"), std::string::npos)
+            << bad;
+}
+
 TEST(CommandLine, Durations) {
     EXPECT_DOUBLE_EQ(parse_duration("--d", "10"), 10.0);
     EXPECT_DOUBLE_EQ(parse_duration("--d", "2s"), 2.0);
