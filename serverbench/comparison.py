@@ -20,8 +20,9 @@ Which metrics decide (`metric_policy`):
 The p-values of the gated rows are Holm-corrected as one family; the reported rows (p99...)
 are Holm-corrected as a family of their own, so they cannot weaken the gate.
 
-Run as `python3 -m serverbench.comparison detect DIR` to print the smallest detectable effect
-of the A/A trials stored under DIR (see docs/statistics.md).
+Command line (see docs/statistics.md): `python3 -m serverbench.comparison detect DIR` prints
+the smallest detectable effect of the A/A trials stored under DIR, `compare DIR` their
+comparison table, `spread RUN_DIR` the spread of a run folder's repeats per scenario.
 """
 import argparse
 import json
@@ -510,12 +511,21 @@ def main(argv=None):
     detect.add_argument("--replications", type=int, default=200)
     spread_cmd = sub.add_parser("spread", help="spread of the repeats of a run folder, per scenario")
     spread_cmd.add_argument("run_dir")
+    compare_cmd = sub.add_parser("compare", help="the comparison table of stored A/B trials")
+    compare_cmd.add_argument("dir")
+    compare_cmd.add_argument("--out", help="also write comparison.json/.md/.png/.svg here")
     args = parser.parse_args(argv)
     if args.command == "spread":
         for line in repeat_spread_table(load_repeat_dir(args.run_dir)):
             print(line)
         return 0
     trials = load_trial_dir(args.dir)
+    if args.command == "compare" and trials:
+        rows = compare_trials(trials)
+        print(comparison_markdown(rows), end="")
+        if args.out:
+            write_comparison(args.out, rows)
+        return 0
     if not trials:
         print(f"no trials under {args.dir}", file=sys.stderr)
         return 2

@@ -187,6 +187,17 @@ class AARunTest(unittest.TestCase):
             self.assertEqual(len(rows), 6, name)
             self.assertLessEqual(sum(r["verdict"] in (stats.SLOWER, stats.FASTER) for r in rows), 1, name)
 
+    def test_a_real_injected_cpu_cost_is_slower_on_cpu_per_request(self):
+        """known-effect: B's server ran with --cpu-us 1 (1 µs of busy CPU per request)."""
+        rows = comparison.compare_trials(comparison.load_trial_dir(os.path.join(AA_TRIALS, "known-effect")))
+        for model in ("epoll", "thread-pool"):
+            cpu = row(rows, model, "cpu_us_per_request")
+            self.assertEqual((cpu["verdict"], cpu["n_a"], cpu["n_b"]), (stats.SLOWER, 8, 8), model)
+            self.assertGreater(cpu["ci_low"], 1.0)
+            # No trial was server-bound: throughput cannot tell, and is not gated.
+            self.assertEqual(row(rows, model, "throughput_rps")["verdict"], comparison.NOT_GATED)
+        self.assertEqual(len(comparison.gate_failures(rows)), 2)
+
     def test_noise_floor(self):
         trials = self.runs["shared"]
         noise = comparison.noise_floor(trials, replications=40)
@@ -207,6 +218,18 @@ class AARunTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(len(out.stdout.splitlines()), 4)
         self.assertIn("N=8:", out.stdout)
+
+    def test_compare_command(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "compare",
+                                  os.path.join(AA_TRIALS, "known-effect"), "--out", d],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("6 rows; 2 changes (2 slower, 0 faster)", out.stdout)
+            self.assertTrue(os.path.exists(os.path.join(d, "comparison.svg")))
+        empty = subprocess.run([sys.executable, "-m", "serverbench.comparison", "compare", HERE + "/no-such-dir"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        self.assertEqual(empty.returncode, 2)
 
 
 class RepeatSpreadTest(unittest.TestCase):

@@ -209,6 +209,21 @@ class DetectableEffectTest(unittest.TestCase):
         d = stats.min_detectable_effect(noisy(10, 100, 0.01, 23), 8, replications=50)
         self.assertEqual(d.resampling, "with replacement")
 
+    def test_vectorised_interval_matches_scipy_bootstrap(self):
+        """The search's NumPy bootstrap is the same percentile interval as ratio_interval's
+        scipy.stats.bootstrap, up to resampling noise."""
+        a = np.array([noisy(8, 100, 0.05, 30 + i) for i in range(3)])
+        b = np.array([noisy(8, 110, 0.05, 40 + i) for i in range(3)])
+        low, high = stats._ratio_intervals_rows(a, b, confidence=0.95, n_resamples=9999,
+                                                rng=np.random.default_rng(1))
+        for i in range(3):
+            ref_low, ref_high = stats.ratio_interval(a[i], b[i])
+            self.assertAlmostEqual(low[i], ref_low, delta=0.005)
+            self.assertAlmostEqual(high[i], ref_high, delta=0.005)
+        one = stats._ratio_intervals_rows(a[:, :1], b[:, :1], confidence=0.95, n_resamples=99,
+                                          rng=np.random.default_rng(1))
+        self.assertTrue(np.all(np.isnan(one[0])))
+
     def test_deterministic_with_a_seed(self):
         pool = noisy(20, 100, 0.05, 24)
         first = stats.min_detectable_effect(pool, 6, replications=60, seed=5)
