@@ -21,6 +21,7 @@
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -63,6 +64,7 @@ struct Options {
     std::uint64_t seed = 1;
     std::string stats_out;
     pid_t exit_with = 0;  // stop when this process ends, so a killed driver leaves no emulator behind
+    bool fifo = false;    // --sched fifo: SCHED_FIFO, so a busy machine does not delay departures
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -79,7 +81,7 @@ void print_help() {
     std::puts(
         "usage: linkemu --a IF --b IF [--delay-ms 0] [--jitter-ms 0] [--loss-pct 0]\n"
         "               [--queue-frames 1000] [--seed 1] [--late-us 200] [--stats-out FILE]\n"
-        "               [--exit-with PID]\n"
+        "               [--exit-with PID] [--sched other|fifo]\n"
         "Forwards Ethernet frames between IF a and IF b, each direction delayed by --delay-ms\n"
         "(one way), plus a uniform jitter in [-j, +j] that keeps frame order, lost with\n"
         "probability --loss-pct. SIGTERM/SIGINT: print (or write to --stats-out) the counters as\n"
@@ -113,6 +115,12 @@ Options parse_options(int argc, char** argv) {
         {"--seed",
          [&](std::string_view v) { o.seed = parse_number<std::uint64_t>("--seed", v, 0, UINT64_MAX); }},
         {"--stats-out", [&](std::string_view v) { o.stats_out = v; }},
+        {"--sched",
+         [&](std::string_view v) {
+             if (v != "fifo" && v != "other")
+                 usage_error("invalid value for --sched: '" + std::string(v) + "'");
+             o.fifo = v == "fifo";
+         }},
         {"--exit-with",
          [&](std::string_view v) { o.exit_with = parse_number<pid_t>("--exit-with", v, 1, 1 << 30); }},
     };
@@ -143,12 +151,14 @@ struct Port {
 };
 
 Port open_port(const std::string& name) {
+    if (name.size() >= IFNAMSIZ) usage_error("interface name too long: '" + name + "'");
+    const unsigned index = if_nametoindex(name.c_str());
+    if (index == 0) usage_error("no interface '" + name + "'");
     Port port{name, UniqueFd(socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)), 0};
     if (!port.fd) die("socket(AF_PACKET)");
     ifreq ifr{};
-    if (name.size() >= IFNAMSIZ) usage_error("interface name too long: '" + name + "'");
     std::memcpy(ifr.ifr_name, name.c_str(), name.size());
-    if (ioctl(port.fd.get(), SIOCGIFMTU, &ifr) != 0) usage_error("no interface '" + name + "'");
+    if (ioctl(port.fd.get(), SIOCGIFMTU, &ifr) != 0) die("ioctl(SIOCGIFMTU)");
     port.frame_max = static_cast<std::size_t>(ifr.ifr_mtu) + ETH_HLEN + 4;
     // Our own sends to this interface would otherwise come back to us as outgoing frames.
     int one = 1;
@@ -162,7 +172,7 @@ Port open_port(const std::string& name) {
     sockaddr_ll addr{};
     addr.sll_family = AF_PACKET;
     addr.sll_protocol = htons(ETH_P_ALL);
-    addr.sll_ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+    addr.sll_ifindex = static_cast<int>(index);
     if (bind(port.fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("bind(AF_PACKET)");
     return port;
 }
@@ -257,9 +267,10 @@ public:
             ssize_t n = recvfrom(d.in.fd.get(), slot, d.in.frame_max, MSG_TRUNC,
                                  reinterpret_cast<sockaddr*>(&from), &from_len);
             if (n < 0) {
-                if (errno != EAGAIN && errno != EINTR) die("recvfrom");
-                if (errno == EAGAIN) return;
-                continue;
+                if (errno == EINTR) continue;
+                // ENETDOWN is reported once when an end goes down (a link being torn down).
+                if (errno == EAGAIN || errno == ENETDOWN) return;
+                die("recvfrom");
             }
             if (from.sll_pkttype == PACKET_OUTGOING) continue;  // belt and braces for IGNORE_OUTGOING
             const Nanos arrival = now_ns();
@@ -354,6 +365,7 @@ nlohmann::json Emulator::stats() {
             {"queue_frames", options_.queue_frames},
             {"seed", options_.seed},
             {"late_us", options_.late_us},
+            {"sched", options_.fifo ? "fifo" : "other"},
             {"a_to_b", to_json(x)},
             {"b_to_a", to_json(y)},
             {"forwarded", x.forwarded + y.forwarded},
@@ -460,6 +472,10 @@ int main(int argc, char** argv) {
     }
     // The default 50 us timer slack would add up to 50 us to every departure.
     prctl(PR_SET_TIMERSLACK, 1UL);
+    // A wire does not wait for a CPU. The kernel's RT throttling (95% by default) still leaves
+    // the rest of the machine a share if the emulator ever saturates a core.
+    sched_param fifo{1};
+    if (options.fifo && sched_setscheduler(0, SCHED_FIFO, &fifo) != 0) die("sched_setscheduler(SCHED_FIFO)");
     Port a = open_port(options.a);
     Port b = open_port(options.b);
     Emulator emulator(options, a, b);

@@ -122,7 +122,7 @@ class Link:
 
     def __init__(self, kind: str = "veth", rtt_ms: float | None = None, loss_pct: float = 0.0,
                  jitter_ms: float = 0.0, emulator: str = "auto", *, mtu: int = 1500, seed: int = 1,
-                 queue_frames: int = 1000, linkemu: str | None = None) -> None:
+                 queue_frames: int = 1000, linkemu: str | None = None, linkemu_sched: str = "fifo") -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         if emulator not in EMULATORS:
@@ -135,6 +135,9 @@ class Link:
             raise ValueError("rtt_ms and jitter_ms must be >= 0, loss_pct in 0..100, mtu in 68..65535")
         self.kind, self.rtt_ms, self.loss_pct, self.jitter_ms = kind, float(rtt_ms), float(loss_pct), float(jitter_ms)
         self.mtu, self.seed, self.queue_frames = mtu, seed, queue_frames
+        if linkemu_sched not in ("fifo", "other"):
+            raise ValueError(f"linkemu_sched must be 'fifo' or 'other', not {linkemu_sched!r}")
+        self.linkemu_sched = linkemu_sched
         self._requested_emulator, self._linkemu_path = emulator, linkemu
         n = next(_counter)
         self.name = f"sb{os.getpid()}x{n}"
@@ -242,8 +245,13 @@ class Link:
             _offloads_off(ns, interface)
 
     def _address_ends(self) -> None:
-        _run(["ip", "-n", self.server_ns, "addr", "add", f"{self.server_addr}/30", "dev", self.server_if])
-        _run(["ip", "-n", self.client_ns, "addr", "add", f"{self.client_addr}/30", "dev", self.client_if])
+        """Addresses both ends, each with a permanent neighbour entry for the other: no ARP
+        exchange stalls a lossy link for a second, nor reorders the first frames of a stream."""
+        ends = ((self.server_ns, self.server_if, self.server_addr), (self.client_ns, self.client_if, self.client_addr))
+        for (ns, interface, addr), (peer_ns, peer_if, peer_addr) in zip(ends, reversed(ends)):
+            _run(["ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", interface])
+            mac = _run(netns_exec(peer_ns, ["cat", f"/sys/class/net/{peer_if}/address"])).stdout.strip()
+            _run(["ip", "-n", ns, "neigh", "replace", peer_addr, "lladdr", mac, "dev", interface, "nud", "permanent"])
 
     def _make_direct_link(self, netem: bool) -> None:
         self._add_veth(self.server_ns, self.server_if, self.client_ns, self.client_if)
@@ -272,7 +280,8 @@ class Link:
         argv = [path, "--a", emu_a, "--b", emu_b, "--delay-ms", str(self.rtt_ms / 2),
                 "--jitter-ms", str(self.jitter_ms), "--loss-pct", str(self.loss_pct),
                 "--seed", str(self.seed), "--queue-frames", str(self.queue_frames),
-                "--stats-out", str(self.state_dir / "linkemu.json"), "--exit-with", str(os.getpid())]
+                "--stats-out", str(self.state_dir / "linkemu.json"), "--exit-with", str(os.getpid()),
+                "--sched", self.linkemu_sched]
         self._process = _start_linkemu(netns_exec(self.emu_ns, argv), self.state_dir / "linkemu.log")
 
     def _netem_stats(self) -> dict:
