@@ -59,7 +59,7 @@ using Nanos = std::int64_t;
 
 struct Options {
     std::string a, b;  // interface names: A faces the server, B the client
-    double delay_ms = 0, jitter_ms = 0, loss_pct = 0, late_us = 200;
+    double delay_ms = 0, jitter_ms = 0, loss_pct = 0, late_us = 200, spin_us = 0;
     std::size_t queue_frames = 1000;
     std::uint64_t seed = 1;
     std::string stats_out;
@@ -81,7 +81,7 @@ void print_help() {
     std::puts(
         "usage: linkemu --a IF --b IF [--delay-ms 0] [--jitter-ms 0] [--loss-pct 0]\n"
         "               [--queue-frames 1000] [--seed 1] [--late-us 200] [--stats-out FILE]\n"
-        "               [--exit-with PID] [--sched other|fifo]\n"
+        "               [--exit-with PID] [--sched other|fifo] [--spin-us 0]\n"
         "Forwards Ethernet frames between IF a and IF b, each direction delayed by --delay-ms\n"
         "(one way), plus a uniform jitter in [-j, +j] that keeps frame order, lost with\n"
         "probability --loss-pct. SIGTERM/SIGINT: print (or write to --stats-out) the counters as\n"
@@ -108,6 +108,7 @@ Options parse_options(int argc, char** argv) {
         {"--jitter-ms", [&](std::string_view v) { o.jitter_ms = parse_number("--jitter-ms", v, 0.0, 60e3); }},
         {"--loss-pct", [&](std::string_view v) { o.loss_pct = parse_number("--loss-pct", v, 0.0, 100.0); }},
         {"--late-us", [&](std::string_view v) { o.late_us = parse_number("--late-us", v, 0.0, 1e9); }},
+        {"--spin-us", [&](std::string_view v) { o.spin_us = parse_number("--spin-us", v, 0.0, 1000.0); }},
         {"--queue-frames",
          [&](std::string_view v) {
              o.queue_frames = parse_number<std::size_t>("--queue-frames", v, 1, 1 << 20);
@@ -137,10 +138,26 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-Nanos now_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+Nanos to_ns(const timespec& ts) {
     return Nanos{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+Nanos now_ns(clockid_t clock = CLOCK_MONOTONIC) {
+    timespec ts{};
+    clock_gettime(clock, &ts);
+    return to_ns(ts);
+}
+
+// The SO_TIMESTAMPNS stamp of a received frame, or fallback when it carries none.
+Nanos kernel_timestamp(msghdr& msg, Nanos fallback) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts{};
+            std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            return to_ns(ts);
+        }
+    }
+    return fallback;
 }
 
 // One end of the emulated link: an AF_PACKET socket bound to one interface.
@@ -165,6 +182,8 @@ Port open_port(const std::string& name) {
     if (setsockopt(port.fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) != 0) {
         die("setsockopt(PACKET_IGNORE_OUTGOING)");
     }
+    if (setsockopt(port.fd.get(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0)
+        die("setsockopt(SO_TIMESTAMPNS)");
     int buffer = 4 << 20;  // room for a burst while the loop is sending the other direction
     setsockopt(port.fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer);
     setsockopt(port.fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &buffer, sizeof buffer);
@@ -219,7 +238,7 @@ struct DirectionStats {
     std::uint64_t dropped_loss = 0, dropped_queue = 0, dropped_oversize = 0, dropped_send = 0,
                   dropped_socket = 0;
     std::uint64_t late = 0;
-    Nanos max_late_ns = 0;
+    Nanos max_late_ns = 0, sum_late_ns = 0;
     std::size_t max_queue = 0;
 };
 
@@ -243,6 +262,10 @@ nlohmann::json to_json(const DirectionStats& s) {
             {"dropped_socket", s.dropped_socket},
             {"late", s.late},
             {"max_late_us", static_cast<double>(s.max_late_ns) / 1e3},
+            {"mean_late_us", s.forwarded + s.dropped_send > 0
+                                 ? static_cast<double>(s.sum_late_ns) / 1e3 /
+                                       static_cast<double>(s.forwarded + s.dropped_send)
+                                 : 0.0},
             {"max_queue", s.max_queue}};
 }
 
@@ -260,20 +283,27 @@ public:
 
     // Reads every frame waiting on the direction's input; returns when the socket is drained.
     void receive(Direction& d) {
+        // The kernel stamps each frame when it reaches the interface (CLOCK_REALTIME): the
+        // departure counts from then, so time a frame waited in the socket is not lost, and a
+        // loop that falls behind shows up as late departures.
+        const Nanos realtime_minus_monotonic = now_ns(CLOCK_REALTIME) - now_ns();
         for (;;) {
             std::byte* slot = d.queue.full() ? scratch_.data() : d.queue.tail_slot();
             sockaddr_ll from{};
-            socklen_t from_len = sizeof from;
-            ssize_t n = recvfrom(d.in.fd.get(), slot, d.in.frame_max, MSG_TRUNC,
-                                 reinterpret_cast<sockaddr*>(&from), &from_len);
+            iovec iov{slot, d.in.frame_max};
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+            msghdr msg{&from, sizeof from, &iov, 1, control, sizeof control, 0};
+            ssize_t n = recvmsg(d.in.fd.get(), &msg, MSG_TRUNC);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 // ENETDOWN is reported once when an end goes down (a link being torn down).
                 if (errno == EAGAIN || errno == ENETDOWN) return;
-                die("recvfrom");
+                die("recvmsg");
             }
             if (from.sll_pkttype == PACKET_OUTGOING) continue;  // belt and braces for IGNORE_OUTGOING
-            const Nanos arrival = now_ns();
+            const Nanos now = now_ns();
+            const Nanos arrival = std::min(
+                now, kernel_timestamp(msg, now + realtime_minus_monotonic) - realtime_minus_monotonic);
             ++d.stats.received;
             if (static_cast<std::size_t>(n) > d.in.frame_max)
                 ++d.stats.dropped_oversize;
@@ -298,6 +328,7 @@ public:
             }
             const Nanos late = now_ns() - d.queue.head_departure();
             d.stats.max_late_ns = std::max(d.stats.max_late_ns, late);
+            d.stats.sum_late_ns += late;
             if (static_cast<double>(late) > options_.late_us * 1e3) ++d.stats.late;
             d.queue.pop();
         }
@@ -366,6 +397,7 @@ nlohmann::json Emulator::stats() {
             {"seed", options_.seed},
             {"late_us", options_.late_us},
             {"sched", options_.fifo ? "fifo" : "other"},
+            {"spin_us", options_.spin_us},
             {"a_to_b", to_json(x)},
             {"b_to_a", to_json(y)},
             {"forwarded", x.forwarded + y.forwarded},
@@ -424,6 +456,7 @@ bool handle_signals(int signal_fd, Emulator& emulator, const Options& o) {
 }
 
 int run(Emulator& emulator, const Options& o, int signal_fd, int owner_fd) {
+    const auto spin_ns = static_cast<Nanos>(o.spin_us * 1e3);
     UniqueFd epoll_fd(epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_fd) die("epoll_create1");
     for (int fd : {emulator.a_to_b().in.fd.get(), emulator.b_to_a().in.fd.get(), signal_fd})
@@ -433,18 +466,21 @@ int run(Emulator& emulator, const Options& o, int signal_fd, int owner_fd) {
                 o.a.c_str(), o.b.c_str(), o.delay_ms, o.jitter_ms, o.loss_pct, o.queue_frames, getpid());
     std::fflush(stdout);
     for (;;) {
-        Nanos now = now_ns();
+        const Nanos now = now_ns();
         emulator.send_due(emulator.a_to_b(), now);
         emulator.send_due(emulator.b_to_a(), now);
         const Nanos next = emulator.next_departure();
-        timespec timeout{};
-        if (next != std::numeric_limits<Nanos>::max()) {
-            const Nanos wait = std::max<Nanos>(0, next - now_ns());
-            timeout = {static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+        const bool idle = next == std::numeric_limits<Nanos>::max();
+        // Within --spin-us of a departure, wait on the clock: a sleep's wake-up costs more than that.
+        if (!idle && next - now_ns() <= spin_ns) {
+            while (now_ns() < next) {
+            }
+            continue;
         }
+        const Nanos wait = idle ? 0 : std::max<Nanos>(0, next - spin_ns - now_ns());
+        timespec timeout{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
         epoll_event events[4];
-        int n = epoll_pwait2(epoll_fd.get(), events, 4,
-                             next == std::numeric_limits<Nanos>::max() ? nullptr : &timeout, nullptr);
+        int n = epoll_pwait2(epoll_fd.get(), events, 4, idle ? nullptr : &timeout, nullptr);
         if (n < 0 && errno != EINTR) die("epoll_pwait2");
         for (int i = 0; i < n; ++i) {
             const int fd = events[i].data.fd;

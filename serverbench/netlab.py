@@ -122,7 +122,8 @@ class Link:
 
     def __init__(self, kind: str = "veth", rtt_ms: float | None = None, loss_pct: float = 0.0,
                  jitter_ms: float = 0.0, emulator: str = "auto", *, mtu: int = 1500, seed: int = 1,
-                 queue_frames: int = 1000, linkemu: str | None = None, linkemu_sched: str = "fifo") -> None:
+                 queue_frames: int = 1000, linkemu: str | None = None, linkemu_sched: str = "fifo",
+                 linkemu_args: Sequence[str] = ()) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         if emulator not in EMULATORS:
@@ -137,7 +138,7 @@ class Link:
         self.mtu, self.seed, self.queue_frames = mtu, seed, queue_frames
         if linkemu_sched not in ("fifo", "other"):
             raise ValueError(f"linkemu_sched must be 'fifo' or 'other', not {linkemu_sched!r}")
-        self.linkemu_sched = linkemu_sched
+        self.linkemu_sched, self.linkemu_args = linkemu_sched, list(linkemu_args)
         self._requested_emulator, self._linkemu_path = emulator, linkemu
         n = next(_counter)
         self.name = f"sb{os.getpid()}x{n}"
@@ -281,7 +282,7 @@ class Link:
                 "--jitter-ms", str(self.jitter_ms), "--loss-pct", str(self.loss_pct),
                 "--seed", str(self.seed), "--queue-frames", str(self.queue_frames),
                 "--stats-out", str(self.state_dir / "linkemu.json"), "--exit-with", str(os.getpid()),
-                "--sched", self.linkemu_sched]
+                "--sched", self.linkemu_sched, *self.linkemu_args]
         self._process = _start_linkemu(netns_exec(self.emu_ns, argv), self.state_dir / "linkemu.log")
 
     def _netem_stats(self) -> dict:
@@ -449,7 +450,7 @@ def cleanup_leftovers() -> list[str]:
     return removed
 
 
-def emulator_window(before: dict, after: dict, late_fraction: float = 0.001,
+def emulator_window(before: dict, after: dict, late_fraction: float = 0.01,
                     cpu_util_limit: float = 0.9) -> dict:
     """What linkemu did between two emulator_stats() documents, and whether it was the limit:
     frames left late (over late_fraction of those forwarded), its queue or socket dropped
