@@ -67,18 +67,24 @@ def point(link: netlab.Link, binaries: Path, protocol: str, args: list[str]) -> 
 
 
 def measure_latency(binaries: Path, duration: int, repeat: int, extra: list[str]) -> None:
+    """veth and linkemu runs alternate (ABAB...), so a change in the machine's load hits both."""
     print("latency: 1 connection, echo of 1 byte, round trip in us (median of runs: min / p50 / p99)")
     args = ["--protocol", "echo", "--message-bytes", "1", "--connections", "1", "--duration", f"{duration}s"]
-    for kind, kwargs in (("veth", {}), ("wan", {"rtt_ms": 0, "emulator": "linkemu", "linkemu_args": extra})):
-        runs = []
-        for _ in range(repeat):
-            with netlab.Link(kind, **kwargs) as link:
+    setups = {"veth": {}, "linkemu": {"rtt_ms": 0, "emulator": "linkemu", "linkemu_args": extra}}
+    runs: dict[str, list] = {name: [] for name in setups}
+    for _ in range(repeat):
+        for name, kwargs in setups.items():
+            with netlab.Link("wan" if kwargs else "veth", **kwargs) as link:
                 result, window = point(link, binaries, "echo", args)
             latency = result["latency_us"]
-            runs.append((latency["min"], latency["p50"], latency["p99"], window.get("mean_late_us", 0.0)))
-        med = [statistics.median(column) for column in zip(*runs)]
-        print(f"  {kind:5} {'linkemu' if kind == 'wan' else 'none':8} min {med[0]:7.1f}  p50 {med[1]:7.1f}  "
-              f"p99 {med[2]:8.1f}  linkemu mean lateness {med[3]:.1f} us  (runs: {[round(r[1]) for r in runs]})")
+            runs[name].append((latency["min"], latency["p50"], latency["p99"], window.get("mean_late_us", 0.0)))
+    for name, rows in runs.items():
+        med = [statistics.median(column) for column in zip(*rows)]
+        print(f"  {name:8} min {med[0]:7.1f}  p50 {med[1]:7.1f}  p99 {med[2]:8.1f}  "
+              f"linkemu mean lateness {med[3]:.1f} us  (p50 of each run: {[round(r[1]) for r in rows]})")
+    added = [e[1] - v[1] for v, e in zip(runs["veth"], runs["linkemu"])]
+    print(f"  added p50 round trip, per pair of runs: {[round(a, 1) for a in added]} us, "
+          f"median {statistics.median(added):.1f} us")
 
 
 def measure_rate(binaries: Path, duration: int, connections: list[int], rtt_ms: float, extra: list[str]) -> None:

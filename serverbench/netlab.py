@@ -207,7 +207,7 @@ class Link:
         """The network setup to record in a result's env."""
         return {"kind": self.kind, "rtt_ms": self.rtt_ms, "loss_pct": self.loss_pct,
                 "jitter_ms": self.jitter_ms, "mtu": self.mtu, "emulator": self.emulator,
-                "offloads": "off"}
+                "offloads": "off", "jitter_keeps_order": self.emulator != "netem" or not self.jitter_ms}
 
     def emulator_stats(self) -> dict:
         """The emulator's counters now (linkemu: its JSON; netem: the qdiscs' sent/dropped packets)."""

@@ -14,7 +14,8 @@ class VethLink(unittest.TestCase):
             self.assertEqual(result["count"], 50)
             self.assertEqual(link.emulator, "none")
             self.assertEqual(link.env(), {"kind": "veth", "rtt_ms": 0.0, "loss_pct": 0.0, "jitter_ms": 0.0,
-                                          "mtu": 1500, "emulator": "none", "offloads": "off"})
+                                          "mtu": 1500, "emulator": "none", "offloads": "off",
+                                          "jitter_keeps_order": True})
 
     def test_mtu_and_offloads_on_both_ends(self):
         with netlab.Link("veth") as link:
