@@ -29,6 +29,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -471,3 +472,25 @@ def emulator_window(before: dict, after: dict, late_fraction: float = 0.01,
     window["bound"] = bool(late > late_fraction * max(forwarded, 1) or window["dropped_queue"] > 0
                            or socket_drops > 0 or window["cpu_util"] >= cpu_util_limit)
     return window
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python3 -m serverbench.netlab cleanup|check: remove leftovers of killed runs, or say
+    whether this process may make links (one line, exit 2 when it may not)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python3 -m serverbench.netlab", description=main.__doc__)
+    parser.add_argument("command", choices=("cleanup", "check"))
+    command = parser.parse_args(argv).command
+    try:
+        require_net_admin()
+    except NetlabError as error:
+        print(f"serverbench: {error}", file=sys.stderr)
+        return 2
+    if command == "cleanup":
+        for name in cleanup_leftovers():
+            print(f"removed {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -143,6 +143,13 @@ class Cleanup(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         last = result.stderr.strip().splitlines()[-1]
         self.assertIn("NetAdminRequired: --net veth|wan needs root", last)
+        # What a driver does with it: one line, exit 2.
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                                 PYTHON, "-m", "serverbench.netlab", "check"], capture_output=True, text=True,
+                                timeout=30, cwd=ROOT)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertTrue(result.stderr.startswith("serverbench: --net veth|wan needs root"), result.stderr)
 
 
 def is_zombie(pid: int) -> bool:

@@ -1,6 +1,7 @@
 """Link('wan') through linkemu: real RTT (the physics of issue 15), jitter without reordering."""
 
 import json
+import os
 import subprocess
 import unittest
 
@@ -61,12 +62,45 @@ class WanThroughLinkemu(unittest.TestCase):
         self.assertEqual(counts["out_of_order"], 0)
         self.assertEqual(stats["jitter_ms"], 4.0)
 
+    def test_emulator_choice(self):
+        """auto takes netem where the kernel has it (not with jitter: netem reorders), else linkemu;
+        netem asked for on a kernel without it is an error that leaves nothing behind."""
+        has_netem = probe_netem()
+        with netlab.Link("wan", rtt_ms=4) as link:
+            self.assertEqual(link.emulator, "netem" if has_netem else "linkemu")
+            with Started(link.server_cmd([PYTHON, PEER, "echo-server", link.server_addr])) as server:
+                rtts = run_json(link.client_cmd([PYTHON, PEER, "pingpong", link.server_addr, str(server.port), "20"]))
+            self.assertGreaterEqual(rtts["min_us"], 4000)
+        with netlab.Link("wan", rtt_ms=4, jitter_ms=1) as link:
+            self.assertEqual(link.emulator, "linkemu")
+            self.assertTrue(link.env()["jitter_keeps_order"])
+        if has_netem:
+            with netlab.Link("wan", rtt_ms=4, emulator="netem") as link:
+                self.assertEqual(link.emulator_stats()["emulator"], "netem")
+        else:
+            link = netlab.Link("wan", rtt_ms=4, emulator="netem")
+            with self.assertRaisesRegex(netlab.NetlabError, "no netem"):
+                link.open()
+            left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            self.assertNotIn(link.name, left)
+
     def test_stats_after_close_are_kept(self):
         with netlab.Link("wan", rtt_ms=0, emulator="linkemu") as link:
             live = link.emulator_stats()
             self.assertEqual(live["schema"], "serverbench.linkemu/1")
         self.assertIsNotNone(link.final_stats)
         self.assertGreater(link.final_stats["seq"], live["seq"])
+
+
+def probe_netem() -> bool:
+    """Whether tc can add netem, asked in a namespace of the test's own."""
+    ns = f"sb{os.getpid()}x999-probe"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        return subprocess.run(netlab.netns_exec(ns, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]),
+                              capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
 
 
 if __name__ == "__main__":
