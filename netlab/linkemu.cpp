@@ -56,6 +56,7 @@ namespace {
 
 using sb::UniqueFd;
 using Nanos = std::int64_t;
+constexpr int kReceiveBatch = 64;
 
 struct Options {
     std::string a, b;  // interface names: A faces the server, B the client
@@ -243,7 +244,6 @@ struct DirectionStats {
 };
 
 struct Direction {
-    const char* name;
     Port& in;
     Port& out;
     FrameQueue queue;
@@ -273,21 +273,22 @@ class Emulator {
 public:
     Emulator(const Options& o, Port& a, Port& b)
         : options_(o),
-          a_to_b_{"a_to_b", a, b, FrameQueue(o.queue_frames, a.frame_max), {}},
-          b_to_a_{"b_to_a", b, a, FrameQueue(o.queue_frames, b.frame_max), {}},
+          a_to_b_{a, b, FrameQueue(o.queue_frames, a.frame_max), {}},
+          b_to_a_{b, a, FrameQueue(o.queue_frames, b.frame_max), {}},
           scratch_(std::max(a.frame_max, b.frame_max)),
           rng_(o.seed),
           loss_(o.loss_pct / 100.0),
           jitter_(-o.jitter_ms * 1e6, o.jitter_ms * 1e6),
           started_(now_ns()) {}
 
-    // Reads every frame waiting on the direction's input; returns when the socket is drained.
+    // Reads the frames waiting on the direction's input: until the socket is drained, or a batch
+    // is read, so a flood in one direction cannot hold back departures (epoll reports the rest).
     void receive(Direction& d) {
         // The kernel stamps each frame when it reaches the interface (CLOCK_REALTIME): the
         // departure counts from then, so time a frame waited in the socket is not lost, and a
         // loop that falls behind shows up as late departures.
         const Nanos realtime_minus_monotonic = now_ns(CLOCK_REALTIME) - now_ns();
-        for (;;) {
+        for (int batch = 0; batch < kReceiveBatch; ++batch) {
             std::byte* slot = d.queue.full() ? scratch_.data() : d.queue.tail_slot();
             sockaddr_ll from{};
             iovec iov{slot, d.in.frame_max};
@@ -295,7 +296,7 @@ public:
             msghdr msg{&from, sizeof from, &iov, 1, control, sizeof control, 0};
             ssize_t n = recvmsg(d.in.fd.get(), &msg, MSG_TRUNC);
             if (n < 0) {
-                if (errno == EINTR) continue;
+                if (errno == EINTR) continue;  // a signal: the frame is still there
                 // ENETDOWN is reported once when an end goes down (a link being torn down).
                 if (errno == EAGAIN || errno == ENETDOWN) return;
                 die("recvmsg");
@@ -320,13 +321,15 @@ public:
     void send_due(Direction& d, Nanos now) {
         while (!d.queue.empty() && d.queue.head_departure() <= now) {
             auto frame = d.queue.head();
+            // Lateness is when the frame is handed to the wire, so a burst's later frames carry
+            // the sends before them.
+            const Nanos late = now_ns() - d.queue.head_departure();
             if (send(d.out.fd.get(), frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size())) {
                 ++d.stats.forwarded;
                 d.stats.bytes += frame.size();
             } else {
                 ++d.stats.dropped_send;
             }
-            const Nanos late = now_ns() - d.queue.head_departure();
             d.stats.max_late_ns = std::max(d.stats.max_late_ns, late);
             d.stats.sum_late_ns += late;
             if (static_cast<double>(late) > options_.late_us * 1e3) ++d.stats.late;

@@ -121,12 +121,13 @@ print(sent / duration)
 """
 
 
-def measure_flood(duration: int, rates: list[float], extra: list[str]) -> None:
+def measure_flood(duration: int, rates: list[float], rtt_ms: float, extra: list[str]) -> None:
     """One-way UDP frames from the client namespace (sender pinned to CPU 1) into the server
     namespace, where nothing listens: the cheapest receiver, so the emulator is what is measured."""
-    print("flood: 64-byte UDP datagrams client -> server through linkemu at rtt 0 (0 = as fast as the sender can)")
+    print(f"flood: 64-byte UDP datagrams client -> server through linkemu at rtt {rtt_ms} ms "
+          "(offered 0 = as fast as the sender can)")
     for rate in rates:
-        with netlab.Link("wan", rtt_ms=0, emulator="linkemu", linkemu_args=extra) as link:
+        with netlab.Link("wan", rtt_ms=rtt_ms, emulator="linkemu", linkemu_args=extra) as link:
             before = link.emulator_stats()
             out = subprocess.run(link.client_cmd(["taskset", "-c", "1", sys.executable, "-c", FLOOD,
                                                   link.server_addr, str(rate), str(duration)]),
@@ -134,11 +135,12 @@ def measure_flood(duration: int, rates: list[float], extra: list[str]) -> None:
             after = link.emulator_stats()
         w = netlab.emulator_window(before, after)
         received = after["b_to_a"]["received"] - before["b_to_a"]["received"]
+        forwarded = after["b_to_a"]["forwarded"] - before["b_to_a"]["forwarded"]
         late = after["b_to_a"]["late"] - before["b_to_a"]["late"]
-        print(f"  offered {float(out):9.0f}/s  received {received / duration:9.0f}/s  "
-              f"forwarded {w['packets_per_s']:9.0f}/s  socket drops {w['dropped_socket']:.0f}  "
+        print(f"  offered {float(out):8.0f}/s  received {received}  forwarded {forwarded}  "
+              f"drops queue/socket {w['dropped_queue']:.0f}/{w['dropped_socket']:.0f}  "
               f"late {100 * late / max(received, 1):5.1f}%  max lateness {after['b_to_a']['max_late_us']:.0f} us  "
-              f"cpu {w['cpu_util']:.2f}  bound {w['bound']}")
+              f"cpu {w['cpu_util']:.2f} ({1e6 * w['cpu_util'] / max(float(out), 1):.1f} us/frame)  bound {w['bound']}")
 
 
 def main() -> None:
@@ -160,7 +162,8 @@ def main() -> None:
     binaries = Path(options.build) / "bin"
     netlab.cleanup_leftovers()
     if options.only == "flood":
-        measure_flood(options.duration, [float(r) for r in options.flood_rates.split(",")], options.linkemu_args.split())
+        measure_flood(options.duration, [float(r) for r in options.flood_rates.split(",")], options.rtt_ms,
+                      options.linkemu_args.split())
         return
     if options.only != "rate":
         measure_latency(binaries, options.duration, options.repeat, options.linkemu_args.split())
