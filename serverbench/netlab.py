@@ -20,6 +20,7 @@ Standard library only; driven with ip, ethtool and tc.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import itertools
 import json
@@ -477,7 +478,6 @@ def emulator_window(before: dict, after: dict, late_fraction: float = 0.01,
 def main(argv: Sequence[str] | None = None) -> int:
     """python3 -m serverbench.netlab cleanup|check: remove leftovers of killed runs, or say
     whether this process may make links (one line, exit 2 when it may not)."""
-    import argparse
     parser = argparse.ArgumentParser(prog="python3 -m serverbench.netlab", description=main.__doc__)
     parser.add_argument("command", choices=("cleanup", "check"))
     command = parser.parse_args(argv).command

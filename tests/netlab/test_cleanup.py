@@ -4,7 +4,6 @@ a live owner's link left alone, and the one-line refusal without the rights."""
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 import unittest
