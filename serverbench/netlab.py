@@ -212,8 +212,12 @@ class Link:
                 "offloads": "off", "jitter_keeps_order": self.emulator != "netem" or not self.jitter_ms}
 
     def emulator_stats(self) -> dict:
-        """The emulator's counters now (linkemu: its JSON; netem: the qdiscs' sent/dropped packets)."""
-        if self.emulator == "linkemu" and self._process is not None and self._process.poll() is None:
+        """The emulator's counters now (linkemu: its JSON; netem: the qdiscs' sent/dropped packets).
+        Raises NetlabError if linkemu ended while the link was open."""
+        if self.emulator == "linkemu" and not self._closed:
+            if self._process.poll() is not None:  # it died under the run: the run must not pass
+                log = (self.state_dir / "linkemu.log").read_text(errors="replace").strip().splitlines()
+                raise NetlabError(f"linkemu exited ({self._process.returncode}): {log[-1] if log else 'no message'}")
             return _ask_linkemu(self._process, self.state_dir / "linkemu.json")
         if self.emulator == "linkemu":
             return dict(self.final_stats or {})

@@ -90,6 +90,14 @@ class WanThroughLinkemu(unittest.TestCase):
             self.assertEqual(live["schema"], "serverbench.linkemu/1")
         self.assertIsNotNone(link.final_stats)
         self.assertGreater(link.final_stats["seq"], live["seq"])
+        self.assertEqual(link.emulator_stats()["seq"], link.final_stats["seq"])
+
+    def test_an_emulator_that_died_is_an_error(self):
+        with netlab.Link("wan", rtt_ms=0, emulator="linkemu") as link:
+            link._process.kill()
+            link._process.wait()
+            with self.assertRaisesRegex(netlab.NetlabError, "linkemu exited"):
+                link.emulator_stats()
 
 
 def probe_netem() -> bool:
