@@ -143,7 +143,10 @@ class Link:
         self.linkemu_sched, self.linkemu_args = linkemu_sched, list(linkemu_args)
         self._requested_emulator, self._linkemu_path = emulator, linkemu
         n = next(_counter)
-        self.name = f"sb{os.getpid()}x{n}"
+        self._owner = os.getpid()
+        # 7 pid digits + 4 = 14 characters, one left for the interface suffix; a Link 10 000 links
+        # older that is still open would make `ip netns add` refuse the name, loudly.
+        self.name = f"sb{self._owner}x{n % 10000}"
         assert len(self.name) + 1 < _IFNAMSIZ, self.name
         self.server_ns, self.client_ns = f"{self.name}-srv", f"{self.name}-cli"
         self.emu_ns: str | None = None
@@ -187,8 +190,8 @@ class Link:
 
     def close(self) -> None:
         """Stops the emulator, ends every process left in the namespaces, removes them. Idempotent."""
-        if self._closed:
-            return
+        if self._closed or os.getpid() != self._owner:
+            return  # a forked child's exit must not remove its parent's link
         self._closed = True
         _open_links.discard(self)
         if self._process is not None:
