@@ -43,6 +43,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <span>
@@ -198,11 +199,14 @@ Port open_port(const std::string& name) {
 }
 
 // Frames of one direction waiting for their departure: a ring of fixed-size slots, so a frame is
-// received straight into its slot and nothing is allocated per frame.
+// received straight into its slot and nothing is allocated per frame. The slots are not zeroed:
+// their pages are touched only when a queue that deep is used.
 class FrameQueue {
 public:
     FrameQueue(std::size_t capacity, std::size_t slot_bytes)
-        : slot_bytes_(slot_bytes), data_(capacity * slot_bytes), frames_(capacity) {}
+        : slot_bytes_(slot_bytes),
+          data_(std::make_unique_for_overwrite<std::byte[]>(capacity * slot_bytes)),
+          frames_(capacity) {}
 
     bool full() const { return count_ == frames_.size(); }
     bool empty() const { return count_ == 0; }
@@ -229,7 +233,7 @@ private:
     std::size_t index(std::size_t offset) const { return (head_ + offset) % frames_.size(); }
 
     std::size_t slot_bytes_;
-    std::vector<std::byte> data_;
+    std::unique_ptr<std::byte[]> data_;
     std::vector<Frame> frames_;
     std::size_t head_ = 0, count_ = 0;
 };

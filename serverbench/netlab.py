@@ -119,12 +119,13 @@ class Link:
     kind "veth": one veth pair, MTU 1500, no added delay (emulator "none").
     kind "wan": rtt_ms (default 20, split over both directions), loss_pct, jitter_ms; emulator
     "auto" uses kernel netem where it works (linkemu instead when jitter_ms > 0, since netem's
-    jitter reorders frames), "netem" or "linkemu" force one.
+    jitter reorders frames), "netem" or "linkemu" force one. queue_frames (per direction)
+    is large by default so thousands of connections' frames in flight are never dropped.
     """
 
     def __init__(self, kind: str = "veth", rtt_ms: float | None = None, loss_pct: float = 0.0,
                  jitter_ms: float = 0.0, emulator: str = "auto", *, mtu: int = 1500, seed: int = 1,
-                 queue_frames: int = 1000, linkemu: str | None = None, linkemu_sched: str = "fifo",
+                 queue_frames: int = 10000, linkemu: str | None = None, linkemu_sched: str = "fifo",
                  linkemu_args: Sequence[str] = ()) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
