@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, comparison
+from . import ab, comparison, network
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -54,6 +54,17 @@ def build_parser():
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
+    net = ap.add_argument_group("network (docs/networks.md)")
+    net.add_argument("--net", default="loopback", choices=network.KINDS, metavar="KIND",
+                     help="loopback (default): TCP on 127.0.0.1; unix: Unix stream sockets; veth: server and "
+                     "clients in two network namespaces joined by a veth link (MTU 1500); wan: that link with "
+                     "emulated distance (root needed for veth and wan)")
+    net.add_argument("--rtt-ms", type=float, help="wan: round-trip time, split over both directions (default 20)")
+    net.add_argument("--loss-pct", type=float, default=0.0, help="wan: frames lost, per direction (default 0)")
+    net.add_argument("--jitter-ms", type=float, default=0.0,
+                     help="wan: uniform jitter of each frame's delay; frame order is kept (default 0)")
+    net.add_argument("--emulator", default="auto", choices=("auto", "netem", "linkemu"),
+                     help="wan: the kernel's netem where it exists (auto), or the project's linkemu")
     ab = ap.add_argument_group("A/B comparison (the baseline is A, the current tree B)")
     ab.add_argument("--baseline", metavar="REV", help="compare with this git revision, built once in "
                     "build-baseline/<commit>/ (HEAD gives an A/A run: the noise floor)")
@@ -98,6 +109,9 @@ def check_args(args):
         if getattr(args, flag) and not ab:
             raise UsageError(f"--{flag.replace('_', '-')} needs --baseline or --baseline-bin")
     args.min_effects = parse_min_effects(args.min_effect)
+    wan_only = args.rtt_ms is not None or args.loss_pct or args.jitter_ms or args.emulator != "auto"
+    if wan_only and args.net != "wan":
+        raise UsageError("--rtt-ms, --loss-pct, --jitter-ms and --emulator shape a --net wan link")
 
 
 def parse_min_effects(items):
@@ -186,12 +200,14 @@ def settings_for(args, models):
         m = RunDir(args.resume).read_manifest()
         return {k: m.get(k) for k in SETTINGS}
     profile = sc.PROFILES[args.profile]
-    wanted = split_list(args.scenarios) or list(profile.scenarios)
+    wanted = split_list(args.scenarios) or sc.default_scenarios(profile, args.net)
     settings = {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
                 "duration": profile.duration, "models": models,
                 "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
                 "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
-                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects}
+                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
+                "net": {"kind": args.net, "rtt_ms": args.rtt_ms, "loss_pct": args.loss_pct,
+                        "jitter_ms": args.jitter_ms, "emulator": args.emulator}}
     if args.baseline or args.baseline_bin:
         settings.update(baseline=args.baseline, trials=args.trials or profile.ab_trials,
                         baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
@@ -200,7 +216,7 @@ def settings_for(args, models):
 
 
 SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
-            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects")
+            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects", "net")
 
 
 def prepare(argv):
@@ -238,14 +254,19 @@ def main(argv=None):
     sup = Supervisor()
     state = {"finished_at": None, "interrupted": True}
     started = time.monotonic()
+    net = network.make(**(settings.get("net") or {"kind": "loopback"}))
     try:
+        net.open()
         run_dir.write_manifest(settings, state)
-        matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume))
+        matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume), net=net)
         failed = matrix.run()
-        gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate) if "A" in sides else True
+        gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate, net) if "A" in sides else True
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)
         state = {"finished_at": utc_now(), "interrupted": False}
+    except network.NetworkError as e:
+        log(f"run_all.sh: {e}")
+        return 2
     except Interrupted as e:
         log(f"run_all.sh: interrupted ({e}), stopping what it started; finish with "
             f"./run_all.sh --resume {run_dir.path}")
@@ -254,6 +275,7 @@ def main(argv=None):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sup.close()
+        net.close()
         run_dir.write_manifest(settings, state)
     run_dir.link_latest(os.path.join(ROOT, "results"))
     report(args, run_dir)
@@ -261,7 +283,7 @@ def main(argv=None):
     return 1 if failed or not gate_ok else 0
 
 
-def compare_sides(sup, run_dir, settings, sides, gate):
+def compare_sides(sup, run_dir, settings, sides, gate, net):
     """The A/B comparison of the run; with gate, the rows called slower are measured again (their
     points only, fresh trials, in confirm/), and the gate fails only on a row slower both times."""
     rows = ab.compare_run(run_dir, settings)
@@ -273,7 +295,7 @@ def compare_sides(sup, run_dir, settings, sides, gate):
     log(f"== gate: {len(failures)} row(s) slower; measuring their {len(keys)} point(s) again to confirm")
     confirm = RunDir(os.path.join(run_dir.path, "confirm"))
     confirm.create()
-    Matrix(sup, confirm, dict(settings, seed=settings["seed"] + 1), sides, only=set(keys)).run()
+    Matrix(sup, confirm, dict(settings, seed=settings["seed"] + 1), sides, only=set(keys), net=net).run()
     confirmed = comparison.confirmed_failures(rows, ab.compare_run(confirm, settings, set(keys)))
     for r in confirmed:
         log(f"== gate: {r['model']} {r['scenario']} {r['point']} {r['metric']} slower: "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from . import scenarios as sc
 from .ab import abba_order, seeded_rng
 from .counting import run_counting_trial
+from .network import Loopback
 from .noise import NoiseProbe
 from .point import CpuLayout, Trial, brief, read_json, run_trial, seconds_of, write_json
 
@@ -38,9 +39,11 @@ def log(text):
 class Matrix:
     """sides: {None: Binaries} for a plain run, {"A": ..., "B": ...} for an A/B run."""
 
-    def __init__(self, sup, run_dir, settings, sides, resumed=False, only=None):
-        """only: measure just these (model, scenario, point) keys (a gate's confirmation)."""
+    def __init__(self, sup, run_dir, settings, sides, resumed=False, only=None, net=None):
+        """only: measure just these (model, scenario, point) keys (a gate's confirmation);
+        net: the run's network.py setup (default loopback)."""
         self.sup, self.run_dir, self.settings, self.sides = sup, run_dir, settings, sides
+        self.net = net or Loopback()
         self.profile = sc.PROFILES[settings["profile"]]
         self.entries = [e for e in self.all_entries() if only is None or e.key[:3] in only]
         written = run_dir.points()
@@ -119,7 +122,7 @@ class Matrix:
         return Trial(model=entry.model, spec=entry.spec, binaries=self.sides[entry.side],
                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
-                     warmup=warmup, duration=duration)
+                     warmup=warmup, duration=duration, net=self.net)
 
     def measure(self, entry):
         label = entry.spec.label + ("-count" if entry.count else "")

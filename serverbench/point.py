@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import processes
+from .network import Loopback
 
 READY_TIMEOUT_S = 10
 # The idle holder's own bounds: it opens its connections within HOLD_CONNECT_S, then waits up to
@@ -63,6 +64,13 @@ class Trial:
     cpus: CpuLayout
     extra_loadgen_flags: tuple = ()
     counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
+    net: object = field(default_factory=Loopback)   # network.py: where the traffic goes
+
+    @property
+    def name(self):
+        """Unique within the run (a Unix socket's file name)."""
+        return os.path.relpath(self.log_base, os.path.dirname(os.path.dirname(os.path.dirname(self.log_base)))
+                               ).replace("/", "-")
 
 
 @dataclass
@@ -108,7 +116,9 @@ def run_trial(sup, trial):
     if server is None:
         return outcome
     holder = start_holder(sup, trial, port, outcome) if trial.spec.idle else None
+    emulator_before = trial.net.begin_point()
     lg_code, lg_timeout = run_loadgen(sup, trial, port, server_pid)
+    record_network(trial, outcome, trial.net.end_point(emulator_before))
     server_was_alive = processes.alive(server_pid)
     if holder is not None:
         sup.stop(holder)
@@ -122,8 +132,8 @@ def run_trial(sup, trial):
 
 def start_server(sup, trial, outcome):
     log = trial.log_base + ".server.log"
-    argv = ["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model), "--port", "0",
-            *trial.spec.server_flags]
+    argv = trial.net.server_argv(["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model),
+                                  "--port", "0", *trial.spec.server_flags], trial.name)
     if trial.counted:
         argv = trial.counted.wrap("server", argv)
     with open(log, "wb") as err:
@@ -144,9 +154,9 @@ def start_server(sup, trial, outcome):
 
 
 def start_holder(sup, trial, port, outcome):
-    argv = [sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"), "--port", str(port),
-            "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
-            "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"]
+    argv = trial.net.client_argv([sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"),
+                                  *trial.net.target_flags(port, trial.name), "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
+            "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"])
     with open(trial.log_base + ".idle.log", "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "idle holder")
     match, failure = processes.wait_ready(proc, HOLDER_READY, HOLD_CONNECT_S + HOLD_SETTLE_S + 5)
@@ -160,13 +170,14 @@ def start_holder(sup, trial, port, outcome):
 
 def loadgen_argv(trial, port, server_pid):
     spec = trial.spec
-    return ["taskset", "-c", trial.cpus.loadgen, trial.binaries.loadgen, "--port", str(port),
+    return trial.net.client_argv([
+            "taskset", "-c", trial.cpus.loadgen, trial.binaries.loadgen, *trial.net.target_flags(port, trial.name),
             *spec.loadgen_flags, "--connections", str(spec.connections),
             "--threads", str(trial.cpus.loadgen_threads), "--duration", trial.duration,
             "--warmup", trial.warmup, "--cpus", trial.cpus.loadgen, "--server-pid", str(server_pid),
             "--model", trial.model, "--scenario", spec.scenario,
             "--server-flags", " ".join(spec.server_flags), *trial.extra_loadgen_flags,
-            "--out", trial.out, "--quiet"]
+            "--out", trial.out, "--quiet"])
 
 
 def run_loadgen(sup, trial, port, server_pid):
@@ -185,6 +196,20 @@ def run_loadgen(sup, trial, port, server_pid):
         return proc.returncode, limit
     sup.kill_group(proc)
     return proc.returncode, None
+
+
+def record_network(trial, outcome, emulator):
+    """The network setup in the result's env, and what the link emulator did during the point: a
+    point where the emulator was the limit is marked, like a loadgen-bound one."""
+    def change(doc):
+        doc.setdefault("env", {})["network"] = trial.net.env()
+        if emulator is not None:
+            doc["env"]["network"]["emulator_window"] = emulator
+    if os.path.exists(trial.out) and os.path.getsize(trial.out) > 0:
+        update_json(trial.out, change)
+    if emulator and emulator.get("bound"):
+        outcome.reasons.append("emulator-bound: the link emulator was the limit (late or dropped frames, "
+                               "or its CPU)")
 
 
 def merge_idle_result(trial):
