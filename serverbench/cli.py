@@ -130,9 +130,6 @@ def parse_min_effects(items):
 def build_if_needed(args):
     if args.no_build:
         return
-    code = subprocess.call(["bash", "-c", f'source "{ROOT}/tools/ensure_deps.sh" && ensure_deps'])
-    if code != 0:
-        sys.exit(code)
     build_dir = args.build_dir
     if not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
         log(f"== configuring {build_dir} (Release)")
