@@ -33,6 +33,9 @@ NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "rec
 EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter",
           *(f"syscalls:sys_enter_{name}" for name in NAMED_SYSCALLS))
 ACK_TIMEOUT_S = 2.0
+# Fewer requests than this in a counting window (a starved server on a loaded machine) make
+# per-request figures of start-up noise: the point says so instead.
+MIN_REQUESTS = 100
 TOP_SYSCALLS = 8
 _availability = {}
 
@@ -213,6 +216,9 @@ def counts_of(counted, result):
     if problem or not result:
         return {"tool": "perf stat", "not_counted": problem or "no result"}
     requests = result["totals"]["requests"]
+    if requests < MIN_REQUESTS:
+        return {"tool": "perf stat", "requests": requests,
+                "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
     server = result.get("server") or {}
     split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
     return {"tool": "perf stat", "window": "loadgen's measured window (--window-fifo)", "requests": requests,
