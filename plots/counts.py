@@ -80,3 +80,26 @@ def counts_chart(run, out_dir, save):
     axes[0].legend(ncol=min(len(models), 6), fontsize=7)
     save(fig, "counts_per_request", "Counted work per request (server, perf stat over the measured window)")
     return os.path.join(out_dir, "counts_per_request.png")
+
+
+def main(argv=None):
+    """plots/counts.py RUN_DIR: print the counted-work table of a run (markdown)."""
+    import sys
+    from run_results import RunError, load_run
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: plots/counts.py RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        run = load_run(args[0])
+    except RunError as e:
+        print(f"counts.py: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(counts_table_md(run)))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.exit(main())
