@@ -127,9 +127,12 @@ def count_record(result, entry):
 
 
 def is_a_a(settings):
-    """Both sides are the same code: the run measures the noise floor."""
+    """Both sides are the same code (one commit, or one bin folder): the run measures the noise floor."""
     rev = settings.get("git_rev") or ""
     commit = settings.get("baseline_commit") or ""
+    if settings.get("baseline_bin"):
+        current = os.path.join(settings["build_dir"], "bin")
+        return os.path.realpath(settings["baseline_bin"]) == os.path.realpath(current)
     return bool(commit) and not rev.endswith("-dirty") and commit.startswith(rev)
 
 
