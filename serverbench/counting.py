@@ -14,6 +14,7 @@ never in the timed trials that comparisons and capacity sweeps use.
 """
 import dataclasses
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -36,8 +37,14 @@ ACK_TIMEOUT_S = 2.0
 # Fewer requests than this in a counting window (a starved server on a loaded machine) make
 # per-request figures of start-up noise: the point says so instead.
 MIN_REQUESTS = 100
+# perf counts from the moment it handles `enable` to the moment it handles `disable`; loadgen counts
+# requests from the moment it sends `enable`. A switch that took longer than this share of the
+# window (a starved perf on a loaded machine) would skew the per-request figures: the point says
+# so instead.
+MAX_SWITCH_SHARE = 0.05
 TOP_SYSCALLS = 8
 _availability = {}
+REALTIME = ("chrt", "--reset-on-fork", "--fifo", "1")
 
 
 def perf_unavailable():
@@ -66,17 +73,14 @@ class Fifo:
         os.write(self.fd, (text + "\n").encode())
 
     def read_line(self, timeout_s):
+        """One line, or None after timeout_s. Waits in select(), not in a polling loop: the
+        switch's latency is the counting window's error."""
         deadline, data = time.monotonic() + timeout_s, b""
-        os.set_blocking(self.fd, False)
         while not data.endswith(b"\n"):
-            try:
-                chunk = os.read(self.fd, 1)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return None
-                time.sleep(0.001)
-                continue
-            data += chunk
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            data += os.read(self.fd, 1)
         # perf writes its "ack\n" with the string's terminating NUL: drop it.
         return data.replace(b"\0", b"").decode().strip()
 
@@ -98,9 +102,11 @@ class CountedTrial:
         self._thread = threading.Thread(target=self._relay, daemon=True)
 
     def wrap(self, side, argv):
-        """argv under `perf stat`, counting off until the window opens."""
+        """argv under `perf stat`, counting off until the window opens. perf runs real-time (its
+        children do not: --reset-on-fork), so on a loaded machine it still switches its counters
+        within a millisecond or so of being told."""
         f = self.fifos
-        return ["perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
+        return [*REALTIME, "perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
                 "-x,", "-o", self.outputs[side], "-e", ",".join(EVENTS), "--", *argv]
 
     def loadgen_flags(self):
@@ -216,6 +222,9 @@ def counts_of(counted, result):
     if problem or not result:
         return {"tool": "perf stat", "not_counted": problem or "no result"}
     requests = result["totals"]["requests"]
+    late = switch_too_slow(result)
+    if late:
+        return {"tool": "perf stat", "requests": requests, "not_counted": late}
     if requests < MIN_REQUESTS:
         return {"tool": "perf stat", "requests": requests,
                 "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
@@ -225,6 +234,19 @@ def counts_of(counted, result):
             "server": per_request(parse_perf_csv(counted.outputs["server"]), requests,
                                   split if None not in split else None),
             "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"]), requests)}
+
+
+def switch_too_slow(result):
+    """Why the counters' window does not match loadgen's, or None."""
+    window = result.get("window") or {}
+    control = window.get("counter_control") or {}
+    length_us = (window.get("length_s") or 0) * 1e6
+    for edge in ("enable", "disable"):
+        took = control.get(f"{edge}_ack_us")
+        if took is not None and length_us and took > MAX_SWITCH_SHARE * length_us:
+            return (f"perf took {took / 1000:.1f} ms to {edge} its counters, over "
+                    f"{MAX_SWITCH_SHARE:.0%} of the {length_us / 1000:.0f} ms window")
+    return None
 
 
 def _add_counts(path, counts):

@@ -41,7 +41,7 @@ class Profile:
     distance_conns: tuple = (1, 10, 100, 1000)
     distance_rate: int = 5000
     count_warmup: str = "100ms"
-    count_duration: str = "300ms"
+    count_duration: str = "500ms"
     # Trials per side in an A/B run: the rank test needs at least 4 per side to reach p < 0.05 at
     # all, and 6-10 to survive a correction over many rows (docs/statistics.md).
     ab_trials: int = 8
