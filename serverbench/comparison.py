@@ -1,0 +1,517 @@
+"""A/B comparison of a run's trials: one row per model x scenario x point x metric, a
+verdict per row, the gate, the noise floor of an A/A run, and the files of a run folder.
+
+Input: trial records, one per trial (`trial_record` builds one from a result JSON):
+
+    {"model": "epoll", "scenario": "http-keepalive", "point": "c50", "side": "A" | "B",
+     "metrics": {"throughput_rps": 71000.0, "cpu_us_per_request": 6.1, "p99_us": 2100.0,
+                 "syscalls_per_request": 2.05, ...},
+     "server_bound": True}
+
+Which metrics decide (`metric_policy`):
+* cpu_us_per_request: lower is better, gated at every point;
+* throughput_rps: higher is better, gated only at a server-bound point (more than half of the
+  point's trials, A and B together, server-bound); elsewhere its row says `not gated` and
+  stays out of the correction, since a loadgen-bound throughput cannot show a server change;
+* any other `*_per_request` metric without `cpu` in its name is a count (system calls,
+  context switches): lower is better, gated;
+* p99_us and anything else: lower is better, reported with a verdict, never gated.
+
+The p-values of the gated rows are Holm-corrected as one family; the reported rows (p99...)
+are Holm-corrected as a family of their own, so they cannot weaken the gate.
+
+Run as `python3 -m serverbench.comparison detect DIR` to print the smallest detectable effect
+of the A/A trials stored under DIR (see docs/statistics.md).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import zlib
+from dataclasses import asdict, dataclass
+
+from serverbench import stats
+
+SCHEMA = "serverbench.comparison/1"
+NOT_GATED = "not gated"
+ROW_FIELDS = ["model", "scenario", "point", "metric", "a_median", "b_median", "ratio", "ci_low",
+              "ci_high", "p_value", "p_adjusted", "verdict", "gated", "min_effect", "n_a", "n_b"]
+CHANGES = (stats.SLOWER, stats.FASTER)
+# The detectable-effect search stops here: a point that cannot see a doubling sees nothing.
+MAX_EFFECT = 1.0
+
+
+@dataclass(frozen=True)
+class Method:
+    """How every row of a run is decided; written into comparison.json."""
+    correction: str = "holm"
+    alpha: float = stats.ALPHA
+    confidence: float = stats.CONFIDENCE
+    bootstrap: str = "percentile"
+    n_resamples: int = stats.N_RESAMPLES
+    seed: int = stats.DEFAULT_SEED
+    rank_test: str = "Mann-Whitney U, two-sided"
+
+
+@dataclass(frozen=True)
+class MetricPolicy:
+    higher_is_better: bool
+    gate: str            # "always", "server-bound" or "never"
+    min_effect: float = stats.MIN_EFFECT
+
+
+def metric_policy(metric, min_effects=None):
+    """The policy of a metric name; min_effects maps metric names to their minimum effect."""
+    min_effect = (min_effects or {}).get(metric, stats.MIN_EFFECT)
+    if metric == "throughput_rps":
+        return MetricPolicy(True, "server-bound", min_effect)
+    if metric == "cpu_us_per_request":
+        return MetricPolicy(False, "always", min_effect)
+    if metric.endswith("_per_request") and "cpu" not in metric:
+        return MetricPolicy(False, "always", min_effect)
+    return MetricPolicy(False, "never", min_effect)
+
+
+def trial_record(result, side, point, counts=None):
+    """The trial record of one serverbench.result/1 document. `counts` adds metrics such as
+    {"syscalls_per_request": 2.05}. server_bound is saturation.bound == "server": at a
+    "neither" point the server was not the limit either, so its throughput is not gated."""
+    if side not in ("A", "B"):
+        raise ValueError("side is 'A' or 'B'")
+    metrics = {"throughput_rps": result["totals"]["throughput_rps"],
+               "cpu_us_per_request": result.get("server", {}).get("cpu_us_per_request"),
+               "p99_us": result.get("latency_us", {}).get("p99")}
+    metrics.update(counts or {})
+    return {"model": result["model"], "scenario": result["scenario"], "point": point, "side": side,
+            "metrics": {k: v for k, v in metrics.items() if v is not None},
+            "server_bound": result.get("saturation", {}).get("bound") == "server"}
+
+
+def _group(trials):
+    """(model, scenario, point) -> trials, in order of first appearance."""
+    groups = {}
+    for t in trials:
+        if t.get("side") not in ("A", "B"):
+            raise ValueError(f"trial of {t.get('model')}/{t.get('point')} has no side A or B")
+        groups.setdefault((t["model"], t["scenario"], t["point"]), []).append(t)
+    return groups
+
+
+def _metric_names(group):
+    names = []
+    for t in group:
+        names += [m for m in t["metrics"] if m not in names]
+    return names
+
+
+def _side_values(group, side, metric):
+    """Sorted, so that the bootstrap (seeded per row) does not depend on the trials' order."""
+    return sorted(float(t["metrics"][metric]) for t in group
+                  if t["side"] == side and t["metrics"].get(metric) is not None)
+
+
+def _row_seed(seed, key):
+    """A seed per row from the row's name: reproducible whatever the order of the rows."""
+    return (seed + zlib.crc32("/".join(key).encode())) % 2**32
+
+
+def _is_gated(policy, group):
+    if policy.gate == "server-bound":
+        return 2 * sum(bool(t.get("server_bound")) for t in group) > len(group)
+    return policy.gate == "always"
+
+
+def _raw_rows(trials, method, min_effects):
+    rows = []
+    for key, group in _group(trials).items():
+        for metric in _metric_names(group):
+            a, b = _side_values(group, "A", metric), _side_values(group, "B", metric)
+            if not a or not b:
+                continue  # a metric only one side measured has nothing to compare
+            policy = metric_policy(metric, min_effects)
+            c = stats.compare(a, b, min_effect=policy.min_effect, confidence=method.confidence,
+                              seed=_row_seed(method.seed, key + (metric,)),
+                              n_resamples=method.n_resamples)
+            row = dict(zip(("model", "scenario", "point"), key), metric=metric,
+                       a_median=c.a_median, b_median=c.b_median, ratio=c.ratio, ci_low=c.ci_low,
+                       ci_high=c.ci_high, p_value=c.p_value, p_adjusted=None, verdict=None,
+                       gated=_is_gated(policy, group), min_effect=policy.min_effect,
+                       n_a=c.n_a, n_b=c.n_b)
+            rows.append((row, policy))
+    return rows
+
+
+def compare_trials(trials, *, method=Method(), min_effects=None):
+    """Rows (dicts with ROW_FIELDS) for every model x scenario x point x metric that both
+    sides measured. Gated rows are one Holm family; reported rows (never gated) another;
+    throughput at a point that is not server-bound gets verdict `not gated`, no p_adjusted."""
+    if method.correction != "holm":
+        raise ValueError("the only correction is holm")
+    rows = _raw_rows(trials, method, min_effects)
+    families = {"gated": [], "reported": []}
+    for row, policy in rows:
+        if row["gated"]:
+            families["gated"].append((row, policy))
+        elif policy.gate == "server-bound":
+            row["verdict"] = NOT_GATED
+        else:
+            families["reported"].append((row, policy))
+    for family in families.values():
+        adjusted = stats.holm([row["p_value"] for row, _ in family])
+        for (row, policy), p_adj in zip(family, adjusted):
+            row["p_adjusted"] = p_adj
+            row["verdict"] = stats.verdict(row["ratio"], row["ci_low"], row["ci_high"], p_adj,
+                                           higher_is_better=policy.higher_is_better,
+                                           min_effect=policy.min_effect, alpha=method.alpha)
+    return [row for row, _ in rows]
+
+
+def gate_failures(rows):
+    """The rows that fail a CI gate: verdict `slower` on a gated metric."""
+    return [r for r in rows if r["gated"] and r["verdict"] == stats.SLOWER]
+
+
+def rows_to_rerun(rows):
+    """(model, scenario, point) keys of the gate failures, once each, to confirm by a rerun."""
+    keys = []
+    for r in gate_failures(rows):
+        key = (r["model"], r["scenario"], r["point"])
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+# ------------------------------------------------------------------------- noise floor
+
+
+def _gated_family_size(trials, min_effects):
+    size = 0
+    for group in _group(trials).values():
+        for metric in _metric_names(group):
+            has_both = _side_values(group, "A", metric) and _side_values(group, "B", metric)
+            size += bool(has_both) and _is_gated(metric_policy(metric, min_effects), group)
+    return size
+
+
+def _noise_summary(points):
+    """Per scenario x metric: median and max CV and detectable effect over its points (a
+    point that detects nothing up to the search's limit counts as infinitely large)."""
+    summary = {}
+    for p in points:
+        summary.setdefault((p["scenario"], p["metric"]), []).append(p)
+    out = []
+    for (scenario, metric), ps in summary.items():
+        cvs = [p["cv"] for p in ps if p["cv"] is not None]
+        mdes = [math.inf if p["min_detectable_effect"] is None else p["min_detectable_effect"] for p in ps]
+        finite = lambda x: None if x is None or math.isinf(x) else x  # noqa: E731
+        out.append({"scenario": scenario, "metric": metric, "points": len(ps),
+                    "median_cv": _median(cvs), "max_cv": max(cvs) if cvs else None,
+                    "median_min_detectable_effect": finite(_median(mdes)),
+                    "max_min_detectable_effect": finite(max(mdes))})
+    return out
+
+
+def _median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def noise_floor(trials, *, method=Method(), min_effects=None, rows=None, power=0.8,
+                replications=100, n_resamples=999):
+    """The noise floor of an A/A run (both sides the same code), from its trial records.
+
+    Per model x scenario x point x metric: n (trials per side, the smaller side), the
+    coefficient of variation of all the point's trials, and the smallest effect the verdict
+    rule calls with `power` at that n (`stats.min_detectable_effect` on the pooled trials,
+    with the metric's minimum effect and Holm's bar for a family of `rows` rows: by default
+    the number of gated rows of this run). Plus a summary per scenario x metric."""
+    family = rows if rows is not None else max(1, _gated_family_size(trials, min_effects))
+    points = []
+    for key, group in _group(trials).items():
+        for metric in _metric_names(group):
+            a, b = _side_values(group, "A", metric), _side_values(group, "B", metric)
+            if len(a) < 2 or len(b) < 2:
+                continue
+            n = min(len(a), len(b))
+            policy = metric_policy(metric, min_effects)
+            mde = stats.min_detectable_effect(
+                a + b, n, power=power, alpha=method.alpha, rows=family, min_effect=policy.min_effect,
+                confidence=method.confidence, replications=replications, n_resamples=n_resamples,
+                seed=_row_seed(method.seed, key + (metric,)), max_effect=MAX_EFFECT)
+            points.append(dict(zip(("model", "scenario", "point"), key), metric=metric, n=n,
+                               cv=stats.spread(a + b).cv, min_detectable_effect=mde.effect))
+    return {"power": power, "family_rows": family, "replications": replications,
+            "max_effect": MAX_EFFECT, "points": points, "summary": _noise_summary(points)}
+
+
+# ------------------------------------------------------------------------- writers
+
+
+def _effect_order(row):
+    significant = row["verdict"] in CHANGES
+    size = abs(math.log(row["ratio"])) if row["ratio"] else -1.0
+    return (not significant, -size, row["model"], row["scenario"], row["point"], row["metric"])
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return "–"
+    if isinstance(x, float) and (abs(x) >= 1000 or x == int(x)):
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _fmt_p(p):
+    return "–" if p is None else f"{p:.2g}"
+
+
+def _header(rows, method):
+    slower = sum(r["verdict"] == stats.SLOWER for r in rows)
+    faster = sum(r["verdict"] == stats.FASTER for r in rows)
+    gated = sum(r["gated"] for r in rows)
+    failing = len(gate_failures(rows))
+    return (f"{len(rows)} rows; {slower + faster} changes ({slower} slower, {faster} faster); "
+            f"{failing} gate failures. Holm correction over the {gated} gated rows "
+            f"(the {len(rows) - gated} others: a family of their own, or not gated), "
+            f"alpha {method.alpha}; {method.confidence:.0%} {method.bootstrap} bootstrap "
+            f"intervals of the ratio of medians ({method.n_resamples} resamples, seed "
+            f"{method.seed}); {method.rank_test}.")
+
+
+def _row_line(r):
+    ci = "–" if r["ci_low"] is None else f"{r['ci_low']:.3f}–{r['ci_high']:.3f}"
+    ratio = "–" if r["ratio"] is None else f"{r['ratio']:.3f}"
+    verdict = f"**{r['verdict']}**" if r["verdict"] in CHANGES else r["verdict"]
+    return (f"| {r['model']} | {r['scenario']} | {r['point']} | {r['metric']} | {_fmt(r['a_median'])} "
+            f"| {_fmt(r['b_median'])} | {ratio} | {ci} | {_fmt_p(r['p_value'])} "
+            f"| {_fmt_p(r['p_adjusted'])} | {verdict} | {'yes' if r['gated'] else 'no'} "
+            f"| {r['n_a']}/{r['n_b']} |")
+
+
+def _noise_lines(noise):
+    lines = ["", "## Noise floor (A/A run)", "",
+             f"Spread of the same code on both sides, and the smallest effect each point's verdict "
+             f"rule calls with {noise['power']:.0%} power at its N (resampled trials, "
+             f"{noise['replications']} replications, Holm bar for {noise['family_rows']} gated rows).",
+             "", "| scenario | metric | points | median CV | max CV | median detectable | max detectable |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    pct = lambda x: "–" if x is None else f"{x:.1%}"  # noqa: E731
+    beyond = f"> {noise['max_effect']:.0%}"
+    mde = lambda x: beyond if x is None else f"{x:.1%}"  # noqa: E731
+    for s in noise["summary"]:
+        lines.append(f"| {s['scenario']} | {s['metric']} | {s['points']} | {pct(s['median_cv'])} "
+                     f"| {pct(s['max_cv'])} | {mde(s['median_min_detectable_effect'])} "
+                     f"| {mde(s['max_min_detectable_effect'])} |")
+    lines += ["", "| model | scenario | point | metric | n | CV | detectable |", "|---|---|---|---|---:|---:|---:|"]
+    for p in noise["points"]:
+        lines.append(f"| {p['model']} | {p['scenario']} | {p['point']} | {p['metric']} | {p['n']} "
+                     f"| {pct(p['cv'])} | {mde(p['min_detectable_effect'])} |")
+    return lines
+
+
+def comparison_markdown(rows, method=Method(), noise=None):
+    lines = ["# A/B comparison", "", _header(rows, method), "",
+             "Ratio is B/A (current over baseline). A change is called only when the interval "
+             "excludes 1, the ratio is at least the metric's minimum effect away from 1 and the "
+             "corrected p-value is below alpha. Significant rows first, then by effect size.", "",
+             "| model | scenario | point | metric | A median | B median | B/A | CI | p | p (Holm) "
+             "| verdict | gated | n A/B |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|---|---|---|"]
+    lines += [_row_line(r) for r in sorted(rows, key=_effect_order)]
+    if noise is not None:
+        lines += _noise_lines(noise)
+    return "\n".join(lines) + "\n"
+
+
+def _json_safe(x):
+    """Strict JSON: no NaN or infinity (they become null)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def comparison_document(rows, method=Method(), noise=None):
+    doc = {"schema": SCHEMA, "method": asdict(method),
+           "summary": {"rows": len(rows), "gated_rows": sum(r["gated"] for r in rows),
+                       "slower": sum(r["verdict"] == stats.SLOWER for r in rows),
+                       "faster": sum(r["verdict"] == stats.FASTER for r in rows),
+                       "gate_failures": len(gate_failures(rows))},
+           "rows": [{k: r.get(k) for k in ROW_FIELDS} for r in rows]}
+    if noise is not None:
+        doc["noise_floor"] = noise
+    return _json_safe(doc)
+
+
+def write_comparison(run_dir, rows, *, method=Method(), noise=None):
+    """Writes comparison.json, comparison.md, comparison.png and comparison.svg into run_dir
+    (noise: the `noise_floor` of an A/A run, added as its own section). Returns the paths."""
+    os.makedirs(run_dir, exist_ok=True)
+    paths = {ext: os.path.join(run_dir, f"comparison.{ext}") for ext in ("json", "md", "png", "svg")}
+    with open(paths["json"], "w") as f:
+        json.dump(comparison_document(rows, method, noise), f, indent=1, allow_nan=False)
+        f.write("\n")
+    with open(paths["md"], "w") as f:
+        f.write(comparison_markdown(rows, method, noise))
+    draw_comparison_chart(rows, paths["png"], paths["svg"])
+    return paths
+
+
+VERDICT_COLOURS = {stats.SLOWER: "#d55e00", stats.FASTER: "#0072b2", stats.NO_CHANGE: "#555555",
+                   NOT_GATED: "#999999"}  # Okabe-Ito: told apart by colour-blind readers too
+
+
+def _chart_panel(ax, metric, rows):
+    """Ratios with interval whiskers, one line per model x scenario x point."""
+    rows = sorted(rows, key=lambda r: (r["model"], r["scenario"], r["point"]), reverse=True)
+    band = rows[0]["min_effect"] if rows else stats.MIN_EFFECT
+    ax.axvspan(1 - band, 1 + band, color="#dddddd", zorder=0)
+    ax.axvline(1.0, color="black", linewidth=0.8, zorder=1)
+    for y, r in enumerate(rows):
+        if r["ratio"] is None:
+            continue
+        colour = VERDICT_COLOURS.get(r["verdict"], "#555555")
+        if r["ci_low"] is not None:
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, linewidth=1.2, zorder=2)
+        hollow = r["verdict"] == NOT_GATED
+        ax.plot(r["ratio"], y, marker="o", markersize=4, zorder=3, color=colour,
+                markerfacecolor="white" if hollow else colour)
+    for y in range(1, len(rows)):
+        if rows[y]["model"] != rows[y - 1]["model"]:
+            ax.axhline(y - 0.5, color="#bbbbbb", linewidth=0.6, zorder=0)  # a block per model
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['model']} · {r['scenario']} · {r['point']}" for r in rows], fontsize=7)
+    ax.set_ylim(-0.8, len(rows) - 0.2)
+    ax.set_title(f"{metric} (band: ±{band:.0%})", fontsize=9)
+    ax.set_xlabel("B / A (current / baseline)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def draw_comparison_chart(rows, png_path, svg_path):
+    """One panel per gated metric (a metric gated in at least one row); verdicts by colour,
+    `not gated` rows hollow. A run with no gated metric gets a single empty panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    metrics = [m for m in dict.fromkeys(r["metric"] for r in rows)
+               if any(r["gated"] for r in rows if r["metric"] == m)]
+    per_panel = max([sum(r["metric"] == m for r in rows) for m in metrics] or [1])
+    fig, axes = plt.subplots(1, max(1, len(metrics)), squeeze=False,
+                             figsize=(4.2 * max(1, len(metrics)) + 2, 1.2 + 0.2 * per_panel))
+    for ax, metric in zip(axes[0], metrics):
+        _chart_panel(ax, metric, [r for r in rows if r["metric"] == metric])
+    if not metrics:
+        axes[0][0].set_title("no gated metric")
+    handles = [Line2D([], [], color=c, marker="o", linestyle="-", label=v,
+                      markerfacecolor="white" if v == NOT_GATED else c)
+               for v, c in VERDICT_COLOURS.items()]
+    handles.append(Patch(color="#dddddd", label="within the minimum effect"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.savefig(png_path, dpi=110)
+    fig.savefig(svg_path)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------- command line
+
+
+def load_trial_dir(path):
+    """Trial records from every *.json under path: each a serverbench.result/1 document (or
+    a subset of it, as in tests/scripts/fixtures/aa-trials/) with an "ab" object
+    {"side": "A"|"B", "point": label}."""
+    trials = []
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            if name.endswith(".json"):
+                with open(os.path.join(root, name)) as f:
+                    result = json.load(f)
+                trials.append(trial_record(result, result["ab"]["side"], result["ab"]["point"]))
+    return trials
+
+
+def detectable_table(trials, ns, *, metrics=("throughput_rps", "cpu_us_per_request"), rows=1,
+                     min_effect=0.0, replications=200, seed=stats.DEFAULT_SEED):
+    """Lines "model/scenario/point metric n cv N=4: mde ..." for the A/A trials."""
+    lines = []
+    for key, group in _group(trials).items():
+        for metric in metrics:
+            pool = _side_values(group, "A", metric) + _side_values(group, "B", metric)
+            if len(pool) < 2:
+                continue
+            effects = [stats.min_detectable_effect(pool, n, rows=rows, min_effect=min_effect,
+                                                   replications=replications, seed=seed).effect
+                       for n in ns]
+            cells = ["  >100%" if e is None else f"{e:7.1%}" for e in effects]
+            lines.append(f"{'/'.join(key):32} {metric:20} n={len(pool):2} cv={stats.spread(pool).cv:6.1%} "
+                         + " ".join(f"N={n}:{c}" for n, c in zip(ns, cells)))
+    return lines
+
+
+def load_repeat_dir(run_dir):
+    """Trial records (all side "A") of a run folder's points/<model>/<scenario>/<label>-rN.json."""
+    trials = []
+    for root, _, files in sorted(os.walk(os.path.join(run_dir, "points"))):
+        for name in sorted(files):
+            label, _, rep = name[: -len(".json")].rpartition("-r")
+            if name.endswith(".json") and rep.isdigit():
+                with open(os.path.join(root, name)) as f:
+                    trials.append(trial_record(json.load(f), "A", label))
+    return trials
+
+
+def repeat_spread_table(trials, metrics=("throughput_rps", "cpu_us_per_request")):
+    """Lines per scenario: points with repeats, the median CV of each metric over them, and
+    at how many points each metric was the steadier one."""
+    per_scenario = {}
+    for (_, scenario, _), group in _group(trials).items():
+        cvs = [stats.spread(_side_values(group, "A", m)).cv if len(_side_values(group, "A", m)) > 1 else None
+               for m in metrics]
+        if None not in cvs:
+            per_scenario.setdefault(scenario, []).append(cvs)
+    lines = []
+    for scenario, cvs in per_scenario.items():
+        medians = "  ".join(f"{m} median cv {_median([c[i] for c in cvs]):6.1%}" for i, m in enumerate(metrics))
+        steadier = sum(c[1] < c[0] for c in cvs)
+        lines.append(f"{scenario:15} points {len(cvs):2}  {medians}  {metrics[1]} steadier at {steadier}/{len(cvs)}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    detect = sub.add_parser("detect", help="smallest detectable effect of stored A/A trials")
+    detect.add_argument("dir")
+    detect.add_argument("--n", type=int, nargs="+", default=[4, 6, 8, 10])
+    detect.add_argument("--rows", type=int, default=1, help="Holm family size (default 1)")
+    detect.add_argument("--min-effect", type=float, default=0.0)
+    detect.add_argument("--replications", type=int, default=200)
+    spread_cmd = sub.add_parser("spread", help="spread of the repeats of a run folder, per scenario")
+    spread_cmd.add_argument("run_dir")
+    args = parser.parse_args(argv)
+    if args.command == "spread":
+        for line in repeat_spread_table(load_repeat_dir(args.run_dir)):
+            print(line)
+        return 0
+    trials = load_trial_dir(args.dir)
+    if not trials:
+        print(f"no trials under {args.dir}", file=sys.stderr)
+        return 2
+    for line in detectable_table(trials, args.n, rows=args.rows, min_effect=args.min_effect,
+                                 replications=args.replications):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

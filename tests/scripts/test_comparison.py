@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""serverbench/comparison.py: rows and verdicts from trial records (which metric is gated
+where), the gate and its reruns, the A/A noise floor on real recorded trials
+(fixtures/aa-trials), and the writers (valid JSON, Markdown, PNG and SVG)."""
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+AA_TRIALS = os.path.join(HERE, "fixtures", "aa-trials")
+BASELINE_POINT = os.path.join(ROOT, "results", "baseline", "points", "epoll", "http-keepalive", "c50-r1.json")
+sys.path.insert(0, ROOT)
+
+try:
+    import numpy as np
+    import matplotlib  # noqa: F401  (the chart)
+    from serverbench import comparison, stats
+except ImportError as e:  # Debian's python3-numpy, python3-scipy, python3-matplotlib
+    print(f"skipped: {e}")
+    sys.exit(77)
+
+FAST = comparison.Method(n_resamples=1999)
+
+
+def trials_of(model, point, n, metrics, b_factors=None, server_bound=True, seed=0, cv=0.02):
+    """n A and n B trial records in ABBA order; B's metrics multiplied by b_factors."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(2 * n):
+        side = "A" if i % 4 in (0, 3) else "B"
+        factor = lambda m: (b_factors or {}).get(m, 1.0) if side == "B" else 1.0  # noqa: E731
+        values = {m: v * factor(m) * (1 + cv * rng.standard_normal()) for m, v in metrics.items()}
+        out.append({"model": model, "scenario": "http-keepalive", "point": point, "side": side,
+                    "metrics": values, "server_bound": server_bound})
+    return out
+
+
+BASE = {"throughput_rps": 80000.0, "cpu_us_per_request": 8.0, "p99_us": 900.0}
+
+
+def row(rows, model, metric, point="c50"):
+    [r] = [r for r in rows if (r["model"], r["metric"], r["point"]) == (model, metric, point)]
+    return r
+
+
+class CompareTrialsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # "slowed" pays 1.3x the CPU per request on B and loses throughput; "steady" does not.
+        cls.trials = (trials_of("slowed", "c50", 8, BASE, {"cpu_us_per_request": 1.3, "throughput_rps": 0.77}, seed=1)
+                      + trials_of("steady", "c50", 8, BASE, seed=2))
+        cls.rows = comparison.compare_trials(cls.trials, method=FAST)
+
+    def test_rows_have_the_contract_fields(self):
+        required = {"model", "scenario", "point", "metric", "a_median", "b_median", "ratio", "ci_low",
+                    "ci_high", "p_value", "verdict", "n_a", "n_b"}
+        self.assertEqual(len(self.rows), 6)
+        for r in self.rows:
+            self.assertTrue(required <= set(r), r)
+            self.assertEqual((r["n_a"], r["n_b"]), (8, 8))
+
+    def test_regressed_model_is_slower_and_the_other_is_not(self):
+        cpu = row(self.rows, "slowed", "cpu_us_per_request")
+        self.assertEqual(cpu["verdict"], stats.SLOWER)
+        self.assertGreater(cpu["ci_low"], 1.0)
+        self.assertAlmostEqual(cpu["ratio"], 1.3, delta=0.05)
+        self.assertEqual(row(self.rows, "slowed", "throughput_rps")["verdict"], stats.SLOWER)
+        for metric in ("cpu_us_per_request", "throughput_rps", "p99_us"):
+            self.assertEqual(row(self.rows, "steady", metric)["verdict"], stats.NO_CHANGE)
+
+    def test_gate_and_reruns(self):
+        failures = comparison.gate_failures(self.rows)
+        self.assertEqual({(r["model"], r["metric"]) for r in failures},
+                         {("slowed", "cpu_us_per_request"), ("slowed", "throughput_rps")})
+        self.assertEqual(comparison.rows_to_rerun(self.rows), [("slowed", "http-keepalive", "c50")])
+
+    def test_holm_family_is_the_gated_rows(self):
+        gated = [r for r in self.rows if r["gated"]]
+        self.assertEqual(len(gated), 4)  # CPU and throughput of two models; p99 is not gated
+        smallest = min(gated, key=lambda r: r["p_value"])
+        self.assertAlmostEqual(smallest["p_adjusted"], min(1.0, 4 * smallest["p_value"]))
+        p99 = [r for r in self.rows if r["metric"] == "p99_us"]
+        self.assertFalse(any(r["gated"] for r in p99))
+        self.assertAlmostEqual(min(r["p_adjusted"] for r in p99), min(1.0, 2 * min(r["p_value"] for r in p99)))
+
+    def test_same_rows_whatever_the_order_of_the_trials(self):
+        shuffled = list(self.trials)
+        random.Random(3).shuffle(shuffled)
+        again = comparison.compare_trials(shuffled, method=FAST)
+        key = lambda r: (r["model"], r["metric"])  # noqa: E731
+        self.assertEqual(sorted(self.rows, key=key), sorted(again, key=key))
+
+
+class WhatIsGatedTest(unittest.TestCase):
+    def test_throughput_at_a_loadgen_bound_point_is_not_gated(self):
+        trials = trials_of("m", "c50", 6, BASE, {"throughput_rps": 0.6}, server_bound=False, seed=4)
+        rows = comparison.compare_trials(trials, method=FAST)
+        tput = row(rows, "m", "throughput_rps")
+        self.assertEqual((tput["verdict"], tput["gated"], tput["p_adjusted"]), (comparison.NOT_GATED, False, None))
+        self.assertLess(tput["ci_high"], 1.0)  # the change is there, and reported
+        self.assertEqual(comparison.gate_failures(rows), [])
+        self.assertTrue(row(rows, "m", "cpu_us_per_request")["gated"])
+
+    def test_server_bound_needs_more_than_half_of_the_trials(self):
+        trials = trials_of("m", "c50", 4, BASE, seed=5)
+        for t in trials[:4]:
+            t["server_bound"] = False
+        self.assertFalse(row(comparison.compare_trials(trials, method=FAST), "m", "throughput_rps")["gated"])
+        trials[0]["server_bound"] = True
+        self.assertTrue(row(comparison.compare_trials(trials, method=FAST), "m", "throughput_rps")["gated"])
+
+    def test_counts_are_gated_and_p99_never(self):
+        metrics = dict(BASE, syscalls_per_request=2.05, loadgen_cpu_us_per_request=11.0)
+        trials = trials_of("m", "c50", 8, metrics, {"syscalls_per_request": 1.5, "p99_us": 3.0}, seed=6)
+        rows = comparison.compare_trials(trials, method=FAST)
+        sys_row = row(rows, "m", "syscalls_per_request")
+        self.assertEqual((sys_row["gated"], sys_row["verdict"]), (True, stats.SLOWER))
+        p99 = row(rows, "m", "p99_us")
+        self.assertEqual((p99["gated"], p99["verdict"]), (False, stats.SLOWER))
+        self.assertFalse(row(rows, "m", "loadgen_cpu_us_per_request")["gated"])
+        self.assertEqual([r["metric"] for r in comparison.gate_failures(rows)], ["syscalls_per_request"])
+
+    def test_min_effect_per_metric(self):
+        trials = trials_of("m", "c50", 8, BASE, {"cpu_us_per_request": 1.04}, seed=7, cv=0.002)
+        default = row(comparison.compare_trials(trials, method=FAST), "m", "cpu_us_per_request")
+        self.assertEqual(default["verdict"], stats.NO_CHANGE)
+        tight = row(comparison.compare_trials(trials, method=FAST, min_effects={"cpu_us_per_request": 0.02}),
+                    "m", "cpu_us_per_request")
+        self.assertEqual((tight["verdict"], tight["min_effect"]), (stats.SLOWER, 0.02))
+
+    def test_a_trial_without_side_is_an_error(self):
+        with self.assertRaises(ValueError):
+            comparison.compare_trials([{"model": "m", "scenario": "s", "point": "p", "metrics": {}}])
+
+    def test_trial_record_from_a_result_document(self):
+        with open(BASELINE_POINT) as f:
+            result = json.load(f)
+        t = comparison.trial_record(result, "A", "c50", counts={"syscalls_per_request": 2.0})
+        self.assertEqual(t["metrics"]["throughput_rps"], result["totals"]["throughput_rps"])
+        self.assertEqual(t["metrics"]["cpu_us_per_request"], result["server"]["cpu_us_per_request"])
+        self.assertEqual(t["metrics"]["p99_us"], result["latency_us"]["p99"])
+        self.assertEqual(t["server_bound"], result["saturation"]["bound"] == "server")
+        self.assertEqual(t["metrics"]["syscalls_per_request"], 2.0)
+
+
+class AARunTest(unittest.TestCase):
+    """Real A/A trials: the same binaries on both sides, recorded on the shared 2-CPU machine,
+    once while other jobs left the server 30-99% of its CPU (shared), once 5-22% (contended)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.runs = {name: comparison.load_trial_dir(os.path.join(AA_TRIALS, name))
+                    for name in ("shared", "contended")}
+
+    def test_an_aa_run_flags_at_most_one_row(self):
+        for name, trials in self.runs.items():
+            self.assertEqual(len(trials), 40, name)
+            rows = comparison.compare_trials(trials)
+            self.assertEqual(len(rows), 6, name)
+            self.assertLessEqual(sum(r["verdict"] in (stats.SLOWER, stats.FASTER) for r in rows), 1, name)
+
+    def test_noise_floor(self):
+        trials = self.runs["shared"]
+        noise = comparison.noise_floor(trials, replications=40)
+        self.assertEqual(len(noise["points"]), 6)  # 2 models x 3 metrics
+        for p in noise["points"]:
+            self.assertEqual(p["n"], 10)
+            pool = [t["metrics"][p["metric"]] for t in trials if t["model"] == p["model"]]
+            self.assertAlmostEqual(p["cv"], float(np.std(pool, ddof=1) / np.mean(pool)))
+            mde = p["min_detectable_effect"]
+            self.assertTrue(mde is None or mde >= 0.05)  # the minimum effect is part of the rule
+        self.assertEqual({(s["scenario"], s["metric"]) for s in noise["summary"]},
+                         {("http-keepalive", m) for m in ("throughput_rps", "cpu_us_per_request", "p99_us")})
+
+    def test_detect_command(self):
+        out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "detect",
+                              os.path.join(AA_TRIALS, "shared"), "--n", "4", "8", "--replications", "20"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(len(out.stdout.splitlines()), 4)
+        self.assertIn("N=8:", out.stdout)
+
+
+class RepeatSpreadTest(unittest.TestCase):
+    def test_spread_of_a_run_folders_repeats(self):
+        trials = comparison.load_repeat_dir(os.path.join(ROOT, "results", "baseline"))
+        epoll = [t for t in trials if (t["model"], t["scenario"], t["point"]) == ("epoll", "http-keepalive", "c50")]
+        self.assertEqual(len(epoll), 3)  # c50-r1, -r2, -r3
+        lines = comparison.repeat_spread_table(trials)
+        self.assertTrue(any(line.startswith("http-keepalive") for line in lines))
+        self.assertTrue(all("cpu_us_per_request median cv" in line for line in lines))
+
+
+class WritersTest(unittest.TestCase):
+    def test_files_are_valid(self):
+        trials = (trials_of("slowed", "c50", 6, BASE, {"cpu_us_per_request": 1.3}, seed=8)
+                  + trials_of("steady", "c50", 6, BASE, seed=9)
+                  + trials_of("steady", "c1", 6, BASE, server_bound=False, seed=10))
+        rows = comparison.compare_trials(trials, method=FAST)
+        noise = comparison.noise_floor(trials_of("steady", "c50", 6, BASE, seed=11), replications=20)
+        with tempfile.TemporaryDirectory() as d:
+            paths = comparison.write_comparison(d, rows, method=FAST, noise=noise)
+            with open(paths["json"]) as f:
+                doc = json.load(f)
+            self.assertEqual(doc["schema"], "serverbench.comparison/1")
+            self.assertEqual((doc["method"]["correction"], doc["method"]["n_resamples"]), ("holm", 1999))
+            self.assertEqual(len(doc["rows"]), len(rows))
+            self.assertEqual(doc["summary"]["gate_failures"], 1)
+            with open(paths["md"]) as f:
+                md = f.read()
+            self.assertIn(f"{len(rows)} rows; 1 changes (1 slower, 0 faster); 1 gate failures", md)
+            table = [line for line in md.splitlines() if line.startswith("| slowed") or line.startswith("| steady")]
+            self.assertIn("**slower**", table[0])  # significant rows first
+            self.assertIn("## Noise floor (A/A run)", md)
+            with open(paths["png"], "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+            self.assertTrue(ET.parse(paths["svg"]).getroot().tag.endswith("svg"))
+
+    def test_no_nan_in_json(self):
+        rows = comparison.compare_trials(
+            [{"model": "m", "scenario": "s", "point": "p", "side": s, "metrics": {"cpu_us_per_request": v},
+              "server_bound": True} for s, v in (("A", 0.0), ("A", 0.0), ("B", 1.0), ("B", 1.0))], method=FAST)
+        self.assertIsNone(rows[0]["ratio"])
+        with tempfile.TemporaryDirectory() as d:
+            paths = comparison.write_comparison(d, rows, method=FAST)
+            with open(paths["json"]) as f:
+                self.assertIsNone(json.load(f)["rows"][0]["ratio"])
+
+
+if __name__ == "__main__":
+    unittest.main()
