@@ -483,12 +483,19 @@ def cell(p, what):
         return STATUS_MARK.get(p.status, p.status)
     if what == "rps":
         text = f"{p.rps:,.0f}" if p.rps is not None else "?"
-        return text + (" ⚠" if p.errors else "")
+        return text + with_spread(p, "rps", lambda v: f"{v:,.0f}") + (" ⚠" if marks.severity(p) == marks.BAD else "")
     if what == "p99":
-        return fmt_latency_us(p.latency.get("p99"))
+        return fmt_latency_us(p.latency.get("p99")) + with_spread(p, "p99", fmt_latency_us)
     if what == "cpu":
-        return f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
+        text = f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
+        return text + with_spread(p, "cpu", lambda v: f"{v:,.1f}")
     raise ValueError(what)
+
+
+def with_spread(p, metric, fmt):
+    """" [low–high]" of the repeats' spread, or "" with a single repeat."""
+    span = marks.interval(p.samples.get(metric))
+    return f" [{fmt(span[0])}–{fmt(span[1])}]" if span else ""
 
 
 def summary_md(run, charts):
@@ -515,7 +522,10 @@ def summary_header(run):
         "",
         "Cells: `n/a` = not applicable to the model, `failed` = the server failed to start or died, "
         "`unsupported` = the kernel refused the mechanism, `—` = not run, ⚠ = the load generator "
-        "counted errors (refused, reset or timed-out requests) at that point.",
+        "counted errors (refused, reset or timed-out requests) at that point, or fewer connections were "
+        "established than asked, or an open-loop run missed its rate.",
+        "",
+        marks.spread_note() + " report.html holds the same with the charts inline.",
         "",
     ]
 

@@ -120,8 +120,14 @@ def value_cell(p, value, metric, unit=""):
     kind = marks.severity(p)
     if kind:
         cls = "flag-bad" if kind == marks.BAD else "flag-bound"
-        text += f' <span class="{cls}">⚠ {E(marks.flag_text(p))}</span>'
+        text += f' <span class="{cls}" title="{E(marks.flag_text(p))}">{"⚠" if kind == marks.BAD else "▨"}</span>'
     return f'<td class="num" data-v="{"" if v is None else v}">{text}</td>'
+
+
+def flags_td(p, notes):
+    kind = marks.severity(p)
+    cls = {marks.BAD: ' class="flag-bad"', marks.BOUND: ' class="flag-bound"'}.get(kind, "")
+    return f"<td{cls}>{E(notes)}</td>"
 
 
 def table(headers, rows, cls="sortable"):
@@ -293,8 +299,9 @@ def headline_section(run, out_dir):
         rows.append(cells)
     fig = inline_svg(out_dir, "throughput_vs_connections", "HTTP keep-alive: throughput and p99 latency as clients grow")
     return (f'<p class="note">Each scenario at its busiest point: throughput (higher is better), and p99 latency '
-            f'for the open loop (lower is better). {E(marks.spread_note())} ⚠ marks a point whose figure is not '
-            f'face value (see <a href="#reading">how to read</a>).</p>' + table(headers, rows) + (fig or ""))
+            f'for the open loop (lower is better). {E(marks.spread_note())} ⚠: errors, missing connections or a '
+            f'missed rate; ▨: the load generator was the bottleneck (hover for details; the scenario tables say it '
+            f'in full; see <a href="#reading">how to read</a>).</p>' + table(headers, rows) + (fig or ""))
 
 
 def scenario_section(run, scenario, out_dir):
@@ -318,7 +325,7 @@ def scenario_table(run, scenario):
                "bound", "notes"]
     rows = []
     for p in sorted(run.scenario_points(scenario), key=lambda p: (run.models.index(p.model), p.idle, p.connections)):
-        notes = p.reason or ""
+        notes = "; ".join(x for x in (marks.flag_text(p), p.reason) if x)
         rows.append([model_td(p.model), td(p.label, p.connections + p.idle),
                      value_cell(p, lambda q: q.rps, "rps"),
                      value_cell(p, lambda q: q.latency.get("p50"), "p50", "µs"),
@@ -327,7 +334,7 @@ def scenario_table(run, scenario):
                      td(fmt((p.peak_rss_kib or 0) / 1024) if p.status == "ok" else "—", (p.peak_rss_kib or 0) / 1024),
                      td(f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)}" if p.status == "ok" else "—",
                         max(p.peak_threads or 0, p.peak_processes or 0)),
-                     td(p.bound or "—"), td(notes)])
+                     td(p.bound or "—"), flags_td(p, notes)])
     return table(headers, rows)
 
 

@@ -44,6 +44,7 @@ class PointStandings:
     repeats: int                # the fewest repeats among the ranked models
     ranked: list = field(default_factory=list)       # [Standing], best first
     unranked: list = field(default_factory=list)     # [(model, why)]
+    too_few: list = field(default_factory=list)      # [(model, median, repeats)] below MIN_REPEATS
 
     @property
     def can_tell(self):
@@ -63,9 +64,11 @@ def deciding_metric(scenario):
 
 
 def point_standings(run, scenario, label):
+    """Models with at least MIN_REPEATS repeats are ranked against the best of them; one with
+    fewer is listed unranked with its median, since its figure cannot be told from noise."""
     metric, higher = deciding_metric(scenario)
     out = PointStandings(scenario, label, metric, higher, repeats=0)
-    candidates = []
+    candidates, few = [], []
     for model in run.models:
         p = run.get(model, scenario, label)
         if p is None or p.status != "ok":
@@ -76,7 +79,9 @@ def point_standings(run, scenario, label):
         elif not samples:
             out.unranked.append((model, "no value"))
         else:
-            candidates.append((model, samples))
+            (candidates if len(samples) >= MIN_REPEATS else few).append((model, samples))
+    if len(candidates) < 2:
+        candidates, few = candidates + few, []     # nothing to rank: the run cannot tell at all
     if not candidates:
         return out
     out.repeats = min(len(s) for _, s in candidates)
@@ -84,6 +89,7 @@ def point_standings(run, scenario, label):
     best = candidates[0][1]
     for model, samples in candidates:
         out.ranked.append(_against_best(model, samples, best, out.repeats >= MIN_REPEATS))
+    out.too_few = [(model, stats.spread(samples).median, len(samples)) for model, samples in few]
     return out
 
 
@@ -117,6 +123,9 @@ def describe(ps, fmt_value):
             band = f"{(s.ci_low - 1) * 100:+.0f}% to {(s.ci_high - 1) * 100:+.0f}%" if s.ci_low is not None else "?"
             verdict = "beyond the noise" if s.beyond_noise else "within the noise"
             lines.append(f"{s.model}: {fmt_value(s.median)}, {pct:+.1f}% vs the best (95% CI {band}), {verdict}.")
+    for model, median, n in ps.too_few:
+        lines.append(f"{model}: {fmt_value(median)}, not ranked ({n} repeat(s), {MIN_REPEATS} needed to tell it "
+                     f"from noise).")
     for model, why in ps.unranked:
         lines.append(f"{model}: not ranked ({why}).")
     return lines
