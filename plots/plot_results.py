@@ -449,7 +449,8 @@ class Charts:
                         [st["p99_us"] for st in steps], color=style["color"], marker=style["marker"],
                         linestyle=style["linestyle"])
                 bound = [st for st in steps if st.get("loadgen_bound") or st.get("errors")]
-                ax.plot([st.get("achieved_rps") or st.get("offered_rps") for st in bound], [st["p99_us"] for st in bound],
+                ax.plot([st.get("achieved_rps") or st.get("offered_rps") for st in bound],
+                        [st["p99_us"] for st in bound],
                         linestyle="", marker=style["marker"], markersize=10, markerfacecolor="white",
                         markeredgecolor=style["color"])
             ax.set_yscale("log")

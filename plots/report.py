@@ -14,6 +14,7 @@ import html
 import json
 import os
 import re
+import statistics
 
 import claims
 import marks
@@ -53,13 +54,16 @@ th.sortable{cursor:pointer}th.sortable:after{content:" \\2195";color:#888}
 .flag-bad{color:#b00000}.flag-bound{color:#6a4c00}
 .verdict-holds{background:#e3f1e8}.verdict-does-not-hold{background:#fbe4de}.verdict-inconclusive{background:#fff3c4}
 .verdict-not-measured{color:#666}
-td.model{white-space:nowrap}.swatch{display:inline-block;width:.9em;height:.9em;border:1px solid #333;vertical-align:-.1em;margin-right:.3em}
+td.model{white-space:nowrap}
+.swatch{display:inline-block;width:.9em;height:.9em;border:1px solid #333;vertical-align:-.1em;margin-right:.3em}
 figure{margin:.8em 0}figure svg{max-width:100%;height:auto;display:block}figcaption{font-size:.85em;color:#444}
 .note{color:#444;font-size:.9em}.tell li{margin:.15em 0}
 .wrap{overflow-x:auto}
 @media print{body{max-width:none;font-size:11px}nav{display:none}section{break-before:page;page-break-before:always}
  section:first-of-type{break-before:auto;page-break-before:auto}figure,table{break-inside:avoid;page-break-inside:avoid}
- th.sortable:after{content:""}a{color:inherit;text-decoration:none}}
+ th.sortable:after{content:""}a{color:inherit;text-decoration:none}
+ .wrap{overflow:visible}table{font-size:8px;width:100%}td.num,td.model{white-space:normal}
+ td,th{padding:.15em .25em}}
 """
 
 # Sorts a table by the clicked column: numbers by data-v (a cell's raw value), text otherwise;
@@ -134,7 +138,8 @@ def table(headers, rows, cls="sortable"):
     """rows: lists of ready-made <td> strings."""
     head = "".join(f"<th>{E(h)}</th>" for h in headers)
     body = "\n".join("<tr>" + "".join(r) + "</tr>" for r in rows)
-    return f'<div class="wrap"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>'
+    return (f'<div class="wrap"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>\n{body}\n</tbody></table></div>')
 
 
 def td(text, v=None):
@@ -172,7 +177,8 @@ def inline_svg(folder, name, caption):
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
     prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "-"
     for ident in set(_ID.findall(svg)):
-        svg = (svg.replace(f'id="{ident}"', f'id="{prefix}{ident}"').replace(f'href="#{ident}"', f'href="#{prefix}{ident}"')
+        svg = (svg.replace(f'id="{ident}"', f'id="{prefix}{ident}"')
+               .replace(f'href="#{ident}"', f'href="#{prefix}{ident}"')
                .replace(f"url(#{ident})", f"url(#{prefix}{ident})"))
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{E(caption)}" ', 1)
     return f"<figure>{svg}<figcaption>{E(caption)}</figcaption></figure>"
@@ -263,7 +269,8 @@ def drift_text(drift):
     if not isinstance(drift, dict) or not drift.get("start"):
         return NOT_MEASURED
     s, e = drift.get("start") or {}, drift.get("end") or {}
-    text = f"{s.get('model', '?')} {s.get('point', '?')}: {fmt(s.get('throughput_rps'))} → {fmt(e.get('throughput_rps'))} req/s"
+    text = (f"{s.get('model', '?')} {s.get('point', '?')}: {fmt(s.get('throughput_rps'))} → "
+            f"{fmt(e.get('throughput_rps'))} req/s")
     ratio = drift.get("throughput_rps_end_over_start")
     if ratio:
         text += f" (end/start x{ratio:.3f}); CPU/req x{drift.get('cpu_us_per_request_end_over_start') or 0:.3f}"
@@ -297,7 +304,8 @@ def headline_section(run, out_dir):
             value, metric, unit, _ = deciding(s)
             cells.append(value_cell(run.get(model, s, label), value, metric, unit))
         rows.append(cells)
-    fig = inline_svg(out_dir, "throughput_vs_connections", "HTTP keep-alive: throughput and p99 latency as clients grow")
+    fig = inline_svg(out_dir, "throughput_vs_connections",
+                     "HTTP keep-alive: throughput and p99 latency as clients grow")
     return (f'<p class="note">Each scenario at its busiest point: throughput (higher is better), and p99 latency '
             f'for the open loop (lower is better). {E(marks.spread_note())} ⚠: errors, missing connections or a '
             f'missed rate; ▨: the load generator was the bottleneck (hover for details; the scenario tables say it '
@@ -430,7 +438,8 @@ def microbench_section(run, out_dir):
         ns = sorted({n for pts in series.values() for n, _ in pts})
         parts.append(inline_svg(out_dir, "microbench_readiness", "Readiness: one call's cost against descriptors "
                                                                  "watched") or "")
-        rows = [[td(mech)] + [td(fmt(dict(pts).get(n)), dict(pts).get(n)) for n in ns] for mech, pts in sorted(series.items())]
+        rows = [[td(mech)] + [td(fmt(dict(pts).get(n)), dict(pts).get(n)) for n in ns]
+                for mech, pts in sorted(series.items())]
         parts.append(table(["one call, µs, with N descriptors"] + [f"N={n}" for n in ns], rows))
     return "\n".join(parts) or "<p>Microbenchmarks ran, but none of the families this report explains.</p>"
 
@@ -441,8 +450,7 @@ def counts_section(run):
         if not p.counts:
             continue
         flat = [{k: v for k, v in c.items() if isinstance(v, (int, float))} for c in p.counts]
-        med = {k: sorted(c[k] for c in flat if k in c)[len([c for c in flat if k in c]) // 2]
-               for k in {k for c in flat for k in c}}
+        med = {k: statistics.median(c[k] for c in flat if k in c) for k in {k for c in flat for k in c}}
         keys += [k for k in sorted(med) if k not in keys]
         rows.append((p, med))
     if not rows:

@@ -11,6 +11,7 @@ a closed port) and asserts, from what the browser itself logged:
 * every section heading is present;
 * clicking a table header changes its row order (ascending, then descending);
 * the screenshot is not blank (pixel spread of the decoded PNG);
+* printed (Chromium's PDF), each section starts a page;
 * with JavaScript off, the tables and charts are still there.
 
 Needs Debian's chromium, chromium-driver and python3-selenium; exits 77 (skip) only when one
@@ -129,8 +130,8 @@ class ReportInBrowserTest(unittest.TestCase):
         scenarios = len(self.manifest["scenarios"])
         self.assertGreaterEqual(len(charts), scenarios + 1)
         for chart in charts:
-            box = self.driver.execute_script("var r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
-                                             chart)
+            box = self.driver.execute_script(
+                "var r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", chart)
             self.assertTrue(box[0] > 100 and box[1] > 50, (chart.get_attribute("aria-label"), box))
 
     def test_every_section_heading(self):
@@ -163,6 +164,15 @@ class ReportInBrowserTest(unittest.TestCase):
         numbers_down = [float(v) for _, v in descending if v not in (None, "")]
         self.assertEqual(numbers_down, sorted(numbers_down, reverse=True))
 
+    def test_prints_a_page_per_section(self):
+        import base64
+        import re
+        from selenium.webdriver.common.by import By
+        pdf = base64.b64decode(self.driver.execute_cdp_cmd("Page.printToPDF", {"printBackground": True})["data"])
+        pages = len(re.findall(rb"/Type\s*/Page\b", pdf))
+        sections = len(self.driver.find_elements(By.CSS_SELECTOR, "section"))
+        self.assertGreaterEqual(pages, sections)
+
     def test_screenshot_is_not_blank(self):
         import matplotlib.image
         png = self.driver.get_screenshot_as_png()
@@ -183,6 +193,26 @@ class ReportInBrowserTest(unittest.TestCase):
         for section in self.driver.find_elements(By.CSS_SELECTOR, "section"):
             self.driver.execute_script("arguments[0].scrollIntoView()", section)
             section.screenshot(os.path.join(folder, f"{section.get_attribute('id')}.png"))
+
+    def test_the_logs_would_see_a_request_and_an_error(self):
+        """The two log checks above can fail: a page that asks for a remote image and logs an
+        error shows both, and the remote request does not get through."""
+        probe = os.path.join(self.tmp, "probe.html")
+        with open(probe, "w") as f:
+            f.write('<!DOCTYPE html><html><body><img src="http://example.invalid/x.png">'
+                    '<script>console.error("probe error")</script></body></html>')
+        driver = browser()
+        try:
+            driver.get("file://" + probe)
+            console = driver.get_log("browser")
+            network = [json.loads(e["message"])["message"] for e in driver.get_log("performance")]
+        finally:
+            driver.quit()
+        self.assertTrue(any("probe error" in e.get("message", "") for e in console if e.get("level") == "SEVERE"))
+        sent = [m["params"]["request"]["url"] for m in network if m.get("method") == "Network.requestWillBeSent"]
+        self.assertIn("http://example.invalid/x.png", sent)
+        failed = [m for m in network if m.get("method") == "Network.loadingFailed"]
+        self.assertTrue(failed)
 
     def test_readable_without_javascript(self):
         from selenium.webdriver.common.by import By
