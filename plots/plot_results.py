@@ -54,6 +54,16 @@ def fmt_latency_us(us):
     return f"{us:.0f} µs"
 
 
+def latency_axis(ax):
+    """A log latency axis in µs/ms/s; minor ticks labelled too when the axis spans less than a
+    decade (else it could show no label at all, or matplotlib's 2x10^2 notation)."""
+    def minor(v, _pos):
+        low, high = ax.get_ylim()
+        return fmt_latency_us(v) if low > 0 and high / low < 10 else ""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+
+
 class Charts:
     def __init__(self, run, out_dir):
         self.run, self.out_dir, self.written = run, out_dir, []
@@ -207,7 +217,7 @@ class Charts:
         ax.set_xlabel("percentile")
         ax.set_ylabel("latency (µs, log scale)")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        latency_axis(ax)
         ax.grid(alpha=0.3, which="both")
         title = f"latency percentiles at {label}"
         if uncorrected:
@@ -276,7 +286,7 @@ class Charts:
         ax_lat.set_yscale("log")
         ax_lat.set_xlabel("concurrent keep-alive connections (log scale)")
         ax_lat.set_ylabel("p99 latency (log scale)")
-        ax_lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        latency_axis(ax_lat)
         ax_lat.set_title("p99 latency vs connections", fontsize=10)
         ax_lat.grid(alpha=0.3, which="both")
         self.save(fig, "throughput_vs_connections", "HTTP keep-alive: throughput and p99 latency as clients grow")
@@ -407,10 +417,12 @@ class Charts:
 
     def latency_over_time(self):
         """Per-interval throughput and p99 of each model's first repeat, at the busiest point of the
-        first scenario whose results carry a series."""
+        first scenario whose results carry a series of two intervals or more."""
         for scenario in self.run.scenarios():
             label = report.busiest_label(self.run, scenario)
-            pts = [p for p in self.run.scenario_points(scenario) if p.label == label and p.timeseries]
+            # A series of one interval is the point's total again, not a course over time.
+            pts = [p for p in self.run.scenario_points(scenario)
+                   if p.label == label and p.timeseries and len(p.timeseries[0]) >= 2]
             if pts:
                 break
         else:
@@ -432,7 +444,7 @@ class Charts:
         ax_rps.yaxis.set_major_formatter(FuncFormatter(human))
         ax_p99.set_ylabel("p99 latency in the interval (log scale)")
         ax_p99.set_yscale("log")
-        ax_p99.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        latency_axis(ax_p99)
         self.save(fig, "latency_over_time", f"Over time: {scenario} {label}, first repeat of each model")
 
     def capacity(self):
@@ -457,7 +469,7 @@ class Charts:
             ax.set_xlabel("achieved requests/s")
             ax.set_ylabel("p99 latency (log scale)")
             ax.xaxis.set_major_formatter(FuncFormatter(human))
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+            latency_axis(ax)
             ax.set_title(scenario, fontsize=10)
             ax.grid(alpha=0.3, which="both")
         self.save(fig, "capacity", "Capacity: p99 latency against load (hollow: errors or loadgen-bound step)")

@@ -384,7 +384,8 @@ def over_time_section(run, out_dir):
         parts.append('<p class="note">Per-interval figures from the load generator, at the point named in the '
                      'chart: a drift, a stall or a warm-up that lasts shows here, not in a median.</p>' + fig)
     else:
-        parts.append(f"<p>Latency over time: {NOT_MEASURED} (the results carry no per-interval series).</p>")
+        parts.append(f"<p>Latency over time: {NOT_MEASURED} (no result carries a per-interval series of two "
+                     f"intervals or more).</p>")
     return "\n".join(parts)
 
 

@@ -89,8 +89,8 @@ class PlotResultsTest(unittest.TestCase):
         self.assertIn("Counted work: not measured in this run", text)
         self.assertIn("A/B comparison: not measured in this run", text)
         self.assertIn("Capacity curves: not measured in this run", text)
-        # the fixture's results carry a per-interval series
-        self.assertIn('aria-label="Throughput and p99 per interval', text)
+        # the fixture's series are one interval long: nothing to draw over time
+        self.assertIn("Latency over time: not measured in this run", text)
 
     def test_report_never_ranks_a_point_with_errors(self):
         text = self.report()
@@ -130,6 +130,8 @@ def repeated_run(root):
         for rep, rps in enumerate(values, 1):
             rel = f"points/{model}/http-keepalive/c50-r{rep}.json"
             doc = dict(template, model=model, totals=dict(template["totals"], throughput_rps=rps))
+            doc["timeseries"] = [{"t_s": t, "requests": rps + 100 * t, "errors": 0, "p99_us": 2000 + 10 * t}
+                                 for t in (1, 2, 3)]
             if model == "epoll" and rep == 1:
                 doc["counts"] = {"syscalls_per_request": 2.05, "context_switches_per_request": 0.01}
             write_json(os.path.join(run, rel), doc)
@@ -141,7 +143,20 @@ def repeated_run(root):
               "server_cpu_us_per_req": 10, "errors": 0, "loadgen_bound": False} for r in (1000, 5000, 9000)]
     write_json(os.path.join(run, "capacity.json"), {"capacity": {"epoll": {
         "capacity_rps": 9000, "closed_loop_max_rps": 12000, "bound": "server", "steps": steps}}})
+    write_comparison(run, template)
     return run
+
+
+def write_comparison(run, template):
+    """comparison.json/.md/.svg as the A/B module writes them, for one model and point."""
+    sys.path.insert(0, ROOT)
+    from serverbench import comparison
+    trials = []
+    for side, values in (("A", [100, 101, 99, 100, 102, 98]), ("B", [120, 121, 119, 122, 118, 120])):
+        for rps in values:
+            doc = dict(template, totals=dict(template["totals"], throughput_rps=rps * 600))
+            trials.append(comparison.trial_record(doc, side, "c50"))
+    comparison.write_comparison(run, comparison.compare_trials(trials))
 
 
 class ReportWithRepeatsTest(unittest.TestCase):
@@ -169,10 +184,17 @@ class ReportWithRepeatsTest(unittest.TestCase):
         self.assertIn("thread-per-conn: 45,900 req/s, not ranked (2 repeat(s)", c50)
         self.assertIn("blocking: not ranked (4,900 errors", c50)
 
+    def test_comparison_section(self):
+        ab = self.text.split('<section id="comparison">')[1].split("</section>")[0]
+        self.assertIn('aria-label="Ratios B/A', ab)
+        self.assertIn("throughput_rps", ab)
+        self.assertNotIn("not measured", ab)
+
     def test_capacity_and_counts_sections(self):
         over_time = self.text.split('<section id="over-time">')[1].split("</section>")[0]
         self.assertIn('aria-label="Latency against offered load', over_time)
         self.assertIn("9,000", over_time)
+        self.assertIn('aria-label="Throughput and p99 per interval', over_time)
         counts = self.text.split('<section id="counts">')[1].split("</section>")[0]
         self.assertIn("syscalls_per_request", counts)
         self.assertIn("2.05", counts)
