@@ -54,7 +54,7 @@ th.sortable{cursor:pointer}th.sortable:after{content:" \\2195";color:#888}
 .flag-bad{color:#b00000}.flag-bound{color:#6a4c00}
 .verdict-holds{background:#e3f1e8}.verdict-does-not-hold{background:#fbe4de}.verdict-inconclusive{background:#fff3c4}
 .verdict-not-measured{color:#666}
-td.model{white-space:nowrap}
+td.model{white-space:nowrap}td.notes{min-width:14em}
 .swatch{display:inline-block;width:.9em;height:.9em;border:1px solid #333;vertical-align:-.1em;margin-right:.3em}
 figure{margin:.8em 0}figure svg{max-width:100%;height:auto;display:block}figcaption{font-size:.85em;color:#444}
 .note{color:#444;font-size:.9em}.tell li{margin:.15em 0}
@@ -130,8 +130,8 @@ def value_cell(p, value, metric, unit=""):
 
 def flags_td(p, notes):
     kind = marks.severity(p)
-    cls = {marks.BAD: ' class="flag-bad"', marks.BOUND: ' class="flag-bound"'}.get(kind, "")
-    return f"<td{cls}>{E(notes)}</td>"
+    cls = {marks.BAD: "notes flag-bad", marks.BOUND: "notes flag-bound"}.get(kind, "notes")
+    return f'<td class="{cls}">{E(notes)}</td>'
 
 
 def table(headers, rows, cls="sortable"):
