@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Charts and summary.md for one run of run_all.sh.
+"""Charts, summary.md and report.html for one run of run_all.sh.
 
 usage: plot_results.py RUN_DIR [--out DIR]
 
-Writes PNG and SVG charts plus summary.md into DIR (default: RUN_DIR itself, so a run
-folder holds everything of its run and is redrawn in place). Needs matplotlib: on Debian,
-`apt-get install -y python3-matplotlib` and run it with /usr/bin/python3.
+Writes PNG and SVG charts, summary.md and report.html (report.py: the whole report in one
+self-contained file, docs/report.md) into DIR (default: RUN_DIR itself, so a run folder holds
+everything of its run and is redrawn in place). Needs matplotlib and SciPy: on Debian,
+`apt-get install -y python3-matplotlib python3-scipy` and run it with /usr/bin/python3.
 Exit 2 when RUN_DIR is not a run.
 """
 import argparse
@@ -15,20 +16,22 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_results import (PERCENTILES, SCENARIO_TITLES, RunError, dispatch_costs, load_run,  # noqa: E402
                          microbench_times_us, readiness_series)
-import claims  # noqa: E402
-import marks  # noqa: E402
-import report  # noqa: E402
-from marks import model_color, model_style  # noqa: E402
 
 try:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-except ImportError:
-    sys.stderr.write("plot_results.py: matplotlib is missing; install it with:\n"
-                     "apt-get install -y python3-matplotlib\n(and run with /usr/bin/python3)\n")
+    import scipy  # noqa: F401  (the spread and the verdicts: serverbench.stats)
+except ImportError as e:
+    sys.stderr.write(f"plot_results.py: {e.name} is missing; install it with:\n"
+                     "apt-get install -y python3-matplotlib python3-scipy\n(and run with /usr/bin/python3)\n")
     sys.exit(3)
+
+import claims  # noqa: E402
+import marks  # noqa: E402
+import report  # noqa: E402
+from marks import model_color, model_style  # noqa: E402
 
 STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
 # Drawn behind a point whose figures are not face value (marks.BAD: hollow; marks.BOUND: hatched).

@@ -180,7 +180,8 @@ class ReportWithRepeatsTest(unittest.TestCase):
         c50 = keepalive.split('data-point="c50"')[1].split("</ul>")[0]
         self.assertRegex(c50, r"a tie within the noise between (epoll, select|select, epoll) ")
         self.assertRegex(c50, r"thread-pool: 40,650 req/s, -33\.\d% vs the best \(95% CI [^)]*\), beyond the noise")
-        self.assertRegex(c50, r"(select|epoll): [\d,]+ req/s, [-+]\d\.\d% vs the best \(95% CI [^)]*\), within the noise")
+        self.assertRegex(c50, r"(select|epoll): [\d,]+ req/s, [-+]\d\.\d% vs the best \(95% CI [^)]*\), "
+                              r"within the noise")
         self.assertIn("thread-per-conn: 45,900 req/s, not ranked (2 repeat(s)", c50)
         self.assertIn("blocking: not ranked (4,900 errors", c50)
 
