@@ -55,7 +55,7 @@ th.sortable{cursor:pointer}th.sortable:after{content:" \\2195";color:#888}
 .verdict-holds{background:#e3f1e8}.verdict-does-not-hold{background:#fbe4de}.verdict-inconclusive{background:#fff3c4}
 .verdict-not-measured{color:#666}
 td.model{white-space:nowrap}td.notes{min-width:14em}
-.swatch{display:inline-block;width:.9em;height:.9em;border:1px solid #333;vertical-align:-.1em;margin-right:.3em}
+svg.legend{vertical-align:-.2em;margin-right:.35em}
 figure{margin:.8em 0}figure svg{max-width:100%;height:auto;display:block}figcaption{font-size:.85em;color:#444}
 .note{color:#444;font-size:.9em}.tell li{margin:.15em 0}
 .wrap{overflow-x:auto}
@@ -148,8 +148,32 @@ def td(text, v=None):
 
 def model_td(model):
     st = marks.model_style(model)
-    return (f'<td class="model" data-v="{E(model)}"><span class="swatch" style="background:{st["color"]}"></span>'
+    return (f'<td class="model" data-v="{E(model)}">{legend_svg(model)}'
             f'{E(model)} <span class="note">({E(marker_name(st["marker"]))})</span></td>')
+
+
+DASHES = {"-": "", "--": "5,2", "-.": "5,2,1.5,2", ":": "1.5,2"}
+
+
+def legend_svg(model):
+    """The model's line style and marker as the charts draw them, a few pixels wide."""
+    from matplotlib.markers import MarkerStyle
+    st = marks.model_style(model)
+    style = MarkerStyle(st["marker"])
+    path = style.get_path().transformed(style.get_transform())
+    d = []
+    letters = {1: "M", 2: "L", 3: "Q", 4: "C"}
+    for vertices, code in path.iter_segments():
+        if code == 79:
+            d.append("Z")
+            continue
+        points = [(14 + 9 * x, 7 - 9 * y) for x, y in zip(vertices[::2], vertices[1::2])]
+        d.append(letters[code] + " ".join(f"{x:.2f},{y:.2f}" for x, y in points))
+    dash = DASHES.get(st["linestyle"], "")
+    return (f'<svg class="legend" width="28" height="14" viewBox="0 0 28 14" aria-hidden="true">'
+            f'<line x1="0" y1="7" x2="28" y2="7" stroke="{st["color"]}" stroke-width="1.6"'
+            + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
+            f'<path d="{" ".join(d)}" fill="{st["color"]}" stroke="#222" stroke-width="0.4"/></svg>')
 
 
 MARKER_NAMES = {"o": "circle", "s": "square", "^": "triangle up", "v": "triangle down", "D": "diamond",
