@@ -205,7 +205,7 @@ class Charts:
                 notes.append(f"{model}: no latency samples")
                 continue
             st, bad = model_style(model), marks.severity(p) == marks.BAD
-            ax.plot(xs, ys, marker=st["marker"], color=st["color"], label=model,
+            ax.plot(xs, ys, marker=st["marker"], color=st["color"], label=model, markersize=7,
                     linestyle="--" if bad else "-", linewidth=0.9 if bad else 1.5,
                     markerfacecolor="white" if bad else st["color"])
             if bad:
@@ -246,7 +246,7 @@ class Charts:
         ax.plot([x(p) for p in points], [y(p) for p in points], color=st["color"], linestyle=":", linewidth=0.8,
                 alpha=0.6)
         ax.plot([x(p) for p in clean], [y(p) for p in clean], color=st["color"], marker=st["marker"],
-                linestyle=st["linestyle"])
+                linestyle=st["linestyle"], markersize=8, markeredgecolor="#222222", markeredgewidth=0.5)
         for p in points:
             span = marks.interval(p.samples.get(metric)) if metric else None
             if span and y(p) == y(p):
