@@ -64,6 +64,7 @@ def counts_chart(run, out_dir, save):
     for p in pts:
         if (p.scenario, p.label) not in keys:
             keys.append((p.scenario, p.label))
+    from marks import model_style
     models = [m for m in run.models if any(p.model == m for p in pts)]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.2 * len(keys) * max(1, len(models)) / 4), 7), sharex=True)
     width = 0.8 / max(len(models), 1)
@@ -72,7 +73,8 @@ def counts_chart(run, out_dir, save):
             by_key = {(p.scenario, p.label): p.counts["server"].get(metric) for p in pts if p.model == model}
             xs = [k + i * width for k, key in enumerate(keys) if by_key.get(key) is not None]
             ys = [by_key[key] for key in keys if by_key.get(key) is not None]
-            ax.bar(xs, ys, width, label=model)
+            style = model_style(model)
+            ax.bar(xs, ys, width, label=model, color=style["color"], edgecolor="black", linewidth=0.4)
         ax.set_ylabel(f"{title} per request")
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_xticks([k + 0.4 - width / 2 for k in range(len(keys))])

@@ -53,6 +53,10 @@ class Point:
     idle_closed_by_server: int = None
     rate: float = None
     open_loop_valid: bool = None
+    # Per repeat, for spread: {"rps" | "cpu" | "p50" | "p99": [value of each repeat]}.
+    samples: dict = field(default_factory=dict)
+    timeseries: list = field(default_factory=list)      # each repeat's "timeseries" list
+    noise: list = field(default_factory=list)           # the manifest's "noise" of each repeat
 
     @property
     def key(self):
@@ -148,10 +152,36 @@ def _fold(point, results):
     bounds = [b for b in bounds if b]
     if bounds:
         point.bound = max(set(bounds), key=bounds.count)
+    _keep_samples(point, results)
     valids = [(r.get("open_loop") or {}).get("valid") for r in results]
     valids = [v for v in valids if v is not None]
     if valids:
         point.open_loop_valid = all(valids)
+
+
+SAMPLE_GETTERS = {
+    "rps": lambda r: r["totals"]["throughput_rps"],
+    "cpu": lambda r: r["server"].get("cpu_us_per_request")
+    or (r["server"]["cpu_user_s"] + r["server"]["cpu_sys_s"]) * 1e6 / r["totals"]["requests"],
+    "p50": lambda r: r["latency_us"]["p50"],
+    "p99": lambda r: r["latency_us"]["p99"],
+    "rss": lambda r: r["server"]["peak_rss_kib"],
+}
+
+
+def _keep_samples(point, results):
+    """Each repeat's value of the metrics whose spread is shown, and its per-interval series."""
+    for name, getter in SAMPLE_GETTERS.items():
+        values = []
+        for r in results:
+            try:
+                v = getter(r)
+            except (KeyError, TypeError, ZeroDivisionError):
+                continue
+            if isinstance(v, (int, float)) and v == v:
+                values.append(float(v))
+        point.samples[name] = values
+    point.timeseries = [r["timeseries"] for r in results if isinstance(r.get("timeseries"), list) and r["timeseries"]]
 
 
 def load_run(path):
@@ -223,6 +253,7 @@ def fold_point(path, key, group, order):
         p.status = "ok"
         _fold(p, results)
         p.reason = reasons[0] if reasons else ""
+        p.noise = [e["noise"] for e in group if isinstance(e.get("noise"), dict)]
     else:
         statuses = [e.get("status") for e in group]
         p.status = next((s for s in ("unsupported", "not-applicable", "failed") if s in statuses), "failed")
