@@ -58,7 +58,7 @@ class PlotResultsTest(unittest.TestCase):
         for model in ("blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "select", "epoll", "io-uring"):
             self.assertIn(f"| {model} |", overview)
         verdict_rows = [l for l in text.split("## Verdicts")[1].splitlines() if l.startswith("| ") and "claim" not in l]
-        self.assertEqual(len(verdict_rows), 10)
+        self.assertEqual(len(verdict_rows), 11)
         # Claims state their margin, and with one or two repeats most are inconclusive, not "holds".
         self.assertIn("margin", text)
         self.assertIn("inconclusive", text)
@@ -132,11 +132,17 @@ def repeated_run(root):
             doc = dict(template, model=model, totals=dict(template["totals"], throughput_rps=rps))
             doc["timeseries"] = [{"t_s": t, "requests": rps + 100 * t, "errors": 0, "p99_us": 2000 + 10 * t}
                                  for t in (1, 2, 3)]
-            if model == "epoll" and rep == 1:
-                doc["counts"] = {"syscalls_per_request": 2.05, "context_switches_per_request": 0.01}
             write_json(os.path.join(run, rel), doc)
             keep.append({"model": model, "scenario": "http-keepalive", "point": "c50", "connections": 50,
                          "repeat": rep, "file": rel, "reason": None, "idle_connections": 0, "status": "ok"})
+    # epoll's counting trial, as counting.py writes it.
+    rel = "points/epoll/http-keepalive/c50-count-r1.json"
+    write_json(os.path.join(run, rel), dict(template, counts={
+        "tool": "perf stat", "requests": 30000,
+        "server": {"syscalls_per_request": 2.05, "context_switches_per_request": 0.01,
+                   "top_syscalls_per_request": {"read": 1.0, "write": 1.0, "epoll_wait": 0.05}}}))
+    keep.append({"model": "epoll", "scenario": "http-keepalive", "point": "c50", "connections": 50, "repeat": 1,
+                 "file": rel, "reason": None, "idle_connections": 0, "status": "ok", "kind": "count"})
     manifest["points"] = keep
     write_json(os.path.join(run, "manifest.json"), manifest)
     steps = [{"offered_rps": r, "achieved_rps": r, "p50_us": 100, "p99_us": 200 + r / 100, "p99_9_us": 900,
@@ -197,8 +203,9 @@ class ReportWithRepeatsTest(unittest.TestCase):
         self.assertIn("9,000", over_time)
         self.assertIn('aria-label="Throughput and p99 per interval', over_time)
         counts = self.text.split('<section id="counts">')[1].split("</section>")[0]
-        self.assertIn("syscalls_per_request", counts)
-        self.assertIn("2.05", counts)
+        self.assertIn("system calls", counts)
+        self.assertIn("2.050", counts)
+        self.assertIn("epoll_wait 0.05", counts)
 
 
 class MarksTest(unittest.TestCase):
