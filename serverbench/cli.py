@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, comparison
+from . import ab, comparison, hosts
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -52,6 +52,8 @@ def build_parser():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
                     help="build tree (default build/); binaries in DIR/bin")
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
+    ap.add_argument("--hosts", metavar="FILE", help="load from other hosts over ssh: FILE has a 'server "
+                    "local' line and 'client HOST' lines (docs/hosts.md)")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
     ab = ap.add_argument_group("A/B comparison (the baseline is A, the current tree B)")
@@ -98,6 +100,10 @@ def check_args(args):
         if getattr(args, flag) and not ab:
             raise UsageError(f"--{flag.replace('_', '-')} needs --baseline or --baseline-bin")
     args.min_effects = parse_min_effects(args.min_effect)
+    try:
+        args.clients = hosts.parse_hosts_file(args.hosts) if args.hosts and not args.resume else ()
+    except hosts.HostsFileError as e:
+        raise UsageError(str(e))
 
 
 def parse_min_effects(items):
@@ -191,7 +197,8 @@ def settings_for(args, models):
                 "duration": profile.duration, "models": models,
                 "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
                 "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
-                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects}
+                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
+                "hosts": hosts.to_settings(args.hosts, args.clients) if args.clients else None}
     if args.baseline or args.baseline_bin:
         settings.update(baseline=args.baseline, trials=args.trials or profile.ab_trials,
                         baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
@@ -200,7 +207,7 @@ def settings_for(args, models):
 
 
 SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
-            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects")
+            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects", "hosts")
 
 
 def prepare(argv):
