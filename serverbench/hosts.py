@@ -620,14 +620,22 @@ def plan_clients(sup, trial, log_dir):
     rates = split_rate(float(rate) if "." in rate else int(rate), shares) if rate else [None] * len(shares)
     runs = []
     for i, (client, conns, share) in enumerate(zip(clients, shares, rates), 1):
-        session = session_for(sup, client, log_dir)
+        session = on_behalf_of(f"client {i} ({client.host})", session_for, sup, client, log_dir)
         cpus = client.cpus or (trial.cpus.loadgen if client.local else None)
         threads = client.threads or (count_cpus(cpus) if cpus else max(session.cpus, 1))
         address = client.address or ("127.0.0.1" if client.local else session.ssh_connection.split()[0])
         runs.append(ClientRun(i, client, session, conns, share, min(threads, conns), cpus, address))
     for run in runs:
-        run.loadgen, run.loadgen_sha256 = run.session.loadgen_path(trial.binaries.loadgen)
+        run.loadgen, run.loadgen_sha256 = on_behalf_of(run.name, run.session.loadgen_path, trial.binaries.loadgen)
     return runs
+
+
+def on_behalf_of(name, action, *args):
+    """action(*args), its failure named after the client it was for."""
+    try:
+        return action(*args)
+    except ClientFailure as failure:
+        raise ClientFailure(f"{name}: {failure}", failure.code)
 
 
 def count_cpus(cpus):
