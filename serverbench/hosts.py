@@ -383,14 +383,23 @@ def session_for(sup, client, log_dir):
     if session is not None and session.alive():
         return session
     if _control_dir is None:
+        remove_leftover_control_dirs()
         # Short: a ControlPath is a Unix socket path (at most 107 bytes).
-        _control_dir = tempfile.mkdtemp(prefix="sbh-", dir="/tmp")
+        _control_dir = tempfile.mkdtemp(prefix=f"sbh-{os.getpid()}-", dir="/tmp")
         atexit_cleanup()
     os.makedirs(log_dir, exist_ok=True)
     session = (LocalSession if client.local else HostSession)(sup, client, log_dir, _control_dir)
     _sessions[key] = session
     session.open()
     return session
+
+
+def remove_leftover_control_dirs():
+    """The control folders of drivers killed outright (no atexit ran), once their owner is gone."""
+    for path in os.listdir("/tmp"):
+        match = re.match(r"^sbh-(\d+)-", path)
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            shutil.rmtree(os.path.join("/tmp", path), ignore_errors=True)
 
 
 def atexit_cleanup():

@@ -13,9 +13,11 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -71,10 +73,12 @@ class Lab:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run_all(self, out):
-        argv = self.lab.in_server_ns([str(ROOT / "run_all.sh"), "--hosts", str(self.hosts_file), "--models", "epoll",
-                                      "--scenarios", "http-keepalive", "--profile", "smoke", "--no-build",
+        return subprocess.run(self.run_all_argv(out), capture_output=True, text=True, timeout=240)
+
+    def run_all_argv(self, out, profile="smoke"):
+        return self.lab.in_server_ns([str(ROOT / "run_all.sh"), "--hosts", str(self.hosts_file), "--models", "epoll",
+                                      "--scenarios", "http-keepalive", "--profile", profile, "--no-build",
                                       "--build-dir", str(BUILD), "--no-microbench", "--no-plots", "--out", str(out)])
-        return subprocess.run(argv, capture_output=True, text=True, timeout=240)
 
 
 def points(run_dir):
@@ -144,9 +148,52 @@ class MultiHost(unittest.TestCase):
         self.assert_nothing_left(lab)
 
 
+    def test_a_driver_stopped_mid_point_leaves_nothing(self):
+        for how in (signal.SIGINT, signal.SIGKILL):
+            with self.subTest(signal=how.name), Lab() as lab:
+                # The full profile's first point runs 1 + 4 s after go: a loadgen that ends within
+                # 3 s of the signal was ended by its session's end, not by the end of its run.
+                driver = subprocess.Popen(lab.run_all_argv(lab.tmp / "run", "full"), stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+                try:
+                    remote = wait_for(lambda: len(hostslab.processes_matching(REMOTE_LOADGEN)) == 2, 60)
+                    self.assertTrue(remote, "both clients' loadgens run")
+                    time.sleep(1.5)  # past go: each loadgen now runs its window, no longer reads its stdin
+                    os.kill(driver.pid, how)
+                    stopped = time.monotonic()
+                    code = driver.wait(timeout=30)
+                finally:
+                    if driver.poll() is None:
+                        driver.kill()
+                        driver.wait()
+                    driver.stderr.close()
+                self.assertEqual(code, 130 if how == signal.SIGINT else -signal.SIGKILL)
+                # Within seconds, with the driver gone: the sessions ended, so the wrappers ended
+                # their loadgens and the masters' remote commands removed their folders.
+                self.assertTrue(wait_for(lambda: not hostslab.processes_matching(REMOTE_LOADGEN), 3), "loadgen left")
+                self.assertLess(time.monotonic() - stopped, 3.5)
+                self.assertTrue(wait_for(lambda: not set(glob.glob("/tmp/serverbench-loadgen.*")) - lab.remote_dirs_before,
+                                         10), "remote folders left")
+                self.assertEqual(hostslab.processes_matching(rb"ssh .*BatchMode=yes.*" + str(lab.tmp).encode()), [])
+            self.assert_nothing_left(lab)
+
+
+REMOTE_LOADGEN = rb"serverbench-loadgen\.\w+/loadgen-"
+
+
+def wait_for(condition, timeout_s):
+    """condition()'s first true value within timeout_s, else its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
 if __name__ == "__main__":
     reason = skip_reason()
     if reason:
         print(f"skipped: {reason}")
         sys.exit(SKIP)
-    unittest.main(argv=sys.argv[:1], verbosity=2)
+    unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)
