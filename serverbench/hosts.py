@@ -24,8 +24,11 @@ merged exactly by `loadgen merge`; any client failing, or not connected in time,
 point, and nothing is averaged. Each remote loadgen runs under a small sh wrapper that ends it
 when its ssh session's stdin ends.
 """
+import atexit
+import dataclasses
 import hashlib
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -57,6 +60,11 @@ CLOCKS = {
 
 class HostsFileError(Exception):
     """A hosts file that cannot be used; the message is one line."""
+
+
+def failure_code(*codes):
+    """The exit code a failed client stands for: the first above 1 (loadgen's, or ssh's 255)."""
+    return next((c for c in codes if c is not None and c > 1), 2)
 
 
 class ClientFailure(Exception):
@@ -176,7 +184,6 @@ def clients_of(settings):
 
 def listening_everywhere(spec):
     """The point with the server bound to every address, so each client's link reaches it."""
-    import dataclasses
     return dataclasses.replace(spec, server_flags=(*spec.server_flags, "--host", "0.0.0.0"))
 
 
@@ -285,7 +292,7 @@ class HostSession:
 
     def __init__(self, sup, client, log_dir, control_dir):
         self.sup, self.client = sup, client
-        self.control = os.path.join(control_dir, f"m{len(os.listdir(control_dir))}")
+        self.control = os.path.join(control_dir, f"m{next(_masters)}")
         self.log = os.path.join(log_dir, re.sub(r"[^A-Za-z0-9_.@-]", "_", client.host) + ".ssh.log")
         self.copies = {}
         self.master = None
@@ -312,7 +319,7 @@ class HostSession:
         if match is None:
             self.sup.stop(self.master, 0.5)
             raise ClientFailure(f"ssh {self.client.host}: {failure}: {last_line(self.log)}",
-                                self.master.returncode if self.master.returncode else 2)
+                                failure_code(self.master.returncode))
         self.master.stdout.close()
         self.dir, self.cpus, self.ssh_connection = match.group(1), int(match.group(2)), match.group(3).strip()
 
@@ -374,6 +381,7 @@ class LocalSession(HostSession):
 # remote folders); a local session's folder is removed at exit.
 _sessions = {}
 _control_dir = None
+_masters = itertools.count()
 
 
 def session_for(sup, client, log_dir):
@@ -403,8 +411,6 @@ def remove_leftover_control_dirs():
 
 
 def atexit_cleanup():
-    import atexit
-
     def cleanup():
         for session in _sessions.values():
             if isinstance(session, LocalSession):
@@ -626,7 +632,7 @@ def plan_clients(sup, trial, log_dir):
     clients = trial.clients
     shares = split_connections(trial.spec.connections, len(clients))
     rate = flag_value(trial.spec.loadgen_flags, "--rate")
-    rates = split_rate(float(rate) if "." in rate else int(rate), shares) if rate else [None] * len(shares)
+    rates = split_rate(number(rate), shares) if rate else [None] * len(shares)
     runs = []
     for i, (client, conns, share) in enumerate(zip(clients, shares, rates), 1):
         session = on_behalf_of(f"client {i} ({client.host})", session_for, sup, client, log_dir)
@@ -645,6 +651,11 @@ def on_behalf_of(name, action, *args):
         return action(*args)
     except ClientFailure as failure:
         raise ClientFailure(f"{name}: {failure}", failure.code)
+
+
+def number(text):
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def count_cpus(cpus):
@@ -716,7 +727,7 @@ def await_barrier(runs):
     in_time = pump(runs, settled, time.monotonic() + CONNECT_BOUND_S)
     for run in runs:
         if run.eof and run.connected is None:
-            raise ClientFailure(run.why_failed(), run.exit_code or run.proc.returncode or 2)
+            raise ClientFailure(run.why_failed(), failure_code(run.exit_code, run.proc.returncode))
     late = [r.name for r in runs if r.connected is None]
     if not in_time or late:
         raise ClientFailure(f"{', '.join(late)} not connected within {CONNECT_BOUND_S:g} s", 3)
@@ -744,7 +755,7 @@ def collect(runs, trial, window):
         raise ClientFailure(f"{', '.join(late)}: no result within {limit:g} s of go", 124)
     for run in runs:
         if run.exit_code is None or run.exit_code > 1 or run.result() is None:
-            raise ClientFailure(run.why_failed(), run.exit_code or run.proc.returncode or 2)
+            raise ClientFailure(run.why_failed(), failure_code(run.exit_code, run.proc.returncode))
 
 
 def merge_results(sup, trial, runs):
@@ -806,7 +817,7 @@ def point_document(doc, trial, runs, window, peers, go_unix):
     sat["bound"] = "server" if (util or 0) >= 0.9 else "loadgen" if lg_util >= 0.9 else "neither"
     env = doc.setdefault("env", {})
     env.update(server_cpus=trial.cpus.server, git_rev=os.environ.get("SERVERBENCH_GIT_REV", env.get("git_rev")))
-    if len({r.client.host for r in runs}) > 1 or not runs[0].client.local:
+    if "window" in doc and (len({r.client.host for r in runs}) > 1 or not runs[0].client.local):
         # min/max over several hosts' monotonic clocks mean nothing; each client's own window is
         # in hosts.clients[].window.
         doc["window"].update(start_monotonic_ns=None, end_monotonic_ns=None)
