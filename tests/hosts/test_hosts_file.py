@@ -68,7 +68,7 @@ class HostsFile(unittest.TestCase):
             f.write("server far.example.net\nclient a\n")
         for argv in (["--hosts", self.path], ["--hosts", self.path + ".missing"]):
             run = subprocess.run([str(ROOT / "run_all.sh"), *argv, "--no-build", "--build-dir", str(BUILD)],
-                                 capture_output=True, text=True, timeout=60)
+                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
             self.assertEqual(run.returncode, 2)
             self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
             self.assertIn("--hosts", run.stderr)

@@ -32,7 +32,7 @@ def skip_reason():
     try:
         netlab.require_net_admin()
     except netlab.NetlabError as error:
-        return str(error)
+        return f"the multi-host test makes network namespaces: {error}"
     missing = [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
     if not os.access(hostslab.SSHD, os.X_OK):
         missing.append(hostslab.SSHD)
@@ -73,9 +73,11 @@ class Lab:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run_all(self, out):
-        return subprocess.run(self.run_all_argv(out), capture_output=True, text=True, timeout=240)
+        return subprocess.run(self.run_all_argv(out), capture_output=True, text=True, timeout=240, cwd=ROOT)
 
     def run_all_argv(self, out, profile="smoke"):
+        """The driver in the server's namespace (run from ROOT: `python3 -m` looks for the package
+        in the working directory first)."""
         return self.lab.in_server_ns([str(ROOT / "run_all.sh"), "--hosts", str(self.hosts_file), "--models", "epoll",
                                       "--scenarios", "http-keepalive", "--profile", profile, "--no-build",
                                       "--build-dir", str(BUILD), "--no-microbench", "--no-plots", "--out", str(out)])
@@ -154,7 +156,7 @@ class MultiHost(unittest.TestCase):
                 # The full profile's first point runs 1 + 4 s after go: a loadgen that ends within
                 # 3 s of the signal was ended by its session's end, not by the end of its run.
                 driver = subprocess.Popen(lab.run_all_argv(lab.tmp / "run", "full"), stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, start_new_session=True)
+                                          stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
                 try:
                     remote = wait_for(lambda: len(hostslab.processes_matching(REMOTE_LOADGEN)) == 2, 60)
                     self.assertTrue(remote, "both clients' loadgens run")
