@@ -40,6 +40,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from .processes import wait_ready
+
 CONNECT_BOUND_S = 15.0      # every client's `connected N` must come within this, after its start
 SESSION_BOUND_S = 20.0      # ssh connection, login and the remote folder
 COPY_BOUND_S = 60.0
@@ -302,7 +304,9 @@ class HostSession:
         c = self.client
         argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-                "-o", f"ControlMaster={'yes' if master else 'no'}", "-o", f"ControlPath={self.control}"]
+                "-o", f"ControlMaster={'yes' if master else 'no'}", "-o", f"ControlPath={self.control}",
+                # A persisting master would outlive the run, outside the Supervisor's reach.
+                "-o", "ControlPersist=no"]
         if c.ssh_config:
             argv += ["-F", c.ssh_config]
         return argv + ["--", c.host, *command]
@@ -311,7 +315,6 @@ class HostSession:
         return self.master is not None and self.master.poll() is None
 
     def open(self):
-        from .processes import wait_ready
         with open(self.log, "ab") as err:
             self.master = self.sup.start(self.ssh(sh_command(KEEPER_SCRIPT), master=True), subprocess.PIPE,
                                          err, f"ssh master {self.client.host}", stdin=subprocess.PIPE)
@@ -748,7 +751,7 @@ def send_go(runs):
 
 def collect(runs, trial, window):
     """Reads until every client has ended (its result is then in), within the point's bound."""
-    from .point import seconds_of
+    from .point import seconds_of  # point imports this module: imported when used
     limit = seconds_of(trial.warmup) + seconds_of(trial.duration) + 20
     if not pump(runs, lambda: all(r.eof for r in runs), runs[0].go_at + limit, window.tick):
         late = [r.name for r in runs if not r.eof]

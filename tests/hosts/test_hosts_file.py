@@ -74,6 +74,27 @@ class HostsFile(unittest.TestCase):
             self.assertIn("--hosts", run.stderr)
 
 
+class Ssh(unittest.TestCase):
+    def test_openssh_in_batch_mode_through_the_run_s_master(self):
+        with tempfile.TemporaryDirectory() as folder:
+            client = hosts.Client("bench@c1", ssh_config=f"{folder}/cfg")
+            session = hosts.HostSession(None, client, folder, folder)
+            argv = session.ssh("true")
+            master = session.ssh("true", master=True)
+        self.assertEqual(argv[0], "ssh")
+        self.assertEqual(argv[-3:], ["--", "bench@c1", "true"])  # no destination read as an option
+        options = " ".join(argv)
+        for option in ("-T", "-o BatchMode=yes", "-o ControlMaster=no", f"-o ControlPath={session.control}",
+                       "-o ControlPersist=no", f"-F {folder}/cfg"):
+            self.assertIn(option, options)
+        self.assertIn("-o ControlMaster=yes", " ".join(master))
+
+    def test_remote_commands_are_quoted_for_any_login_shell(self):
+        line = hosts.sh_command("echo \"$1\"", "a b; rm -rf /", "'x'")
+        out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out, "a b; rm -rf /\n")
+
+
 class Splits(unittest.TestCase):
     def test_connections(self):
         self.assertEqual(hosts.split_connections(10, 2), [5, 5])
