@@ -4,8 +4,9 @@ a real sshd), the driver and the server in a third, the load through real ssh se
 It shows that each client ran in its own namespace (the server's kernel saw connections from
 each client's own data address, and each sshd accepted the driver's key), that the load was split
 evenly (each client's requests within 10% of an equal split, the merge exact), that a client
-whose sshd is down fails the point with the reason, and that nothing is left afterwards: no
-sshd, no loadgen, no namespace, no remote folder. Skipped (77) only without root or without
+whose sshd is down, or that cannot connect, fails the point with the reason, that a driver
+stopped mid-window (SIGINT, SIGKILL) ends the remote loadgens within seconds, and that nothing is
+left afterwards: no sshd, no loadgen, no namespace, no remote folder. Skipped (77) only without root or without
 OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
 """
 
@@ -42,7 +43,8 @@ def skip_reason():
 class Lab:
     """The namespaces, one sshd per client namespace, a key and an ssh config; all removed on exit."""
 
-    def __init__(self, clients=2):
+    def __init__(self, clients=2, options=None):
+        self.options = options or {}  # client number -> extra options on its line
         self.tmp = Path(tempfile.mkdtemp(prefix="serverbench-hosts-test."))
         self.lab = hostslab.HostsLab(clients)
         self.sshds = []
@@ -60,7 +62,8 @@ class Lab:
             self.hosts_file = self.tmp / "hosts"
             self.hosts_file.write_text(f"# made by {Path(__file__).name}\nssh-config {config}\n"
                                        f"server local address={hostslab.SERVER_ADDRESS}\n"
-                                       + "".join(f"client h{i} cpus=1\n" for i in range(1, len(self.sshds) + 1)))
+                                       + "".join(f"client h{i} cpus=1 {self.options.get(i, '')}\n"
+                                                 for i in range(1, len(self.sshds) + 1)))
         except BaseException:
             self.__exit__()
             raise
@@ -149,6 +152,19 @@ class MultiHost(unittest.TestCase):
         self.assertEqual(got[("c1", None)]["status"], "ok")  # one connection: client 1 only
         self.assert_nothing_left(lab)
 
+
+    def test_a_client_that_cannot_connect_fails_the_point(self):
+        # Client 2 is told a server address that has no route from its namespace: its loadgen
+        # retries for its --timeout, says `connected 0`, and the point must not start.
+        with Lab(options={2: "address=10.215.0.9"}) as lab:
+            run = lab.run_all(lab.tmp / "run")
+            self.assertEqual(run.returncode, 1, run.stderr[-3000:])
+            got = points(lab.tmp / "run")
+        c10 = got[("c10", None)]
+        self.assertEqual(c10["status"], "failed")
+        self.assertIn("client 2 (h2) connected 0 of 5", c10["reason"])
+        self.assertEqual(got[("c1", None)]["status"], "ok")
+        self.assert_nothing_left(lab)
 
     def test_a_driver_stopped_mid_point_leaves_nothing(self):
         for how in (signal.SIGINT, signal.SIGKILL):
