@@ -9,4 +9,5 @@ source "$root/tools/ensure_deps.sh"
 ensure_deps
 python=/usr/bin/python3
 [[ -x $python ]] || python=python3
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m serverbench "$@"
+# -P: this checkout's serverbench/, never one in the working directory.
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -P -m serverbench "$@"

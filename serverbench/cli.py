@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, comparison, network
+from . import ab, comparison, hosts, network
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -52,6 +52,8 @@ def build_parser():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
                     help="build tree (default build/); binaries in DIR/bin")
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
+    ap.add_argument("--hosts", metavar="FILE", help="load from other hosts over ssh: FILE has a 'server "
+                    "local' line and 'client HOST' lines (docs/hosts.md)")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
     net = ap.add_argument_group("network (docs/networks.md)")
@@ -112,6 +114,12 @@ def check_args(args):
     wan_only = args.rtt_ms is not None or args.loss_pct or args.jitter_ms or args.emulator != "auto"
     if wan_only and args.net != "wan":
         raise UsageError("--rtt-ms, --loss-pct, --jitter-ms and --emulator shape a --net wan link")
+    if args.hosts and args.net != "loopback":
+        raise UsageError("--hosts drives clients on other machines over their own network; drop --net")
+    try:
+        args.clients = hosts.parse_hosts_file(args.hosts) if args.hosts and not args.resume else ()
+    except hosts.HostsFileError as e:
+        raise UsageError(str(e))
 
 
 def parse_min_effects(items):
@@ -204,7 +212,8 @@ def settings_for(args, models):
                 "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
                 "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
                 "net": {"kind": args.net, "rtt_ms": args.rtt_ms, "loss_pct": args.loss_pct,
-                        "jitter_ms": args.jitter_ms, "emulator": args.emulator}}
+                        "jitter_ms": args.jitter_ms, "emulator": args.emulator},
+                "hosts": hosts.to_settings(args.hosts, args.clients) if args.clients else None}
     if args.baseline or args.baseline_bin:
         settings.update(baseline=args.baseline, trials=args.trials or profile.ab_trials,
                         baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
@@ -213,7 +222,8 @@ def settings_for(args, models):
 
 
 SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
-            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects", "net")
+            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects", "net",
+            "hosts")
 
 
 def prepare(argv):

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from . import hosts
 from . import scenarios as sc
 from .ab import abba_order, seeded_rng
 from .counting import run_counting_trial
@@ -119,7 +120,10 @@ class Matrix:
         cpus = CpuLayout.for_point(os.cpu_count() or 1, entry.spec.all_cpus)
         warmup, duration = ((self.profile.count_warmup, self.profile.count_duration) if entry.count
                             else (self.settings["warmup"], self.settings["duration"]))
-        return Trial(model=entry.model, spec=entry.spec, binaries=self.sides[entry.side],
+        # Counting trials keep loadgen here: perf must count its side of the window too.
+        clients = () if entry.count else hosts.clients_of(self.settings)
+        spec = hosts.listening_everywhere(entry.spec) if clients else entry.spec
+        return Trial(model=entry.model, spec=spec, binaries=self.sides[entry.side], clients=clients,
                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
                      warmup=warmup, duration=duration, net=self.net)

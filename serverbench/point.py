@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from . import processes
+from . import hosts, processes
 from .network import Loopback
 
 READY_TIMEOUT_S = 10
@@ -64,6 +64,7 @@ class Trial:
     cpus: CpuLayout
     extra_loadgen_flags: tuple = ()
     counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
+    clients: tuple = ()              # hosts.Client: loadgen runs on these (--hosts), not here
     net: object = field(default_factory=Loopback)   # network.py: where the traffic goes
 
     @property
@@ -182,6 +183,8 @@ def loadgen_argv(trial, port, server_pid):
 
 def run_loadgen(sup, trial, port, server_pid):
     """Returns (exit code, time limit in s if it was hit)."""
+    if trial.clients:
+        return hosts.run_loadgens(sup, trial, port, server_pid)
     limit = seconds_of(trial.duration) + seconds_of(trial.warmup) + 20
     argv = loadgen_argv(trial, port, server_pid)
     if trial.counted:
