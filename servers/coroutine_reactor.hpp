@@ -8,7 +8,6 @@
 // Generic machinery only; the handler itself is the model's (servers/coroutine.cpp).
 
 #include <sys/epoll.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
@@ -20,9 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/byte_buffer.hpp"
 #include "core/clock.hpp"
 #include "core/connection_limit.hpp"
+#include "core/connection_step.hpp"
 #include "core/fd_table.hpp"
 #include "core/server.hpp"
 
@@ -70,14 +69,13 @@ public:
     Socket(Reactor& reactor, UniqueFd fd) noexcept : reactor_(&reactor), fd_(std::move(fd)) {}
     int fd() const noexcept { return fd_.get(); }
 
-    // co_await read(in): appends what the socket has to `in`; bytes read (> 0), 0 at end of
-    // stream, -1 on error or idle timeout. One readv fills `in`'s free space (at least
-    // kReadBytes) and spills into the Reactor's scratch, so a large message costs one call, not
-    // one per kReadBytes, while an idle connection's buffer stays kReadBytes.
-    static constexpr std::size_t kReadBytes = 4096;
-    auto read(ByteBuffer& in);
-    // co_await write(out): true once all of out is written (and consumed), false on error or idle timeout.
-    auto write(ByteBuffer& out) noexcept;
+    // co_await read(): the bytes that arrived, read into the Reactor's scratch, so an idle
+    // connection owns no input buffer; valid until the handler next suspends (hand them to a
+    // ConnectionStep, which keeps what it does not answer). Empty at end of stream, on an error
+    // or at the idle timeout.
+    auto read() noexcept;
+    // co_await write(step): true once all of step's output is sent, false on error or idle timeout.
+    auto write(ConnectionStep& step) noexcept;
 
 private:
     Reactor* reactor_;
@@ -122,8 +120,8 @@ public:
         }
     }
 
-    // Where a read spills what does not fit its connection's buffer; copied out before any other
-    // connection runs, so one buffer serves them all (the event loops' scratch, as in muduo).
+    // Where every connection reads; what it holds is used (or copied) before any other connection
+    // runs, so one buffer serves them all (the event loops' scratch, as in muduo).
     std::span<char> scratch() noexcept { return scratch_; }
 
     // Called by an awaiter whose operation would block: resumed when it completes (or times out).
@@ -227,77 +225,70 @@ private:
 struct ReadAwaiter : PendingIo {
     Reactor* reactor;
     int fd;
-    ByteBuffer* in;
-    std::span<char> space;  // in's free space, reserved before the awaiter exists
     ssize_t result = -1;
 
-    static bool try_read(PendingIo& io) {
+    static bool try_read(PendingIo& io) noexcept {
         auto& self = static_cast<ReadAwaiter&>(io);
-        const std::span<char> spill = self.reactor->scratch();
-        iovec parts[2] = {{self.space.data(), self.space.size()}, {spill.data(), spill.size()}};
+        const std::span<char> scratch = self.reactor->scratch();
         for (;;) {
-            ssize_t n = ::readv(self.fd, parts, 2);
+            ssize_t n = ::read(self.fd, scratch.data(), scratch.size());
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) {
                 self.reactor->read_done(self.fd, true);
                 return false;
             }
-            if (n > 0) {
-                const auto got = static_cast<std::size_t>(n);
-                const std::size_t direct = std::min(got, self.space.size());
-                self.in->commit(direct);
-                self.in->append({spill.data(), got - direct});
-                // Less than asked for: the socket held no more when it was read.
-                self.reactor->read_done(self.fd, got < self.space.size() + spill.size());
-            }
+            // Less than asked for: the socket held no more when it was read.
+            if (n > 0) self.reactor->read_done(self.fd, static_cast<std::size_t>(n) < scratch.size());
             self.result = n;
             return true;
         }
     }
-    bool await_ready() { return reactor->may_have_input(fd) && try_read(*this); }
+    bool await_ready() noexcept { return reactor->may_have_input(fd) && try_read(*this); }
     void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
-    ssize_t await_resume() const noexcept { return timed_out ? -1 : result; }
+    std::span<const char> await_resume() const noexcept {
+        if (timed_out || result <= 0) return {};
+        return reactor->scratch().first(static_cast<std::size_t>(result));
+    }
 };
 
 struct WriteAwaiter : PendingIo {
     Reactor* reactor;
     int fd;
-    ByteBuffer* out;
+    ConnectionStep* step;
     bool ok = false;
 
-    static bool try_write(PendingIo& io) noexcept {
+    static bool try_write(PendingIo& io) {
         auto& self = static_cast<WriteAwaiter&>(io);
-        while (!self.out->empty()) {
-            ssize_t n = ::write(self.fd, self.out->readable().data(), self.out->size());
+        while (!self.step->output().empty()) {
+            const std::span<const char> bytes = self.step->output().readable();
+            ssize_t n = ::write(self.fd, bytes.data(), bytes.size());
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) return false;
             if (n < 0) return true;  // ok stays false: peer gone
-            self.out->consume(static_cast<std::size_t>(n));
+            self.step->sent(static_cast<std::size_t>(n));
         }
         self.ok = true;
         return true;
     }
-    bool await_ready() noexcept { return try_write(*this); }
+    bool await_ready() { return try_write(*this); }
     void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
     bool await_resume() const noexcept { return ok && !timed_out; }
 };
 
-inline auto Socket::read(ByteBuffer& in) {
+inline auto Socket::read() noexcept {
     ReadAwaiter a;
     a.attempt = &ReadAwaiter::try_read;
     a.reactor = reactor_;
     a.fd = fd_.get();
-    a.in = &in;
-    a.space = in.writable(kReadBytes);
     return a;
 }
 
-inline auto Socket::write(ByteBuffer& out) noexcept {
+inline auto Socket::write(ConnectionStep& step) noexcept {
     WriteAwaiter a;
     a.attempt = &WriteAwaiter::try_write;
     a.reactor = reactor_;
     a.fd = fd_.get();
-    a.out = &out;
+    a.step = &step;
     return a;
 }
 
