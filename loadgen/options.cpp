@@ -35,6 +35,9 @@ using Store = std::function<void(const std::string&)>;
 // Shorter timeseries entries would hold too few requests at low rates for a p99, and the entries
 // of a long run would outweigh its result.
 constexpr double kMinIntervalS = 0.1;
+// Each timeseries entry holds a full histogram (about 35 KB) per thread, so the count is bounded:
+// 10 000 entries are 1000 s at 100 ms, or 2.7 hours at 1 s.
+constexpr double kMaxIntervals = 10'000;
 
 constexpr std::size_t kUnixPathMax = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
 
@@ -318,6 +321,10 @@ void check_run_options(const CLI::App& app, Options& o) {
     const CLI::Option* interval = app.get_option("--interval");
     if (interval->count() > 0 && o.requests == 0 && o.interval_s > o.duration_s)
         invalid("--interval", interval->as<std::string>(), "longer than --duration");
+    if (o.requests == 0 && o.duration_s / o.interval_s > kMaxIntervals)
+        throw UsageError(
+            "--duration / --interval makes more than 10000 timeseries entries (each holds a 35 KB "
+            "histogram per thread): use a longer --interval");
     if (o.mode == ConnectionMode::close && o.pipeline > 1)
         invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
     if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles

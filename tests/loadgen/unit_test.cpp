@@ -393,8 +393,12 @@ TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
               std::string::npos);
     EXPECT_NE(usage_error({"--port", "1", "--interval", "11s"}).find("--duration"),
               std::string::npos);  // 10s default
-    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s,
-                     1.0);  // the default: not checked
+    // The default is not checked against a shorter duration.
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s, 1.0);
+    EXPECT_EQ(usage_error({"--port", "1", "--duration", "1000s", "--interval", "100ms"}), "");
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "1001s", "--interval", "100ms"}).find("--interval"),
+              std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "200m"}).find("--interval"), std::string::npos);
 }
 
 TEST(CommandLine, UnixSocketAndNoDelay) {
