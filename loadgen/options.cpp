@@ -35,6 +35,9 @@ using Store = std::function<void(const std::string&)>;
 // Shorter timeseries entries would hold too few requests at low rates for a p99, and the entries
 // of a long run would outweigh its result.
 constexpr double kMinIntervalS = 0.1;
+// Each timeseries entry holds a full histogram (about 35 KB) per thread, so the count is bounded:
+// 10 000 entries are 1000 s at 100 ms, or 2.7 hours at 1 s.
+constexpr double kMaxIntervals = 10'000;
 
 constexpr std::size_t kUnixPathMax = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
 
@@ -148,8 +151,7 @@ void add_target_flags(CLI::App& app, Options& o) {
     add_value(app, "--port", "N", "server port (required)", store_integer("--port", o.port, 1, 65535))
         ->group(group);
     add_value(app, "--unix", "PATH",
-              "connect to this Unix domain stream socket instead of --host/--port (TCP-only flags are then "
-              "not applied)",
+              "Unix domain stream socket instead of --host/--port (TCP-only flags then unused)",
               [&o](const std::string& v) {
                   if (v.empty() || v.size() >= kUnixPathMax) invalid("--unix", v);
                   o.unix_path = v;
@@ -248,13 +250,11 @@ void add_coordination_flags(CLI::App& app, Options& o) {
     const std::string group = "coordination (several load generators, external counters)";
     app.add_flag_callback(
            "--start-on-stdin", [&o] { o.start_on_stdin = true; },
-           "connect every connection, print \"connected N\" on stdout, wait for a line \"go\" on stdin, then "
-           "warm up and run; EOF (or another line) first: exit 3, no result")
+           "connect, print \"connected N\", then start at a line \"go\" on stdin (EOF first: exit 3)")
         ->group(group);
     add_value(app, "--window-fifo", "PATH[,ACK]",
-              "write \"enable\" to the FIFO PATH when the measured window opens and \"disable\" when it "
-              "closes, and wait (at most 2 s) for \"ack\" on ACK after each: perf stat -D -1 --control "
-              "fifo:PATH,ACK counts the window only",
+              "\"enable\"/\"disable\" to FIFO PATH as the window opens/closes, \"ack\" awaited on ACK (2 s): "
+              "perf stat -D -1 --control fifo:PATH,ACK",
               [&o](const std::string& v) {
                   const auto comma = v.find(',');
                   o.window_fifo = v.substr(0, comma);
@@ -274,9 +274,8 @@ void add_help_flag(CLI::App& app) {
 }
 
 CLI::App* add_merge_command(CLI::App& app, MergeOptions& m) {
-    CLI::App* merge = app.add_subcommand("merge",
-                                         "combine the results of load generators that ran side by "
-                                         "side, exactly (counts and histogram buckets add)");
+    CLI::App* merge =
+        app.add_subcommand("merge", "combine results of load generators that ran side by side, exactly");
     merge->set_help_flag("-h,--help", "print this help and exit 0");
     merge->add_option("files", m.inputs, "result JSON files")->type_name("FILE");
     merge->add_option("--out", m.out, "merged JSON here (default stdout)")->type_name("FILE");
@@ -286,8 +285,9 @@ CLI::App* add_merge_command(CLI::App& app, MergeOptions& m) {
 constexpr const char* kFooter = R"(
 D is a duration: 10, 10s, 500ms, 2.5s, 1m, 250us.
 loadgen merge a.json b.json ... [--out FILE]: combine results exactly (loadgen merge --help).
-exit codes: 0 no errors and every connection established; 1 errors or a shortfall (JSON still
-written); 2 bad usage; 3 --start-on-stdin and no "go" came (no JSON).)";
+exit codes: 0 no errors and every connection established; 1 errors, a shortfall, an invalid open
+loop or a --window-fifo line not acknowledged (JSON still written); 2 bad usage; 3
+--start-on-stdin and no "go" came (no JSON).)";
 
 void configure(CLI::App& app, Options& o) {
     app.footer(kFooter);
@@ -321,6 +321,10 @@ void check_run_options(const CLI::App& app, Options& o) {
     const CLI::Option* interval = app.get_option("--interval");
     if (interval->count() > 0 && o.requests == 0 && o.interval_s > o.duration_s)
         invalid("--interval", interval->as<std::string>(), "longer than --duration");
+    if (o.requests == 0 && o.duration_s / o.interval_s > kMaxIntervals)
+        throw UsageError(
+            "--duration / --interval makes more than 10000 timeseries entries (each holds a 35 KB "
+            "histogram per thread): use a longer --interval");
     if (o.mode == ConnectionMode::close && o.pipeline > 1)
         invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
     if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles

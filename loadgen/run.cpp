@@ -51,35 +51,46 @@ struct WindowEdges {
     std::optional<WindowRecord::CounterControl> control;
 };
 
-// --window-fifo: the counter's signals at the window's edges, and when they were given.
+// --window-fifo: the counter's signals at the window's edges, and when they were given. The line
+// goes out first and its ack is awaited after loadgen's own samples of that edge, so the counter's
+// window and loadgen's differ by the pipe's latency, not by the sampling.
 class CounterSignals {
 public:
+    enum class Edge { open, close };
+
     explicit CounterSignals(const Options& o) {
         if (o.window_fifo.empty()) return;
         control_.emplace(o.window_fifo, o.window_ack_fifo);
-        record_.emplace();
-        record_->fifo = o.window_fifo;
-        record_->ack_fifo = o.window_ack_fifo;
+        record_.fifo = o.window_fifo;
+        record_.ack_fifo = o.window_ack_fifo;
     }
-    // The line goes out first and the ack is awaited after the caller's own sampling, so the
-    // counter's window and loadgen's differ by the pipe's latency, not by the sampling.
-    void send(const char* command, std::uint64_t& sent_ns) {
-        if (!control_ || !control_->error().empty()) return;
-        control_->send(command);
-        sent_ns = monotonic_ns();
+    void send(Edge edge) {
+        if (!usable()) return;
+        control_->send(command(edge));
+        sent_ns(edge) = monotonic_ns();
     }
-    void await_ack(const char* command, std::uint64_t sent_ns, std::optional<double>& ack_us) {
-        if (!control_ || !control_->has_ack() || !control_->error().empty()) return;
-        if (control_->await_ack(command)) ack_us = static_cast<double>(monotonic_ns() - sent_ns) / 1e3;
+    void await_ack(Edge edge) {
+        if (!usable() || !control_->has_ack()) return;
+        if (control_->await_ack(command(edge)))
+            ack_us(edge) = static_cast<double>(monotonic_ns() - sent_ns(edge)) / 1e3;
     }
-    std::optional<WindowRecord::CounterControl>& record() {
-        if (record_ && control_) record_->error = control_->error();
-        return record_;
+    std::optional<WindowRecord::CounterControl> record() const {
+        if (!control_) return std::nullopt;
+        WindowRecord::CounterControl r = record_;
+        r.error = control_->error();
+        return r;
     }
 
 private:
+    bool usable() const { return control_ && control_->error().empty(); }  // after a failure: silent
+    static const char* command(Edge edge) { return edge == Edge::open ? "enable" : "disable"; }
+    std::uint64_t& sent_ns(Edge edge) { return edge == Edge::open ? record_.enable_ns : record_.disable_ns; }
+    std::optional<double>& ack_us(Edge edge) {
+        return edge == Edge::open ? record_.enable_ack_us : record_.disable_ack_us;
+    }
+
     std::optional<WindowControl> control_;
-    std::optional<WindowRecord::CounterControl> record_;
+    WindowRecord::CounterControl record_;
 };
 
 std::uint64_t to_ns(double seconds) {
@@ -287,24 +298,18 @@ void wait_for_window_end(const Options& o, const Timeline& t, const WorkerThread
 WindowEdges measure_window(const Options& o, const Timeline& t, WorkerThreads& workers,
                            CounterSignals& counter) {
     WindowEdges e;
-    WindowRecord::CounterControl times;
     sleep_until_ns(t.measure_start_ns);
     e.opened_ns = monotonic_ns();
-    counter.send("enable", times.enable_ns);
+    counter.send(CounterSignals::Edge::open);
     e.own_start = own_cpu();
     e.server_start = sample_server(o);
-    counter.await_ack("enable", times.enable_ns, times.enable_ack_us);
+    counter.await_ack(CounterSignals::Edge::open);
     wait_for_window_end(o, t, workers, e.opened_ns);
     e.closed_ns = t.measure_end_ns ? std::max(t.measure_end_ns, e.opened_ns) : monotonic_ns();
-    counter.send("disable", times.disable_ns);  // before the drain: its requests are not the window's
+    counter.send(CounterSignals::Edge::close);  // before the drain: its requests are not the window's
     e.own_end = own_cpu();
-    counter.await_ack("disable", times.disable_ns, times.disable_ack_us);
-    if (auto& record = counter.record()) {
-        times.fifo = record->fifo;
-        times.ack_fifo = record->ack_fifo;
-        times.error = record->error;
-        e.control = times;
-    }
+    counter.await_ack(CounterSignals::Edge::close);
+    e.control = counter.record();
     workers.join();
     // After the drain, before any connection closes (the workers still hold them).
     e.server_end = sample_server(o);
@@ -412,9 +417,9 @@ int run_load(const Options& o) {
     const Target target = resolve_target(o);
     pin_process(o);
     std::signal(SIGPIPE, SIG_IGN);
+    CounterSignals counter(o);  // opens the FIFOs: a bad one is a usage error before any load
     std::unique_ptr<ProcessTreeSampler> sampler;
     if (o.server_pid) sampler = std::make_unique<ProcessTreeSampler>(o.server_pid);
-    CounterSignals counter(o);  // opens the FIFOs first: a bad one is a usage error before any load
     std::optional<StartGate> gate;
     if (o.start_on_stdin) gate.emplace(o.threads);
     Timeline timeline = gate ? held_timeline(monotonic_ns()) : plan_timeline(o, monotonic_ns());

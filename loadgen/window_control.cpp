@@ -13,6 +13,8 @@
 namespace loadgen {
 namespace {
 
+constexpr std::size_t kMaxAckLine = 64;  // a writer that floods the ACK FIFO is not acknowledging
+
 [[noreturn]] void refuse(const std::string& path, const std::string& why) {
     throw UsageError("invalid value for --window-fifo: '" + path + "' (" + why + ")");
 }
@@ -67,6 +69,7 @@ bool WindowControl::send(const char* command) {
 bool WindowControl::await_ack(const char* command) {
     if (!ack_) return true;
     const auto line = read_line(kAckTimeoutMs);
+    if (!line && pending_.size() > kMaxAckLine) return fail("no line feed in the ACK FIFO's bytes");
     if (!line) return fail(std::string("no ack for '") + command + "' within 2 s");
     if (*line != "ack") return fail(std::string("'") + *line + "' instead of an ack for '" + command + "'");
     return true;
@@ -81,7 +84,7 @@ std::optional<std::string> WindowControl::read_line(int timeout_ms) {
             return line;
         }
         const std::uint64_t now = monotonic_ns();
-        if (now >= deadline) return std::nullopt;
+        if (now >= deadline || pending_.size() > kMaxAckLine) return std::nullopt;
         pollfd p{ack_.get(), POLLIN, 0};
         if (::poll(&p, 1, static_cast<int>((deadline - now + 999'999) / 1'000'000)) <= 0) continue;
         char buf[64];

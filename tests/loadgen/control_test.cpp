@@ -367,6 +367,9 @@ public:
     }
     // As perf answers: "ack\n" and its terminating NUL.
     bool send_ack() { return ::write(ack_.get(), "ack\n", 5) == 5; }
+    bool send_answer(const std::string& bytes) {
+        return ::write(ack_.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+    }
 
 private:
     std::string ctl_path_, ack_path_;
@@ -457,6 +460,29 @@ TEST(LoadgenWindowFifo, MissingAckFailsTheRunAfter2s) {
     EXPECT_EQ(c["ok"], false);
     EXPECT_NE(c["error"].get<std::string>().find("no ack for 'enable'"), std::string::npos) << c.dump();
     EXPECT_NE(run.stderr_text.find("--window-fifo"), std::string::npos) << run.stderr_text;
+}
+
+// Another answer than "ack", or bytes without an end, are not an acknowledgement either.
+TEST(LoadgenWindowFifo, WrongAnswerFailsTheRun) {
+    sbtest::ServerProcess server("epoll");
+    ASSERT_TRUE(server.ok()) << server.error();
+    for (const std::string& answer : {std::string("nope\n"), std::string(100, 'a')}) {
+        ControlFifos fifos;
+        ASSERT_TRUE(fifos.ok());
+        const std::string out = lgtest::temp_path("lg_window_wrong") + ".json";
+        auto loadgen = sbtest::Process::spawn(
+            {kLoadgen, "--port", std::to_string(server.port()), "--connections", "1", "--duration", "300ms",
+             "--quiet", "--out", out, "--window-fifo", fifos.ctl() + "," + fifos.ack()});
+        ASSERT_TRUE(loadgen);
+        ASSERT_EQ(fifos.read_command(5s), "enable");
+        ASSERT_TRUE(fifos.send_answer(answer));
+        EXPECT_EQ(loadgen->wait_exit(10s), 1);
+        const json c = read_json(out)["window"]["counter_control"];
+        EXPECT_EQ(c["ok"], false) << c.dump();
+        EXPECT_TRUE(c["enable_ack_us"].is_null());
+        EXPECT_EQ(fifos.read_command(0ms), std::nullopt);  // no "disable" after a failed "enable"
+        std::remove(out.c_str());
+    }
 }
 
 TEST(LoadgenWindowFifo, NotAFifoOrNoReaderIsUsage) {

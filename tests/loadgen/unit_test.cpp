@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -153,6 +154,79 @@ TEST(RateScheduler, ArrivalsEvenlySpacedAndBacklogCounted) {
     EXPECT_EQ(s.take(), 1'000'000'000u);
     EXPECT_EQ(s.backlog(1'010'000'000), 10u);
     EXPECT_EQ(s.next_due(), 1'001'000'000u);
+}
+
+// ---------------------------------------------------------------------------- result JSON
+
+namespace {
+
+// A result of `requests` responses over 1 s, its window at [start_ns, start_ns + 1 s].
+nlohmann::json small_result(const Options& o, std::uint64_t requests, std::uint64_t start_ns,
+                            std::optional<WindowRecord::CounterControl> control = std::nullopt) {
+    RunStats stats;
+    stats.requests = requests;
+    stats.established = static_cast<std::uint64_t>(o.connections);
+    stats.intervals.resize(2);
+    for (std::uint64_t i = 0; i < requests; ++i) {
+        stats.latency.record(1000 + i);
+        stats.intervals[i % 2].requests += 1;
+        stats.intervals[i % 2].latency.record(1000 + i);
+    }
+    RunContext ctx;
+    ctx.options = &o;
+    ctx.measured_s = 1;
+    ctx.window.start_ns = start_ns;
+    ctx.window.end_ns = start_ns + 1'000'000'000;
+    ctx.window.start_unix_s = static_cast<double>(start_ns) / 1e9;
+    ctx.window.end_unix_s = ctx.window.start_unix_s + 1;
+    ctx.window.control = control;
+    return make_result(ctx, stats);
+}
+
+}  // namespace
+
+TEST(ResultJson, IntervalsAndWindowAreRecorded) {
+    Options o;
+    o.interval_s = 0.5;
+    const auto r = small_result(o, 10, 5'000'000'000);
+    EXPECT_DOUBLE_EQ(r["config"]["interval_ms"].get<double>(), 500.0);
+    ASSERT_EQ(r["timeseries"].size(), 2u);
+    EXPECT_DOUBLE_EQ(r["timeseries"][0]["t_s"].get<double>(), 0.5);
+    EXPECT_EQ(r["timeseries"][1]["t_s"], 1);  // a whole number of seconds stays an integer
+    EXPECT_EQ(r["window"]["start_monotonic_ns"], 5'000'000'000u);
+    EXPECT_DOUBLE_EQ(r["window"]["length_s"].get<double>(), 1.0);
+    EXPECT_TRUE(r["window"]["counter_control"].is_null());
+    EXPECT_EQ(r["config"]["transport"], "tcp");
+    EXPECT_EQ(exit_code_of(r), 0);
+}
+
+TEST(ResultJson, UnacknowledgedCounterControlFailsTheRun) {
+    Options o;
+    WindowRecord::CounterControl control;
+    control.fifo = "ctl";
+    control.enable_ack_us = 12.5;
+    EXPECT_EQ(exit_code_of(small_result(o, 10, 0, control)), 0);
+    control.error = "no ack for 'disable' within 2 s";
+    const auto r = small_result(o, 10, 0, control);
+    EXPECT_EQ(r["window"]["counter_control"]["ok"], false);
+    EXPECT_EQ(r["window"]["counter_control"]["enable_ack_us"], 12.5);
+    EXPECT_TRUE(r["window"]["counter_control"]["disable_ack_us"].is_null());
+    EXPECT_EQ(exit_code_of(r), 1);
+}
+
+TEST(ResultJson, MergeSpansWindowsAndRefusesMixedIntervals) {
+    Options o;
+    o.interval_s = 0.5;
+    const auto a = small_result(o, 10, 1'000'000'000), b = small_result(o, 6, 1'200'000'000);
+    const auto m = merge_results({a, b});
+    EXPECT_EQ(m["totals"]["requests"], 16u);
+    EXPECT_EQ(m["window"]["start_monotonic_ns"], 1'000'000'000u);
+    EXPECT_EQ(m["window"]["end_monotonic_ns"], 2'200'000'000u);
+    EXPECT_NEAR(m["window"]["length_s"].get<double>(), 1.2, 1e-9);
+    ASSERT_EQ(m["timeseries"].size(), 2u);
+    EXPECT_EQ(m["timeseries"][0]["requests"], 8u);
+    Options other;
+    EXPECT_THROW(merge_results({a, small_result(other, 4, 0)}), std::runtime_error);
 }
 
 // ------------------------------------------------------------------------- command line
@@ -319,8 +393,12 @@ TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
               std::string::npos);
     EXPECT_NE(usage_error({"--port", "1", "--interval", "11s"}).find("--duration"),
               std::string::npos);  // 10s default
-    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s,
-                     1.0);  // the default: not checked
+    // The default is not checked against a shorter duration.
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s, 1.0);
+    EXPECT_EQ(usage_error({"--port", "1", "--duration", "1000s", "--interval", "100ms"}), "");
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "1001s", "--interval", "100ms"}).find("--interval"),
+              std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "200m"}).find("--interval"), std::string::npos);
 }
 
 TEST(CommandLine, UnixSocketAndNoDelay) {
