@@ -67,6 +67,8 @@ class Matrix:
     def specs(self):
         for model in self.settings["models"]:
             for scenario in self.settings["scenarios"]:
+                if not sc.in_focus(model, scenario, self.profile):
+                    continue
                 for spec in sc.scenario_points(scenario, self.profile):
                     yield model, spec
 

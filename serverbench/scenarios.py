@@ -34,6 +34,8 @@ class Profile:
     open_loop_rps: int = 20000
     hidden: bool = False
     scenarios: tuple = ()        # the scenarios it runs when --scenarios is not given; () is all
+    # ((scenario, models or None), ...): of those scenarios, only these models (None: every one).
+    focus: tuple = ()
     # Counting trials (counting.py) are short: counts per request hardly move, and the time under
     # perf is not a timing.
     # Over a link with distance (--net veth/wan): a closed loop from one connection to thousands,
@@ -56,10 +58,12 @@ PROFILES = {p.name: p for p in [
     Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50)),
     Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
             ab_trials=10, distance_conns=(1, 10, 100, 1000, 4000)),
-    # The CI gate: every model at its most telling points, in short trials (the power comes from
-    # the number of trials, not their length).
+    # The CI gate: every model at 50 keep-alive clients, and a connection per request for the
+    # models whose price is per connection (a thread, a fork) and for epoll as their reference;
+    # short trials, 8 per side, since the power comes from the number of trials (docs/statistics.md).
     Profile("gate", "200ms", "500ms", 1, 0.01, (50,), (50,), scenarios=("http-keepalive", "http-close"),
-            ab_trials=6),
+            focus=(("http-keepalive", None), ("http-close", ("thread-per-conn", "fork-per-conn", "epoll"))),
+            ab_trials=8, count_duration="300ms"),
 ]}
 
 
@@ -180,6 +184,14 @@ def scenario_points(scenario, profile):
 def blocking_probe_connections(profile):
     """The one keep-alive point above one connection where the blocking model is measured."""
     return next((c for c in profile.keepalive_conns if c > 1), None)
+
+
+def in_focus(model, scenario, profile):
+    """Whether the profile measures this model at this scenario at all (see Profile.focus)."""
+    if not profile.focus:
+        return True
+    models = dict(profile.focus).get(scenario, ())
+    return models is None or model in models
 
 
 def applicable(model, spec, profile):
