@@ -14,6 +14,7 @@ never in the timed trials that comparisons and capacity sweeps use.
 """
 import dataclasses
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -23,16 +24,42 @@ import time
 
 from .point import read_json, run_trial, write_json
 
-# The system calls counted by name: what a server, its threads and loadgen make. raw_syscalls
-# counts all of them; the named ones are the breakdown (perf takes seconds to set up the ~360
-# tracepoints of syscalls:sys_enter_*, so not all of them).
+# The system calls counted by name: what a server, its threads and loadgen make. Each is the one
+# raw_syscalls:sys_enter tracepoint with an in-kernel filter on the call's number: perf sets that
+# up in milliseconds, where it takes about 35 ms per syscalls:sys_enter_<name> tracepoint (1.4 s
+# for these, per perf, per trial). raw_syscalls unfiltered counts all of them.
 NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "accept",
                   "accept4", "close", "shutdown", "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll",
                   "select", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4", "sched_yield",
                   "clock_nanosleep", "mmap", "munmap", "madvise", "brk", "setsockopt", "fcntl", "ioctl",
                   "rt_sigprocmask", "openat")
-EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter",
-          *(f"syscalls:sys_enter_{name}" for name in NAMED_SYSCALLS))
+BASE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter")
+UNISTD_HEADERS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm-generic/unistd.h")
+
+
+def syscall_numbers():
+    """{name: number} of NAMED_SYSCALLS on this machine, from the kernel's headers (linux-libc-dev,
+    which the compiler brings); empty when none is readable: then only totals are counted."""
+    for header in UNISTD_HEADERS:
+        try:
+            with open(header) as f:
+                text = f.read()
+        except OSError:
+            continue
+        numbers = dict(re.findall(r"#define __NR_(\w+)\s+(\d+)\b", text))
+        return {name: int(numbers[name]) for name in NAMED_SYSCALLS if name in numbers}
+    return {}
+
+
+def event_args():
+    """perf stat's -e/--filter arguments, and the name of each counter line in output order."""
+    args, names = ["-e", ",".join(BASE_EVENTS)], list(BASE_EVENTS)
+    for name, number in syscall_numbers().items():
+        args += ["-e", "raw_syscalls:sys_enter", "--filter", f"id == {number}"]
+        names.append(f"syscall:{name}")
+    return args, names
+
+
 ACK_TIMEOUT_S = 2.0
 # Fewer requests than this in a counting window (a starved server on a loaded machine) make
 # per-request figures of start-up noise: the point says so instead.
@@ -51,7 +78,7 @@ def perf_unavailable():
     """None when `perf stat` counts here, else the one-line reason (recorded in the point)."""
     if "reason" not in _availability:
         try:
-            proc = subprocess.run(["perf", "stat", "-x,", "-e", ",".join(EVENTS[:5]), "--", "true"],
+            proc = subprocess.run(["perf", "stat", "-x,", "-e", ",".join(BASE_EVENTS), "--", "true"],
                                   capture_output=True, text=True, timeout=20)
             bad = [line for line in proc.stderr.splitlines() if "<not" in line]
             _availability["reason"] = (None if proc.returncode == 0 and not bad else
@@ -98,6 +125,7 @@ class CountedTrial:
                       ("server.ctl", "server.ack", "loadgen.ctl", "loadgen.ack", "window", "window.ack")}
         self.outputs = {side: os.path.join(work_dir, f"{side}.perf.csv") for side in ("server", "loadgen")}
         self.relayed = []
+        self.events, self.event_names = event_args()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
 
@@ -107,7 +135,7 @@ class CountedTrial:
         within a millisecond or so of being told."""
         f = self.fifos
         return [*REALTIME, "perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
-                "-x,", "-o", self.outputs[side], "-e", ",".join(EVENTS), "--", *argv]
+                "-x,", "-o", self.outputs[side], *self.events, "--", *argv]
 
     def loadgen_flags(self):
         return ("--window-fifo", f"{self.fifos['window'].path},{self.fifos['window.ack'].path}")
@@ -144,24 +172,23 @@ class CountedTrial:
         return None
 
 
-def parse_perf_csv(path):
-    """{event: count} from `perf stat -x,` output; an event perf could not count is left out and
-    listed under "_missing"."""
+def parse_perf_csv(path, names):
+    """{name: count} from `perf stat -x,` output, whose counter lines come in the order of the
+    events given (names); a counter perf could not count is left out and listed under "_missing"."""
     counts, missing = {}, []
     try:
         with open(path) as f:
-            lines = f.read().splitlines()
+            lines = [line for line in f.read().splitlines() if line and not line.startswith("#")]
     except OSError:
         return {"_missing": ["no perf output"]}
-    for line in lines:
-        fields = line.split(",")
-        if len(fields) < 3 or line.startswith("#"):
-            continue
-        value, event = fields[0], fields[2]
+    rows = [line.split(",") for line in lines if len(line.split(",")) >= 3]
+    if len(rows) != len(names):
+        return {"_missing": [f"perf printed {len(rows)} counters for {len(names)} events"]}
+    for name, fields in zip(names, rows):
         try:
-            counts[event] = float(value)
+            counts[name] = float(fields[0])
         except ValueError:
-            missing.append(event)
+            missing.append(name)
     if missing:
         counts["_missing"] = missing
     return counts
@@ -172,7 +199,7 @@ def per_request(counts, requests, ctx_split=None):
     switches /proc gave for the same window (perf has no such split)."""
     if not requests:
         return None
-    syscalls = {k.split("sys_enter_", 1)[1]: v for k, v in counts.items() if k.startswith("syscalls:sys_enter_")}
+    syscalls = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("syscall:")}
     top = sorted(((name, v / requests) for name, v in syscalls.items() if v), key=lambda kv: -kv[1])[:TOP_SYSCALLS]
     if counts.get("raw_syscalls:sys_enter") is not None:
         other = counts["raw_syscalls:sys_enter"] - sum(v for _, v in top) * requests
@@ -231,9 +258,9 @@ def counts_of(counted, result):
     server = result.get("server") or {}
     split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
     return {"tool": "perf stat", "window": "loadgen's measured window (--window-fifo)", "requests": requests,
-            "server": per_request(parse_perf_csv(counted.outputs["server"]), requests,
+            "server": per_request(parse_perf_csv(counted.outputs["server"], counted.event_names), requests,
                                   split if None not in split else None),
-            "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"]), requests)}
+            "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"], counted.event_names), requests)}
 
 
 def switch_too_slow(result):
