@@ -54,8 +54,10 @@ class Profile:
 PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
             active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500),
-    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100)),
-    Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50)),
+    Profile("quick", "200ms", "750ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
+            count_duration="250ms"),
+    # Three repeats: the fewest from which the report ranks models (a median with an interval).
+    Profile("standard", "400ms", "1500ms", 3, 0.05, (1, 10, 50, 200), (1, 10, 50)),
     Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
             ab_trials=10, distance_conns=(1, 10, 100, 1000, 4000)),
     # The CI gate: every model at 50 keep-alive clients, and a connection per request for the
