@@ -29,6 +29,41 @@ std::uint64_t monotonic_ns() noexcept {
     return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+// --------------------------------------------------------------------------- the start gate
+
+std::optional<Timeline> StartGate::arrive_and_wait(std::size_t open_connections) {
+    std::unique_lock lock(mutex_);
+    ++arrived_;
+    open_connections_ += open_connections;
+    changed_.notify_all();
+    changed_.wait(lock, [this] { return decided_; });
+    return timeline_;
+}
+
+std::size_t StartGate::wait_for_workers() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return arrived_ == expected_; });
+    return open_connections_;
+}
+
+void StartGate::open(const Timeline& timeline) {
+    decide(timeline);
+}
+
+void StartGate::cancel() {
+    decide(std::nullopt);
+}
+
+void StartGate::decide(std::optional<Timeline> timeline) {
+    const std::lock_guard lock(mutex_);
+    assert(!decided_);
+    timeline_ = timeline;
+    decided_ = true;
+    changed_.notify_all();
+}
+
+// --------------------------------------------------------------------------------- the worker
+
 Worker::Worker(WorkerPlan plan, LiveCounters& live)
     : plan_(std::move(plan)),
       live_(live),
@@ -45,7 +80,15 @@ Worker::Worker(WorkerPlan plan, LiveCounters& live)
     refills_.reserve(connections_.size());
     due_scratch_.resize(depth);
     timeout_check_interval_ns_ = std::clamp<std::uint64_t>(plan_.timeout_ns / 10, 1'000'000, 100'000'000);
+    set_timeline({plan_.start_ns, plan_.measure_start_ns, plan_.measure_end_ns});
+}
+
+void Worker::set_timeline(const Timeline& timeline) {
+    plan_.start_ns = timeline.start_ns;
+    plan_.measure_start_ns = timeline.measure_start_ns;
+    plan_.measure_end_ns = timeline.measure_end_ns;
     assert(plan_.interval_ns > 0);
+    window_intervals_ = 0;
     if (plan_.measure_end_ns > plan_.measure_start_ns)
         window_intervals_ =
             (plan_.measure_end_ns - plan_.measure_start_ns + plan_.interval_ns - 1) / plan_.interval_ns;
@@ -55,7 +98,12 @@ Worker::Worker(WorkerPlan plan, LiveCounters& live)
 
 void Worker::run() {
     pin_thread();
-    if (!start_connections()) return;
+    bool go = start_connections();
+    if (plan_.gate != nullptr) go = hold_until_go(go);  // arrives at the gate even when it cannot run
+    if (!go) {
+        live_.done.store(true);
+        return;
+    }
     for (;;) {
         const std::uint64_t now = monotonic_ns();
         if (!stopping_ && window_over(now)) begin_stop(now);
@@ -88,11 +136,56 @@ bool Worker::start_connections() {
     if (plan_.rate > 0) schedule_ = RateScheduler(plan_.rate, plan_.start_ns, plan_.rate_phase);
     if (!epoll_) {
         count_error(ErrorKind::connect, errno, connections_.size(), now);
-        live_.done.store(true);
         return false;
     }
     for (auto& c : connections_) open_connection(c, now);
     return true;
+}
+
+// --start-on-stdin: connects (sending nothing), reports how many connections are up, and waits
+// for the controller's go, which brings the run's timeline. False: the run was cancelled.
+bool Worker::hold_until_go(bool started) {
+    holding_ = true;
+    if (started) wait_for_connects();
+    const std::optional<Timeline> timeline = plan_.gate->arrive_and_wait(started ? count_open() : 0);
+    holding_ = false;
+    if (!timeline || !started) return false;
+    set_timeline(*timeline);
+    begin_load(monotonic_ns());
+    return true;
+}
+
+// Until every connection is open, or --timeout has passed (failed connects are retried meanwhile).
+void Worker::wait_for_connects() {
+    const std::uint64_t deadline = monotonic_ns() + plan_.timeout_ns;
+    for (std::uint64_t now = monotonic_ns(); count_open() < connections_.size() && now < deadline;
+         now = monotonic_ns()) {
+        if (now >= next_timeout_check_ns_) {
+            check_timeouts(now);
+            next_timeout_check_ns_ = now + timeout_check_interval_ns_;
+        }
+        poll_events(std::max(now, std::min(next_timeout_check_ns_, deadline)), now);
+    }
+}
+
+// After go: the open loop's schedule starts now; the closed loop sends on every open connection.
+void Worker::begin_load(std::uint64_t now) {
+    last_progress_ns_ = now;
+    if (plan_.rate > 0) {
+        schedule_ = RateScheduler(plan_.rate, plan_.start_ns, plan_.rate_phase);
+        return;
+    }
+    for (auto& c : connections_) {
+        if (c.state != State::open) continue;
+        const std::uint32_t count = send_budget(static_cast<std::uint32_t>(plan_.pipeline), now);
+        if (count > 0) send_requests(c, count, now, nullptr);
+    }
+}
+
+std::size_t Worker::count_open() const noexcept {
+    return static_cast<std::size_t>(
+        std::count_if(connections_.begin(), connections_.end(),
+                      [](const Connection& c) { return c.state == State::open; }));
 }
 
 // The end of the duration, or of the request quota (also when no answer came for --timeout).
@@ -344,15 +437,19 @@ void Worker::send_refills() {
 void Worker::open_connection(Connection& c, std::uint64_t now) {
     ++c.generation;
     c.connect_start_ns = now;
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    const Target& target = plan_.target;
+    UniqueFd fd(::socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
         fail(c, ErrorKind::connect, errno, now);  // EMFILE, ENFILE: backs off and retries
         return;
     }
-    const int one = 1;
-    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    const int rc =
-        ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&plan_.address), sizeof plan_.address);
+    if (target.is_tcp() && target.tcp_nodelay) {
+        const int one = 1;
+        setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    // A Unix socket connects at once or fails (EAGAIN: the listen backlog is full, retried after a
+    // backoff like any connect error); TCP answers EINPROGRESS and completes on EPOLLOUT.
+    const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&target.address), target.length);
     if (rc != 0 && errno != EINPROGRESS) {
         const int err = errno;
         c.fd = std::move(fd);
@@ -391,6 +488,7 @@ void Worker::on_connected(Connection& c, std::uint64_t now) {
         }
         return;
     }
+    if (holding_) return;  // the requests wait for go (begin_load)
     const std::uint32_t count = send_budget(static_cast<std::uint32_t>(plan_.pipeline), now);
     if (count > 0) send_requests(c, count, now, nullptr);
 }

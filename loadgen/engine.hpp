@@ -3,9 +3,13 @@
 // own connections and its own RunStats. The hot path (send, receive, parse, record) is all here.
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,8 +26,48 @@ using sb::UniqueFd;  // the descriptor owner shared with the servers (common/)
 // CLOCK_MONOTONIC in nanoseconds.
 std::uint64_t monotonic_ns() noexcept;
 
+// Where to connect: an IPv4 address or a Unix domain socket path.
+struct Target {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    bool tcp_nodelay = true;  // applied to TCP sockets only
+    bool is_tcp() const noexcept { return address.ss_family == AF_INET; }
+};
+
+// When the connections open, the warm-up ends (the measured window opens) and the window ends.
+struct Timeline {
+    std::uint64_t start_ns = 0;
+    std::uint64_t measure_start_ns = 0;
+    std::uint64_t measure_end_ns = 0;  // 0: no time limit (request quota)
+};
+
+// --start-on-stdin: holds every worker between its connect phase and the start of the load until
+// the controller says go (or the run is cancelled). Workers and main meet here, nowhere else.
+class StartGate {
+public:
+    explicit StartGate(int workers) : expected_(workers) {}
+    // Worker: `open_connections` of its connections are up; blocks until open() or cancel().
+    // Returns the timeline to run, or nullopt when the run is cancelled.
+    std::optional<Timeline> arrive_and_wait(std::size_t open_connections);
+    // Main: blocks until every worker arrived; the open connections of all of them.
+    std::size_t wait_for_workers();
+    void open(const Timeline& timeline);
+    void cancel();
+
+private:
+    void decide(std::optional<Timeline> timeline);
+
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    const int expected_;
+    int arrived_ = 0;
+    std::size_t open_connections_ = 0;
+    bool decided_ = false;
+    std::optional<Timeline> timeline_;
+};
+
 struct WorkerPlan {
-    sockaddr_in address{};
+    Target target;
     Protocol protocol = Protocol::http;
     ConnectionMode mode = ConnectionMode::keepalive;
     std::string request;  // the bytes of one request (precomputed once)
@@ -37,6 +81,7 @@ struct WorkerPlan {
     std::uint64_t measure_end_ns = 0;           // 0: no time limit (request quota)
     std::uint64_t request_quota = 0;            // responses to record; 0: no quota
     std::uint64_t interval_ns = 1'000'000'000;  // length of a timeseries entry
+    StartGate* gate = nullptr;                  // --start-on-stdin; the timeline then comes from it
     int cpu = -1;                               // pin this thread to it; -1: not pinned
 };
 
@@ -82,6 +127,11 @@ private:
     // --- the loop
     void pin_thread() const;
     bool start_connections();
+    bool hold_until_go(bool started);
+    void wait_for_connects();
+    void set_timeline(const Timeline& timeline);
+    void begin_load(std::uint64_t now);
+    std::size_t count_open() const noexcept;
     bool window_over(std::uint64_t now) const noexcept;
     std::uint64_t next_wake(std::uint64_t now) const noexcept;
     void poll_events(std::uint64_t wake, std::uint64_t now);
@@ -132,6 +182,7 @@ private:
     std::string stream_;                    // the request repeated pipeline+1 times: any batch is one write
     std::vector<char> read_buffer_;
     RateScheduler schedule_;
+    bool holding_ = false;   // --start-on-stdin, before go: connect, send nothing
     bool stopping_ = false;  // the window is over: no new requests, waiting for answers
     std::uint64_t inflight_total_ = 0;
     std::uint64_t sent_for_quota_ = 0;

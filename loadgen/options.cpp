@@ -1,5 +1,7 @@
 #include "loadgen/options.hpp"
 
+#include <sys/un.h>
+
 #include <CLI/CLI.hpp>
 
 #include <charconv>
@@ -22,7 +24,8 @@
 //   parse errors become UsageError, which main prints and turns into 2.
 // * --help acts as soon as it is read: CLI11 checks values before it looks at its own help flag,
 //   so "--help" next to a bad value would otherwise be an error instead of the help.
-// * Checks that involve several flags (--port required except by merge, --pipeline with --mode).
+// * Checks that involve several flags (--port required except by merge and --unix, --pipeline with
+//   --mode, --interval against --duration).
 
 namespace loadgen {
 namespace {
@@ -32,6 +35,11 @@ using Store = std::function<void(const std::string&)>;
 // Shorter timeseries entries would hold too few requests at low rates for a p99, and the entries
 // of a long run would outweigh its result.
 constexpr double kMinIntervalS = 0.1;
+// Each timeseries entry holds a full histogram (about 35 KB) per thread, so the count is bounded:
+// 10 000 entries are 1000 s at 100 ms, or 2.7 hours at 1 s.
+constexpr double kMaxIntervals = 10'000;
+
+constexpr std::size_t kUnixPathMax = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
 
 [[noreturn]] void invalid(const std::string& flag, const std::string& value, const std::string& why = "") {
     throw UsageError("invalid value for " + flag + ": '" + value + "'" +
@@ -100,6 +108,12 @@ Store store_text(std::string& field) {
     return [&field](const std::string& text) { field = text; };
 }
 
+bool parse_on_off(const std::string& flag, const std::string& v) {
+    if (v == "on") return true;
+    if (v == "off") return false;
+    invalid(flag, v, "on or off");
+}
+
 void store_protocol(Options& o, const std::string& v) {
     if (v == "http")
         o.protocol = Protocol::http;
@@ -135,6 +149,16 @@ void add_target_flags(CLI::App& app, Options& o) {
         o.host = v;
     })->group(group);
     add_value(app, "--port", "N", "server port (required)", store_integer("--port", o.port, 1, 65535))
+        ->group(group);
+    add_value(app, "--unix", "PATH",
+              "Unix domain stream socket instead of --host/--port (TCP-only flags then unused)",
+              [&o](const std::string& v) {
+                  if (v.empty() || v.size() >= kUnixPathMax) invalid("--unix", v);
+                  o.unix_path = v;
+              })
+        ->group(group);
+    add_value(app, "--tcp-nodelay", "on|off", "TCP_NODELAY on loadgen's sockets (default on)",
+              [&o](const std::string& v) { o.tcp_nodelay = parse_on_off("--tcp-nodelay", v); })
         ->group(group);
     add_value(app, "--protocol", "http|echo", "default http", [&o](const std::string& v) {
         store_protocol(o, v);
@@ -222,6 +246,25 @@ void add_recording_flags(CLI::App& app, Options& o) {
         ->group(group);
 }
 
+void add_coordination_flags(CLI::App& app, Options& o) {
+    const std::string group = "coordination (several load generators, external counters)";
+    app.add_flag_callback(
+           "--start-on-stdin", [&o] { o.start_on_stdin = true; },
+           "connect, print \"connected N\", then start at a line \"go\" on stdin (EOF first: exit 3)")
+        ->group(group);
+    add_value(app, "--window-fifo", "PATH[,ACK]",
+              "\"enable\"/\"disable\" to FIFO PATH as the window opens/closes, \"ack\" awaited on ACK (2 s): "
+              "perf stat -D -1 --control fifo:PATH,ACK",
+              [&o](const std::string& v) {
+                  const auto comma = v.find(',');
+                  o.window_fifo = v.substr(0, comma);
+                  o.window_ack_fifo = comma == std::string::npos ? "" : v.substr(comma + 1);
+                  if (o.window_fifo.empty() || (comma != std::string::npos && o.window_ack_fifo.empty()))
+                      invalid("--window-fifo", v);
+              })
+        ->group(group);
+}
+
 // An option rather than CLI11's help flag, so that it acts the moment it is read (see the top).
 void add_help_flag(CLI::App& app) {
     app.set_help_flag();
@@ -231,9 +274,8 @@ void add_help_flag(CLI::App& app) {
 }
 
 CLI::App* add_merge_command(CLI::App& app, MergeOptions& m) {
-    CLI::App* merge = app.add_subcommand("merge",
-                                         "combine the results of load generators that ran side by "
-                                         "side, exactly (counts and histogram buckets add)");
+    CLI::App* merge =
+        app.add_subcommand("merge", "combine results of load generators that ran side by side, exactly");
     merge->set_help_flag("-h,--help", "print this help and exit 0");
     merge->add_option("files", m.inputs, "result JSON files")->type_name("FILE");
     merge->add_option("--out", m.out, "merged JSON here (default stdout)")->type_name("FILE");
@@ -243,8 +285,9 @@ CLI::App* add_merge_command(CLI::App& app, MergeOptions& m) {
 constexpr const char* kFooter = R"(
 D is a duration: 10, 10s, 500ms, 2.5s, 1m, 250us.
 loadgen merge a.json b.json ... [--out FILE]: combine results exactly (loadgen merge --help).
-exit codes: 0 no errors and every connection established; 1 errors or a shortfall (JSON still
-written); 2 bad usage.)";
+exit codes: 0 no errors and every connection established; 1 errors, a shortfall, an invalid open
+loop or a --window-fifo line not acknowledged (JSON still written); 2 bad usage; 3
+--start-on-stdin and no "go" came (no JSON).)";
 
 void configure(CLI::App& app, Options& o) {
     app.footer(kFooter);
@@ -253,6 +296,7 @@ void configure(CLI::App& app, Options& o) {
     add_target_flags(app, o);
     add_load_flags(app, o);
     add_recording_flags(app, o);
+    add_coordination_flags(app, o);
 }
 
 std::string one_line(const CLI::ParseError& e) {
@@ -270,12 +314,17 @@ void reject_run_flags(const CLI::App& app) {
 }
 
 void check_run_options(const CLI::App& app, Options& o) {
-    if (app.get_option("--port")->count() == 0) throw UsageError("missing required flag --port");
+    if (app.get_option("--port")->count() == 0 && o.unix_path.empty())
+        throw UsageError("missing required flag --port (or --unix)");
     // Only a given --interval: the default 1 s with a shorter --duration keeps writing one (partial)
     // entry, as it always did.
     const CLI::Option* interval = app.get_option("--interval");
     if (interval->count() > 0 && o.requests == 0 && o.interval_s > o.duration_s)
         invalid("--interval", interval->as<std::string>(), "longer than --duration");
+    if (o.requests == 0 && o.duration_s / o.interval_s > kMaxIntervals)
+        throw UsageError(
+            "--duration / --interval makes more than 10000 timeseries entries (each holds a 35 KB "
+            "histogram per thread): use a longer --interval");
     if (o.mode == ConnectionMode::close && o.pipeline > 1)
         invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
     if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles

@@ -21,6 +21,8 @@ struct UsageError : std::runtime_error {
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
+    std::string unix_path;    // non-empty: a Unix domain stream socket instead of host:port
+    bool tcp_nodelay = true;  // TCP_NODELAY on loadgen's TCP sockets
     Protocol protocol = Protocol::http;
     std::string path = "/";
     std::vector<std::string> headers;
@@ -42,6 +44,9 @@ struct Options {
     std::string model, scenario;
     std::optional<std::string> server_flags;
     bool quiet = false;
+    bool start_on_stdin = false;  // connect, print "connected N", wait for "go" on stdin
+    std::string window_fifo;      // "enable"/"disable" at the window's edges ("" = none)
+    std::string window_ack_fifo;  // an "ack" awaited after each ("" = none)
 };
 
 // The merge form: `loadgen merge a.json b.json ... [--out FILE]`.

@@ -79,6 +79,12 @@ std::string errno_name(int err) {
             return "ENOBUFS";
         case EADDRINUSE:
             return "EADDRINUSE";
+        case ENOENT:
+            return "ENOENT";
+        case EACCES:
+            return "EACCES";
+        case EPROTOTYPE:
+            return "EPROTOTYPE";
         default:
             return "errno_" + std::to_string(err);
     }
@@ -175,6 +181,7 @@ json errors_by_errno_json(const RunStats& stats) {
 }
 
 json config_json(const Options& o) {
+    const bool tcp = o.unix_path.empty();
     return {{"connections", o.connections},
             {"threads", o.threads},
             {"duration_s", o.requests ? json(nullptr) : json(o.duration_s)},
@@ -187,8 +194,11 @@ json config_json(const Options& o) {
             {"protocol", to_string(o.protocol)},
             {"message_bytes", o.message_bytes},
             {"timeout_s", o.timeout_s},
-            {"host", o.host},
-            {"port", o.port},
+            {"transport", tcp ? "tcp" : "unix"},
+            {"unix_path", tcp ? json(nullptr) : json(o.unix_path)},
+            {"host", tcp ? json(o.host) : json(nullptr)},
+            {"port", tcp ? json(o.port) : json(nullptr)},
+            {"tcp_nodelay", tcp ? json(o.tcp_nodelay) : json(nullptr)},
             {"path", o.path},
             {"server_flags", split_words(o.server_flags.value_or(""))}};
 }
@@ -262,6 +272,31 @@ json saturation_json(const RunContext& ctx, double duration) {
              "threads were >= 0.9 busy, else neither"}};
 }
 
+json optional_json(const std::optional<double>& v) {
+    return v ? json(*v) : json(nullptr);
+}
+
+json window_json(const WindowRecord& w) {
+    json control = nullptr;
+    if (w.control) {
+        const auto& c = *w.control;
+        control = {{"fifo", c.fifo},
+                   {"ack_fifo", c.ack_fifo.empty() ? json(nullptr) : json(c.ack_fifo)},
+                   {"enable_monotonic_ns", c.enable_ns},
+                   {"disable_monotonic_ns", c.disable_ns},
+                   {"enable_ack_us", optional_json(c.enable_ack_us)},
+                   {"disable_ack_us", optional_json(c.disable_ack_us)},
+                   {"ok", c.error.empty()},
+                   {"error", c.error.empty() ? json(nullptr) : json(c.error)}};
+    }
+    return {{"start_monotonic_ns", w.start_ns},
+            {"end_monotonic_ns", w.end_ns},
+            {"start_unix_s", w.start_unix_s},
+            {"end_unix_s", w.end_unix_s},
+            {"length_s", static_cast<double>(w.end_ns - std::min(w.end_ns, w.start_ns)) / 1e9},
+            {"counter_control", control}};
+}
+
 json open_loop_json(const Options& o, const RunStats& stats, double rps) {
     return {{"target_rps", o.rate},           {"achieved_rps", rps},
             {"late_sends", stats.late_sends}, {"unsent", stats.unsent_arrivals},
@@ -297,10 +332,24 @@ json make_result(const RunContext& ctx, const RunStats& stats) {
         {"cpu_us_per_request", us_per_request(ctx.loadgen_user_s + ctx.loadgen_sys_s, stats.requests)},
         {"threads", o.threads}};
     r["saturation"] = saturation_json(ctx, duration);
+    r["window"] = window_json(ctx.window);
     if (o.rate > 0) r["open_loop"] = open_loop_json(o, stats, rps);
     r["valid"] = o.rate > 0 ? r["open_loop"]["valid"].get<bool>() : true;
     return r;
 }
+
+namespace {
+
+// False when --window-fifo's counter may not have counted the window (a line not written or not
+// acknowledged).
+bool counter_control_ok(const json& r) {
+    const json* control = r.contains("window") ? &r.at("window") : nullptr;
+    if (control == nullptr || !control->contains("counter_control")) return true;
+    control = &control->at("counter_control");
+    return !control->is_object() || control->value("ok", true);
+}
+
+}  // namespace
 
 int exit_code_of(const json& r) {
     std::uint64_t errors = 0;
@@ -308,7 +357,7 @@ int exit_code_of(const json& r) {
     const auto& c = r.at("connections");
     const bool shortfall = c.at("established").get<std::uint64_t>() < c.at("requested").get<std::uint64_t>();
     const bool valid = r.value("valid", true);
-    return errors == 0 && !shortfall && valid ? 0 : 1;
+    return errors == 0 && !shortfall && valid && counter_control_ok(r) ? 0 : 1;
 }
 
 bool write_result(const json& r, const std::string& out) {
@@ -451,6 +500,23 @@ void merge_cpu(json& m, const std::vector<json>& results) {
     m["saturation"]["bound"] = saturation_bound(srv_util, lg_util);
 }
 
+// The merged window spans every process's window; its counter control is the first's, failed if
+// any failed.
+void merge_window(json& m, const std::vector<json>& results) {
+    if (!m.contains("window")) return;
+    auto& w = m["window"];
+    for (const auto& r : results) {
+        if (!r.contains("window")) continue;
+        const auto& rw = r.at("window");
+        for (const char* key : {"start_monotonic_ns", "start_unix_s"})
+            if (rw.at(key) < w.at(key)) w[key] = rw.at(key);
+        for (const char* key : {"end_monotonic_ns", "end_unix_s"})
+            if (rw.at(key) > w.at(key)) w[key] = rw.at(key);
+        if (!counter_control_ok(r) && w["counter_control"].is_object()) w["counter_control"]["ok"] = false;
+    }
+    w["length_s"] = w["end_unix_s"].get<double>() - w["start_unix_s"].get<double>();
+}
+
 void merge_validity(json& m, const std::vector<json>& results) {
     bool valid =
         std::all_of(results.begin(), results.end(), [](const json& r) { return r.value("valid", true); });
@@ -479,6 +545,7 @@ json merge_results(const std::vector<json>& results) {
     merge_histograms(m, results);
     m["timeseries"] = merge_timeseries(results);
     merge_cpu(m, results);
+    merge_window(m, results);
     merge_validity(m, results);
     m["pipelined"] = std::any_of(results.begin(), results.end(),
                                  [](const json& r) { return r.value("pipelined", false); });

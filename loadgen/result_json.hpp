@@ -25,6 +25,19 @@ nlohmann::json histogram_to_json(const LatencyHistogram& h);
 // nanoseconds). Throws std::runtime_error on a malformed document.
 LatencyHistogram histogram_from_json(const nlohmann::json& j);
 
+// The measured window's edges on loadgen's clocks, and its --window-fifo signals.
+struct WindowRecord {
+    std::uint64_t start_ns = 0, end_ns = 0;  // CLOCK_MONOTONIC
+    double start_unix_s = 0, end_unix_s = 0;
+    struct CounterControl {
+        std::string fifo, ack_fifo;
+        std::uint64_t enable_ns = 0, disable_ns = 0;  // when each line was written
+        std::optional<double> enable_ack_us, disable_ack_us;
+        std::string error;  // empty: every line written (and acknowledged, with an ACK FIFO)
+    };
+    std::optional<CounterControl> control;
+};
+
 struct RunContext {
     const Options* options = nullptr;
     std::string started_at;  // UTC ISO-8601
@@ -34,6 +47,7 @@ struct RunContext {
     std::optional<ProcessTreeSnapshot> server_delta;  // CPU and context switches over the window
     ProcessTreeSampler::Peaks server_peaks;
     std::string server_cpus;  // Cpus_allowed_list of --server-pid ("" = unknown)
+    WindowRecord window;
 };
 
 nlohmann::json make_result(const RunContext& ctx, const RunStats& stats);

@@ -4,15 +4,22 @@
 #include <netdb.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
+#include <cctype>
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <iostream>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -20,6 +27,7 @@
 #include "loadgen/engine.hpp"
 #include "loadgen/result_json.hpp"
 #include "loadgen/summary.hpp"
+#include "loadgen/window_control.hpp"
 
 namespace loadgen {
 namespace {
@@ -27,14 +35,12 @@ namespace {
 using nlohmann::json;
 
 constexpr std::uint64_t kSecondNs = 1'000'000'000;
+constexpr int kNoGoExit = 3;  // --start-on-stdin: the controller never said go
+// How often main looks at the workers during the window (it wakes at the window's end exactly).
+constexpr std::uint64_t kWatchStepNs = 20'000'000;
 
 struct CpuTime {
     double user_s = 0, sys_s = 0;
-};
-
-// When the connections open, the warm-up ends and the window ends (0: at the request quota).
-struct Timeline {
-    std::uint64_t start_ns = 0, measure_start_ns = 0, measure_end_ns = 0;
 };
 
 // What is read at the window's edges.
@@ -42,6 +48,49 @@ struct WindowEdges {
     CpuTime own_start, own_end;
     std::optional<ProcessTreeSnapshot> server_start, server_end;
     std::uint64_t opened_ns = 0, closed_ns = 0, drained_ns = 0;
+    std::optional<WindowRecord::CounterControl> control;
+};
+
+// --window-fifo: the counter's signals at the window's edges, and when they were given. The line
+// goes out first and its ack is awaited after loadgen's own samples of that edge, so the counter's
+// window and loadgen's differ by the pipe's latency, not by the sampling.
+class CounterSignals {
+public:
+    enum class Edge { open, close };
+
+    explicit CounterSignals(const Options& o) {
+        if (o.window_fifo.empty()) return;
+        control_.emplace(o.window_fifo, o.window_ack_fifo);
+        record_.fifo = o.window_fifo;
+        record_.ack_fifo = o.window_ack_fifo;
+    }
+    void send(Edge edge) {
+        if (!usable()) return;
+        control_->send(command(edge));
+        sent_ns(edge) = monotonic_ns();
+    }
+    void await_ack(Edge edge) {
+        if (!usable() || !control_->has_ack()) return;
+        if (control_->await_ack(command(edge)))
+            ack_us(edge) = static_cast<double>(monotonic_ns() - sent_ns(edge)) / 1e3;
+    }
+    std::optional<WindowRecord::CounterControl> record() const {
+        if (!control_) return std::nullopt;
+        WindowRecord::CounterControl r = record_;
+        r.error = control_->error();
+        return r;
+    }
+
+private:
+    bool usable() const { return control_ && control_->error().empty(); }  // after a failure: silent
+    static const char* command(Edge edge) { return edge == Edge::open ? "enable" : "disable"; }
+    std::uint64_t& sent_ns(Edge edge) { return edge == Edge::open ? record_.enable_ns : record_.disable_ns; }
+    std::optional<double>& ack_us(Edge edge) {
+        return edge == Edge::open ? record_.enable_ack_us : record_.disable_ack_us;
+    }
+
+    std::optional<WindowControl> control_;
+    WindowRecord::CounterControl record_;
 };
 
 std::uint64_t to_ns(double seconds) {
@@ -78,19 +127,36 @@ std::string affinity_list() {
     return out;
 }
 
-sockaddr_in resolve_target(const Options& o) {
+Target unix_target(const Options& o) {
+    Target t;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    assert(o.unix_path.size() < sizeof addr.sun_path);  // options.cpp refuses longer paths
+    std::copy(o.unix_path.begin(), o.unix_path.end(), addr.sun_path);
+    std::memcpy(&t.address, &addr, sizeof addr);
+    t.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + o.unix_path.size() + 1);
+    return t;
+}
+
+Target resolve_target(const Options& o) {
+    if (!o.unix_path.empty()) return unix_target(o);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(o.port);
-    if (inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr) == 1) return addr;
-    addrinfo hints{};
-    hints.ai_family = AF_INET;
-    addrinfo* res = nullptr;
-    if (getaddrinfo(o.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
-        throw UsageError("invalid value for --host: '" + o.host + "'");
-    addr.sin_addr = reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
-    freeaddrinfo(res);
-    return addr;
+    if (inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr) != 1) {
+        addrinfo hints{};
+        hints.ai_family = AF_INET;
+        addrinfo* res = nullptr;
+        if (getaddrinfo(o.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
+            throw UsageError("invalid value for --host: '" + o.host + "'");
+        addr.sin_addr = reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
+        freeaddrinfo(res);
+    }
+    Target t;
+    std::memcpy(&t.address, &addr, sizeof addr);
+    t.length = sizeof addr;
+    t.tcp_nodelay = o.tcp_nodelay;
+    return t;
 }
 
 void pin_process(const Options& o) {
@@ -111,7 +177,8 @@ std::string build_request(const Options& o) {
         payload.back() = '\n';
         return payload;
     }
-    std::string r = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) + "\r\n";
+    const std::string host = o.unix_path.empty() ? o.host + ":" + std::to_string(o.port) : "localhost";
+    std::string r = "GET " + o.path + " HTTP/1.1\r\nHost: " + host + "\r\n";
     for (const auto& h : o.headers) r += h + "\r\n";
     if (o.mode == ConnectionMode::close) r += "Connection: close\r\n";
     return r + "\r\n";
@@ -132,10 +199,10 @@ T share_of(T total, int threads, int i) {
     return total / n + (static_cast<T>(i) < total % n ? 1 : 0);
 }
 
-WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const sockaddr_in& address,
+WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const Target& target,
                            const std::string& request) {
     WorkerPlan p;
-    p.address = address;
+    p.target = target;
     p.protocol = o.protocol;
     p.mode = o.mode;
     p.request = request;
@@ -156,12 +223,13 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const soc
 // The worker threads; joined by the destructor if the run is cut short.
 class WorkerThreads {
 public:
-    WorkerThreads(const Options& o, const Timeline& t, const sockaddr_in& address) {
+    WorkerThreads(const Options& o, const Timeline& t, const Target& target, StartGate* gate) {
         const std::string request = build_request(o);
         for (int i = 0; i < o.threads; ++i) {
             live_.push_back(std::make_unique<LiveCounters>());
-            workers_.push_back(
-                std::make_unique<Worker>(plan_for_thread(o, i, t, address, request), *live_.back()));
+            WorkerPlan plan = plan_for_thread(o, i, t, target, request);
+            plan.gate = gate;
+            workers_.push_back(std::make_unique<Worker>(std::move(plan), *live_.back()));
         }
         for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
     }
@@ -213,7 +281,8 @@ void wait_for_window_end(const Options& o, const Timeline& t, const WorkerThread
     const bool live_line = !o.quiet && isatty(STDERR_FILENO);
     std::uint64_t last_requests = 0, next_tick = opened_ns + kSecondNs;
     while (!workers.all_done() && (t.measure_end_ns == 0 || monotonic_ns() < t.measure_end_ns)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        const std::uint64_t step = monotonic_ns() + kWatchStepNs;
+        sleep_until_ns(t.measure_end_ns ? std::min(step, t.measure_end_ns) : step);
         if (!live_line || monotonic_ns() < next_tick) continue;
         const auto [requests, errors] = workers.requests_and_errors();
         std::fprintf(stderr, "\r  %llus: %llu req/s, %llu errors   ",
@@ -226,15 +295,21 @@ void wait_for_window_end(const Options& o, const Timeline& t, const WorkerThread
     if (live_line) std::fputs("\n", stderr);
 }
 
-WindowEdges measure_window(const Options& o, const Timeline& t, WorkerThreads& workers) {
+WindowEdges measure_window(const Options& o, const Timeline& t, WorkerThreads& workers,
+                           CounterSignals& counter) {
     WindowEdges e;
     sleep_until_ns(t.measure_start_ns);
+    e.opened_ns = monotonic_ns();
+    counter.send(CounterSignals::Edge::open);
     e.own_start = own_cpu();
     e.server_start = sample_server(o);
-    e.opened_ns = monotonic_ns();
+    counter.await_ack(CounterSignals::Edge::open);
     wait_for_window_end(o, t, workers, e.opened_ns);
     e.closed_ns = t.measure_end_ns ? std::max(t.measure_end_ns, e.opened_ns) : monotonic_ns();
+    counter.send(CounterSignals::Edge::close);  // before the drain: its requests are not the window's
     e.own_end = own_cpu();
+    counter.await_ack(CounterSignals::Edge::close);
+    e.control = counter.record();
     workers.join();
     // After the drain, before any connection closes (the workers still hold them).
     e.server_end = sample_server(o);
@@ -252,6 +327,27 @@ std::optional<ProcessTreeSnapshot> server_delta(const WindowEdges& e) {
     return d;
 }
 
+// CLOCK_REALTIME of a CLOCK_MONOTONIC instant of the recent past.
+double unix_time_of(std::uint64_t monotonic) {
+    timespec rt{};
+    clock_gettime(CLOCK_REALTIME, &rt);
+    const std::uint64_t now = monotonic_ns();
+    const double unix_now = static_cast<double>(rt.tv_sec) + static_cast<double>(rt.tv_nsec) / 1e9;
+    return unix_now - static_cast<double>(now - std::min(now, monotonic)) / 1e9;
+}
+
+// The window in which the workers recorded responses; a request quota's ends when the drain is
+// over (which is also when "disable" is sent).
+WindowRecord window_record(const Timeline& t, const WindowEdges& e) {
+    WindowRecord w;
+    w.start_ns = t.measure_start_ns;
+    w.end_ns = t.measure_end_ns ? t.measure_end_ns : e.drained_ns;
+    w.start_unix_s = unix_time_of(w.start_ns);
+    w.end_unix_s = unix_time_of(w.end_ns);
+    w.control = e.control;
+    return w;
+}
+
 // With a duration, the window is that duration; with a request quota, it ends when the last
 // response (or timeout) of the drain is in.
 RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
@@ -266,6 +362,7 @@ RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
     ctx.loadgen_sys_s = e.own_end.sys_s - e.own_start.sys_s;
     ctx.loadgen_cpus = o.cpus.empty() ? affinity_list() : o.cpus_text;
     ctx.server_delta = server_delta(e);
+    ctx.window = window_record(t, e);
     if (sampler != nullptr) {
         sampler->sample_now();
         ctx.server_peaks = sampler->peaks();
@@ -276,8 +373,10 @@ RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
 
 int report(const Options& o, const json& result, const RunStats& total) {
     if (!o.quiet) {
-        std::fprintf(stderr, "%s %s @ %s:%u, %d threads, %d connections\n", to_string(o.protocol),
-                     to_string(o.mode), o.host.c_str(), o.port, o.threads, o.connections);
+        const std::string where =
+            o.unix_path.empty() ? o.host + ":" + std::to_string(o.port) : "unix:" + o.unix_path;
+        std::fprintf(stderr, "%s %s @ %s, %d threads, %d connections\n", to_string(o.protocol),
+                     to_string(o.mode), where.c_str(), o.threads, o.connections);
         print_summary(result);
     }
     if (!write_result(result, o.out)) return 1;
@@ -287,22 +386,55 @@ int report(const Options& o, const json& result, const RunStats& total) {
                      static_cast<unsigned long long>(total.total_errors()),
                      static_cast<unsigned long long>(total.established), o.connections,
                      result.value("valid", true) ? "" : ", open loop invalid (achieved < 99% of the rate)");
+        const json& control = result["window"]["counter_control"];
+        if (control.is_object() && !control["ok"].get<bool>())
+            std::fprintf(stderr, "loadgen: --window-fifo: %s\n", control["error"].get<std::string>().c_str());
     }
     return code;
+}
+
+// Before go, nothing is measured: the window opens at the end of time.
+Timeline held_timeline(std::uint64_t now) {
+    return {now, UINT64_MAX, 0};
+}
+
+// "connected N" on stdout once every worker's connections are up, then a line "go" on stdin.
+// Returns why the run cannot start, or nullopt on go.
+std::optional<std::string> wait_for_go(StartGate& gate) {
+    const std::size_t open = gate.wait_for_workers();
+    std::printf("connected %zu\n", open);
+    std::fflush(stdout);
+    std::string line;
+    if (!std::getline(std::cin, line)) return "stdin closed before 'go'";
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (line != "go") return "expected 'go' on stdin, got '" + line + "'";
+    return std::nullopt;
 }
 
 }  // namespace
 
 int run_load(const Options& o) {
-    const sockaddr_in address = resolve_target(o);
+    const Target target = resolve_target(o);
     pin_process(o);
     std::signal(SIGPIPE, SIG_IGN);
-    const std::string started_at = utc_now_iso();
-    const Timeline timeline = plan_timeline(o, monotonic_ns());
+    CounterSignals counter(o);  // opens the FIFOs: a bad one is a usage error before any load
     std::unique_ptr<ProcessTreeSampler> sampler;
     if (o.server_pid) sampler = std::make_unique<ProcessTreeSampler>(o.server_pid);
-    WorkerThreads workers(o, timeline, address);
-    const WindowEdges edges = measure_window(o, timeline, workers);
+    std::optional<StartGate> gate;
+    if (o.start_on_stdin) gate.emplace(o.threads);
+    Timeline timeline = gate ? held_timeline(monotonic_ns()) : plan_timeline(o, monotonic_ns());
+    WorkerThreads workers(o, timeline, target, gate ? &*gate : nullptr);
+    if (gate) {
+        if (const auto reason = wait_for_go(*gate)) {
+            gate->cancel();
+            std::fprintf(stderr, "loadgen: %s: no result written\n", reason->c_str());
+            return kNoGoExit;
+        }
+        timeline = plan_timeline(o, monotonic_ns());
+        gate->open(timeline);
+    }
+    const std::string started_at = utc_now_iso();
+    const WindowEdges edges = measure_window(o, timeline, workers, counter);
     RunContext ctx = context_of(o, timeline, edges, sampler.get());
     ctx.started_at = started_at;
     const RunStats total = workers.merged_stats();

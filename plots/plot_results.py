@@ -1,46 +1,42 @@
 #!/usr/bin/env python3
-"""Charts and summary.md for one run of run_all.sh.
+"""Charts, summary.md and report.html for one run of run_all.sh.
 
 usage: plot_results.py RUN_DIR [--out DIR]
 
-Writes PNG and SVG charts plus summary.md into DIR (default: RUN_DIR itself, so a run
-folder holds everything of its run and is redrawn in place). Needs matplotlib: on Debian,
-`apt-get install -y python3-matplotlib` and run it with /usr/bin/python3.
+Writes PNG and SVG charts, summary.md and report.html (report.py: the whole report in one
+self-contained file, docs/report.md) into DIR (default: RUN_DIR itself, so a run folder holds
+everything of its run and is redrawn in place). Needs matplotlib and SciPy: on Debian,
+`apt-get install -y python3-matplotlib python3-scipy` and run it with /usr/bin/python3.
 Exit 2 when RUN_DIR is not a run.
 """
 import argparse
 import os
 import sys
-import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_results import (MODEL_ORDER, PERCENTILES, SCENARIO_TITLES, RunError, dispatch_costs, load_run,  # noqa: E402
+from run_results import (PERCENTILES, SCENARIO_TITLES, RunError, dispatch_costs, load_run,  # noqa: E402
                          microbench_times_us, readiness_series)
-import claims  # noqa: E402
 
 try:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-except ImportError:
-    sys.stderr.write("plot_results.py: matplotlib is missing; install it with:\n"
-                     "apt-get install -y python3-matplotlib\n(and run with /usr/bin/python3)\n")
+    import scipy  # noqa: F401  (the spread and the verdicts: serverbench.stats)
+except ImportError as e:
+    sys.stderr.write(f"plot_results.py: {e.name} is missing; install it with:\n"
+                     "apt-get install -y python3-matplotlib python3-scipy\n(and run with /usr/bin/python3)\n")
     sys.exit(3)
 
-# One colour per model, the same in every chart and every run. Known models take
-# fixed slots (hues by family) so that a model keeps its colour when others are added
-# or filtered; a model not listed gets a stable colour from its name.
-MODEL_COLOR_ORDER = MODEL_ORDER
-PALETTE = ["#7f7f7f", "#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#ff7f0e", "#ffbb78", "#2ca02c",
-           "#98df8a", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#c5b0d5", "#dbdb8d"]
+import claims  # noqa: E402
+import counts  # noqa: E402
+import marks  # noqa: E402
+import report  # noqa: E402
+from marks import model_color, model_style  # noqa: E402
+
 STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
-
-
-def model_color(model):
-    if model in MODEL_COLOR_ORDER:
-        return PALETTE[MODEL_COLOR_ORDER.index(model)]
-    return PALETTE[len(MODEL_COLOR_ORDER) + zlib.crc32(model.encode()) % (len(PALETTE) - len(MODEL_COLOR_ORDER))]
+# Drawn behind a point whose figures are not face value (marks.BAD: hollow; marks.BOUND: hatched).
+HATCH = "////"
 
 
 def human(v, _pos=None):
@@ -60,6 +56,16 @@ def fmt_latency_us(us):
     if us >= 1000:
         return f"{us / 1000:.2f} ms"
     return f"{us:.0f} µs"
+
+
+def latency_axis(ax):
+    """A log latency axis in µs/ms/s; minor ticks labelled too when the axis spans less than a
+    decade (else it could show no label at all, or matplotlib's 2x10^2 notation)."""
+    def minor(v, _pos):
+        low, high = ax.get_ylim()
+        return fmt_latency_us(v) if low > 0 and high / low < 10 else ""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 class Charts:
@@ -87,14 +93,22 @@ class Charts:
     # ------------------------------------------------------------------ helpers
 
     def model_legend(self, fig):
-        """One legend per figure, outside the axes, every model in the same order and colour;
-        a model with no successful point anywhere in the run says why."""
+        """One legend per figure, outside the axes, every model in the same order, colour and marker
+        (a model with no successful point anywhere in the run says why), then how flagged points
+        and spread are drawn."""
+        from matplotlib.lines import Line2D
         from matplotlib.patches import Patch
         handles, labels = [], []
         for model in self.run.models:
             mine = [p for p in self.run.points.values() if p.model == model]
-            handles.append(Patch(color=model_color(model)))
+            st = model_style(model)
+            handles.append(Line2D([], [], color=st["color"], marker=st["marker"], linestyle=st["linestyle"],
+                                  markersize=7))
             labels.append(self.legend_label(model, mine))
+        handles += [Patch(facecolor="white", edgecolor="#444444", linestyle="--"),
+                    Patch(facecolor="#bbbbbb", edgecolor="#444444", hatch=HATCH),
+                    Line2D([], [], color="#444444", marker="|", linestyle="-", markersize=8)]
+        labels += ["hollow: errors or invalid", "hatched: loadgen-bound", "whisker: spread of repeats"]
         fig.legend(handles, labels, loc="center right", fontsize=8, title="model", frameon=False)
 
     def legend_label(self, model, points):
@@ -103,14 +117,13 @@ class Charts:
             return model
         return f"{model} ({'/'.join(STATUS_MARK.get(s, s) for s in sorted(statuses))})"
 
-    def grouped_bars(self, ax, scenario, value, ylabel, log=False, labels=None):
-        """One group per point label, one bar per model; points without a value are
-        labelled in place (n/a, failed, unsupported, — for not run) instead of a bar."""
-        from matplotlib.transforms import blended_transform_factory
+    def grouped_bars(self, ax, scenario, value, ylabel, log=False, labels=None, metric=None):
+        """One group per point label, one bar per model, topped by the model's marker; whiskers
+        show the spread of `metric` (a key of Point.samples) over the repeats. Points without a
+        value are labelled in place (n/a, failed, unsupported, — for not run) instead of a bar."""
         labels = labels or self.run.labels(scenario)
         models = self.run.models
         width = 0.8 / max(len(models), 1)
-        at_bottom = blended_transform_factory(ax.transData, ax.transAxes)
         values = []
         for i, label in enumerate(labels):
             for j, model in enumerate(models):
@@ -118,36 +131,67 @@ class Charts:
                 x = i - 0.4 + width * (j + 0.5)
                 v = value(p) if p is not None and p.status == "ok" else None
                 if v is not None and (v > 0 or not log):
-                    ax.bar(x, v, width, color=model_color(model))
-                    if v > 0:
-                        ax.text(x, v, " " + human(v), rotation=90, ha="center", va="bottom", fontsize=6,
-                                color="#333333")
-                    values.append(v)
+                    values += self.bar(ax, x, v, width, p, metric)
                 if v is None or v == 0:
-                    if p is None:
-                        mark = "—"
-                    elif p.status != "ok":
-                        mark = STATUS_MARK.get(p.status, p.status)
-                    else:
-                        mark = "0" if v == 0 else "no data"
-                    ax.text(x, 0.02, mark, rotation=90, ha="center", va="bottom", fontsize=7,
-                            color="#444444", transform=at_bottom)
+                    self.missing_mark(ax, x, p, v)
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels)
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_ylabel(ylabel)
+        self.value_axis(ax, values, log)
+
+    def bar(self, ax, x, v, width, p, metric):
+        """One bar: filled for a clean point, hollow (errors, invalid) or hatched (loadgen-bound)
+        and labelled for a flagged one. Returns the values the axis must show."""
+        st, kind = model_style(p.model), marks.severity(p)
+        if kind == marks.BAD:
+            ax.bar(x, v, width, facecolor="white", edgecolor=st["color"], linestyle="--", linewidth=1.2)
+        elif kind == marks.BOUND:
+            ax.bar(x, v, width, color=st["color"], alpha=0.55, hatch=HATCH, edgecolor="#333333", linewidth=0.5)
+        else:
+            ax.bar(x, v, width, color=st["color"])
+        ax.plot(x, v, marker=st["marker"], color=st["color"], markersize=5, markeredgecolor="#222222",
+                markeredgewidth=0.4, markerfacecolor="white" if kind == marks.BAD else st["color"], linestyle="")
+        shown = [v]
+        samples = metric(p) if callable(metric) else p.samples.get(metric) if metric else None
+        span = marks.interval(samples)
+        if span and span[0] is not None:
+            ax.errorbar(x, v, yerr=[[max(v - span[0], 0)], [max(span[1] - v, 0)]], fmt="none", ecolor="#222222",
+                        elinewidth=0.9, capsize=2)
+            shown.append(span[1])
+        note = (" " + marks.flag_text(p)) if kind else ""
+        if v > 0:
+            ax.text(x, max(shown), " " + human(v) + note, rotation=90, ha="center", va="bottom", fontsize=6,
+                    color="#b00000" if kind == marks.BAD else "#333333")
+        return shown
+
+    def missing_mark(self, ax, x, p, v):
+        from matplotlib.transforms import blended_transform_factory
+        if p is None:
+            mark = "—"
+        elif p.status != "ok":
+            mark = STATUS_MARK.get(p.status, p.status)
+        else:
+            mark = "0" if v == 0 else "no data"
+        ax.text(x, 0.02, mark, rotation=90, ha="center", va="bottom", fontsize=7, color="#444444",
+                transform=blended_transform_factory(ax.transData, ax.transAxes))
+
+    def value_axis(self, ax, values, log):
         positive = [v for v in values if v > 0]
         if log and positive:
             ax.set_yscale("log")
-            ax.set_ylim(min(positive) / 4, max(positive) * 6)
+            ax.set_ylim(min(positive) / 4, max(positive) * 12)
             ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_minor_formatter(NullFormatter())
         elif values:
-            ax.set_ylim(0, max(max(values), 1e-9) * 1.25)
+            ax.set_ylim(0, max(max(values), 1e-9) * 1.45)
         ax.yaxis.set_major_formatter(FuncFormatter(human))
         ax.grid(axis="y", alpha=0.3, which="major")
 
     def percentile_curves(self, ax, scenario, label, uncorrected=False):
+        """One curve per model; a point with errors or an invalid rate is dashed with hollow
+        markers (its percentiles cover only the answered requests); whiskers at p50 and p99 show
+        their spread over the repeats."""
         xs = list(range(len(PERCENTILES)))
         notes = []
         for model in self.run.models:
@@ -161,17 +205,23 @@ class Charts:
             if any(y is None or y <= 0 for y in ys):
                 notes.append(f"{model}: no latency samples")
                 continue
-            ax.plot(xs, ys, marker="o", color=model_color(model), label=model)
+            st, bad = model_style(model), marks.severity(p) == marks.BAD
+            ax.plot(xs, ys, marker=st["marker"], color=st["color"], label=model, markersize=7,
+                    linestyle="--" if bad else "-", linewidth=0.9 if bad else 1.5,
+                    markerfacecolor="white" if bad else st["color"])
+            if bad:
+                notes.append(f"{model} (hollow): {marks.flag_text(p)}; answered requests only")
+            self.percentile_whiskers(ax, p, ys)
             if uncorrected:
                 yu = [p.latency_uncorrected.get(name) for name, _ in PERCENTILES]
                 if all(y is not None and y > 0 for y in yu):
-                    ax.plot(xs, yu, linestyle=":", color=model_color(model), alpha=0.7)
+                    ax.plot(xs, yu, linestyle=":", color=st["color"], alpha=0.7)
         ax.set_xticks(xs)
         ax.set_xticklabels([f"p{q:g}" for _, q in PERCENTILES])
         ax.set_xlabel("percentile")
         ax.set_ylabel("latency (µs, log scale)")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        latency_axis(ax)
         ax.grid(alpha=0.3, which="both")
         title = f"latency percentiles at {label}"
         if uncorrected:
@@ -179,6 +229,36 @@ class Charts:
         ax.set_title(title, fontsize=10)
         if notes:
             ax.text(0.01, 0.99, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=7, color="#444444")
+
+    def percentile_whiskers(self, ax, p, ys):
+        names = [name for name, _ in PERCENTILES]
+        for metric in ("p50", "p99"):
+            span = marks.interval(p.samples.get(metric))
+            if span and metric in names:
+                i = names.index(metric)
+                ax.errorbar(i, ys[i], yerr=[[max(ys[i] - span[0], 0)], [max(span[1] - ys[i], 0)]], fmt="none",
+                            ecolor=model_color(p.model), elinewidth=0.9, capsize=3)
+
+    def model_line(self, ax, points, x, y, metric):
+        """A model's line over points; flagged points hollow and labelled, whiskers for spread."""
+        st = model_style(points[0].model)
+        clean = [p for p in points if marks.severity(p) != marks.BAD]
+        # The line joins only figures that can be taken at face value; a faint one reaches the rest.
+        ax.plot([x(p) for p in points], [y(p) for p in points], color=st["color"], linestyle=":", linewidth=0.8,
+                alpha=0.6)
+        ax.plot([x(p) for p in clean], [y(p) for p in clean], color=st["color"], marker=st["marker"],
+                linestyle=st["linestyle"], markersize=8, markeredgecolor="#222222", markeredgewidth=0.5)
+        for p in points:
+            span = marks.interval(p.samples.get(metric)) if metric else None
+            if span and y(p) == y(p):
+                ax.errorbar(x(p), y(p), yerr=[[max(y(p) - span[0], 0)], [max(span[1] - y(p), 0)]], fmt="none",
+                            ecolor=st["color"], elinewidth=0.9, capsize=3)
+            kind = marks.severity(p)
+            if kind:
+                ax.plot(x(p), y(p), marker=st["marker"], markersize=10, markerfacecolor="white",
+                        markeredgecolor=st["color"], linestyle="", zorder=5)
+                ax.annotate(marks.flag_text(p), (x(p), y(p)), fontsize=7, textcoords="offset points", xytext=(6, -10),
+                            color="#b00000" if kind == marks.BAD else "#444444")
 
     # ------------------------------------------------------------------ charts
 
@@ -192,18 +272,10 @@ class Charts:
             ok = [p for p in mine if p.status == "ok" and p.rps is not None]
             if not mine:
                 continue
-            style = {"color": model_color(model), "marker": "o"}
-            lbl = self.legend_label(model, mine)
             if ok:
-                ax.plot([p.connections for p in ok], [p.rps for p in ok], label=lbl, **style)
-                ax_lat.plot([p.connections for p in ok], [p.latency.get("p99") or float("nan") for p in ok],
-                            label=lbl, **style)
-                for p in ok:
-                    if p.errors:
-                        ax.annotate(f"{p.errors} errors", (p.connections, p.rps), fontsize=7,
-                                    textcoords="offset points", xytext=(4, -10), color=model_color(model))
-            else:
-                ax.plot([], [], label=lbl, **style)
+                self.model_line(ax, ok, lambda p: p.connections, lambda p: p.rps, "rps")
+                self.model_line(ax_lat, ok, lambda p: p.connections,
+                                lambda p: p.latency.get("p99") or float("nan"), "p99")
         conns = sorted({p.connections for p in pts})
         for a in (ax, ax_lat):
             a.set_xscale("log")
@@ -218,7 +290,7 @@ class Charts:
         ax_lat.set_yscale("log")
         ax_lat.set_xlabel("concurrent keep-alive connections (log scale)")
         ax_lat.set_ylabel("p99 latency (log scale)")
-        ax_lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        latency_axis(ax_lat)
         ax_lat.set_title("p99 latency vs connections", fontsize=10)
         ax_lat.grid(alpha=0.3, which="both")
         self.save(fig, "throughput_vs_connections", "HTTP keep-alive: throughput and p99 latency as clients grow")
@@ -238,7 +310,8 @@ class Charts:
             return
         fig, axes = plt.subplots(len(scenarios), 1, figsize=(14, 2.8 * len(scenarios)), squeeze=False)
         for ax, scenario in zip(axes[:, 0], scenarios):
-            self.grouped_bars(ax, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)", log=True)
+            self.grouped_bars(ax, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)", log=True,
+                              metric="cpu")
             ax.set_title(scenario, fontsize=10, loc="left")
         self.save(fig, "server_cpu_per_request",
                   "Server CPU time per request (user + system, µs; lower is cheaper)")
@@ -258,8 +331,9 @@ class Charts:
             # Whichever is larger: a thread count over a process tree already includes each
             # process's main thread, so adding the two would count fork children twice.
             tasks = [max(p.peak_threads or 0, p.peak_processes or 0) for p in mine]
-            ax_rss.plot(x, rss, marker="o", color=model_color(model), label=model)
-            ax_thr.plot(x, tasks, marker="o", color=model_color(model), label=model)
+            st = model_style(model)
+            ax_rss.plot(x, rss, marker=st["marker"], linestyle=st["linestyle"], color=st["color"], label=model)
+            ax_thr.plot(x, tasks, marker=st["marker"], linestyle=st["linestyle"], color=st["color"], label=model)
         for ax in (ax_rss, ax_thr):
             ax.set_xscale("log")
             ax.set_xlabel("connections held by the server (active + idle still open, log scale)")
@@ -284,10 +358,11 @@ class Charts:
             idle = next((p.idle for p in self.run.scenario_points("idle-conns") if p.label == label), None)
             if idle:
                 axes[0].hlines(idle, i - 0.45, i + 0.45, colors="black", linestyles="--", linewidth=1)
-        self.grouped_bars(axes[1], "idle-conns", lambda p: p.rps, "active clients' throughput (requests/s)")
+        self.grouped_bars(axes[1], "idle-conns", lambda p: p.rps, "active clients' throughput (requests/s)",
+                          metric="rps")
         axes[1].set_title("throughput of the active clients", fontsize=10)
         self.grouped_bars(axes[2], "idle-conns", lambda p: (p.peak_rss_kib or 0) / 1024,
-                          "server peak RSS (MiB)", log=True)
+                          "server peak RSS (MiB)", log=True, metric=lambda p: [v / 1024 for v in p.samples["rss"]])
         axes[2].set_title("server memory with the idle connections held", fontsize=10)
         self.save(fig, "idle_capacity", "Idle-connection capacity (the C10K question)")
 
@@ -299,7 +374,7 @@ class Charts:
         ax_rps = fig.add_subplot(1, 3, 1)
         ax_lat = fig.add_subplot(1, 3, 2)
         ax_cpu = fig.add_subplot(1, 3, 3)
-        self.grouped_bars(ax_rps, scenario, lambda p: p.rps, "throughput (requests/s)")
+        self.grouped_bars(ax_rps, scenario, lambda p: p.rps, "throughput (requests/s)", metric="rps")
         ax_rps.set_title("throughput" + (" (achieved rate)" if scenario == "open-loop" else ""), fontsize=10)
         ax_rps.set_xlabel("point (cN = N concurrent connections)")
         # The busiest point that most models completed (ties: the later, heavier one).
@@ -307,7 +382,8 @@ class Charts:
                     for label in labels}
         busiest = max(reversed(labels), key=lambda label: ok_count[label])
         self.percentile_curves(ax_lat, scenario, busiest, uncorrected=scenario == "open-loop")
-        self.grouped_bars(ax_cpu, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)")
+        self.grouped_bars(ax_cpu, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)",
+                         metric="cpu")
         ax_cpu.set_title("server CPU per request", fontsize=10)
         ax_cpu.set_xlabel("point")
         self.save(fig, f"scenario_{scenario}", SCENARIO_TITLES.get(scenario, scenario))
@@ -317,10 +393,12 @@ class Charts:
         series = readiness_series(times)
         if series:
             fig, ax = plt.subplots(figsize=(8, 5.5))
-            colors = {"select": model_color("select"), "poll": model_color("poll"),
-                      "epoll_wait": model_color("epoll")}
+            # Each mechanism drawn as the model that uses it.
+            users = {"select": "select", "poll": "poll", "epoll_wait": "epoll"}
             for mech, pts in sorted(series.items()):
-                ax.plot([n for n, _ in pts], [us for _, us in pts], marker="o", label=mech, color=colors.get(mech))
+                st = model_style(users.get(mech, mech))
+                ax.plot([n for n, _ in pts], [us for _, us in pts], label=mech, color=st["color"],
+                        marker=st["marker"], linestyle=st["linestyle"])
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("registered descriptors N, one of them ready (log scale)")
@@ -341,6 +419,65 @@ class Charts:
             ax.grid(axis="x", alpha=0.3, which="both")
             self.save(fig, "microbench_dispatch", "Per-connection dispatch costs (microbenchmarks)", model_legend=False)
 
+    def latency_over_time(self):
+        """Per-interval throughput and p99 of each model's first repeat, at the busiest point of the
+        first scenario whose results carry a series of two intervals or more."""
+        for scenario in self.run.scenarios():
+            label = report.busiest_label(self.run, scenario)
+            # A series of one interval is the point's total again, not a course over time.
+            pts = [p for p in self.run.scenario_points(scenario)
+                   if p.label == label and p.timeseries and len(p.timeseries[0]) >= 2]
+            if pts:
+                break
+        else:
+            return
+        fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(14, 5))
+        for p in pts:
+            series = [row for row in p.timeseries[0] if isinstance(row, dict) and row.get("t_s") is not None]
+            st, hollow = model_style(p.model), marks.severity(p) == marks.BAD
+            common = dict(color=st["color"], marker=st["marker"], markersize=4,
+                          linestyle="--" if hollow else st["linestyle"], markerfacecolor="white" if hollow else None)
+            steps = [b["t_s"] - a["t_s"] for a, b in zip(series, series[1:])] or [1]
+            width = min(steps) or 1
+            ax_rps.plot([r["t_s"] for r in series], [(r.get("requests") or 0) / width for r in series], **common)
+            ax_p99.plot([r["t_s"] for r in series], [r.get("p99_us") or float("nan") for r in series], **common)
+        for ax in (ax_rps, ax_p99):
+            ax.set_xlabel("time since the start of the measured window (s)")
+            ax.grid(alpha=0.3, which="both")
+        ax_rps.set_ylabel("requests/s in the interval")
+        ax_rps.yaxis.set_major_formatter(FuncFormatter(human))
+        ax_p99.set_ylabel("p99 latency in the interval (log scale)")
+        ax_p99.set_yscale("log")
+        latency_axis(ax_p99)
+        self.save(fig, "latency_over_time", f"Over time: {scenario} {label}, first repeat of each model")
+
+    def capacity(self):
+        curves = report.capacity_curves(report.read_json(os.path.join(self.run.path, "capacity.json")))
+        scenarios = list(dict.fromkeys(c["scenario"] for c in curves))
+        if not scenarios:
+            return
+        fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios) + 2, 5), squeeze=False)
+        for ax, scenario in zip(axes[0], scenarios):
+            for c in (c for c in curves if c["scenario"] == scenario):
+                steps = [st for st in c["steps"] if isinstance(st, dict) and st.get("p99_us")]
+                style = model_style(c["model"])
+                ax.plot([st.get("achieved_rps") or st.get("offered_rps") for st in steps],
+                        [st["p99_us"] for st in steps], color=style["color"], marker=style["marker"],
+                        linestyle=style["linestyle"])
+                bound = [st for st in steps if st.get("loadgen_bound") or st.get("errors")]
+                ax.plot([st.get("achieved_rps") or st.get("offered_rps") for st in bound],
+                        [st["p99_us"] for st in bound],
+                        linestyle="", marker=style["marker"], markersize=10, markerfacecolor="white",
+                        markeredgecolor=style["color"])
+            ax.set_yscale("log")
+            ax.set_xlabel("achieved requests/s")
+            ax.set_ylabel("p99 latency (log scale)")
+            ax.xaxis.set_major_formatter(FuncFormatter(human))
+            latency_axis(ax)
+            ax.set_title(scenario, fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+        self.save(fig, "capacity", "Capacity: p99 latency against load (hollow: errors or loadgen-bound step)")
+
     def draw_all(self):
         self.throughput_vs_connections()
         self.latency_percentiles()
@@ -350,6 +487,13 @@ class Charts:
         for scenario in self.run.scenarios():
             self.scenario_chart(scenario)
         self.microbench()
+        self.latency_over_time()
+        self.capacity()
+        counts.counts_chart(self.run, self.out_dir, self.save_plain)
+
+    def save_plain(self, fig, name, title):
+        """save() with the model legend the chart draws itself."""
+        self.save(fig, name, title, model_legend=False)
 
 
 # ---------------------------------------------------------------------------- summary.md
@@ -361,18 +505,26 @@ def cell(p, what):
         return STATUS_MARK.get(p.status, p.status)
     if what == "rps":
         text = f"{p.rps:,.0f}" if p.rps is not None else "?"
-        return text + (" ⚠" if p.errors else "")
+        return text + with_spread(p, "rps", lambda v: f"{v:,.0f}") + (" ⚠" if marks.severity(p) == marks.BAD else "")
     if what == "p99":
-        return fmt_latency_us(p.latency.get("p99"))
+        return fmt_latency_us(p.latency.get("p99")) + with_spread(p, "p99", fmt_latency_us)
     if what == "cpu":
-        return f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
+        text = f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
+        return text + with_spread(p, "cpu", lambda v: f"{v:,.1f}")
     raise ValueError(what)
+
+
+def with_spread(p, metric, fmt):
+    """" [low–high]" of the repeats' spread, or "" with a single repeat."""
+    span = marks.interval(p.samples.get(metric))
+    return f" [{fmt(span[0])}–{fmt(span[1])}]" if span else ""
 
 
 def summary_md(run, charts):
     lines = summary_header(run) + overview_table(run)
     for scenario in run.scenarios():
         lines += scenario_table(run, scenario)
+    lines += counts.counts_table_md(run)
     lines += microbench_section(microbench_times_us(run.microbench)) + verdicts_section(run)
     lines += ["## Charts", ""]
     lines += [f"- [{os.path.basename(c)}]({os.path.basename(c)})" for c in charts if c.endswith(".png")]
@@ -393,7 +545,10 @@ def summary_header(run):
         "",
         "Cells: `n/a` = not applicable to the model, `failed` = the server failed to start or died, "
         "`unsupported` = the kernel refused the mechanism, `—` = not run, ⚠ = the load generator "
-        "counted errors (refused, reset or timed-out requests) at that point.",
+        "counted errors (refused, reset or timed-out requests) at that point, or fewer connections were "
+        "established than asked, or an open-loop run missed its rate.",
+        "",
+        marks.spread_note() + " report.html holds the same with the charts inline.",
         "",
     ]
 
@@ -484,7 +639,8 @@ def main(argv=None):
     charts.draw_all()
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(summary_md(run, charts.written))
-    print(f"plots: {len(charts.written)} chart files and summary.md in {out_dir}")
+    report.write_report(run, out_dir)
+    print(f"plots: {len(charts.written)} chart files, summary.md and report.html in {out_dir}")
     return 0
 
 

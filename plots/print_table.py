@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Print a run's comparison table on the terminal (standard library only).
+"""Print a run's comparison table on the terminal (standard library, plus SciPy for the spread).
 
 usage: print_table.py RUN_DIR
 
 Two tables, model x point: requests/s and server CPU µs per request (medians of
-the repeats), with n/a, failed, unsupported shown as such and `!` after a value
-whose point counted load-generator errors. run_all.sh prints it at the end of a
+the repeats, ±half the spread of the repeats), with n/a, failed, unsupported shown
+as such and `!` after a value whose point counted load-generator errors, missed
+connections or missed its open-loop rate. run_all.sh prints it at the end of a
 run; the charts and summary.md say the same at length.
 """
 import os
@@ -13,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_results import RunError, load_run  # noqa: E402
+import marks  # noqa: E402
 from serverbench.scenarios import SCENARIO_SHORT  # noqa: E402
 
 SHORT = {"not-applicable": "n/a", "failed": "FAILED", "unsupported": "unsupp."}
@@ -34,24 +36,34 @@ def column_title(scenario, label):
     return f"{SCENARIO_SHORT.get(scenario, scenario)} {label.replace('idle', 'i').replace('KiB', 'K')}"
 
 
-def table(run, value, title, out):
+def spread_pct(p, metric):
+    """"±N%": half the width of the repeats' spread, relative to the median ("" with one repeat)."""
+    span = marks.interval(p.samples.get(metric))
+    median = marks.spread_of(p.samples.get(metric)).median if span else None
+    if not span or not median:
+        return ""
+    return f"±{50 * (span[1] - span[0]) / abs(median):.0f}%"
+
+
+def cell_text(p, value, metric):
+    if p is None:
+        return "-"
+    if p.status != "ok":
+        return SHORT.get(p.status, p.status)
+    return compact(value(p)) + spread_pct(p, metric) + ("!" if marks.severity(p) == marks.BAD else "")
+
+
+def table(run, value, metric, title, out):
     columns = [(s, label) for s in run.scenarios() for label in run.labels(s)]
-    width = max([8] + [len(column_title(s, label)) for s, label in columns])
+    rows = {model: [cell_text(run.get(model, s, label), value, metric) for s, label in columns]
+            for model in run.models}
+    width = max([8] + [len(column_title(s, label)) for s, label in columns]
+                + [len(text) for cells in rows.values() for text in cells])
     name_w = max([5] + [len(m) for m in run.models])
     print(title, file=out)
     print(f"{'model':<{name_w}} " + " ".join(f"{column_title(s, label):>{width}}" for s, label in columns), file=out)
-    for model in run.models:
-        cells = []
-        for s, label in columns:
-            p = run.get(model, s, label)
-            if p is None:
-                text = "-"
-            elif p.status != "ok":
-                text = SHORT.get(p.status, p.status)
-            else:
-                text = compact(value(p)) + ("!" if p.errors else "")
-            cells.append(f"{text:>{width}}")
-        print(f"{model:<{name_w}} " + " ".join(cells), file=out)
+    for model, cells in rows.items():
+        print(f"{model:<{name_w}} " + " ".join(f"{text:>{width}}" for text in cells), file=out)
     print("", file=out)
 
 
@@ -64,8 +76,9 @@ def main(argv):
     except RunError as e:
         sys.stderr.write(f"print_table.py: {e}\n")
         return 2
-    table(run, lambda p: p.rps, "requests/s (median; ! = the load generator counted errors)", sys.stdout)
-    table(run, lambda p: p.server_cpu_us_per_req, "server CPU µs per request (lower is cheaper)", sys.stdout)
+    table(run, lambda p: p.rps, "rps", "requests/s (median ±half its spread over the repeats; ! = errors, missing "
+          "connections or a missed rate)", sys.stdout)
+    table(run, lambda p: p.server_cpu_us_per_req, "cpu", "server CPU µs per request (lower is cheaper)", sys.stdout)
     return 0
 
 

@@ -3,7 +3,7 @@
 A run is `manifest.json` (schema serverbench.manifest/1) plus one
 serverbench.result/1 JSON per point and repeat. `load_run` folds the repeats of
 each point into one `Point` holding medians, which is what the charts, the
-summary and compare.py all use.
+summary and the claims use.
 """
 import json
 import os
@@ -46,12 +46,17 @@ class Point:
     peak_processes: float = None
     ctx_switches: float = None
     bound: str = None
+    counts: dict = None             # counted work per request: {"server": {...}, "loadgen": {...}}
     errors: int = 0
     established: int = None
     idle_established: int = None
     idle_closed_by_server: int = None
     rate: float = None
     open_loop_valid: bool = None
+    # Per repeat, for spread: {"rps" | "cpu" | "p50" | "p99": [value of each repeat]}.
+    samples: dict = field(default_factory=dict)
+    timeseries: list = field(default_factory=list)      # each repeat's "timeseries" list
+    noise: list = field(default_factory=list)           # the manifest's "noise" of each repeat
 
     @property
     def key(self):
@@ -147,10 +152,36 @@ def _fold(point, results):
     bounds = [b for b in bounds if b]
     if bounds:
         point.bound = max(set(bounds), key=bounds.count)
+    _keep_samples(point, results)
     valids = [(r.get("open_loop") or {}).get("valid") for r in results]
     valids = [v for v in valids if v is not None]
     if valids:
         point.open_loop_valid = all(valids)
+
+
+SAMPLE_GETTERS = {
+    "rps": lambda r: r["totals"]["throughput_rps"],
+    "cpu": lambda r: r["server"].get("cpu_us_per_request")
+    or (r["server"]["cpu_user_s"] + r["server"]["cpu_sys_s"]) * 1e6 / r["totals"]["requests"],
+    "p50": lambda r: r["latency_us"]["p50"],
+    "p99": lambda r: r["latency_us"]["p99"],
+    "rss": lambda r: r["server"]["peak_rss_kib"],
+}
+
+
+def _keep_samples(point, results):
+    """Each repeat's value of the metrics whose spread is shown, and its per-interval series."""
+    for name, getter in SAMPLE_GETTERS.items():
+        values = []
+        for r in results:
+            try:
+                v = getter(r)
+            except (KeyError, TypeError, ZeroDivisionError):
+                continue
+            if isinstance(v, (int, float)) and v == v:
+                values.append(float(v))
+        point.samples[name] = values
+    point.timeseries = [r["timeseries"] for r in results if isinstance(r.get("timeseries"), list) and r["timeseries"]]
 
 
 def load_run(path):
@@ -210,7 +241,9 @@ def read_results(path, group):
 
 
 def fold_point(path, key, group, order):
-    """One Point from the manifest entries of its repeats."""
+    """One Point from the manifest entries of its repeats (and of its counting trial)."""
+    counting = [e for e in group if e.get("kind") == "count"]
+    group = [e for e in group if e.get("kind") != "count"] or group
     first = group[0]
     p = Point(model=key[0], scenario=key[1], label=key[2], connections=int(first.get("connections") or 0),
               idle=int(first.get("idle_connections") or 0), order=order)
@@ -220,11 +253,29 @@ def fold_point(path, key, group, order):
         p.status = "ok"
         _fold(p, results)
         p.reason = reasons[0] if reasons else ""
+        p.noise = [e["noise"] for e in group if isinstance(e.get("noise"), dict)]
     else:
         statuses = [e.get("status") for e in group]
         p.status = next((s for s in ("unsupported", "not-applicable", "failed") if s in statuses), "failed")
         p.reason = reasons[0] if reasons else ""
+    p.counts = fold_counts(read_results(path, counting))
     return p
+
+
+def fold_counts(results):
+    """Counted work per request of a point: the median over its counting trials, per side and
+    count; the top system calls of the first trial. None when no trial was counted."""
+    counted = [r["counts"] for r in results if (r.get("counts") or {}).get("server")]
+    if not counted:
+        return None
+    out = {}
+    for side in ("server", "loadgen"):
+        sides = [c[side] for c in counted if c.get(side)]
+        if not sides:
+            continue
+        out[side] = {k: _median([s.get(k) for s in sides]) for k, v in sides[0].items() if isinstance(v, (int, float))}
+        out[side]["top_syscalls_per_request"] = sides[0].get("top_syscalls_per_request") or {}
+    return out
 
 
 # ---------------------------------------------------------------------------- microbench

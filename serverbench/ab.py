@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from .point import Binaries
+from . import comparison
+from .point import Binaries, read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "build-baseline")   # ignored by git (/build*/)
@@ -90,3 +91,58 @@ def seeded_rng(seed):
 
 def log(text):
     print(text, file=sys.stderr, flush=True)
+
+
+def trial_records(run_dir, keys=None):
+    """The comparison's trial records from an A/B run folder's ok trials (of `keys` only, if given:
+    (model, scenario, point) tuples)."""
+    records = []
+    for e in run_dir.points():
+        if e.get("side") not in ("A", "B") or e["status"] != "ok" or not e.get("file"):
+            continue
+        if keys is not None and (e["model"], e["scenario"], e["point"]) not in keys:
+            continue
+        result = read_json(os.path.join(run_dir.path, e["file"]))
+        if result and e.get("kind") == "count":
+            records += count_record(result, e)
+        elif result:
+            records.append(comparison.trial_record(result, e["side"], e["point"]))
+    return records
+
+
+# The counts that join the comparison and the gate: the server's work per request. Page faults
+# and migrations per request are near zero in a steady server, so their ratios are noise.
+GATED_COUNTS = ("syscalls_per_request", "context_switches_per_request")
+
+
+def count_record(result, entry):
+    """The trial record of a counting trial (its counts only: its timings are not timings), or
+    none when the trial was not counted."""
+    server = (result.get("counts") or {}).get("server") or {}
+    metrics = {k: server[k] for k in GATED_COUNTS if server.get(k) is not None}
+    if not metrics:
+        return []
+    return [{"model": entry["model"], "scenario": entry["scenario"], "point": entry["point"],
+             "side": entry["side"], "metrics": metrics, "server_bound": None}]
+
+
+def is_a_a(settings):
+    """Both sides are the same code (one commit, or one bin folder): the run measures the noise floor."""
+    rev = settings.get("git_rev") or ""
+    commit = settings.get("baseline_commit") or ""
+    if settings.get("baseline_bin"):
+        current = os.path.join(settings["build_dir"], "bin")
+        return os.path.realpath(settings["baseline_bin"]) == os.path.realpath(current)
+    return bool(commit) and not rev.endswith("-dirty") and commit.startswith(rev)
+
+
+def compare_run(run_dir, settings, keys=None):
+    """Writes comparison.json/.md/.png/.svg into the run folder; returns the rows."""
+    method = comparison.Method(seed=settings.get("seed") or comparison.Method().seed)
+    trials = trial_records(run_dir, keys)
+    rows = comparison.compare_trials(trials, method=method, min_effects=settings.get("min_effects"))
+    noise = None
+    if is_a_a(settings):
+        noise = comparison.noise_floor(trials, method=method, min_effects=settings.get("min_effects"))
+    comparison.write_comparison(run_dir.path, rows, method=method, noise=noise)
+    return rows

@@ -437,6 +437,7 @@ class Sweep:
     scenario: str
     cfg: SweepSettings
     slo_ms: float
+    net: object = None            # network.py: where the traffic goes (None: the Trial's loopback)
     failure: str = None
     status: str = "ok"
     trials: int = field(default=0)
@@ -444,10 +445,13 @@ class Sweep:
     def trial(self, spec, rep, duration, extra=()):
         rel = self.run_dir.result_rel(self.model, self.scenario, spec.label, rep)
         cpus = CpuLayout.for_point(os.cpu_count() or 1, spec.all_cpus)
-        return rel, Trial(model=self.model, spec=spec, binaries=self.binaries,
-                          out=os.path.join(self.run_dir.path, rel), cpus=cpus,
-                          log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
-                          warmup=self.cfg.warmup, duration=duration, extra_loadgen_flags=extra)
+        trial = Trial(model=self.model, spec=spec, binaries=self.binaries,
+                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
+                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
+                      warmup=self.cfg.warmup, duration=duration, extra_loadgen_flags=extra)
+        if self.net is not None:
+            trial.net = self.net
+        return rel, trial
 
     def run_one(self, spec, rep, duration, extra=()):
         """The result JSON of one trial, or None (and the sweep's status says why)."""
@@ -520,7 +524,7 @@ def read_capacity(path):
         return None
 
 
-def run_selected(sup, run_dir, settings, sides):
+def run_selected(sup, run_dir, settings, sides, net=None):
     """Runs the run's capacity sweeps (settings["capacity"]) after the matrix, skipping those that
     capacity.json already holds (--resume); returns the number of failed sweeps."""
     chosen = settings.get("capacity") or {}
@@ -541,20 +545,20 @@ def run_selected(sup, run_dir, settings, sides):
     for model, scenario in pairs:
         if (model, scenario) in done:
             continue
-        record = sweep_one(sup, run_dir, sides[None], model, scenario, cfg, chosen.get("slo_p99_ms"))
+        record = sweep_one(sup, run_dir, sides[None], model, scenario, cfg, chosen.get("slo_p99_ms"), net)
         failed += record["status"] in ("failed", "partial")
         doc["records"].append(record)
         write_json(path, doc)
     return failed
 
 
-def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override):
+def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override, net=None):
     slo = slo_override or sc.CAPACITY_SCENARIOS[scenario].slo_p99_ms
     if model == "blocking":
         return {"model": model, "scenario": scenario, "connections": CONNECTIONS, "slo_p99_ms": slo,
                 "status": "not-applicable", "reason": sc.NOT_APPLICABLE_REASON, "steps": [],
                 "saturation_rps": None, "capacity_rps": None, "bound": None, "closed_loop_max_rps": None}
-    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo).run()
+    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo, net).run()
     log(f"== capacity {model} {scenario}: saturation {record['saturation_text']}; capacity at p99 <= {slo:g} ms: "
         f"{record['capacity_text']} ({len(record['steps'])} rates, {record['trials']} trials, {record['sweep_s']} s)")
     return record

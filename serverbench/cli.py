@@ -10,8 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab
-from . import capacity
+from . import ab, capacity, comparison, hosts, network
 from . import scenarios as sc
 from .matrix import Matrix
 from .point import Binaries
@@ -53,10 +52,23 @@ def build_parser():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
                     help="build tree (default build/); binaries in DIR/bin")
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
+    ap.add_argument("--hosts", metavar="FILE", help="load from other hosts over ssh: FILE has a 'server "
+                    "local' line and 'client HOST' lines (docs/hosts.md)")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
     ap.add_argument("--slo-p99-ms", type=positive_float, help="latency objective of the capacity sweeps "
                     "(default: each capacity scenario's own, docs/capacity.md)")
+    net = ap.add_argument_group("network (docs/networks.md)")
+    net.add_argument("--net", default="loopback", choices=network.KINDS, metavar="KIND",
+                     help="loopback (default): TCP on 127.0.0.1; unix: Unix stream sockets; veth: server and "
+                     "clients in two network namespaces joined by a veth link (MTU 1500); wan: that link with "
+                     "emulated distance (root needed for veth and wan)")
+    net.add_argument("--rtt-ms", type=float, help="wan: round-trip time, split over both directions (default 20)")
+    net.add_argument("--loss-pct", type=float, default=0.0, help="wan: frames lost, per direction (default 0)")
+    net.add_argument("--jitter-ms", type=float, default=0.0,
+                     help="wan: uniform jitter of each frame's delay; frame order is kept (default 0)")
+    net.add_argument("--emulator", default="auto", choices=("auto", "netem", "linkemu"),
+                     help="wan: the kernel's netem where it exists (auto), or the project's linkemu")
     ab = ap.add_argument_group("A/B comparison (the baseline is A, the current tree B)")
     ab.add_argument("--baseline", metavar="REV", help="compare with this git revision, built once in "
                     "build-baseline/<commit>/ (HEAD gives an A/A run: the noise floor)")
@@ -111,6 +123,15 @@ def check_args(args):
         if getattr(args, flag) and not ab:
             raise UsageError(f"--{flag.replace('_', '-')} needs --baseline or --baseline-bin")
     args.min_effects = parse_min_effects(args.min_effect)
+    wan_only = args.rtt_ms is not None or args.loss_pct or args.jitter_ms or args.emulator != "auto"
+    if wan_only and args.net != "wan":
+        raise UsageError("--rtt-ms, --loss-pct, --jitter-ms and --emulator shape a --net wan link")
+    if args.hosts and args.net != "loopback":
+        raise UsageError("--hosts drives clients on other machines over their own network; drop --net")
+    try:
+        args.clients = hosts.parse_hosts_file(args.hosts) if args.hosts and not args.resume else ()
+    except hosts.HostsFileError as e:
+        raise UsageError(str(e))
 
 
 def parse_min_effects(items):
@@ -129,9 +150,6 @@ def parse_min_effects(items):
 def build_if_needed(args):
     if args.no_build:
         return
-    code = subprocess.call(["bash", "-c", f'source "{ROOT}/tools/ensure_deps.sh" && ensure_deps'])
-    if code != 0:
-        sys.exit(code)
     build_dir = args.build_dir
     if not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
         log(f"== configuring {build_dir} (Release)")
@@ -199,12 +217,15 @@ def settings_for(args, models):
         m = RunDir(args.resume).read_manifest()
         return {k: m.get(k) for k in SETTINGS}
     profile = sc.PROFILES[args.profile]
-    wanted = split_list(args.scenarios) or list(profile.scenarios)
+    wanted = split_list(args.scenarios) or sc.default_scenarios(profile, args.net)
     settings = {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
                 "duration": profile.duration, "models": models,
                 "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
                 "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
-                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects}
+                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
+                "net": {"kind": args.net, "rtt_ms": args.rtt_ms, "loss_pct": args.loss_pct,
+                        "jitter_ms": args.jitter_ms, "emulator": args.emulator},
+                "hosts": hosts.to_settings(args.hosts, args.clients) if args.clients else None}
     settings["capacity"] = {**capacity.selection(profile, split_list(args.scenarios), split_list(args.models),
                                                  models), "slo_p99_ms": args.slo_p99_ms}
     if args.baseline or args.baseline_bin:
@@ -215,8 +236,8 @@ def settings_for(args, models):
 
 
 SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
-            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects",
-            "capacity")
+            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects", "net",
+            "hosts", "capacity")
 
 
 def prepare(argv):
@@ -254,14 +275,20 @@ def main(argv=None):
     sup = Supervisor()
     state = {"finished_at": None, "interrupted": True}
     started = time.monotonic()
+    net = network.make(**(settings.get("net") or {"kind": "loopback"}))
     try:
+        net.open()
         run_dir.write_manifest(settings, state)
-        matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume))
+        matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume), net=net)
         failed = matrix.run()
-        failed += capacity.run_selected(sup, run_dir, settings, sides)  # the capacity scenarios' sweeps
+        gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate, net) if "A" in sides else True
+        failed += capacity.run_selected(sup, run_dir, settings, sides, net)  # the capacity scenarios' sweeps
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)
         state = {"finished_at": utc_now(), "interrupted": False}
+    except network.NetworkError as e:
+        log(f"run_all.sh: {e}")
+        return 2
     except Interrupted as e:
         log(f"run_all.sh: interrupted ({e}), stopping what it started; finish with "
             f"./run_all.sh --resume {run_dir.path}")
@@ -270,11 +297,42 @@ def main(argv=None):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sup.close()
+        net.close()
         run_dir.write_manifest(settings, state)
     run_dir.link_latest(os.path.join(ROOT, "results"))
     report(args, run_dir)
     log(f"== done in {time.monotonic() - started:.0f} s: {run_dir.path} ({failed} failed point(s))")
-    return 1 if failed else 0
+    return 1 if failed or not gate_ok else 0
+
+
+def compare_sides(sup, run_dir, settings, sides, gate, net):
+    """The A/B comparison of the run; with gate, the rows called slower are measured again (their
+    points only, fresh trials, in confirm/), and the gate fails only on a row slower both times."""
+    rows = ab.compare_run(run_dir, settings)
+    print_file(os.path.join(run_dir.path, "comparison.md"))
+    failures = comparison.gate_failures(rows)
+    if not gate or not failures:
+        return True
+    keys = comparison.rows_to_rerun(rows)
+    log(f"== gate: {len(failures)} row(s) slower; measuring their {len(keys)} point(s) again to confirm")
+    confirm = RunDir(os.path.join(run_dir.path, "confirm"))
+    confirm.create()
+    Matrix(sup, confirm, dict(settings, seed=settings["seed"] + 1), sides, only=set(keys), net=net).run()
+    confirmed = comparison.confirmed_failures(rows, ab.compare_run(confirm, settings, set(keys)))
+    for r in confirmed:
+        log(f"== gate: {r['model']} {r['scenario']} {r['point']} {r['metric']} slower: "
+            f"B/A {r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], confirmed by a rerun")
+    if not confirmed:
+        log("== gate: the rerun did not confirm them: no change detected")
+    return not confirmed
+
+
+def print_file(path):
+    try:
+        with open(path) as f:
+            sys.stderr.write(f.read())
+    except OSError:
+        pass
 
 
 def report(args, run_dir):

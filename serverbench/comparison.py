@@ -20,8 +20,9 @@ Which metrics decide (`metric_policy`):
 The p-values of the gated rows are Holm-corrected as one family; the reported rows (p99...)
 are Holm-corrected as a family of their own, so they cannot weaken the gate.
 
-Run as `python3 -m serverbench.comparison detect DIR` to print the smallest detectable effect
-of the A/A trials stored under DIR (see docs/statistics.md).
+Command line (see docs/statistics.md): `python3 -m serverbench.comparison detect DIR` prints
+the smallest detectable effect of the A/A trials stored under DIR, `compare DIR` their
+comparison table, `spread RUN_DIR` the spread of a run folder's repeats per scenario.
 """
 import argparse
 import json
@@ -118,7 +119,8 @@ def _row_seed(seed, key):
 
 def _is_gated(policy, group):
     if policy.gate == "server-bound":
-        return 2 * sum(bool(t.get("server_bound")) for t in group) > len(group)
+        timed = [t for t in group if "throughput_rps" in t["metrics"]]
+        return 2 * sum(bool(t.get("server_bound")) for t in timed) > len(timed)
     return policy.gate == "always"
 
 
@@ -180,6 +182,13 @@ def rows_to_rerun(rows):
         if key not in keys:
             keys.append(key)
     return keys
+
+
+def confirmed_failures(rows, rerun_rows):
+    """The rows of the targeted rerun that confirm a gate failure of the first comparison:
+    `slower` again on the same model, scenario, point and metric. The gate fails on these."""
+    first = {(r["model"], r["scenario"], r["point"], r["metric"]) for r in gate_failures(rows)}
+    return [r for r in gate_failures(rerun_rows) if (r["model"], r["scenario"], r["point"], r["metric"]) in first]
 
 
 # ------------------------------------------------------------------------- noise floor
@@ -369,8 +378,12 @@ VERDICT_COLOURS = {stats.SLOWER: "#d55e00", stats.FASTER: "#0072b2", stats.NO_CH
 
 
 def _chart_panel(ax, metric, rows):
-    """Ratios with interval whiskers, one line per model x scenario x point."""
-    rows = sorted(rows, key=lambda r: (r["model"], r["scenario"], r["point"]), reverse=True)
+    """Ratios with interval whiskers, one line per model x scenario x point, a block per model
+    in the order the rows came (the driver's matrix order), drawn top-down."""
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["model"], i)
+    rows = [r for _, r in sorted(enumerate(rows), key=lambda ir: (first[ir[1]["model"]], ir[0]), reverse=True)]
     band = rows[0]["min_effect"] if rows else stats.MIN_EFFECT
     ax.axvspan(1 - band, 1 + band, color="#dddddd", zorder=0)
     ax.axvline(1.0, color="black", linewidth=0.8, zorder=1)
@@ -498,12 +511,21 @@ def main(argv=None):
     detect.add_argument("--replications", type=int, default=200)
     spread_cmd = sub.add_parser("spread", help="spread of the repeats of a run folder, per scenario")
     spread_cmd.add_argument("run_dir")
+    compare_cmd = sub.add_parser("compare", help="the comparison table of stored A/B trials")
+    compare_cmd.add_argument("dir")
+    compare_cmd.add_argument("--out", help="also write comparison.json/.md/.png/.svg here")
     args = parser.parse_args(argv)
     if args.command == "spread":
         for line in repeat_spread_table(load_repeat_dir(args.run_dir)):
             print(line)
         return 0
     trials = load_trial_dir(args.dir)
+    if args.command == "compare" and trials:
+        rows = compare_trials(trials)
+        print(comparison_markdown(rows), end="")
+        if args.out:
+            write_comparison(args.out, rows)
+        return 0
     if not trials:
         print(f"no trials under {args.dir}", file=sys.stderr)
         return 2

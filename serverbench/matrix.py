@@ -5,17 +5,19 @@ Repeats are whole passes over the matrix: drift on a shared machine (a neighbour
 thermal limits) then spreads over every model instead of landing on one model's repeats. An
 A/B run instead measures a point's trials back to back, A and B interleaved (ab.abba_order).
 """
-import json
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
+from . import hosts
 from . import scenarios as sc
 from .ab import abba_order, seeded_rng
+from .counting import run_counting_trial
+from .network import Loopback
 from .noise import NoiseProbe
-from .point import CpuLayout, Trial, brief, run_trial, seconds_of, write_json
+from .point import CpuLayout, Trial, brief, read_json, run_trial, seconds_of, write_json
 
 
 @dataclass(frozen=True)
@@ -24,33 +26,30 @@ class Entry:
     spec: sc.PointSpec
     rep: int
     side: str = None                 # "A" (baseline) or "B" (current) in an A/B run
+    count: bool = False              # a counting trial (counting.py), not a timed one
 
     @property
     def key(self):
-        return (self.model, self.spec.scenario, self.spec.label, self.rep, self.side)
+        return (self.model, self.spec.scenario, self.spec.label, self.rep, self.side, self.count)
 
 
 def log(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def read_result(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 class Matrix:
     """sides: {None: Binaries} for a plain run, {"A": ..., "B": ...} for an A/B run."""
 
-    def __init__(self, sup, run_dir, settings, sides, resumed=False):
+    def __init__(self, sup, run_dir, settings, sides, resumed=False, only=None, net=None):
+        """only: measure just these (model, scenario, point) keys (a gate's confirmation);
+        net: the run's network.py setup (default loopback)."""
         self.sup, self.run_dir, self.settings, self.sides = sup, run_dir, settings, sides
+        self.net = net or Loopback()
         self.profile = sc.PROFILES[settings["profile"]]
-        self.entries = self.all_entries()
+        self.entries = [e for e in self.all_entries() if only is None or e.key[:3] in only]
         written = run_dir.points()
-        done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side")) for p in written}
+        done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side"), p.get("kind") == "count")
+                for p in written}
         self.todo = [e for e in self.entries if e.key not in done]
         self.measured_total = sum(1 for e in self.todo if sc.applicable(e.model, e.spec, self.profile))
         self.measured = 0
@@ -68,16 +67,23 @@ class Matrix:
     def specs(self):
         for model in self.settings["models"]:
             for scenario in self.settings["scenarios"]:
+                if not sc.in_focus(model, scenario, self.profile):
+                    continue
                 for spec in sc.scenario_points(scenario, self.profile):
                     yield model, spec
 
     def all_entries(self):
+        """Plain: the repeats as whole passes, then one pass of counting trials. A/B: per point,
+        the timed trials in ABBA order, then as many counting trials, in ABBA order too."""
         if not self.ab:
-            return [Entry(model, spec, rep) for rep in range(1, self.settings["repeat"] + 1)
-                    for model, spec in self.specs()]
+            return ([Entry(model, spec, rep) for rep in range(1, self.settings["repeat"] + 1)
+                     for model, spec in self.specs()]
+                    + [Entry(model, spec, 1, count=True) for model, spec in self.specs()
+                       if sc.applicable(model, spec, self.profile)])
         rng = seeded_rng(self.settings["seed"])
-        return [Entry(model, spec, k, side) for model, spec in self.specs()
+        return [Entry(model, spec, k, side, count) for model, spec in self.specs()
                 if sc.applicable(model, spec, self.profile)
+                for count in (False, True)
                 for side, k in abba_order(self.settings["trials"], rng)]
 
     def run(self):
@@ -102,6 +108,8 @@ class Matrix:
                   "server_cpus": None, "loadgen_cpus": None}
         if entry.side:
             record["side"] = entry.side
+        if entry.count:
+            record["kind"] = "count"
         if sc.applicable(entry.model, spec, self.profile):
             record.update(self.measure(entry))
             self.measured += 1
@@ -112,19 +120,25 @@ class Matrix:
 
     def trial_for(self, entry, rel):
         cpus = CpuLayout.for_point(os.cpu_count() or 1, entry.spec.all_cpus)
-        return Trial(model=entry.model, spec=entry.spec, binaries=self.sides[entry.side],
+        warmup, duration = ((self.profile.count_warmup, self.profile.count_duration) if entry.count
+                            else (self.settings["warmup"], self.settings["duration"]))
+        # Counting trials keep loadgen here: perf must count its side of the window too.
+        clients = () if entry.count else hosts.clients_of(self.settings)
+        spec = hosts.listening_everywhere(entry.spec) if clients else entry.spec
+        return Trial(model=entry.model, spec=spec, binaries=self.sides[entry.side], clients=clients,
                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
-                     warmup=self.settings["warmup"], duration=self.settings["duration"])
+                     warmup=warmup, duration=duration, net=self.net)
 
     def measure(self, entry):
-        rel = self.run_dir.result_rel(entry.model, entry.spec.scenario, entry.spec.label, entry.rep, entry.side)
+        label = entry.spec.label + ("-count" if entry.count else "")
+        rel = self.run_dir.result_rel(entry.model, entry.spec.scenario, label, entry.rep, entry.side)
         trial = self.trial_for(entry, rel)
         probe = NoiseProbe().start()
-        outcome = run_trial(self.sup, trial)
+        outcome = (run_counting_trial if entry.count else run_trial)(self.sup, trial)
         has_file = outcome.status == "ok" and os.path.exists(trial.out)
         share = (seconds_of(trial.warmup) + seconds_of(trial.duration)) / seconds_of(trial.duration)
-        noise = probe.finish(read_result(trial.out) if has_file else None, share)
+        noise = probe.finish(read_json(trial.out) if has_file else None, share)
         if noise.get("heavy_steal"):
             outcome.reasons.append(f"measured under heavy steal ({noise['steal_pct']}% of CPU time)")
         return {"status": outcome.status, "file": rel if has_file else None, "reason": outcome.reason or None,
@@ -134,7 +148,7 @@ class Matrix:
         """One reference point measured at the start and at the end of the run: how far the machine
         itself moved meanwhile. Recorded in drift.json, and in the manifest."""
         path = os.path.join(self.run_dir.path, "drift.json")
-        drift = read_result(path) or {}
+        drift = read_json(path) or {}
         if when in drift or not self.settings["models"]:
             return
         model = "epoll" if "epoll" in self.settings["models"] else self.settings["models"][0]
@@ -144,7 +158,7 @@ class Matrix:
         side = "B" if self.ab else None
         trial = self.trial_for(Entry(model, spec, 1, side), f"points/drift/{when}.json")
         outcome = run_trial(self.sup, trial)
-        result = read_result(trial.out) if outcome.status == "ok" else None
+        result = read_json(trial.out) if outcome.status == "ok" else None
         drift[when] = {"model": model, "point": spec.label, "status": outcome.status,
                        "throughput_rps": (result or {}).get("totals", {}).get("throughput_rps"),
                        "cpu_us_per_request": ((result or {}).get("server") or {}).get("cpu_us_per_request")}
@@ -160,7 +174,7 @@ class Matrix:
             except (OSError, ValueError, KeyError):
                 pass
         reason = f"  - {record['reason']}" if record["reason"] else ""
-        side = f" {record['side']}" if record.get("side") else ""
+        side = (f" {record['side']}" if record.get("side") else "") + (" count" if record.get("kind") else "")
         log(f"[{self.number:3d}/{len(self.entries)}] {record['model']:<16} {record['scenario']:<15} "
             f"{record['point']:<14} r{record['repeat']}{side}  {record['status']:<14} {summary}{reason}  "
             f"(ETA {int(left) // 60}m{int(left) % 60:02d}s)")

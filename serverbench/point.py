@@ -12,7 +12,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from . import processes
+from . import hosts, processes
+from .network import Loopback
 
 READY_TIMEOUT_S = 10
 # The idle holder's own bounds: it opens its connections within HOLD_CONNECT_S, then waits up to
@@ -62,6 +63,15 @@ class Trial:
     duration: str
     cpus: CpuLayout
     extra_loadgen_flags: tuple = ()
+    counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
+    clients: tuple = ()              # hosts.Client: loadgen runs on these (--hosts), not here
+    net: object = field(default_factory=Loopback)   # network.py: where the traffic goes
+
+    @property
+    def name(self):
+        """Unique within the run (a Unix socket's file name)."""
+        return os.path.relpath(self.log_base, os.path.dirname(os.path.dirname(os.path.dirname(self.log_base)))
+                               ).replace("/", "-")
 
 
 @dataclass
@@ -85,10 +95,14 @@ def seconds_of(duration):
     return float(d[:-1]) if d.endswith("s") else float(d)
 
 
+# What perf says on stderr when its counters are switched on and off, mixed into the server's log.
+PERF_NOTES = ("Events enabled", "Events disabled")
+
+
 def last_line_of(path):
     try:
         with open(path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
+            lines = [line.strip() for line in f if line.strip() and line.strip() not in PERF_NOTES]
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
@@ -103,20 +117,26 @@ def run_trial(sup, trial):
     if server is None:
         return outcome
     holder = start_holder(sup, trial, port, outcome) if trial.spec.idle else None
+    emulator_before = trial.net.begin_point()
     lg_code, lg_timeout = run_loadgen(sup, trial, port, server_pid)
+    record_network(trial, outcome, trial.net.end_point(emulator_before))
     server_was_alive = processes.alive(server_pid)
     if holder is not None:
         sup.stop(holder)
         merge_idle_result(trial)
-    server_code, stop_note = sup.stop(server, STOP_GRACE_S, signal_pid=server_pid)
+    # perf, when it wraps the server, still has to read and write its counters after the server exits.
+    grace = STOP_GRACE_S + (3.0 if trial.counted else 0.0)
+    server_code, stop_note = sup.stop(server, grace, signal_pid=server_pid)
     judge(trial, outcome, server_was_alive, server_code, stop_note, lg_code, lg_timeout)
     return outcome
 
 
 def start_server(sup, trial, outcome):
     log = trial.log_base + ".server.log"
-    argv = ["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model), "--port", "0",
-            *trial.spec.server_flags]
+    argv = trial.net.server_argv(["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model),
+                                  "--port", "0", *trial.spec.server_flags], trial.name)
+    if trial.counted:
+        argv = trial.counted.wrap("server", argv)
     with open(log, "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "server")
     match, failure = processes.wait_ready(proc, SERVER_READY, READY_TIMEOUT_S)
@@ -135,9 +155,9 @@ def start_server(sup, trial, outcome):
 
 
 def start_holder(sup, trial, port, outcome):
-    argv = [sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"), "--port", str(port),
-            "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
-            "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"]
+    argv = trial.net.client_argv([sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"),
+                                  *trial.net.target_flags(port, trial.name), "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
+            "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"])
     with open(trial.log_base + ".idle.log", "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "idle holder")
     match, failure = processes.wait_ready(proc, HOLDER_READY, HOLD_CONNECT_S + HOLD_SETTLE_S + 5)
@@ -151,20 +171,27 @@ def start_holder(sup, trial, port, outcome):
 
 def loadgen_argv(trial, port, server_pid):
     spec = trial.spec
-    return ["taskset", "-c", trial.cpus.loadgen, trial.binaries.loadgen, "--port", str(port),
+    return trial.net.client_argv([
+            "taskset", "-c", trial.cpus.loadgen, trial.binaries.loadgen, *trial.net.target_flags(port, trial.name),
             *spec.loadgen_flags, "--connections", str(spec.connections),
             "--threads", str(trial.cpus.loadgen_threads), "--duration", trial.duration,
             "--warmup", trial.warmup, "--cpus", trial.cpus.loadgen, "--server-pid", str(server_pid),
             "--model", trial.model, "--scenario", spec.scenario,
             "--server-flags", " ".join(spec.server_flags), *trial.extra_loadgen_flags,
-            "--out", trial.out, "--quiet"]
+            "--out", trial.out, "--quiet"])
 
 
 def run_loadgen(sup, trial, port, server_pid):
     """Returns (exit code, time limit in s if it was hit)."""
+    if trial.clients:
+        return hosts.run_loadgens(sup, trial, port, server_pid)
     limit = seconds_of(trial.duration) + seconds_of(trial.warmup) + 20
+    argv = loadgen_argv(trial, port, server_pid)
+    if trial.counted:
+        argv = trial.counted.wrap("loadgen", argv)
+        trial.counted.start_relay()
     with open(trial.log_base + ".loadgen.log", "wb") as log:
-        proc = sup.start(loadgen_argv(trial, port, server_pid), log, subprocess.STDOUT, "loadgen")
+        proc = sup.start(argv, log, subprocess.STDOUT, "loadgen")
     try:
         proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -172,6 +199,20 @@ def run_loadgen(sup, trial, port, server_pid):
         return proc.returncode, limit
     sup.kill_group(proc)
     return proc.returncode, None
+
+
+def record_network(trial, outcome, emulator):
+    """The network setup in the result's env, and what the link emulator did during the point: a
+    point where the emulator was the limit is marked, like a loadgen-bound one."""
+    def change(doc):
+        doc.setdefault("env", {})["network"] = trial.net.env()
+        if emulator is not None:
+            doc["env"]["network"]["emulator_window"] = emulator
+    if os.path.exists(trial.out) and os.path.getsize(trial.out) > 0:
+        update_json(trial.out, change)
+    if emulator and emulator.get("bound"):
+        outcome.reasons.append("emulator-bound: the link emulator was the limit (late or dropped frames, "
+                               "or its CPU)")
 
 
 def merge_idle_result(trial):
@@ -191,6 +232,15 @@ def update_json(path, change):
         doc = json.load(f)
     change(doc)
     write_json(path, doc)
+
+
+def read_json(path):
+    """The document at path, or None when it is absent or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def write_json(path, doc):

@@ -100,8 +100,8 @@ class Supervisor:
         self.watchdog = Watchdog()
         self.children = {}
 
-    def start(self, argv, stdout, stderr, what):
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+    def start(self, argv, stdout, stderr, what, stdin=subprocess.DEVNULL):
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr,
                                 start_new_session=True, preexec_fn=_die_with_parent)
         self.watchdog.watch(proc.pid)
         self.children[proc.pid] = (proc, what)

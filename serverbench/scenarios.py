@@ -34,6 +34,16 @@ class Profile:
     open_loop_rps: int = 20000
     hidden: bool = False
     scenarios: tuple = ()        # the scenarios it runs when --scenarios is not given; () is all
+    # ((scenario, models or None), ...): of those scenarios, only these models (None: every one).
+    focus: tuple = ()
+    # Counting trials (counting.py) are short: counts per request hardly move, and the time under
+    # perf is not a timing.
+    # Over a link with distance (--net veth/wan): a closed loop from one connection to thousands,
+    # and an open loop at one rate over many connections.
+    distance_conns: tuple = (1, 10, 100, 1000)
+    distance_rate: int = 5000
+    count_warmup: str = "100ms"
+    count_duration: str = "500ms"
     # Trials per side in an A/B run: the rank test needs at least 4 per side to reach p < 0.05 at
     # all, and 6-10 to survive a correction over many rows (docs/statistics.md).
     ab_trials: int = 8
@@ -81,16 +91,21 @@ CAPACITY_PLANS = {
 # hidden few-point profile for the driver's own tests.
 PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
-            active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, capacity=CAPACITY_PLANS["smoke"]),
-    Profile("quick", "250ms", "1s", 1, 0.01, (1, 50), (50,), ab_trials=6, capacity=CAPACITY_PLANS["quick"]),
-    Profile("standard", "500ms", "2s", 2, 0.05, (1, 10, 50, 200), (1, 10, 50),
+            active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
+            capacity=CAPACITY_PLANS["smoke"]),
+    Profile("quick", "200ms", "750ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
+            count_duration="250ms", capacity=CAPACITY_PLANS["quick"]),
+    # Three repeats: the fewest from which the report ranks models (a median with an interval).
+    Profile("standard", "400ms", "1500ms", 3, 0.05, (1, 10, 50, 200), (1, 10, 50),
             capacity=CAPACITY_PLANS["standard"]),
     Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
-            ab_trials=10, capacity=CAPACITY_PLANS["full"]),
-    # The CI gate: every model at its most telling points, in short trials (the power comes from
-    # the number of trials, not their length).
+            ab_trials=10, distance_conns=(1, 10, 100, 1000, 4000), capacity=CAPACITY_PLANS["full"]),
+    # The CI gate: every model at 50 keep-alive clients, and a connection per request for the
+    # models whose price is per connection (a thread, a fork) and for epoll as their reference;
+    # short trials, 8 per side, since the power comes from the number of trials (docs/statistics.md).
     Profile("gate", "200ms", "500ms", 1, 0.01, (50,), (50,), scenarios=("http-keepalive", "http-close"),
-            ab_trials=6),
+            focus=(("http-keepalive", None), ("http-close", ("thread-per-conn", "fork-per-conn", "epoll"))),
+            ab_trials=8, count_duration="300ms"),
 ]}
 
 
@@ -112,6 +127,7 @@ class Scenario:
     title: str
     short: str                   # column label in the terminal table
     points: object = field(compare=False)   # Profile -> [PointSpec]
+    distance: bool = False       # run by default over a link (--net veth/wan), not on loopback
 
 
 def _size_label(size):
@@ -165,6 +181,25 @@ def _open_loop(p):
                       ("--protocol", "http", "--rate", str(p.open_loop_rps), *TIMESERIES_FLAGS))]
 
 
+def _distance(p):
+    return [PointSpec("distance", f"c{c}", c, ("--protocol", "http"), ("--protocol", "http", "--mode", "keepalive"))
+            for c in p.distance_conns]
+
+
+def _distance_open_loop(p):
+    c = max(p.distance_conns)
+    return [PointSpec("distance-open-loop", f"r{p.distance_rate}-c{c}", c, ("--protocol", "http"),
+                      ("--protocol", "http", "--rate", str(p.distance_rate)))]
+
+
+def _nagle(p):
+    # TCP_NODELAY off on both ends: what Nagle's algorithm and delayed ACKs cost a request-response
+    # protocol whose messages each fit one write.
+    off = ("--tcp-nodelay", "off")
+    return [PointSpec("nagle", f"c{c}", c, ("--protocol", "http", *off), ("--protocol", "http", *off))
+            for c in (1, p.active_conns)]
+
+
 SCENARIOS = [
     Scenario("http-keepalive", "HTTP keep-alive", "keep", _keepalive),
     Scenario("http-close", "HTTP, a new connection per request", "close", _close),
@@ -174,6 +209,12 @@ SCENARIOS = [
     Scenario("idle-conns", "Active clients while idle connections are held open", "idle", _idle),
     Scenario("open-loop", "Open loop at one fixed rate for every model (latency without coordinated "
              "omission)", "open", _open_loop),
+    Scenario("distance", "Closed loop over the link, from one connection to thousands", "dist", _distance,
+             distance=True),
+    Scenario("distance-open-loop", "Open loop at one rate over many connections across the link", "dopen",
+             _distance_open_loop, distance=True),
+    Scenario("nagle", "HTTP keep-alive with TCP_NODELAY off on both ends (Nagle and delayed ACKs)", "nagle",
+             _nagle, distance=True),
 ]
 
 
@@ -228,6 +269,14 @@ def blocking_probe_connections(profile):
     return next((c for c in profile.keepalive_conns if c > 1), None)
 
 
+def in_focus(model, scenario, profile):
+    """Whether the profile measures this model at this scenario at all (see Profile.focus)."""
+    if not profile.focus:
+        return True
+    models = dict(profile.focus).get(scenario, ())
+    return models is None or model in models
+
+
 def applicable(model, spec, profile):
     """The blocking model serves one client at a time (the rest wait in the backlog): it runs the
     one-connection points, plus one probe of http-keepalive above one connection, where that
@@ -235,6 +284,15 @@ def applicable(model, spec, profile):
     if model != "blocking" or spec.connections == 1:
         return True
     return spec.scenario == "http-keepalive" and spec.connections == blocking_probe_connections(profile)
+
+
+def default_scenarios(profile, net_kind):
+    """The scenarios a run has when --scenarios does not say: the profile's own, else those of
+    its network: the distance ones over a link, the others on this machine."""
+    if profile.scenarios:
+        return list(profile.scenarios)
+    over_link = net_kind in ("veth", "wan")
+    return [s.name for s in SCENARIOS if s.distance == over_link or (over_link and s.name == "http-keepalive")]
 
 
 def scenario_order(names):

@@ -49,6 +49,11 @@ def _ratio_of_medians(x, y, axis=-1):
         return np.median(y, axis=axis) / np.median(x, axis=axis)
 
 
+def _is_pair_of_samples(x):
+    """(list, list), as opposed to one sample that happens to be a tuple of two numbers."""
+    return isinstance(x, tuple) and len(x) == 2 and all(np.ndim(side) == 1 for side in x)
+
+
 def ratio_interval(a, b, *, confidence=CONFIDENCE, seed=DEFAULT_SEED, n_resamples=N_RESAMPLES):
     """Percentile bootstrap interval of median(b) / median(a), or (None, None).
 
@@ -219,7 +224,9 @@ class ThresholdVerdict:
     (or there is no interval). margin = estimate - threshold for `at_least` claims and
     threshold - estimate for `at_most` ones: positive means the estimate satisfies the claim.
     worst_margin is the same distance from the interval's end nearest the threshold side that
-    would break the claim (None without an interval)."""
+    would break the claim (None without an interval). coverage is the interval's confidence:
+    `confidence` for a ratio; for one sample the order-statistic interval's own coverage,
+    below 95% with fewer than six values (see `Spread`), which a report should print."""
     verdict: str
     estimate: float
     ci_low: float
@@ -228,6 +235,7 @@ class ThresholdVerdict:
     direction: str
     margin: float
     worst_margin: float
+    coverage: float = None
 
 
 def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CONFIDENCE,
@@ -240,15 +248,16 @@ def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CON
     percentile bootstrap of that ratio (as in `compare`)."""
     if direction not in ("at_least", "at_most"):
         raise ValueError("direction is 'at_least' or 'at_most'")
-    if isinstance(sample, tuple) and len(sample) == 2:
+    if _is_pair_of_samples(sample):
         num, den = _sample(sample[0]), _sample(sample[1])
         if np.median(den) == 0:
             raise ValueError("the denominator's median is 0: no ratio")
         estimate = float(np.median(num) / np.median(den))
         low, high = ratio_interval(den, num, confidence=confidence, seed=seed, n_resamples=n_resamples)
+        coverage = confidence if low is not None else None
     else:
         s = spread(sample, confidence=confidence)
-        estimate, low, high = s.median, s.ci_low, s.ci_high
+        estimate, low, high, coverage = s.median, s.ci_low, s.ci_high, s.coverage
     sign = 1 if direction == "at_least" else -1
     margin = sign * (estimate - threshold)
     if low is None:
@@ -256,7 +265,7 @@ def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CON
     worst = sign * ((low if sign > 0 else high) - threshold)
     best = sign * ((high if sign > 0 else low) - threshold)
     outcome = HOLDS if worst >= 0 else FAILS if best < 0 else INCONCLUSIVE
-    return ThresholdVerdict(outcome, estimate, low, high, threshold, direction, margin, worst)
+    return ThresholdVerdict(outcome, estimate, low, high, threshold, direction, margin, worst, coverage)
 
 
 # ------------------------------------------------------------------------- power
@@ -313,21 +322,41 @@ def _rank_test_p_rows(a_rows, b_rows):
     return p
 
 
-def _detection_rate(a_draws, b_draws, effect, rule):
-    b_draws = b_draws * (1 + effect)
-    p = _rank_test_p_rows(a_draws, b_draws)
-    ratio = np.median(b_draws, axis=1) / np.median(a_draws, axis=1)
-    # The cheap conditions first; the bootstrap only for the draws that pass them.
-    candidates = np.flatnonzero((p < rule["alpha"] / rule["rows"])
-                                & (np.abs(ratio - 1) >= rule["min_effect"] - _EFFECT_SLACK))
-    hits = 0
-    for i in candidates:
-        low, high = ratio_interval(a_draws[i], b_draws[i], confidence=rule["confidence"],
-                                   seed=rule["seed"], n_resamples=rule["n_resamples"])
-        called = verdict(float(ratio[i]), low, high, float(p[i]), higher_is_better=False,
-                         min_effect=rule["min_effect"], alpha=rule["alpha"] / rule["rows"])
-        hits += called != NO_CHANGE
-    return hits / len(a_draws)
+def _ratio_intervals_rows(a_rows, b_rows, *, confidence, n_resamples, rng, chunk=50):
+    """`ratio_interval` of each row pair at once: the same percentile bootstrap of the ratio
+    of medians, in NumPy, because one scipy.stats.bootstrap call per simulated comparison
+    made an A/A run's noise floor take minutes. Rows without a finite interval are NaN."""
+    if a_rows.shape[1] < 2 or b_rows.shape[1] < 2:  # as ratio_interval: nothing to resample
+        return np.full(len(a_rows), np.nan), np.full(len(a_rows), np.nan)
+    lows, highs = [], []
+    tail = 50 * (1 - confidence)
+    for start in range(0, len(a_rows), chunk):
+        a, b = a_rows[start:start + chunk], b_rows[start:start + chunk]
+        rows = np.arange(len(a))[:, None, None]
+        ma = np.median(a[rows, rng.integers(0, a.shape[1], (len(a), n_resamples, a.shape[1]))], axis=2)
+        mb = np.median(b[rows, rng.integers(0, b.shape[1], (len(b), n_resamples, b.shape[1]))], axis=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low, high = np.percentile(mb / ma, [tail, 100 - tail], axis=1)
+        lows.append(low)
+        highs.append(high)
+    low, high = np.concatenate(lows), np.concatenate(highs)
+    bad = ~(np.isfinite(low) & np.isfinite(high))
+    low[bad], high[bad] = np.nan, np.nan
+    return low, high
+
+
+def _detection_rate(a_draws, b_draws, intervals, effect, rule):
+    """Share of the draws whose B, multiplied by 1 + effect, the verdict rule calls a change.
+    The ratio of medians and its bootstrap interval scale exactly with B, so the intervals
+    of the unscaled draws (same resamples) serve every effect."""
+    scale = 1 + effect
+    p = _rank_test_p_rows(a_draws, b_draws * scale)
+    ratio = scale * np.median(b_draws, axis=1) / np.median(a_draws, axis=1)
+    low, high = scale * intervals[0], scale * intervals[1]
+    excludes_one = ((ratio > 1) & (low > 1)) | ((ratio < 1) & (high < 1))
+    big_enough = np.abs(ratio - 1) >= rule["min_effect"] - _EFFECT_SLACK
+    called = excludes_one & big_enough & (p < rule["alpha"] / rule["rows"])
+    return float(np.mean(called))
 
 
 def min_detectable_effect(samples, n, *, power=0.8, alpha=ALPHA, rows=1, min_effect=0.0,
@@ -349,20 +378,21 @@ def min_detectable_effect(samples, n, *, power=0.8, alpha=ALPHA, rows=1, min_eff
         b_draws = 1 + samples * rng.standard_normal((replications, n))
         resampling = "normal"
     else:
-        if isinstance(samples, tuple) and len(samples) == 2:
+        if _is_pair_of_samples(samples):
             samples = list(samples[0]) + list(samples[1])
         pool = _sample(samples)
         if len(pool) < 2:
             raise ValueError("need at least two recorded trials to resample")
         a_draws, b_draws, resampling = _draws(pool, n, replications, rng)
-    rule = dict(alpha=alpha, rows=rows, min_effect=min_effect, confidence=confidence,
-                seed=seed, n_resamples=n_resamples)
-    if _detection_rate(a_draws, b_draws, max_effect, rule) < power:
+    rule = dict(alpha=alpha, rows=rows, min_effect=min_effect)
+    intervals = _ratio_intervals_rows(a_draws, b_draws, confidence=confidence,
+                                      n_resamples=n_resamples, rng=rng)
+    if _detection_rate(a_draws, b_draws, intervals, max_effect, rule) < power:
         return Detectable(None, n, power, replications, resampling)
     low, high = 0.0, max_effect
     while high - low > resolution:
         mid = (low + high) / 2
-        if _detection_rate(a_draws, b_draws, mid, rule) >= power:
+        if _detection_rate(a_draws, b_draws, intervals, mid, rule) >= power:
             high = mid
         else:
             low = mid

@@ -1,38 +1,44 @@
 // Coroutines: one thread, an epoll loop, and a C++20 coroutine per connection whose handler reads
 // as straight-line blocking code, exactly like the handler of thread-per-connection. Where that
-// code would block, it suspends (co_await) and the loop (core/coroutine.hpp) runs another
+// code would block, it suspends (co_await) and the loop (coroutine_reactor.hpp) runs another
 // connection, resuming this one when its socket is ready. So: the readability of a thread per
 // connection at the cost of an event loop (a suspended connection is a heap frame, not a thread
 // with a stack, and no context switch happens), but, as with any one-thread loop, a handler that
 // blocks for real (--io-us) stalls every connection.
 
-#include "core/coroutine.hpp"
+#include <cassert>
+
+#include "coroutine_reactor.hpp"
 
 namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "coroutine",
-    .summary = "One thread, an epoll loop and a C++20 coroutine per connection (straight-line co_await handlers).",
+    .summary =
+        "One thread, an epoll loop and a C++20 coroutine per connection (straight-line co_await handlers).",
     .default_max_conns = 100000,
 };
 
 sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
-    sb::ProtocolSession session(server.responses);
-    sb::ByteBuffer in, out;
+    using Next = sb::ConnectionStep::Next;
+    sb::ConnectionStep step(server.responses);
     for (;;) {
-        const bool peer_done = co_await conn.read(in) <= 0;  // end of stream (perhaps a half-close), error or idle timeout
+        // Nothing: end of stream (perhaps a half-close: answer what came, then close), error or
+        // idle timeout.
+        const std::span<const char> fresh = co_await conn.read();
+        if (fresh.empty()) step.end_of_input();
+        sb::FeedResult r = step.answer(fresh);
 
         // Answer everything that came, a high-water mark of output at a time.
-        for (;;) {
-            const sb::FeedResult r = session.feed(in.readable(), out);
-            in.consume(r.consumed);
+        for (Next next = Next::answer_more; next != Next::read;) {
             sb::simulate_request_work(server.options, r.requests);
-            if (!co_await conn.write(out)) co_return;
-            if (r.consumed == 0 || session.closing()) break;
+            if (!co_await conn.write(step)) co_return;
+            next = step.next();
+            if (next == Next::answer_more) r = step.answer();
+            if (next == Next::discard_and_close) sb::discard_pending_input(conn.fd());
+            if (next == Next::close || next == Next::discard_and_close) co_return;
+            assert(next != Next::send && "write() returns once all of the output is sent");
         }
-        if (session.closing() && !in.empty()) sb::discard_pending_input(conn.fd());
-        if (session.closing() || peer_done) co_return;
-        in.shrink_if_empty(sb::Socket::kReadBytes);  // a burst's large buffer is not kept by an idle connection
     }
 }
 

@@ -1,9 +1,52 @@
 // epoll: one thread, non-blocking sockets, level-triggered epoll. The kernel keeps the interest
-// set, so a call costs what the ready connections cost, not what the idle ones do. The loop itself
-// (core/epoll_loop.hpp) is shared with epoll-reuseport, which runs one of it per thread: here a
-// single loop serves the one listening socket and stops on the signalfd.
+// set (epoll_ctl changes it), so a call to epoll_wait costs what the ready connections cost, not
+// what the idle ones do. A connection's interest is changed (one epoll_ctl) only when it switches
+// between waiting to read and waiting to write, and a closed descriptor leaves the set by itself,
+// so closing needs no epoll_ctl either. epoll-reuseport runs this same loop once per thread.
 
-#include "core/epoll_loop.hpp"
+#include <sys/epoll.h>
+
+#include <array>
+
+#include "epoll_family.hpp"
+
+namespace sb {
+
+void run_epoll_loop(int epoll_fd, Listener& listener, ConnectionTable& connections, int stop_fd,
+                    const std::function<bool()>& stop_requested) {
+    auto watch = [epoll_fd](int op, int fd, Interest interest) {
+        epoll_event ev{};
+        ev.events = epoll_events(interest);
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll_fd, op, fd, &ev);
+    };
+    const int listen_fd = listener.fd();
+    watch(EPOLL_CTL_ADD, listen_fd, Interest::read);
+    watch(EPOLL_CTL_ADD, stop_fd, Interest::read);
+
+    std::array<epoll_event, 512> events;
+    for (;;) {
+        const int ready = ::epoll_wait(epoll_fd, events.data(), events.size(), connections.close_idle());
+        for (int i = 0; i < ready; ++i) {
+            const int fd = events[static_cast<std::size_t>(i)].data.fd;
+            if (fd == listen_fd) {
+                connections.accept_all(listener,
+                                       [&](Connection& c) { watch(EPOLL_CTL_ADD, c.fd(), Interest::read); });
+            } else if (fd == stop_fd) {
+                if (stop_requested()) return;
+            } else if (Connection* c = connections.find(fd)) {
+                const Interest before = c->interest();
+                const Interest after = connections.run(*c);
+                if (after != Interest::close && after != before) watch(EPOLL_CTL_MOD, fd, after);
+            }
+        }
+    }
+}
+
+}  // namespace sb
+
+// epoll-reuseport is built with this file for the loop above, and brings its own main.
+#ifndef SERVERBENCH_EPOLL_LOOP_ONLY
 
 namespace {
 
@@ -17,11 +60,15 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionTable connections(server);
-    sb::EpollSet epoll(kModel);
+    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionTable connections(server, limit);
+    sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
+    if (!epoll) sb::die(kModel, "epoll_create1");
     server.announce_ready();
 
-    sb::run_epoll_loop(epoll, server.listener, connections, server.signals.fd(),
+    sb::run_epoll_loop(epoll.get(), server.listener, connections, server.signals.fd(),
                        [&] { return server.signals.stop_requested(); });
     return server.finish();
 }
+
+#endif

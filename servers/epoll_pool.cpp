@@ -14,11 +14,13 @@
 
 #include <sys/eventfd.h>
 
+#include <array>
+#include <cassert>
 #include <mutex>
 #include <vector>
 
-#include "core/epoll_loop.hpp"
 #include "core/thread_pool.hpp"
+#include "epoll_family.hpp"
 
 namespace {
 
@@ -74,53 +76,81 @@ private:
     std::vector<int> done_, taken_;
 };
 
+// A new epoll instance watching `fds` for input, for as long as they live.
+sb::UniqueFd epoll_watching(std::initializer_list<int> fds) {
+    sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
+    if (!epoll) sb::die(kModel, "epoll_create1");
+    for (int fd : fds) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev);
+    }
+    return epoll;
+}
+
+// Watches a connection (or re-arms it) for `interest`, disarmed again by its next event.
+void watch_once(int epoll_fd, int op, int fd, sb::Interest interest) {
+    epoll_event ev{};
+    ev.events = sb::epoll_events(interest) | EPOLLONESHOT;
+    ev.data.fd = fd;
+    ::epoll_ctl(epoll_fd, op, fd, &ev);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionTable connections(server, sb::RequestWork::handed_off);
+    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionTable connections(server, limit, sb::RequestWork::handed_off);
     Completions completions;  // declared before the pool: workers push into it until they are joined
     // A connection has at most one batch in the pool, so a queue of --max-conns never refuses one.
     sb::ThreadPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
                                static_cast<std::size_t>(server.options.max_conns), [&](Batch& batch) {
-        sb::simulate_request_work(server.options, batch.requests);
-        completions.push(batch.fd);
-    });
+                                   sb::simulate_request_work(server.options, batch.requests);
+                                   completions.push(batch.fd);
+                               });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
 
-    sb::EpollSet epoll(kModel);
     const int listen_fd = server.listener.fd();
     const int signal_fd = server.signals.fd();
-    for (int fd : {listen_fd, signal_fd, completions.fd()}) epoll.watch(EPOLL_CTL_ADD, fd, sb::Interest::read);
+    const sb::UniqueFd epoll = epoll_watching({listen_fd, signal_fd, completions.fd()});
     server.announce_ready();
 
-    // A connection that returns Interest::work goes to the pool; any other interest is watched.
-    auto hand_off = [&](sb::Connection& c) {
-        Batch batch{c.fd(), c.pending_requests()};
-        if (!pool.try_submit(batch)) connections.close(c);  // cannot happen with one batch per connection
+    // What a connection returned by the table waits for next: Interest::work goes to the pool (and
+    // stays disarmed while there), any other interest is re-armed.
+    auto follow = [&](sb::Connection& c, sb::Interest next) {
+        if (next == sb::Interest::work) {
+            Batch batch{c.fd(), c.pending_requests()};
+            if (!pool.try_submit(batch)) {
+                assert(false && "the queue holds --max-conns batches, and a connection has at most one");
+                connections.close(c);
+            }
+        } else if (next != sb::Interest::close) {
+            watch_once(epoll.get(), EPOLL_CTL_MOD, c.fd(), next);
+        }
     };
 
+    std::array<epoll_event, 512> events;
     for (;;) {
-        for (const epoll_event& event : epoll.wait(connections.close_idle([](int) {}))) {
-            const int fd = event.data.fd;
+        const int ready = ::epoll_wait(epoll.get(), events.data(), events.size(), connections.close_idle());
+        for (int i = 0; i < ready; ++i) {
+            const int fd = events[static_cast<std::size_t>(i)].data.fd;
             if (fd == listen_fd) {
                 connections.accept_all(server.listener, [&](sb::Connection& c) {
-                    epoll.watch(EPOLL_CTL_ADD, c.fd(), sb::Interest::read, EPOLLONESHOT);
+                    watch_once(epoll.get(), EPOLL_CTL_ADD, c.fd(), sb::Interest::read);
                 });
             } else if (fd == signal_fd) {
                 if (server.signals.stop_requested()) return server.finish();  // the pool joins its workers
             } else if (fd == completions.fd()) {
                 for (int done_fd : completions.take()) {
-                    sb::Connection* c = connections.find(done_fd);  // not closed while in the pool
+                    sb::Connection* c = connections.find(done_fd);
+                    assert(c != nullptr && "a connection is not closed while its batch is in the pool");
                     if (c == nullptr) continue;
-                    const sb::Interest next = connections.finish_work(*c);
-                    if (next == sb::Interest::work) hand_off(*c);  // requests that had queued behind the batch
-                    else if (next != sb::Interest::close) epoll.watch(EPOLL_CTL_MOD, done_fd, next, EPOLLONESHOT);
+                    follow(*c, connections.finish_work(*c));  // requests queued behind the batch may go back
                 }
             } else if (sb::Connection* c = connections.find(fd)) {
-                const sb::Interest next = connections.run(*c);
-                if (next == sb::Interest::work) hand_off(*c);  // stays disarmed while in the pool
-                else if (next != sb::Interest::close) epoll.watch(EPOLL_CTL_MOD, fd, next, EPOLLONESHOT);
+                follow(*c, connections.run(*c));
             }
         }
     }

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/epoll_loop.hpp"
+#include "epoll_family.hpp"
 
 namespace {
 
@@ -29,7 +29,7 @@ const sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionBudget budget;
+    sb::ConnectionLimit limit(server.options.max_conns);  // one --max-conns for all the loops
     // How main tells every loop to stop: written once, never read, so it stays readable and wakes
     // each loop's epoll (level-triggered). A signalfd could not do this: the one loop that read the
     // signal would consume it, and the others would never learn of it.
@@ -41,16 +41,21 @@ int main(int argc, char** argv) {
         // The first loop takes the Server's socket (port 0 resolved to a real port); the others
         // bind that port again. A socket is created only for a loop that will serve it: the kernel
         // would hash connections to a socket nobody accepts from. Each loop's descriptors are made
-        // here, not in its thread, so that all of them exist by the readiness line.
+        // here, not in its thread, so that all of them exist by the readiness line. A Unix socket's
+        // path cannot be bound twice (SO_REUSEPORT is for TCP and UDP): over --unix every loop
+        // watches the one socket, and whichever loop wakes first accepts.
         std::unique_ptr<sb::Listener> own;
-        if (i > 0) {
+        if (i > 0 && server.listener.unix_path().empty()) {
             own = std::make_unique<sb::Listener>(server.options, kModel, server.stats, sb::Blocking::no,
                                                  server.listener.port());
         }
+        sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
+        if (!epoll) sb::die(kModel, "epoll_create1");
         try {
-            loops.emplace_back([&server, &budget, &stop, own = std::move(own), epoll = sb::EpollSet(kModel)]() mutable {
-                sb::ConnectionTable connections(server, budget);
-                sb::run_epoll_loop(epoll, own ? *own : server.listener, connections, stop.get(), [] { return true; });
+            loops.emplace_back([&server, &limit, &stop, own = std::move(own), epoll = std::move(epoll)] {
+                sb::ConnectionTable connections(server, limit);
+                sb::run_epoll_loop(epoll.get(), own ? *own : server.listener, connections, stop.get(),
+                                   [] { return true; });
             });
         } catch (const std::system_error&) {
             break;  // out of threads: serve with the loops that started (their sockets only)

@@ -19,10 +19,13 @@ constexpr sb::ModelInfo kModel{
     .default_max_conns = 2000,
 };
 
-// Collects every child that has exited. SIGCHLD signals merge, so one may stand for several.
-void reap_exited(std::unordered_set<pid_t>& children) {
+// Collects every child that has exited, giving back its connection's slot. SIGCHLD signals merge,
+// so one may stand for several.
+void reap_exited(std::unordered_set<pid_t>& children, sb::ConnectionLimit& limit) {
     pid_t pid;
-    while ((pid = ::waitpid(-1, nullptr, WNOHANG)) > 0) children.erase(pid);
+    while ((pid = ::waitpid(-1, nullptr, WNOHANG)) > 0) {
+        if (children.erase(pid) > 0) limit.give_back();
+    }
 }
 
 [[noreturn]] void serve_in_child(sb::Server& server, int conn) {
@@ -39,6 +42,8 @@ int main(int argc, char** argv) {
     // SIGCHLD arrives on the signalfd too: children are reaped as they exit, never left as zombies.
     sb::Server server(argc, argv, kModel, sb::Blocking::no, {SIGCHLD});
     std::unordered_set<pid_t> children;
+    sb::ConnectionLimit limit(
+        server.options.max_conns);  // a slot per child: taken at fork, given back at reaping
     server.announce_ready();
 
     pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
@@ -46,23 +51,29 @@ int main(int argc, char** argv) {
     while (!stopping) {
         if (::poll(watched, 2, -1) < 0) continue;
         while (int signo = server.signals.take()) {
-            if (signo == SIGCHLD) reap_exited(children);
-            else stopping = true;
+            if (signo == SIGCHLD)
+                reap_exited(children, limit);
+            else
+                stopping = true;
         }
         while (!stopping) {
             sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
             if (!conn) break;
             // A steady stream of connections keeps this loop from going back to poll(), where
             // SIGCHLD is read: reap here too, or zombies pile up and count against --max-conns.
-            reap_exited(children);
-            if (children.size() >= static_cast<std::size_t>(server.options.max_conns)) {
+            reap_exited(children, limit);
+            if (!limit.try_take()) {
                 server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
             pid_t pid = ::fork();
             if (pid == 0) serve_in_child(server, conn.get());
-            if (pid < 0) server.stats.rejected_no_resources.fetch_add(1, std::memory_order_relaxed);
-            else children.insert(pid);
+            if (pid > 0) {
+                children.insert(pid);
+            } else {
+                limit.give_back();
+                server.stats.rejected_no_resources.fetch_add(1, std::memory_order_relaxed);
+            }
             // The parent closes its copy here; the child's copy keeps the connection open, and the
             // client sees the end of it when the child exits.
         }

@@ -9,8 +9,6 @@
 // periodic timeout drives the idle sweep.
 
 #include <liburing.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -22,18 +20,24 @@
 #include <memory>
 #include <vector>
 
+#include "core/clock.hpp"
+#include "core/connection_limit.hpp"
+#include "core/connection_step.hpp"
+#include "core/fd_table.hpp"
 #include "core/server.hpp"
 
 namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "io-uring",
-    .summary = "One thread, io_uring: multishot accept, one recv or send in flight per connection, batched submissions.",
+    .summary =
+        "One thread, io_uring: multishot accept, one recv or send in flight per connection, batched "
+        "submissions.",
     .default_max_conns = 100000,
 };
 
 constexpr unsigned kRingEntries = 4096;
-// Requests are small, so a connection starts with 4 KiB (2 000 idle connections hold 8 MB). One
+// Requests are small, so a connection starts with 4 KiB (an idle connection holds only that). One
 // whose recv filled its buffer is sent large messages: its buffer doubles, up to 64 KiB, so that a
 // message takes one recv rather than many. (Provided buffers would hold memory only while a recv
 // is in flight, at the price of a second code path for kernels before 5.19.)
@@ -42,14 +46,12 @@ constexpr std::size_t kMaxRecvBytes = 64 * 1024;
 
 struct UringConnection {
     explicit UringConnection(sb::UniqueFd socket, const sb::ResponseSet& responses) noexcept
-        : fd(std::move(socket)), session(responses) {}
+        : fd(std::move(socket)), step(responses) {}
 
     sb::UniqueFd fd;
-    sb::ProtocolSession session;
-    sb::ByteBuffer in;   // an incomplete request, or input held back while output was full
-    sb::ByteBuffer out;  // responses being sent
+    sb::ConnectionStep step;  // what came in, the protocol, and the responses being sent
     std::int64_t last_active_ms = 0;
-    bool shut_down = false;  // closing: its operation in flight ends with an error, then it is freed
+    bool shut_down = false;    // closing: its operation in flight ends with an error, then it is freed
     bool recv_filled = false;  // the last recv filled the buffer: the next one gets a larger buffer
     std::vector<char> recv_buffer = std::vector<char>(kFirstRecvBytes);
 };
@@ -58,19 +60,14 @@ struct UringConnection {
 // is never freed while its operation is in flight), or one of these (never a valid address).
 enum Tag : std::uint64_t { kAccept = 1, kSignal = 2, kSweep = 3, kBacklog = 4 };
 
-std::int64_t monotonic_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
-}
-
 class UringServer {
 public:
-    explicit UringServer(sb::Server& server) : server_(server) {
+    explicit UringServer(sb::Server& server) : server_(server), limit_(server.options.max_conns) {
         // Only this thread submits, and completions' kernel-side work (task_work) runs when it
         // waits for them rather than interrupting it: fewer switches in and out of the kernel.
         // Kernels before 6.1 refuse these flags; then the ring is made without them.
-        int err = io_uring_queue_init(kRingEntries, &ring_, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+        int err = io_uring_queue_init(kRingEntries, &ring_,
+                                      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
         if (err == -EINVAL) err = io_uring_queue_init(kRingEntries, &ring_, 0);
         if (err < 0) {
             // Kernels may refuse io_uring (sysctl kernel.io_uring_disabled, seccomp in containers):
@@ -79,8 +76,7 @@ public:
             std::exit(2);
         }
         io_uring_register_ring_fd(&ring_);  // saves a descriptor lookup per io_uring_enter, if the kernel can
-        const int idle_ms = server_.options.idle_timeout_ms;
-        const int sweep_ms = std::clamp(idle_ms / 4, 10, 1000);
+        const int sweep_ms = sb::idle_sweep_interval_ms(server_.options.idle_timeout_ms);
         sweep_every_ = {sweep_ms / 1000, (sweep_ms % 1000) * 1'000'000LL};
     }
     ~UringServer() { io_uring_queue_exit(&ring_); }  // before the connections: it cancels their operations
@@ -100,11 +96,21 @@ public:
             io_uring_for_each_cqe(&ring_, head, cqe) {
                 ++seen;
                 switch (cqe->user_data) {
-                case kAccept: on_accept(cqe->res, cqe->flags); break;
-                case kSignal: stop |= on_signal(); break;
-                case kSweep: on_sweep(); break;
-                case kBacklog: on_backlog(); break;
-                default: on_io_done(*reinterpret_cast<UringConnection*>(cqe->user_data), cqe->res); break;
+                    case kAccept:
+                        on_accept(cqe->res, cqe->flags);
+                        break;
+                    case kSignal:
+                        stop |= on_signal();
+                        break;
+                    case kSweep:
+                        on_sweep();
+                        break;
+                    case kBacklog:
+                        on_backlog();
+                        break;
+                    default:
+                        on_io_done(*reinterpret_cast<UringConnection*>(cqe->user_data), cqe->res);
+                        break;
                 }
             }
             io_uring_cq_advance(&ring_, seen);
@@ -127,18 +133,25 @@ private:
     io_uring_sqe* sqe(UringConnection& c) { return sqe(reinterpret_cast<std::uint64_t>(&c)); }
 
     void arm_accept() {
-        if (multishot_accept_) io_uring_prep_multishot_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
-        else io_uring_prep_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (multishot_accept_)
+            io_uring_prep_multishot_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr,
+                                           SOCK_CLOEXEC);
+        else
+            io_uring_prep_accept(sqe(kAccept), server_.listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
     }
 
     void on_accept(int res, unsigned flags) {
-        if (res >= 0) admit(taken_from_ring(res));
-        else if (res == -EINVAL && multishot_accept_) multishot_accept_ = false;  // a kernel before 5.19
+        if (res >= 0)
+            admit(server_.listener.adopt(res));  // counted, TCP_NODELAY: as the listener's own
+        else if (res == -EINVAL && multishot_accept_)
+            multishot_accept_ = false;          // a kernel before 5.19
         if (flags & IORING_CQE_F_MORE) return;  // the multishot accept goes on
         // Out of descriptors, an accept fails at once whether a connection waits or not: re-armed
         // now, it would fail again and again (the EMFILE spin). Wait for a connection to be queued.
-        if (res == -EMFILE || res == -ENFILE) io_uring_prep_poll_add(sqe(kBacklog), server_.listener.fd(), POLLIN);
-        else arm_accept();
+        if (res == -EMFILE || res == -ENFILE)
+            io_uring_prep_poll_add(sqe(kBacklog), server_.listener.fd(), POLLIN);
+        else
+            arm_accept();
     }
 
     // A connection is queued while descriptors were short. The core listener takes it if one has
@@ -148,26 +161,15 @@ private:
         arm_accept();
     }
 
-    // What the core listener does to the connections it accepts, for those the ring accepted.
-    sb::UniqueFd taken_from_ring(int fd) {
-        server_.stats.accepted.fetch_add(1, std::memory_order_relaxed);
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return sb::UniqueFd{fd};
-    }
-
     void admit(sb::UniqueFd fd) {
-        if (count_ >= static_cast<std::size_t>(server_.options.max_conns)) {
+        if (!limit_.try_take()) {
             server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
             return;  // closed here, at once
         }
-        const auto index = static_cast<std::size_t>(fd.get());
-        if (index >= by_fd_.size()) by_fd_.resize(std::max(index + 1, by_fd_.size() * 2));
-        by_fd_[index] = std::make_unique<UringConnection>(std::move(fd), server_.responses);
-        ++count_;
-        UringConnection& c = *by_fd_[index];
-        c.last_active_ms = monotonic_ms();
-        receive(c);
+        std::unique_ptr<UringConnection>& slot = by_fd_[fd.get()];
+        slot = std::make_unique<UringConnection>(std::move(fd), server_.responses);
+        slot->last_active_ms = sb::monotonic_ms();
+        receive(*slot);
     }
 
     bool on_signal() {
@@ -178,74 +180,82 @@ private:
 
     // Idle connections are shut down: their pending recv then completes, and they are freed there.
     void on_sweep() {
-        const std::int64_t deadline = monotonic_ms() - server_.options.idle_timeout_ms;
-        for (auto& c : by_fd_) {
+        const std::int64_t deadline = sb::monotonic_ms() - server_.options.idle_timeout_ms;
+        by_fd_.for_each([deadline](int fd, std::unique_ptr<UringConnection>& c) {
             if (c && !c->shut_down && c->last_active_ms < deadline) {
                 c->shut_down = true;
-                ::shutdown(c->fd.get(), SHUT_RDWR);
+                ::shutdown(fd, SHUT_RDWR);
             }
-        }
+        });
         io_uring_prep_timeout(sqe(kSweep), &sweep_every_, 0, 0);
     }
 
     // The next request is rarely there yet when a response has just left, so the recv waits for
     // data first (POLL_FIRST) instead of trying at once and failing with EAGAIN.
     void receive(UringConnection& c) {
-        if (c.recv_filled && c.recv_buffer.size() < kMaxRecvBytes) c.recv_buffer.resize(2 * c.recv_buffer.size());
+        if (c.recv_filled && c.recv_buffer.size() < kMaxRecvBytes)
+            c.recv_buffer.resize(2 * c.recv_buffer.size());
         io_uring_sqe* e = sqe(c);
         io_uring_prep_recv(e, c.fd.get(), c.recv_buffer.data(), c.recv_buffer.size(), 0);
         e->ioprio |= IORING_RECVSEND_POLL_FIRST;
     }
     void send(UringConnection& c) {
-        io_uring_prep_send(sqe(c), c.fd.get(), c.out.readable().data(), c.out.size(), MSG_NOSIGNAL);
+        const std::span<const char> bytes = c.step.output().readable();
+        io_uring_prep_send(sqe(c), c.fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     }
 
     // A recv or a send of c completed. The connection was sending if it has output.
     void on_io_done(UringConnection& c, int res) {
         if (res < 0 || c.shut_down) return close(c);  // reset, shut down by the sweep, ...
-        c.last_active_ms = monotonic_ms();
-        if (!c.out.empty()) {  // a send
-            c.out.consume(static_cast<std::size_t>(res));
-            if (!c.out.empty()) return send(c);  // the socket took part of it
-            return answer(c, {});                // requests held back while output was full
+        c.last_active_ms = sb::monotonic_ms();
+        if (!c.step.output().empty()) {  // a send
+            c.step.sent(static_cast<std::size_t>(res));
+            return proceed(c);
         }
-        if (res == 0) return close(c);  // EOF: every request that came was answered already
+        if (res == 0) {  // end of stream: every request that came was answered already
+            c.step.end_of_input();
+            return proceed(c);
+        }
         const auto received = static_cast<std::size_t>(res);
         c.recv_filled = received == c.recv_buffer.size();
         answer(c, {c.recv_buffer.data(), received});
     }
 
-    // Answers the requests that are complete, then sends, or reads more, or closes.
+    // Answers the requests that are complete and runs their handler work, then goes on.
     void answer(UringConnection& c, std::span<const char> fresh) {
-        const bool from_buffer = !c.in.empty();
-        if (from_buffer) {  // the rest of a split request: continue it in the connection's buffer
-            c.in.append({fresh.data(), fresh.size()});
-            fresh = c.in.readable();
-        }
-        sb::FeedResult r = c.session.feed(fresh, c.out);
+        const sb::FeedResult r = c.step.answer(fresh);
         sb::simulate_request_work(server_.options, r.requests);
-        if (from_buffer) c.in.consume(r.consumed);
-        else c.in.append({fresh.data() + r.consumed, fresh.size() - r.consumed});
+        proceed(c);
+    }
 
-        if (!c.out.empty()) return send(c);
-        if (c.session.closing()) {
-            if (!c.in.empty()) sb::discard_pending_input(c.fd.get());
-            return close(c);
+    // Sends, reads more, answers what was held back, or closes, as the connection's step says.
+    void proceed(UringConnection& c) {
+        switch (c.step.next()) {
+            case sb::ConnectionStep::Next::send:
+                return send(c);
+            case sb::ConnectionStep::Next::answer_more:
+                return answer(c, {});
+            case sb::ConnectionStep::Next::read:
+                return receive(c);
+            case sb::ConnectionStep::Next::close:
+                return close(c);
+            case sb::ConnectionStep::Next::discard_and_close:
+                sb::discard_pending_input(c.fd.get());
+                return close(c);
         }
-        receive(c);
     }
 
     void close(UringConnection& c) {
-        by_fd_[static_cast<std::size_t>(c.fd.get())].reset();
-        --count_;
+        by_fd_[c.fd.get()].reset();
+        limit_.give_back();
     }
 
     sb::Server& server_;
     io_uring ring_{};
     __kernel_timespec sweep_every_{};
     bool multishot_accept_ = true;
-    std::vector<std::unique_ptr<UringConnection>> by_fd_;
-    std::size_t count_ = 0;
+    sb::ConnectionLimit limit_;
+    sb::FdTable<std::unique_ptr<UringConnection>> by_fd_;
 };
 
 }  // namespace

@@ -22,12 +22,13 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionTable connections(server);
+    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionTable connections(server, limit);
     server.announce_ready();
 
     std::vector<pollfd> watched;  // reused, so rebuilding it each turn allocates nothing once grown
     for (;;) {
-        const int timeout_ms = connections.close_idle([](int) {});
+        const int timeout_ms = connections.close_idle();
 
         // Rebuilt every turn from the connections' interests, as select rebuilds its fd_sets: this
         // copy (and the kernel's copy of it on every call) is the cost that epoll removes.
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
         watched.push_back({server.listener.fd(), POLLIN, 0});
         watched.push_back({server.signals.fd(), POLLIN, 0});
         connections.for_each([&](sb::Connection& c) {
-            watched.push_back({c.fd(), static_cast<short>(c.interest() == sb::Interest::write ? POLLOUT : POLLIN), 0});
+            watched.push_back(
+                {c.fd(), static_cast<short>(c.interest() == sb::Interest::write ? POLLOUT : POLLIN), 0});
         });
 
         if (::poll(watched.data(), watched.size(), timeout_ms) < 0) continue;

@@ -20,13 +20,15 @@
 #include <vector>
 
 #include "core/blocking.hpp"
-#include "core/shared_memory.hpp"
+#include "prefork_shared_memory.hpp"
 
 namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "prefork",
-    .summary = "--workers processes forked up front accept from the shared socket; each serves one connection at a time.",
+    .summary =
+        "--workers processes forked up front accept from the shared socket; each serves one connection at a "
+        "time.",
     .default_workers = 64,
     .default_max_conns = 10000,
 };
@@ -37,16 +39,8 @@ using std::chrono::milliseconds;
 // What the workers and the parent count together. Each process has its own copy of everything else,
 // server.stats included, so a worker moves its counts here and the parent reports the sum.
 struct Tally {
-    std::atomic<int> serving{0};  // connections being served by all workers, for --max-conns
+    std::atomic<int> serving{0};  // connections being served by all workers: --max-conns's count
     sb::ServerStats stats;
-
-    bool try_take(int limit) noexcept {
-        int n = serving.load();
-        do {
-            if (n >= limit) return false;
-        } while (!serving.compare_exchange_weak(n, n + 1));
-        return true;
-    }
 };
 
 void move_counts(sb::ServerStats& from, sb::ServerStats& to) {
@@ -55,11 +49,11 @@ void move_counts(sb::ServerStats& from, sb::ServerStats& to) {
     to.rejected_no_resources += from.rejected_no_resources.exchange(0);
 }
 
-// A worker's first connection faults in the pages of the serving code (about 0.8 MB of library text
-// in each process, shared but counted in every worker's RSS). Serving one canned request over a
-// socketpair at start-up pays for that before the first client does, so 64 workers do not look
-// 50 MB larger after their first connections. HEAD and a few echo bytes: the reply fits the
-// socket's buffer, which nobody reads.
+// A worker's first connection faults in the pages of the serving code (library text, shared but
+// counted in every worker's RSS). Serving one canned request over a socketpair at start-up pays
+// for that before the first client does, so the workers' memory does not seem to grow with their
+// first connections, and a memory figure taken under load shows what connections cost. HEAD and a
+// few echo bytes: the reply fits the socket's buffer, which nobody reads.
 void warm_up(const sb::Server& server) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return;
@@ -67,7 +61,7 @@ void warm_up(const sb::Server& server) {
     constexpr std::string_view request = "HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n";
     if (::write(client.get(), request.data(), request.size()) < 0) return;
     ::shutdown(client.get(), SHUT_WR);
-    sb::serve_blocking(conn.get(), server);
+    sb::serve_blocking(conn.get(), server, false);
 }
 
 // `serving` is this worker's own flag, so the parent can give back the slot of a worker that died
@@ -76,18 +70,19 @@ void warm_up(const sb::Server& server) {
     sb::reset_signals_for_child();  // the parent's SIGTERM now ends this worker, wherever it blocks
     ::close(server.signals.fd());   // the parent's to read
     warm_up(server);
+    sb::ConnectionLimit limit(server.options.max_conns, tally.serving);
     for (;;) {
         sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
         move_counts(server.stats, tally.stats);
         if (!conn) continue;
-        if (!tally.try_take(server.options.max_conns)) {
+        if (!limit.try_take()) {
             tally.stats.rejected_at_limit += 1;
             continue;  // conn closes here
         }
         serving = true;
         sb::serve_blocking(conn.get(), server);
         serving = false;
-        tally.serving -= 1;
+        limit.give_back();
     }
 }
 
@@ -102,9 +97,51 @@ struct Worker {
 // restarted at once.
 void retry_later(Worker& w, Clock::time_point now) {
     w.pid = 0;
-    w.backoff = now - w.started < std::chrono::seconds(1) ? std::clamp(w.backoff * 2, milliseconds(10), milliseconds(1000))
-                                                          : milliseconds(0);
+    w.backoff = now - w.started < std::chrono::seconds(1)
+                    ? std::clamp(w.backoff * 2, milliseconds(10), milliseconds(1000))
+                    : milliseconds(0);
     w.restart_at = now + w.backoff;
+}
+
+// How long the parent may sleep before the next stopped worker is due to be restarted (-1: none is).
+int ms_until_next_restart(const std::vector<Worker>& workers) {
+    auto wake_at = Clock::time_point::max();
+    for (const Worker& w : workers) {
+        if (w.pid == 0) wake_at = std::min(wake_at, w.restart_at);
+    }
+    if (wake_at == Clock::time_point::max()) return -1;
+    return static_cast<int>(
+        std::max<long long>(0, std::chrono::ceil<milliseconds>(wake_at - Clock::now()).count()));
+}
+
+// Reaps every worker that has exited (SIGCHLDs merge: one may stand for several) and schedules its
+// restart. One that died mid-connection gives its --max-conns slot back: it cannot any more.
+void reap_workers(std::vector<Worker>& workers, sb::SharedArray<std::atomic<bool>>& serving,
+                  sb::ConnectionLimit& limit) {
+    int status;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        auto w =
+            std::find_if(workers.begin(), workers.end(), [pid](const Worker& x) { return x.pid == pid; });
+        if (w == workers.end()) continue;
+        const auto i = static_cast<std::size_t>(w - workers.begin());
+        if (serving[i].exchange(false)) limit.give_back();
+        retry_later(*w, Clock::now());
+        std::fprintf(stderr, "server-prefork: worker %d %s %d; restarting it in %lld ms\n",
+                     static_cast<int>(pid), WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                     static_cast<long long>(w->backoff.count()));
+    }
+}
+
+// SIGTERM ends a worker wherever it is (in accept, read or write); then every one is reaped.
+void stop_workers(const std::vector<Worker>& workers) {
+    for (const Worker& w : workers) {
+        if (w.pid != 0) ::kill(w.pid, SIGTERM);
+    }
+    for (const Worker& w : workers) {
+        if (w.pid != 0) ::waitpid(w.pid, nullptr, 0);
+    }
 }
 
 }  // namespace
@@ -115,6 +152,8 @@ int main(int argc, char** argv) {
     const auto worker_count = static_cast<std::size_t>(server.options.workers);
     sb::SharedArray<Tally> tally(1, kModel);
     sb::SharedArray<std::atomic<bool>> serving(worker_count, kModel);
+    sb::ConnectionLimit limit(server.options.max_conns,
+                              tally[0].serving);  // the workers' limit, seen by the parent
     std::vector<Worker> workers(worker_count);
 
     auto start = [&](std::size_t i) {
@@ -122,8 +161,10 @@ int main(int argc, char** argv) {
         if (pid == 0) run_worker(server, tally[0], serving[i]);
         Worker& w = workers[i];
         w.started = Clock::now();
-        if (pid > 0) w.pid = pid;
-        else retry_later(w, w.started);  // no process to be had now (EAGAIN)
+        if (pid > 0)
+            w.pid = pid;
+        else
+            retry_later(w, w.started);  // no process to be had now (EAGAIN)
     };
     for (std::size_t i = 0; i < worker_count; ++i) start(i);
     server.announce_ready();
@@ -131,45 +172,18 @@ int main(int argc, char** argv) {
     pollfd signals{server.signals.fd(), POLLIN, 0};
     for (bool stopping = false; !stopping;) {
         // Sleep until a signal comes, or the next stopped worker is due to be restarted.
-        auto wake_at = Clock::time_point::max();
-        for (const Worker& w : workers) {
-            if (w.pid == 0) wake_at = std::min(wake_at, w.restart_at);
-        }
-        const long long due_ms = wake_at == Clock::time_point::max()
-                                     ? -1 : std::max<long long>(0, std::chrono::ceil<milliseconds>(wake_at - Clock::now()).count());
-        ::poll(&signals, 1, static_cast<int>(due_ms));
-
+        ::poll(&signals, 1, ms_until_next_restart(workers));
         while (int signo = server.signals.take()) {
-            if (signo != SIGCHLD) {
+            if (signo == SIGCHLD)
+                reap_workers(workers, serving, limit);
+            else
                 stopping = true;
-                continue;
-            }
-            int status;
-            pid_t pid;
-            while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {  // SIGCHLDs merge: reap them all
-                auto w = std::find_if(workers.begin(), workers.end(), [pid](const Worker& x) { return x.pid == pid; });
-                if (w == workers.end()) continue;
-                const auto i = static_cast<std::size_t>(w - workers.begin());
-                if (serving[i].exchange(false)) tally[0].serving -= 1;  // it died mid-connection: free its slot
-                retry_later(*w, Clock::now());
-                std::fprintf(stderr, "server-prefork: worker %d %s %d; restarting it in %lld ms\n", static_cast<int>(pid),
-                             WIFSIGNALED(status) ? "killed by signal" : "exited with status",
-                             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-                             static_cast<long long>(w->backoff.count()));
-            }
         }
         for (std::size_t i = 0; i < worker_count && !stopping; ++i) {
             if (workers[i].pid == 0 && workers[i].restart_at <= Clock::now()) start(i);
         }
     }
-
-    // SIGTERM ends a worker wherever it is (in accept, read or write); then every one is reaped.
-    for (const Worker& w : workers) {
-        if (w.pid != 0) ::kill(w.pid, SIGTERM);
-    }
-    for (const Worker& w : workers) {
-        if (w.pid != 0) ::waitpid(w.pid, nullptr, 0);
-    }
+    stop_workers(workers);
     move_counts(tally[0].stats, server.stats);
     return server.finish();
 }

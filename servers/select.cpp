@@ -14,7 +14,8 @@ namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "select",
-    .summary = "One thread, non-blocking sockets, select(): O(connections) per call, descriptors < FD_SETSIZE.",
+    .summary =
+        "One thread, non-blocking sockets, select(): O(connections) per call, descriptors < FD_SETSIZE.",
     .default_max_conns = FD_SETSIZE - 24,
 };
 
@@ -22,13 +23,14 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionTable connections(server, FD_SETSIZE);
+    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionTable connections(server, limit, sb::RequestWork::in_loop, FD_SETSIZE);
     const int listen_fd = server.listener.fd();
     const int signal_fd = server.signals.fd();
     server.announce_ready();
 
     for (;;) {
-        const int timeout_ms = connections.close_idle([](int) {});
+        const int timeout_ms = connections.close_idle();
 
         fd_set readable, writable;
         FD_ZERO(&readable);
@@ -42,7 +44,8 @@ int main(int argc, char** argv) {
         });
 
         timeval timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        if (::select(max_fd + 1, &readable, &writable, nullptr, timeout_ms < 0 ? nullptr : &timeout) < 0) continue;
+        if (::select(max_fd + 1, &readable, &writable, nullptr, timeout_ms < 0 ? nullptr : &timeout) < 0)
+            continue;
 
         if (FD_ISSET(signal_fd, &readable) && server.signals.stop_requested()) break;
         connections.for_each([&](sb::Connection& c) {

@@ -3,6 +3,8 @@
 // once; with every worker held by a keep-alive client, a new connection waits in the queue until a
 // client leaves (or idles out), and once the queue is full new connections are closed at once.
 
+#include <cassert>
+
 #include "core/blocking.hpp"
 #include "core/thread_pool.hpp"
 
@@ -10,7 +12,8 @@ namespace {
 
 constexpr sb::ModelInfo kModel{
     .name = "thread-pool",
-    .summary = "--workers threads take connections from a bounded queue; each serves one connection at a time.",
+    .summary =
+        "--workers threads take connections from a bounded queue; each serves one connection at a time.",
     .default_workers = 64,
     .default_max_conns = 10000,
 };
@@ -24,27 +27,30 @@ int main(int argc, char** argv) {
     // queue's capacity because with --max-conns below --workers the queue alone would not bound it
     // (idle workers take every connection at once).
     const int max_conns = server.options.max_conns;
-    sb::LiveCount live;
+    sb::ConnectionLimit limit(max_conns);
     sb::ThreadPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
                                       static_cast<std::size_t>(max_conns), [&](sb::UniqueFd& conn) {
-        {
-            sb::StopWatcher::Tracked tracked(stop, conn.get());
-            sb::serve_blocking(conn.get(), server);
-            conn.reset();
-        }
-        live.remove();
-    });
+                                          {
+                                              sb::StopWatcher::Tracked tracked(stop, conn.get());
+                                              sb::serve_blocking(conn.get(), server);
+                                              conn.reset();
+                                          }
+                                          limit.give_back();
+                                      });
     if (pool.started() == 0) sb::die(kModel, "starting worker threads");
     server.announce_ready();
 
     while (!stop.stopping()) {
         sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
         if (!conn) continue;
-        if (!live.try_add(max_conns)) {
+        if (!limit.try_take()) {
             server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
             continue;  // conn closes here
         }
-        if (!pool.try_submit(conn)) live.remove();  // cannot happen while the count holds; never leak a slot
+        if (!pool.try_submit(conn)) {
+            assert(false && "the queue holds --max-conns connections, and the limit admits no more");
+            limit.give_back();  // never leak a slot
+        }
     }
     return server.finish();
 }

@@ -6,7 +6,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${BUILD_DIR:-$root/build}
 source "$root/tools/ensure_deps.sh"
-ensure_deps
+# The tests also drive a real browser (the report), sshd and network namespaces (several hosts,
+# emulated links) and perf (counted work).
+ensure_deps chromium chromium-driver python3-selenium openssh-server iproute2 ethtool linux-perf
 
 [[ -f $build_dir/CMakeCache.txt ]] || cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" -j "$(nproc)"

@@ -5,9 +5,22 @@
 set -euo pipefail
 
 # cmake/g++/make build everything; the -dev packages are the libraries DESIGN.md names;
-# liburing-dev adds server-io-uring; python3-matplotlib draws the charts; util-linux has taskset.
+# liburing-dev adds server-io-uring; python3-matplotlib draws the charts, python3-scipy and
+# python3-numpy do the statistics of comparisons; util-linux has taskset.
 SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-                      liburing-dev python3 python3-matplotlib util-linux)
+                      liburing-dev python3 python3-matplotlib python3-numpy python3-scipy util-linux)
+
+# A package's service (openssh-server's sshd) must not start listening on this machine: the tests
+# run their own daemons inside namespaces. policy-rc.d is Debian's switch for that during install.
+install_without_starting_services() {
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || { (( own_policy )) && rm -f "$policy"; return 1; }
+    (( own_policy )) && rm -f "$policy"
+    if command -v systemctl >/dev/null; then systemctl disable ssh >/dev/null 2>&1 || true; fi
+}
 
 ensure_deps() {
     local missing=() pkg
@@ -18,7 +31,7 @@ ensure_deps() {
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "== installing ${missing[*]}" >&2
         apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+        install_without_starting_services "${missing[@]}"
     else
         echo "missing packages: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
         exit 2

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hold N idle TCP connections open against a server (the `idle-conns` scenario).
 
-Opens --count connections to --host:--port without sending a byte, prints one
+Opens --count connections to --host:--port (or the Unix socket --unix) without sending a byte, prints one
 line `ready requested=N established=E refused=R` on stdout when done, then
 holds them until SIGTERM/SIGINT (or --hold seconds). On exit it counts the
 connections the server has closed meanwhile (a peek that returns EOF or a
@@ -19,6 +19,7 @@ while a fork-per-connection server is still forking for the idle ones. A server
 whose workers are all held (a blocking pool) never answers: that is `settled=0`.
 """
 import argparse
+import collections
 import errno
 import json
 import resource
@@ -37,7 +38,10 @@ def raise_fd_limit(needed):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def open_connections(host, port, count, connect_timeout):
+Target = collections.namedtuple("Target", "family address")
+
+
+def open_connections(target, count, connect_timeout):
     """Returns (established sockets, errno name -> count)."""
     errors = {}
     pending = {}
@@ -50,13 +54,13 @@ def open_connections(host, port, count, connect_timeout):
         while to_start > 0 and len(pending) < 256:
             to_start -= 1
             try:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s = socket.socket(target.family, socket.SOCK_STREAM)
             except OSError as e:
                 name = errno.errorcode.get(e.errno, str(e.errno))
                 errors[name] = errors.get(name, 0) + 1
                 continue
             s.setblocking(False)
-            rc = s.connect_ex((host, port))
+            rc = s.connect_ex(target.address)
             if rc in (0, errno.EINPROGRESS):
                 pending[s.fileno()] = s
                 sel.register(s, selectors.EVENT_WRITE)
@@ -84,11 +88,13 @@ def open_connections(host, port, count, connect_timeout):
     return established, errors
 
 
-def settle(host, port, timeout):
+def settle(target, timeout):
     """True once the server answers (or closes) a request sent behind the held connections."""
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, port), timeout=timeout) as probe:
+        with socket.socket(target.family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(target.address)
             probe.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
             probe.settimeout(max(deadline - time.monotonic(), 0.001))
             probe.recv(1)
@@ -117,7 +123,8 @@ def count_closed_by_server(conns):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--unix", help="a Unix stream socket instead of --host/--port")
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to open them all")
     ap.add_argument("--settle-timeout", type=float, default=5.0,
@@ -125,8 +132,9 @@ def main():
     ap.add_argument("--hold", type=float, default=3600.0, help="give up holding after this many seconds")
     ap.add_argument("--out", help="write the final JSON here (default: stdout)")
     args = ap.parse_args()
-    if args.count < 0 or not 0 < args.port < 65536:
-        ap.error("need --count >= 0 and a valid --port")
+    if args.count < 0 or not (args.unix or 0 < args.port < 65536):
+        ap.error("need --count >= 0 and a valid --port or --unix")
+    target = Target(socket.AF_UNIX, args.unix) if args.unix else Target(socket.AF_INET, (args.host, args.port))
 
     # Block the stop signals from the start and wait for them synchronously: a stop
     # that arrives while connecting is kept pending, so the report is still written.
@@ -134,9 +142,9 @@ def main():
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     fd_limit = raise_fd_limit(args.count + 64)
     started = time.monotonic()
-    conns, errors = open_connections(args.host, args.port, args.count, args.connect_timeout)
+    conns, errors = open_connections(target, args.count, args.connect_timeout)
     connect_s = time.monotonic() - started
-    settled = settle(args.host, args.port, args.settle_timeout) if args.settle_timeout > 0 else False
+    settled = settle(target, args.settle_timeout) if args.settle_timeout > 0 else False
     settle_s = time.monotonic() - started - connect_s
     print(f"ready requested={args.count} established={len(conns)} "
           f"refused={args.count - len(conns)} connect_s={connect_s:.3f} "

@@ -5,32 +5,60 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <chrono>
+#include <memory>
 
-#include "byte_buffer.hpp"
+#include "connection_step.hpp"
 
 namespace sb {
 namespace {
 
-bool write_all(int fd, ByteBuffer& out) {
-    while (!out.empty()) {
-        ssize_t n = ::write(fd, out.readable().data(), out.size());
+// Sends all of the step's output with blocking writes.
+bool send_all(int fd, ConnectionStep& step) {
+    while (!step.output().empty()) {
+        const std::span<const char> bytes = step.output().readable();
+        ssize_t n = ::write(fd, bytes.data(), bytes.size());
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;  // peer gone, send timeout (idle reader), or shut down at stop
-        out.consume(static_cast<std::size_t>(n));
+        step.sent(static_cast<std::size_t>(n));
     }
     return true;
 }
 
+// Answers everything that came (r: the first answer), a high-water mark of output at a time, and
+// sends it. True when the connection goes on: read more.
+bool answer_all(int fd, ConnectionStep& step, FeedResult r, const Server& server, bool simulate_work) {
+    for (;;) {
+        if (simulate_work) simulate_request_work(server.options, r.requests);
+        if (!send_all(fd, step)) return false;
+        switch (step.next()) {
+            case ConnectionStep::Next::answer_more:
+                r = step.answer();
+                break;
+            case ConnectionStep::Next::read:
+                return true;
+            case ConnectionStep::Next::discard_and_close:
+                discard_pending_input(fd);
+                return false;
+            case ConnectionStep::Next::close:
+                return false;
+            case ConnectionStep::Next::send:
+                assert(false && "send_all returns once all of the output is sent");
+                return false;
+        }
+    }
+}
+
 }  // namespace
 
-void serve_blocking(int fd, const Server& server) {
+void serve_blocking(int fd, const Server& server, bool simulate_work) {
     constexpr std::size_t read_size = 16 * 1024;
     const int idle_timeout_ms = server.options.idle_timeout_ms;
     set_io_timeout(fd, idle_timeout_ms);
-    ProtocolSession session(server.responses);
-    ByteBuffer in(read_size), out(read_size);
+    ConnectionStep step(server.responses);
+    const auto scratch = std::make_unique_for_overwrite<char[]>(read_size);
     // The socket timeout restarts with every byte, so a client trickling a header byte at a time
     // (slowloris) would hold this thread for ever. An incomplete request must therefore arrive
     // whole within the idle timeout of its first byte: while one is pending, the receive timeout
@@ -39,8 +67,10 @@ void serve_blocking(int fd, const Server& server) {
     Clock::time_point request_deadline{};
     bool shortened = false;
     for (;;) {
-        if (idle_timeout_ms > 0 && !in.empty()) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(request_deadline - Clock::now()).count();
+        const bool request_pending = step.awaiting_rest_of_request();
+        if (idle_timeout_ms > 0 && request_pending) {
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(request_deadline - Clock::now()).count();
             if (left <= 0) return;  // too slow: close
             set_io_timeout(fd, static_cast<int>(std::min<long long>(left, idle_timeout_ms)));
             shortened = true;
@@ -48,23 +78,12 @@ void serve_blocking(int fd, const Server& server) {
             set_io_timeout(fd, idle_timeout_ms);
             shortened = false;
         }
-        const bool request_pending = !in.empty();
-        std::span<char> space = in.writable(read_size);
-        ssize_t n = ::read(fd, space.data(), space.size());
+        ssize_t n = ::read(fd, scratch.get(), read_size);
         if (n < 0 && errno == EINTR) continue;
-        bool peer_done = n <= 0;  // EOF (perhaps a half-close: still answer what came), error or timeout
-        if (!peer_done) in.commit(static_cast<std::size_t>(n));
-
-        // Answer everything buffered, a high-water mark of output at a time.
-        for (;;) {
-            FeedResult r = session.feed(in.readable(), out);
-            in.consume(r.consumed);
-            simulate_request_work(server.options, r.requests);
-            if (!write_all(fd, out)) return;
-            if (r.consumed == 0 || session.closing()) break;
-        }
-        if (session.closing() && !in.empty()) discard_pending_input(fd);
-        if (session.closing() || peer_done) return;
+        if (n <= 0)
+            step.end_of_input();  // EOF (perhaps a half-close: still answer what came), error or timeout
+        const FeedResult r = step.answer({scratch.get(), n > 0 ? static_cast<std::size_t>(n) : 0});
+        if (!answer_all(fd, step, r, server, simulate_work)) return;
         if (!request_pending) request_deadline = Clock::now() + std::chrono::milliseconds(idle_timeout_ms);
     }
 }

@@ -3,18 +3,20 @@
 // thread-per-conn, thread-pool, fork-per-conn, prefork).
 
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
 
+#include "connection_limit.hpp"
 #include "server.hpp"
 
 namespace sb {
 
 // Serves one connection until the peer closes it, it sends something malformed, it stays idle past
 // --idle-timeout-ms (socket timeouts), or the server stops (StopWatcher shuts the socket down).
-void serve_blocking(int fd, const Server& server);
+// `simulate_work` false: requests cost nothing beyond their serving (a warm-up's canned request is
+// not a client's, and must not pay --cpu-us, --io-us or --inject-cpu-us).
+void serve_blocking(int fd, const Server& server, bool simulate_work = true);
 
 // How blocking models stop. Their threads sleep in accept(), read() and write(), where no signal
 // reaches them (signals are blocked and routed to a signalfd), so a watcher thread waits on the
@@ -47,32 +49,6 @@ private:
     std::mutex mutex_;
     std::unordered_set<int> connections_;
     std::jthread thread_;
-};
-
-// Counts the connections being served by threads that nobody joins (thread-per-conn), so the
-// limit can be applied and main can wait for the last one before its state goes away.
-class LiveCount {
-public:
-    bool try_add(int limit) {
-        std::lock_guard lock(mutex_);
-        if (count_ >= limit) return false;
-        ++count_;
-        return true;
-    }
-    void remove() {
-        std::lock_guard lock(mutex_);
-        --count_;
-        zero_.notify_all();  // under the lock: the waiter cannot return (and destroy us) before this ends
-    }
-    void wait_for_zero() {
-        std::unique_lock lock(mutex_);
-        zero_.wait(lock, [this] { return count_ == 0; });
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable zero_;
-    int count_ = 0;
 };
 
 }  // namespace sb

@@ -33,13 +33,12 @@ public:
     void commit(std::size_t n) noexcept { end_ += n; }
 
     void append(std::string_view bytes) {
-        if (bytes.empty()) return;  // a buffer never grown has no storage: memcpy to null is UB even for 0 bytes
+        if (bytes.empty())
+            return;  // a buffer never grown has no storage: memcpy to null is UB even for 0 bytes
         reserve_tail(bytes.size());
         std::memcpy(data_.get() + end_, bytes.data(), bytes.size());
         end_ += bytes.size();
     }
-
-    std::size_t capacity() const noexcept { return capacity_; }
 
     // Gives memory back after a burst (a large pipelined batch) so an idle connection stays small.
     void shrink_if_empty(std::size_t keep_capacity) {

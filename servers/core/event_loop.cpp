@@ -2,116 +2,99 @@
 
 #include <unistd.h>
 
-#include <algorithm>
+#include <cassert>
 #include <cerrno>
-#include <ctime>
 
 namespace sb {
-namespace {
-
-constexpr std::size_t kKeptBufferBytes = 64 * 1024;  // larger buffers are freed once drained
-
-}  // namespace
 
 Connection::Connection(UniqueFd fd, const Server& server, RequestWork work) noexcept
-    : fd_(std::move(fd)), server_(&server), work_(work), session_(server.responses) {}
+    : fd_(std::move(fd)), server_(&server), work_(work), step_(server.responses) {}
 
 Interest Connection::on_ready(std::span<char> scratch) {
-    interest_ = interest_ == Interest::write ? on_writable() : on_readable(scratch);
+    interest_ =
+        interest_ == Interest::write ? (flush() ? after_answer() : Interest::close) : on_readable(scratch);
     return interest_;
 }
 
 Interest Connection::on_work_done() {
     pending_requests_ = 0;
-    interest_ = on_writable();  // send the batch, then answer what arrived behind it
+    interest_ =
+        flush() ? after_answer() : Interest::close;  // send the batch, then answer what arrived behind it
     return interest_;
 }
 
 Interest Connection::on_readable(std::span<char> scratch) {
     ssize_t n = ::read(fd_.get(), scratch.data(), scratch.size());
     if (n < 0) return errno == EAGAIN || errno == EINTR ? Interest::read : Interest::close;
-    if (n == 0) peer_closed_ = true;  // perhaps only a half-close: answer what came, then close
-    std::span<const char> fresh = scratch.first(static_cast<std::size_t>(n));
-    if (!in_.empty()) {  // the rest of a split request: continue it in the connection's own buffer
-        in_.append({fresh.data(), fresh.size()});
-        fresh = {};
-    }
-    return answer(fresh);
+    if (n == 0) step_.end_of_input();  // perhaps only a half-close: answer what came, then close
+    return answer(scratch.first(static_cast<std::size_t>(n)));
 }
 
-Interest Connection::on_writable() {
-    if (!flush()) return Interest::close;
-    if (!out_.empty()) return Interest::write;
-    out_.shrink_if_empty(kKeptBufferBytes);
-    return answer({});  // requests held back while output was full
-}
-
+// Answers what arrived and writes the answers at once; the handler work runs here, in the loop,
+// unless the model hands it off.
 Interest Connection::answer(std::span<const char> fresh) {
-    const bool from_buffer = !in_.empty();
-    std::span<const char> input = from_buffer ? in_.readable() : fresh;
-    for (;;) {
-        FeedResult r = session_.feed(input, out_);
-        input = input.subspan(r.consumed);
-        if (work_ == RequestWork::handed_off && r.requests > 0) {
-            pending_requests_ = r.requests;  // its responses wait in out_ until the work is done
-            break;
-        }
-        simulate_request_work(server_->options, r.requests);
-        if (!flush()) return Interest::close;
-        // Output the socket would not take: stop reading until it drains (back-pressure).
-        if (!out_.empty() || session_.closing() || r.consumed == 0) break;
+    const FeedResult r = step_.answer(fresh);
+    if (work_ == RequestWork::handed_off && r.requests > 0) {
+        pending_requests_ = r.requests;  // its responses wait in the output until the work is done
+        return Interest::work;
     }
-    if (from_buffer) {
-        in_.consume(in_.size() - input.size());
-        in_.shrink_if_empty(kKeptBufferBytes);
-    } else {
-        in_.append({input.data(), input.size()});
+    simulate_request_work(server_->options, r.requests);
+    if (!flush()) return Interest::close;
+    return after_answer();
+}
+
+// What the connection waits for once the socket has taken what it would.
+Interest Connection::after_answer() {
+    switch (step_.next()) {
+        case ConnectionStep::Next::send:
+            return Interest::write;  // back-pressure: no reading until it drains
+        case ConnectionStep::Next::answer_more:
+            return answer({});
+        case ConnectionStep::Next::read:
+            return Interest::read;
+        case ConnectionStep::Next::close:
+            return Interest::close;
+        case ConnectionStep::Next::discard_and_close:
+            discard_pending_input(fd_.get());
+            return Interest::close;
     }
-    if (pending_requests_ > 0) return Interest::work;
-    if (!out_.empty()) return Interest::write;
-    if (session_.closing()) {
-        if (!in_.empty()) discard_pending_input(fd_.get());
-        return Interest::close;
-    }
-    return peer_closed_ ? Interest::close : Interest::read;
+    assert(false && "every ConnectionStep::Next is handled above");
+    return Interest::close;
 }
 
 bool Connection::flush() {
-    while (!out_.empty()) {
-        ssize_t n = ::write(fd_.get(), out_.readable().data(), out_.size());
+    while (!step_.output().empty()) {
+        const std::span<const char> bytes = step_.output().readable();
+        ssize_t n = ::write(fd_.get(), bytes.data(), bytes.size());
         if (n < 0) return errno == EAGAIN || errno == EINTR;
-        out_.consume(static_cast<std::size_t>(n));
+        step_.sent(static_cast<std::size_t>(n));
     }
     return true;
 }
 
-ConnectionTable::ConnectionTable(Server& server, int fd_limit)
-    : server_(server), fd_limit_(fd_limit), scratch_(kLoopScratchBytes) {}
-
-ConnectionTable::ConnectionTable(Server& server, ConnectionBudget& shared_budget)
-    : server_(server), shared_budget_(&shared_budget), scratch_(kLoopScratchBytes) {}
-
-ConnectionTable::ConnectionTable(Server& server, RequestWork work)
-    : server_(server), work_(work), scratch_(kLoopScratchBytes) {}
+ConnectionTable::ConnectionTable(Server& server, ConnectionLimit& limit, RequestWork work, int fd_limit)
+    : server_(server),
+      limit_(limit),
+      work_(work),
+      fd_limit_(fd_limit),
+      sweep_(server.options.idle_timeout_ms),
+      scratch_(kLoopScratchBytes) {}
 
 ConnectionTable::~ConnectionTable() {
-    if (shared_budget_ != nullptr) shared_budget_->give_back(static_cast<int>(count_));
-}
+    limit_.give_back(count_);
+}  // its connections close with it
 
 Connection* ConnectionTable::admit(UniqueFd fd) {
-    const int limit = server_.options.max_conns;
-    const bool refused = fd.get() >= fd_limit_ || (shared_budget_ != nullptr ? !shared_budget_->try_take(limit)
-                                                                           : count_ >= static_cast<std::size_t>(limit));
-    if (refused) {
+    if (fd.get() >= fd_limit_ || !limit_.try_take()) {
         server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
         return nullptr;  // fd closes here: the client sees its connection closed at once
     }
-    auto index = static_cast<std::size_t>(fd.get());
-    if (index >= by_fd_.size()) by_fd_.resize(std::max(index + 1, by_fd_.size() * 2));
-    by_fd_[index] = std::make_unique<Connection>(std::move(fd), server_, work_);
-    by_fd_[index]->last_active_ms = monotonic_ms();
+    const int index = fd.get();
+    std::unique_ptr<Connection>& slot = by_fd_[index];
+    slot = std::make_unique<Connection>(std::move(fd), server_, work_);
+    slot->last_active_ms = monotonic_ms();
     ++count_;
-    return by_fd_[index].get();
+    return slot.get();
 }
 
 Interest ConnectionTable::run(Connection& c) {
@@ -136,19 +119,21 @@ Interest ConnectionTable::finish_work(Connection& c) {
 }
 
 void ConnectionTable::close(Connection& c) {
-    by_fd_[static_cast<std::size_t>(c.fd())].reset();
+    by_fd_[c.fd()].reset();
     --count_;
-    if (shared_budget_ != nullptr) shared_budget_->give_back();
+    limit_.give_back();
 }
 
-int ConnectionTable::sweep_interval_ms() const noexcept {
-    return std::clamp(server_.options.idle_timeout_ms / 4, 10, 1000);
-}
-
-std::int64_t ConnectionTable::monotonic_ms() noexcept {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+int ConnectionTable::close_idle() {
+    if (!sweep_.enabled()) return -1;
+    const std::int64_t now = monotonic_ms();
+    if (sweep_.due(now)) {
+        const std::int64_t idle_before = sweep_.idle_before(now);
+        for_each([&](Connection& c) {
+            if (c.last_active_ms < idle_before && c.interest() != Interest::work) close(c);
+        });
+    }
+    return sweep_.wait_ms(now);
 }
 
 }  // namespace sb

@@ -4,14 +4,16 @@
 // written once, here (the redis ae_* / muduo TcpConnection idea). A connection says which
 // readiness it waits for next, and the model turns that into its own interest set.
 
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "byte_buffer.hpp"
+#include "clock.hpp"
+#include "connection_limit.hpp"
+#include "connection_step.hpp"
+#include "fd_table.hpp"
 #include "server.hpp"
 
 namespace sb {
@@ -44,7 +46,7 @@ public:
     Interest on_ready(std::span<char> scratch);
 
     // True while part of a request has arrived and the rest has not (nothing left to write).
-    bool awaiting_rest_of_request() const noexcept { return !in_.empty() && out_.empty(); }
+    bool awaiting_rest_of_request() const noexcept { return step_.awaiting_rest_of_request(); }
 
     // With RequestWork::handed_off, on_ready returns Interest::work after parsing a batch whose
     // responses are ready but whose handler work has not run: run it for pending_requests()
@@ -56,47 +58,26 @@ public:
 
 private:
     Interest on_readable(std::span<char> scratch);
-    Interest on_writable();
     Interest answer(std::span<const char> fresh);
+    Interest after_answer();
     bool flush();
 
     UniqueFd fd_;
     const Server* server_;
     RequestWork work_;
     std::size_t pending_requests_ = 0;
-    ProtocolSession session_;
-    ByteBuffer in_;   // an incomplete request, or input held back while output was full
-    ByteBuffer out_;  // responses the socket has not taken yet
+    ConnectionStep step_;
     Interest interest_ = Interest::read;
-    bool peer_closed_ = false;
-};
-
-// --max-conns counted across several loops' tables (epoll-reuseport: one table per thread), so the
-// limit is the server's, not each loop's.
-class ConnectionBudget {
-public:
-    bool try_take(int limit) noexcept {
-        int used = used_.load(std::memory_order_relaxed);
-        do {
-            if (used >= limit) return false;
-        } while (!used_.compare_exchange_weak(used, used + 1, std::memory_order_relaxed));
-        return true;
-    }
-    void give_back(int n = 1) noexcept { used_.fetch_sub(n, std::memory_order_relaxed); }
-
-private:
-    std::atomic<int> used_{0};
 };
 
 // A loop's connections, indexed by descriptor, with the limits and the idle timeout applied.
 class ConnectionTable {
 public:
+    // `limit` is --max-conns, perhaps shared with other loops (epoll-reuseport); it must outlive the
+    // table. `work`: whether the model runs handler work elsewhere (see Connection::pending_requests).
     // fd_limit: descriptors at or above it are refused (select cannot watch fds >= FD_SETSIZE).
-    explicit ConnectionTable(Server& server, int fd_limit = INT_MAX);
-    // One of several loops that share --max-conns.
-    ConnectionTable(Server& server, ConnectionBudget& shared_budget);
-    // Connections whose handler work the model runs elsewhere (see Connection::pending_requests).
-    ConnectionTable(Server& server, RequestWork work);
+    ConnectionTable(Server& server, ConnectionLimit& limit, RequestWork work = RequestWork::in_loop,
+                    int fd_limit = INT_MAX);
     ~ConnectionTable();
     ConnectionTable(const ConnectionTable&) = delete;
     ConnectionTable& operator=(const ConnectionTable&) = delete;
@@ -111,7 +92,8 @@ public:
     }
 
     Connection* find(int fd) noexcept {
-        return fd >= 0 && static_cast<std::size_t>(fd) < by_fd_.size() ? by_fd_[fd].get() : nullptr;
+        std::unique_ptr<Connection>* slot = by_fd_.find(fd);
+        return slot != nullptr ? slot->get() : nullptr;
     }
 
     // Runs a ready connection and stamps its activity time; on Interest::close it is already closed.
@@ -122,45 +104,29 @@ public:
 
     void close(Connection& c);
 
-    // Closes connections idle past --idle-timeout-ms, calling on_close(fd) just before each. One
-    // whose requests are in a worker's hands is not idle: the server, not the client, is busy.
-    // Returns how long the loop may wait before the next check, in ms (-1: forever).
-    template <class OnClose>
-    int close_idle(OnClose&& on_close) {
-        if (server_.options.idle_timeout_ms == 0) return -1;
-        const std::int64_t now = monotonic_ms();
-        if (now >= next_sweep_ms_) {
-            const std::int64_t deadline = now - server_.options.idle_timeout_ms;
-            for (auto& slot : by_fd_) {
-                if (slot && slot->last_active_ms < deadline && slot->interest() != Interest::work) {
-                    on_close(slot->fd());
-                    close(*slot);
-                }
-            }
-            next_sweep_ms_ = now + sweep_interval_ms();
-        }
-        return static_cast<int>(next_sweep_ms_ - now);
-    }
+    // Closes connections idle past --idle-timeout-ms. One whose requests are in a worker's hands is
+    // not idle: the server, not the client, is busy. A closed descriptor leaves every readiness
+    // set by itself (epoll) or is not put in the next one (select, poll), so the models need not
+    // hear of it. Returns how long the loop may wait before the next check, in ms (-1: forever).
+    int close_idle();
 
     template <class F>
     void for_each(F&& f) {
-        for (auto& slot : by_fd_) if (slot) f(*slot);
+        by_fd_.for_each([&f](int, std::unique_ptr<Connection>& slot) {
+            if (slot) f(*slot);
+        });
     }
-
-    std::size_t size() const noexcept { return count_; }
 
 private:
     Connection* admit(UniqueFd fd);
-    int sweep_interval_ms() const noexcept;
-    static std::int64_t monotonic_ms() noexcept;  // cheap: clock_gettime runs in the vDSO
 
     Server& server_;
-    int fd_limit_ = INT_MAX;
-    ConnectionBudget* shared_budget_ = nullptr;
-    RequestWork work_ = RequestWork::in_loop;
-    std::vector<std::unique_ptr<Connection>> by_fd_;
-    std::size_t count_ = 0;
-    std::int64_t next_sweep_ms_ = 0;
+    ConnectionLimit& limit_;
+    RequestWork work_;
+    int fd_limit_;
+    FdTable<std::unique_ptr<Connection>> by_fd_;
+    int count_ = 0;
+    IdleSweep sweep_;
     std::vector<char> scratch_;
 };
 

@@ -1,11 +1,14 @@
 #pragma once
 // Socket set-up shared by every model: the listening socket and accepting from it.
 
+#include <sys/types.h>
 #include <atomic>
-#include <cstdint>
 
-#include "options.hpp"
+#include <cstdint>
+#include <string>
+
 #include "common/unique_fd.hpp"
+#include "options.hpp"
 
 namespace sb {
 
@@ -20,20 +23,33 @@ enum class Blocking { yes, no };
 
 class Listener {
 public:
-    // Binds host:port and listens. Exits 1 with one line on stderr if that fails.
-    Listener(const ServerOptions& options, const ModelInfo& model, ServerStats& stats, Blocking mode, std::uint16_t port);
+    // Binds host:port, or the Unix socket at --unix (removing a stale socket file there first), and
+    // listens. Exits 1 with one line on stderr if that fails.
+    Listener(const ServerOptions& options, const ModelInfo& model, ServerStats& stats, Blocking mode,
+             std::uint16_t port);
+    // Removes the Unix socket's file (in the process that made it).
+    ~Listener();
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
 
     int fd() const noexcept { return fd_.get(); }
-    std::uint16_t port() const noexcept { return port_; }
+    std::uint16_t port() const noexcept { return port_; }                 // 0 on a Unix socket
+    const std::string& unix_path() const noexcept { return unix_path_; }  // empty on TCP
 
-    // Accepts one connection, with TCP_NODELAY set and in the given blocking mode. Returns an empty
-    // fd when there is none to take now, or when it had to be refused for want of a descriptor.
+    // Accepts one connection in the given blocking mode, as adopt() leaves it. Returns an empty fd
+    // when there is none to take now, or when it had to be refused for want of a descriptor.
     UniqueFd accept(Blocking mode);
+
+    // What every accepted connection gets, also one accepted elsewhere (io_uring's ring): counted,
+    // and TCP_NODELAY when --tcp-nodelay is on and the socket is TCP.
+    UniqueFd adopt(int fd);
 
     // Wakes a thread blocked in accept(), which then returns empty fds: how blocking models stop.
     void shutdown() noexcept;
 
 private:
+    void bind_tcp(const ServerOptions& options, const ModelInfo& model, Blocking mode, std::uint16_t port);
+    void bind_unix(const ServerOptions& options, const ModelInfo& model, Blocking mode);
     UniqueFd shed_one_connection();
 
     UniqueFd fd_;
@@ -42,10 +58,11 @@ private:
     // readable forever and spins at 100% CPU (the classic EMFILE loop), and clients wait in the backlog.
     UniqueFd reserve_fd_;
     ServerStats* stats_;
+    bool tcp_nodelay_;
     std::uint16_t port_ = 0;
+    std::string unix_path_;
+    pid_t owner_ = 0;
 };
-
-void set_nonblocking(int fd);
 
 // Makes blocked reads and writes on fd give up after timeout_ms (0 = never): the idle timeout of
 // the models that serve a connection with blocking calls.

@@ -2,60 +2,127 @@
 
 #include <sched.h>
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <limits>
+#include <stdexcept>
 #include <string_view>
+
+// Flag parsing is CLI11's: the two spellings (--flag VALUE, --flag=VALUE), unknown flags, missing
+// values, repeated flags (the last one wins) and the --help listing. Kept by hand, and why:
+//  * the values' conversion and ranges (parse_int below): CLI11's integer parsing also takes
+//    "0x10", "1e3" or "1.0" for an integer, and its messages vary in shape; ours take plain
+//    decimals only and every bad value is reported the same way, naming the flag, the value and
+//    what was expected;
+//  * the error path: CLI11's app.exit() prints several lines and exits with codes of its own (105,
+//    106, 109, ...), while the contract is one line on stderr and exit 2, so every ParseError is
+//    caught here and reported as that one line (and --help, which CLI11 reports by throwing
+//    CallForHelp, prints and exits 0).
 
 namespace sb {
 namespace {
 
-struct FlagSpec {
-    const char* name;
-    const char* value;
-    const char* help;
+// A value a flag cannot take; what() names the flag and the value.
+class BadValue : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
 };
-
-constexpr FlagSpec kFlags[] = {
-    {"--host", "ADDR", "IPv4 address to bind (default 127.0.0.1; never all interfaces unless asked)"},
-    {"--port", "N", "TCP port, 0 = pick a free one (default 8080)"},
-    {"--protocol", "http|echo", "protocol to serve (default http)"},
-    {"--workers", "N", "threads or processes, for models that have them"},
-    {"--backlog", "N", "listen backlog (default 4096)"},
-    {"--max-conns", "N", "connections served at once; more are closed at once (default: model's safe limit)"},
-    {"--idle-timeout-ms", "MS", "close a connection idle this long, 0 = never (default 30000)"},
-    {"--cpu-us", "US", "simulated CPU work per request, busy loop (default 0)"},
-    {"--io-us", "US", "simulated blocking wait per request, sleep (default 0)"},
-    {"--response-bytes", "N", "HTTP response body size (default 13)"},
-};
-
-[[noreturn]] void usage_error(const ModelInfo& model, const std::string& message) {
-    std::fprintf(stderr, "server-%s: %s (see --help)\n", model.name, message.c_str());
-    std::exit(2);
-}
-
-[[noreturn]] void print_help(const ModelInfo& model) {
-    std::printf("usage: server-%s [flags]\n%s\n\nflags:\n", model.name, model.summary);
-    for (const FlagSpec& f : kFlags) {
-        std::printf("  %-18s %-10s %s\n", f.name, f.value, f.help);
-    }
-    if (model.default_workers > 0) std::printf("\n--workers defaults to %d for this model.\n", model.default_workers);
-    else std::printf("\nThis model has no workers: --workers is accepted and ignored.\n");
-    std::printf("--max-conns defaults to %d for this model.\n", model.default_max_conns);
-    std::printf("Prints 'port=N pid=P model=%s' on stdout when listening; SIGINT/SIGTERM stop it.\n", model.name);
-    std::exit(0);
-}
 
 template <class Int>
-Int parse_int(const ModelInfo& model, std::string_view flag, std::string_view text, long long min, long long max) {
+Int parse_int(std::string_view flag, std::string_view text, long long min, long long max) {
     long long v = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
     if (ec != std::errc{} || end != text.data() + text.size() || v < min || v > max) {
-        usage_error(model, "invalid value for " + std::string(flag) + ": '" + std::string(text) + "' (expected " +
-                               std::to_string(min) + ".." + std::to_string(max) + ")");
+        throw BadValue("invalid value for " + std::string(flag) + ": '" + std::string(text) + "' (expected " +
+                       std::to_string(min) + ".." + std::to_string(max) + ")");
     }
     return static_cast<Int>(v);
+}
+
+Protocol parse_protocol(std::string_view text) {
+    if (text == "http") return Protocol::http;
+    if (text == "echo") return Protocol::echo;
+    throw BadValue("invalid value for --protocol: '" + std::string(text) + "' (expected http or echo)");
+}
+
+std::string parse_nonempty(std::string_view flag, std::string_view text) {
+    if (text.empty()) throw BadValue("invalid value for " + std::string(flag) + ": ''");
+    return std::string(text);
+}
+
+bool parse_on_off(std::string_view flag, std::string_view text) {
+    if (text == "on") return true;
+    if (text == "off") return false;
+    throw BadValue("invalid value for " + std::string(flag) + ": '" + std::string(text) +
+                   "' (expected on or off)");
+}
+
+// Each flag: its name, the name of its value in --help, its help, and how its value is stored.
+struct Flag {
+    const char* name;
+    const char* value;
+    const char* help;
+    std::function<void(ServerOptions&, std::string_view)> store;
+};
+
+std::vector<Flag> server_flags() {
+    constexpr long long int_max = std::numeric_limits<int>::max();
+    using O = ServerOptions;
+    using V = std::string_view;
+    return {
+        {"--host", "ADDR", "IPv4 address to bind (default 127.0.0.1; never all interfaces unless asked)",
+         [](O& o, V v) { o.host = parse_nonempty("--host", v); }},
+        {"--port", "N", "TCP port, 0 = pick a free one (default 8080)",
+         [](O& o, V v) { o.port = parse_int<std::uint16_t>("--port", v, 0, 65535); }},
+        {"--protocol", "http|echo", "protocol to serve (default http)",
+         [](O& o, V v) { o.protocol = parse_protocol(v); }},
+        {"--workers", "N", "threads or processes, for models that have them",
+         [](O& o, V v) { o.workers = parse_int<int>("--workers", v, 1, 100000); }},
+        {"--backlog", "N", "listen backlog (default 4096)",
+         [](O& o, V v) { o.backlog = parse_int<int>("--backlog", v, 1, int_max); }},
+        {"--max-conns", "N",
+         "connections served at once; more are closed at once (default: model's safe limit)",
+         [](O& o, V v) { o.max_conns = parse_int<int>("--max-conns", v, 1, int_max); }},
+        {"--idle-timeout-ms", "MS", "close a connection idle this long, 0 = never (default 30000)",
+         [](O& o, V v) { o.idle_timeout_ms = parse_int<int>("--idle-timeout-ms", v, 0, int_max); }},
+        {"--cpu-us", "US", "simulated CPU work per request, busy loop (default 0)",
+         [](O& o, V v) { o.cpu_us = parse_int<int>("--cpu-us", v, 0, 10'000'000); }},
+        {"--io-us", "US", "simulated blocking wait per request, sleep (default 0)",
+         [](O& o, V v) { o.io_us = parse_int<int>("--io-us", v, 0, 10'000'000); }},
+        {"--response-bytes", "N", "HTTP response body size (default 13)",
+         [](O& o, V v) { o.response_bytes = parse_int<std::size_t>("--response-bytes", v, 0, 64LL << 20); }},
+        {"--unix", "PATH", "listen on a Unix stream socket at PATH instead of TCP (--host, --port ignored)",
+         [](O& o, V v) { o.unix_path = parse_nonempty("--unix", v); }},
+        {"--tcp-nodelay", "on|off", "TCP_NODELAY on accepted TCP connections (default on)",
+         [](O& o, V v) { o.tcp_nodelay = parse_on_off("--tcp-nodelay", v); }},
+        {"--inject-cpu-us", "US",
+         "test knob: busy CPU per request on top of --cpu-us, to inject a known regression (default 0)",
+         [](O& o, V v) { o.inject_cpu_us = parse_int<int>("--inject-cpu-us", v, 0, 10'000'000); }},
+    };
+}
+
+std::string help_footer(const ModelInfo& model) {
+    std::string footer =
+        model.default_workers > 0
+            ? "--workers defaults to " + std::to_string(model.default_workers) + " for this model.\n"
+            : "This model has no workers: --workers is accepted and ignored.\n";
+    footer += "--max-conns defaults to " + std::to_string(model.default_max_conns) + " for this model.\n";
+    footer += "Prints 'port=N pid=P model=" + std::string(model.name) +
+              "' on stdout when listening (with --unix: 'port=0 pid=P model=" + std::string(model.name) +
+              " unix=PATH'); SIGINT/SIGTERM stop it.";
+    return footer;
+}
+
+// One line, whatever the message holds: the contract's shape for a bad flag.
+[[noreturn]] void usage_error(const ModelInfo& model, std::string message) {
+    for (char& c : message) {
+        if (c == '\n') c = ' ';
+    }
+    std::fprintf(stderr, "server-%s: %s (see --help)\n", model.name, message.c_str());
+    std::exit(2);
 }
 
 }  // namespace
@@ -74,53 +141,29 @@ int available_cpus() {
 }
 
 ServerOptions parse_server_options(int argc, char** argv, const ModelInfo& model) {
-    constexpr long long int_max = std::numeric_limits<int>::max();
     ServerOptions o;
     o.workers = model.default_workers > 0 ? model.default_workers : 1;
     o.max_conns = model.default_max_conns;
 
-    for (int i = 1; i < argc; ++i) {
-        std::string_view arg = argv[i];
-        if (arg == "--help" || arg == "-h") print_help(model);
-        std::string_view flag = arg, value;
-        bool inline_value = false;
-        if (std::size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-            flag = arg.substr(0, eq);
-            value = arg.substr(eq + 1);
-            inline_value = true;
-        }
-        bool known = false;
-        for (const FlagSpec& f : kFlags) known |= flag == f.name;
-        if (!known) usage_error(model, "unknown flag '" + std::string(arg) + "'");
-        if (!inline_value) {
-            if (i + 1 >= argc) usage_error(model, "missing value for " + std::string(flag));
-            value = argv[++i];
-        }
-
-        if (flag == "--host") {
-            if (value.empty()) usage_error(model, "invalid value for --host: ''");
-            o.host = value;
-        } else if (flag == "--port") {
-            o.port = parse_int<std::uint16_t>(model, flag, value, 0, 65535);
-        } else if (flag == "--protocol") {
-            if (value == "http") o.protocol = Protocol::http;
-            else if (value == "echo") o.protocol = Protocol::echo;
-            else usage_error(model, "invalid value for --protocol: '" + std::string(value) + "' (expected http or echo)");
-        } else if (flag == "--workers") {
-            o.workers = parse_int<int>(model, flag, value, 1, 100000);
-        } else if (flag == "--backlog") {
-            o.backlog = parse_int<int>(model, flag, value, 1, int_max);
-        } else if (flag == "--max-conns") {
-            o.max_conns = parse_int<int>(model, flag, value, 1, int_max);
-        } else if (flag == "--idle-timeout-ms") {
-            o.idle_timeout_ms = parse_int<int>(model, flag, value, 0, int_max);
-        } else if (flag == "--cpu-us") {
-            o.cpu_us = parse_int<int>(model, flag, value, 0, 10'000'000);
-        } else if (flag == "--io-us") {
-            o.io_us = parse_int<int>(model, flag, value, 0, 10'000'000);
-        } else if (flag == "--response-bytes") {
-            o.response_bytes = parse_int<std::size_t>(model, flag, value, 0, 64LL << 20);
-        }
+    CLI::App app(model.summary, "server-" + std::string(model.name));
+    app.set_help_flag("-h,--help", "print this help and exit");
+    app.footer(help_footer(model));
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    const std::vector<Flag> flags = server_flags();  // outlives parse(), which runs the callbacks
+    for (const Flag& flag : flags) {
+        app.add_option_function<std::string>(
+               flag.name, [&o, &flag](const std::string& v) { flag.store(o, v); }, flag.help)
+            ->type_name(flag.value);
+    }
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        std::fputs(app.help().c_str(), stdout);
+        std::exit(0);
+    } catch (const CLI::ParseError& e) {
+        usage_error(model, e.what());
+    } catch (const BadValue& e) {
+        usage_error(model, e.what());
     }
     return o;
 }

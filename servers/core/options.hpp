@@ -28,6 +28,9 @@ struct ServerOptions {
     int cpu_us = 0;
     int io_us = 0;
     std::size_t response_bytes = 13;
+    std::string unix_path;    // non-empty: listen on this Unix socket instead of TCP
+    bool tcp_nodelay = true;  // TCP_NODELAY on accepted TCP sockets
+    int inject_cpu_us = 0;    // a test knob: busy CPU per request on top of cpu_us
 
     ProtocolConfig protocol_config() const;
 };

@@ -36,7 +36,8 @@ bool is_tchar(unsigned char c) {
 }
 
 bool is_token(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
 }
 
 bool is_field_value(std::string_view s) {
@@ -113,10 +114,82 @@ std::size_t find_head_end(std::string_view in, std::size_t from, std::size_t& re
     return 0;
 }
 
+// What a request head says that the session acts on.
+struct RequestHead {
+    bool http10 = false;
+    bool head_only = false;  // HEAD: the response carries no body
+    std::optional<std::size_t> content_length;
+    bool chunked = false;
+    bool wants_close = false;
+    bool wants_keep_alive = false;
+};
+
+// Request line: method SP target SP HTTP/1.x. False when malformed.
+bool parse_request_line(std::string_view line, RequestHead& head) {
+    const std::size_t sp1 = line.find(' ');
+    const std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) return false;
+    const std::string_view method = line.substr(0, sp1);
+    const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    const std::string_view version = line.substr(sp2 + 1);
+    const bool target_ok = !target.empty() && std::none_of(target.begin(), target.end(), [](char ch) {
+        auto c = static_cast<unsigned char>(ch);
+        return c <= 0x20 || c == 0x7f;
+    });
+    head.http10 = version == "HTTP/1.0";
+    head.head_only = method == "HEAD";
+    return is_token(method) && target_ok && (head.http10 || version == "HTTP/1.1");
+}
+
+// One header field line. False when malformed, or when it contradicts the framing so far.
+bool parse_header(std::string_view line, RequestHead& head) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return false;
+    const std::string_view name = line.substr(0, colon);
+    const std::string_view value = trim_ows(line.substr(colon + 1));
+    if (!is_token(name) || !is_field_value(value)) return false;
+
+    if (iequals(name, "content-length")) {
+        const auto length = parse_decimal(value);
+        if (!length || (head.content_length && *head.content_length != *length)) return false;
+        head.content_length = length;
+    } else if (iequals(name, "transfer-encoding")) {
+        // Only "chunked" alone is understood; any other coding would leave the body's end unknown.
+        if (head.chunked || !iequals(value, "chunked")) return false;
+        head.chunked = true;
+    } else if (iequals(name, "connection")) {
+        for_each_list_element(value, [&head](std::string_view option) {
+            head.wants_close |= iequals(option, "close");
+            head.wants_keep_alive |= iequals(option, "keep-alive");
+        });
+    }
+    return true;
+}
+
+// A whole head (request line, header lines, empty line). False when malformed; both framings at
+// once (Content-Length and Transfer-Encoding) is the request-smuggling shape, refused too.
+bool parse_request_head(std::string_view text, RequestHead& head) {
+    auto next_line = [&text]() -> std::optional<std::string_view> {
+        const std::size_t nl = text.find('\n');
+        const std::string_view line = text.substr(0, nl + 1);
+        text.remove_prefix(nl + 1);
+        return strip_eol(line);
+    };
+    const auto request_line = next_line();
+    if (!request_line || !parse_request_line(*request_line, head)) return false;
+    for (;;) {
+        const auto line = next_line();
+        if (!line) return false;
+        if (line->empty()) return !(head.content_length && head.chunked);
+        if (!parse_header(*line, head)) return false;
+    }
+}
+
 }  // namespace
 
 ResponseSet::ResponseSet(const ProtocolConfig& config) : config_(config) {
-    constexpr std::string_view connection_headers[] = {"", "Connection: keep-alive\r\n", "Connection: close\r\n"};
+    constexpr std::string_view connection_headers[] = {"", "Connection: keep-alive\r\n",
+                                                       "Connection: close\r\n"};
     const std::string body = make_body(config.response_bytes);
     for (int i = 0; i < 3; ++i) {
         std::string& r = ok_[i];
@@ -174,83 +247,30 @@ std::size_t ProtocolSession::parse_head(std::span<const char> bytes, ByteBuffer&
         return fail(responses_->bad_request(), out);
     }
 
-    std::size_t head_length = find_head_end(in, scanned_, scanned_);
+    const std::size_t head_length = find_head_end(in, scanned_, scanned_);
     if (head_length == 0) {
         return in.size() > max_header ? fail(responses_->header_fields_too_large(), out) : 0;
     }
     scanned_ = 0;
     if (head_length > max_header) return fail(responses_->header_fields_too_large(), out);
 
-    std::string_view head = in.substr(0, head_length);
-    auto next_line = [&head]() -> std::optional<std::string_view> {
-        std::size_t nl = head.find('\n');
-        std::string_view line = head.substr(0, nl + 1);
-        head.remove_prefix(nl + 1);
-        return strip_eol(line);
-    };
-
-    // Request line: method SP target SP HTTP/1.x
-    auto request_line = next_line();
-    if (!request_line) return fail(responses_->bad_request(), out);
-    std::string_view line = *request_line;
-    std::size_t sp1 = line.find(' ');
-    std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos) return fail(responses_->bad_request(), out);
-    std::string_view method = line.substr(0, sp1);
-    std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    std::string_view version = line.substr(sp2 + 1);
-    bool target_ok = !target.empty() && std::none_of(target.begin(), target.end(), [](char ch) {
-        auto c = static_cast<unsigned char>(ch);
-        return c <= 0x20 || c == 0x7f;
-    });
-    bool http10 = version == "HTTP/1.0";
-    if (!is_token(method) || !target_ok || (!http10 && version != "HTTP/1.1")) {
-        return fail(responses_->bad_request(), out);
-    }
-
-    std::optional<std::size_t> content_length;
-    bool chunked = false, has_transfer_encoding = false, wants_close = false, wants_keep_alive = false;
-    for (;;) {
-        auto header_line = next_line();
-        if (!header_line) return fail(responses_->bad_request(), out);
-        if (header_line->empty()) break;
-        std::size_t colon = header_line->find(':');
-        if (colon == std::string_view::npos) return fail(responses_->bad_request(), out);
-        std::string_view name = header_line->substr(0, colon);
-        std::string_view value = trim_ows(header_line->substr(colon + 1));
-        if (!is_token(name) || !is_field_value(value)) return fail(responses_->bad_request(), out);
-
-        if (iequals(name, "content-length")) {
-            auto length = parse_decimal(value);
-            if (!length || (content_length && *content_length != *length)) {
-                return fail(responses_->bad_request(), out);
-            }
-            content_length = length;
-        } else if (iequals(name, "transfer-encoding")) {
-            // Only "chunked" alone is understood; any other coding would leave the body's end unknown.
-            if (has_transfer_encoding || !iequals(value, "chunked")) return fail(responses_->bad_request(), out);
-            has_transfer_encoding = chunked = true;
-        } else if (iequals(name, "connection")) {
-            for_each_list_element(value, [&](std::string_view option) {
-                wants_close |= iequals(option, "close");
-                wants_keep_alive |= iequals(option, "keep-alive");
-            });
-        }
-    }
-    // Both framings at once is the request-smuggling shape: refuse it.
-    if (content_length && has_transfer_encoding) return fail(responses_->bad_request(), out);
-    if (content_length && *content_length > responses_->config().max_body_bytes) {
+    RequestHead head;
+    if (!parse_request_head(in.substr(0, head_length), head)) return fail(responses_->bad_request(), out);
+    if (head.content_length && *head.content_length > responses_->config().max_body_bytes) {
         return fail(responses_->content_too_large(), out);
     }
 
     using P = ResponseSet::Persistence;
-    persistence_ = wants_close ? P::close : !http10 ? P::keep_alive : wants_keep_alive ? P::keep_alive_http10 : P::close;
-    head_only_ = method == "HEAD";
+    persistence_ = head.wants_close        ? P::close
+                   : !head.http10          ? P::keep_alive
+                   : head.wants_keep_alive ? P::keep_alive_http10
+                                           : P::close;
+    head_only_ = head.head_only;
     body_total_ = 0;
-    if (chunked) {
+    if (head.chunked) {
         state_ = State::chunk_size;
-    } else if (content_length.value_or(0) > 0) {
-        body_remaining_ = *content_length;
+    } else if (head.content_length.value_or(0) > 0) {
+        body_remaining_ = *head.content_length;
         state_ = State::body;
     } else {
         finish_request(out, requests);
@@ -261,55 +281,58 @@ std::size_t ProtocolSession::parse_head(std::span<const char> bytes, ByteBuffer&
 std::size_t ProtocolSession::skip_body(std::span<const char> bytes, ByteBuffer& out, std::size_t& requests) {
     const std::string_view in{bytes.data(), bytes.size()};
     switch (state_) {
-    case State::body:
-    case State::chunk_data: {
-        std::size_t n = std::min(body_remaining_, in.size());
-        body_remaining_ -= n;
-        if (body_remaining_ == 0) {
-            if (state_ == State::body) finish_request(out, requests);
-            else state_ = State::chunk_data_end;
+        case State::body:
+        case State::chunk_data: {
+            std::size_t n = std::min(body_remaining_, in.size());
+            body_remaining_ -= n;
+            if (body_remaining_ == 0) {
+                if (state_ == State::body)
+                    finish_request(out, requests);
+                else
+                    state_ = State::chunk_data_end;
+            }
+            return n;
         }
-        return n;
-    }
-    case State::chunk_data_end: {  // the line ending after a chunk's data
-        std::size_t eol = in[0] == '\n' ? 1 : in.starts_with("\r\n") ? 2 : 0;
-        if (eol == 0 && in == "\r") return 0;  // its LF is still to come
-        if (eol == 0) return fail(responses_->bad_request(), out);
-        state_ = State::chunk_size;
-        return eol;
-    }
-    case State::chunk_size:
-    case State::trailer: {
-        constexpr std::size_t max_line = 1024;
-        std::size_t nl = in.find('\n');
-        if (nl == std::string_view::npos) {
-            return in.size() > max_line ? fail(responses_->bad_request(), out) : 0;
+        case State::chunk_data_end: {  // the line ending after a chunk's data
+            std::size_t eol = in[0] == '\n' ? 1 : in.starts_with("\r\n") ? 2 : 0;
+            if (eol == 0 && in == "\r") return 0;  // its LF is still to come
+            if (eol == 0) return fail(responses_->bad_request(), out);
+            state_ = State::chunk_size;
+            return eol;
         }
-        auto line = strip_eol(in.substr(0, nl + 1));
-        if (!line || nl > max_line) return fail(responses_->bad_request(), out);
-        if (state_ == State::trailer) {
-            if (line->empty()) finish_request(out, requests);  // trailer fields themselves are discarded
+        case State::chunk_size:
+        case State::trailer: {
+            constexpr std::size_t max_line = 1024;
+            std::size_t nl = in.find('\n');
+            if (nl == std::string_view::npos) {
+                return in.size() > max_line ? fail(responses_->bad_request(), out) : 0;
+            }
+            auto line = strip_eol(in.substr(0, nl + 1));
+            if (!line || nl > max_line) return fail(responses_->bad_request(), out);
+            if (state_ == State::trailer) {
+                if (line->empty()) finish_request(out, requests);  // trailer fields themselves are discarded
+                return nl + 1;
+            }
+            // chunk-size [; chunk-ext]
+            std::size_t size = 0, digits = 0;
+            for (; digits < line->size() && hex_digit((*line)[digits]) >= 0; ++digits) {
+                if (digits == 15) return fail(responses_->bad_request(), out);
+                size = size * 16 + static_cast<std::size_t>(hex_digit((*line)[digits]));
+            }
+            std::string_view extension = trim_ows(line->substr(digits));
+            if (digits == 0 || (!extension.empty() && extension.front() != ';')) {
+                return fail(responses_->bad_request(), out);
+            }
+            body_total_ += size;
+            if (body_total_ > responses_->config().max_body_bytes)
+                return fail(responses_->content_too_large(), out);
+            body_remaining_ = size;
+            state_ = size == 0 ? State::trailer : State::chunk_data;
             return nl + 1;
         }
-        // chunk-size [; chunk-ext]
-        std::size_t size = 0, digits = 0;
-        for (; digits < line->size() && hex_digit((*line)[digits]) >= 0; ++digits) {
-            if (digits == 15) return fail(responses_->bad_request(), out);
-            size = size * 16 + static_cast<std::size_t>(hex_digit((*line)[digits]));
-        }
-        std::string_view extension = trim_ows(line->substr(digits));
-        if (digits == 0 || (!extension.empty() && extension.front() != ';')) {
-            return fail(responses_->bad_request(), out);
-        }
-        body_total_ += size;
-        if (body_total_ > responses_->config().max_body_bytes) return fail(responses_->content_too_large(), out);
-        body_remaining_ = size;
-        state_ = size == 0 ? State::trailer : State::chunk_data;
-        return nl + 1;
-    }
-    case State::head:
-    case State::closed:
-        break;
+        case State::head:
+        case State::closed:
+            break;
     }
     return 0;
 }

@@ -15,9 +15,9 @@ enum class Protocol { http, echo };
 
 struct ProtocolConfig {
     Protocol protocol = Protocol::http;
-    std::size_t response_bytes = 13;          // HTTP body size
-    std::size_t max_header_bytes = 8 * 1024;  // larger request heads get 431
-    std::size_t max_body_bytes = 1024 * 1024; // larger request bodies get 413
+    std::size_t response_bytes = 13;           // HTTP body size
+    std::size_t max_header_bytes = 8 * 1024;   // larger request heads get 431
+    std::size_t max_body_bytes = 1024 * 1024;  // larger request bodies get 413
     // A session stops producing once this much output is waiting, so a client that pipelines
     // without reading cannot make the server buffer without bound: the caller flushes, then feeds
     // the rest.
@@ -34,9 +34,9 @@ public:
     enum class Persistence { keep_alive, keep_alive_http10, close };
     std::string_view ok(Persistence p, bool head_only) const noexcept;
 
-    std::string_view bad_request() const noexcept { return bad_request_; }                     // 400
-    std::string_view content_too_large() const noexcept { return content_too_large_; }         // 413
-    std::string_view header_fields_too_large() const noexcept { return header_too_large_; }    // 431
+    std::string_view bad_request() const noexcept { return bad_request_; }                   // 400
+    std::string_view content_too_large() const noexcept { return content_too_large_; }       // 413
+    std::string_view header_fields_too_large() const noexcept { return header_too_large_; }  // 431
 
 private:
     ProtocolConfig config_;

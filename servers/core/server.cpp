@@ -17,12 +17,17 @@ Server::Server(int argc, char** argv, const ModelInfo& model, Blocking listener_
       listener(options, model_, stats, listener_mode, options.port) {}
 
 void Server::announce_ready() const {
-    std::printf("port=%u pid=%d model=%s\n", unsigned{listener.port()}, static_cast<int>(::getpid()), model_.name);
+    std::printf("port=%u pid=%d model=%s", unsigned{listener.port()}, static_cast<int>(::getpid()),
+                model_.name);
+    if (!listener.unix_path().empty()) std::printf(" unix=%s", listener.unix_path().c_str());
+    std::printf("\n");
     std::fflush(stdout);
 }
 
 int Server::finish() const {
-    std::fprintf(stderr, "server-%s: stopped; accepted %llu connections, refused %llu at --max-conns, %llu for lack of resources\n",
+    std::fprintf(stderr,
+                 "server-%s: stopped; accepted %llu connections, refused %llu at --max-conns, %llu for lack "
+                 "of resources\n",
                  model_.name, static_cast<unsigned long long>(stats.accepted.load()),
                  static_cast<unsigned long long>(stats.rejected_at_limit.load()),
                  static_cast<unsigned long long>(stats.rejected_no_resources.load()));
@@ -41,8 +46,10 @@ std::int64_t thread_cpu_ns() {
 
 void simulate_request_work(const ServerOptions& options, std::size_t requests) {
     if (requests == 0) return;
-    if (options.cpu_us > 0) {
-        const std::int64_t end = thread_cpu_ns() + std::int64_t{options.cpu_us} * 1000 * static_cast<std::int64_t>(requests);
+    const int cpu_us = options.cpu_us + options.inject_cpu_us;
+    if (cpu_us > 0) {
+        const std::int64_t end =
+            thread_cpu_ns() + std::int64_t{cpu_us} * 1000 * static_cast<std::int64_t>(requests);
         while (thread_cpu_ns() < end) {
         }
     }

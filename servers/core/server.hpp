@@ -19,7 +19,8 @@ public:
 
     const ModelInfo& model() const noexcept { return model_; }
 
-    // Prints the readiness line "port=N pid=P model=NAME" that scripts and tests wait for.
+    // Prints the readiness line "port=N pid=P model=NAME" that scripts and tests wait for; on a Unix
+    // socket "port=0 pid=P model=NAME unix=PATH", so a reader looking for port= still finds it.
     void announce_ready() const;
 
     // Prints the one-line summary (connections accepted and refused) to stderr; returns exit code 0.
@@ -33,8 +34,9 @@ public:
     Listener listener;
 };
 
-// The per-request cost the flags ask for: --cpu-us of busy CPU (measured in thread CPU time, so
-// preemption does not shorten it) and --io-us of sleep, as a database call would block.
+// The per-request cost the flags ask for: --cpu-us (plus the test knob --inject-cpu-us) of busy CPU
+// (measured in thread CPU time, so preemption does not shorten it) and --io-us of sleep, as a
+// database call would block.
 void simulate_request_work(const ServerOptions& options, std::size_t requests);
 
 }  // namespace sb

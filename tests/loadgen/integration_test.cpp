@@ -20,86 +20,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "loadgen_harness.hpp"
 #include "test_support.hpp"
 
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-const std::string kLoadgen = std::string(SERVERBENCH_BIN_DIR) + "/loadgen";
-
-struct LoadgenRun {
-    int exit_code = -1;
-    json result;  // null if no JSON was written
-    std::string stderr_text;
-};
-
-// Runs loadgen with `args` plus --quiet --out; kills it (and fails the test) after `limit`.
-LoadgenRun run_loadgen(std::vector<std::string> args, sbtest::Millis limit = 20s) {
-    static int counter = 0;
-    const std::string out = testing::TempDir() + "loadgen_it_" + std::to_string(getpid()) + "_" +
-                            std::to_string(++counter) + ".json";
-    std::remove(out.c_str());
-    args.insert(args.begin(), kLoadgen);
-    for (const char* extra : {"--quiet", "--out"}) args.emplace_back(extra);
-    args.push_back(out);
-    LoadgenRun run;
-    auto process = sbtest::Process::spawn(args);
-    if (!process) {
-        ADD_FAILURE() << "cannot start " << kLoadgen;
-        return run;
-    }
-    const auto code = process->wait_exit(limit);
-    run.stderr_text = process->drain_stderr();
-    if (!code) {
-        ADD_FAILURE() << "loadgen still running after " << limit.count() << " ms: hung (killed)";
-        return run;
-    }
-    run.exit_code = *code;
-    std::ifstream in(out);
-    if (in) run.result = json::parse(in, nullptr, /*allow_exceptions=*/false);
-    std::remove(out.c_str());
-    return run;
-}
-
-std::uint64_t count(const json& j, std::initializer_list<const char*> path) {
-    const json* node = &j;
-    for (const char* key : path) {
-        if (!node->is_object() || !node->contains(key)) return 0;
-        node = &node->at(key);
-    }
-    return node->is_number() ? node->get<std::uint64_t>() : 0;
-}
-
-std::uint64_t errors_of(const json& r, const char* kind) { return count(r, {"totals", "errors", kind}); }
-
-std::uint64_t total_errors(const json& r) {
-    std::uint64_t n = 0;
-    for (const auto& [kind, v] : r.at("totals").at("errors").items()) n += v.get<std::uint64_t>();
-    return n;
-}
-
-// The broken server of misbehaving_server.cpp, started with --port 0; ok() after its readiness line.
-class MisbehavingServer {
-public:
-    explicit MisbehavingServer(const std::string& behaviour, std::vector<std::string> extra = {}) {
-        std::vector<std::string> argv{MISBEHAVING_SERVER, "--behaviour", behaviour, "--port", "0"};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        process_ = sbtest::Process::spawn(argv);
-        if (!process_) return;
-        const auto line = process_->read_stdout_line(5000ms);
-        const auto at = line ? line->find("port=") : std::string::npos;
-        if (at != std::string::npos) port_ = std::stoi(line->substr(at + 5));
-    }
-    bool ok() const { return port_ != 0; }
-    std::string port() const { return std::to_string(port_); }
-    sbtest::Process& process() { return *process_; }
-
-private:
-    std::optional<sbtest::Process> process_;
-    int port_ = 0;
-};
+using lgtest::count;
+using lgtest::errors_of;
+using lgtest::kLoadgen;
+using lgtest::LoadgenRun;
+using lgtest::MisbehavingServer;
+using lgtest::run_loadgen;
+using lgtest::total_errors;
 
 // A port nothing listens on: bound (so the kernel picks a free one), then released.
 std::string unused_port() {
@@ -130,7 +64,8 @@ TEST(LoadgenFaults, NoServerCountsConnectErrorsAndExits1) {
     const auto run = run_loadgen({"--port", unused_port(), "--duration", "1s", "--timeout", "1s"});
     expect_counted_as(run, "connect");
     EXPECT_EQ(count(run.result, {"connections", "established"}), 0u);
-    EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNREFUSED"}), 0u) << run.result["errors_by_errno"].dump();
+    EXPECT_GT(count(run.result, {"errors_by_errno", "ECONNREFUSED"}), 0u)
+        << run.result["errors_by_errno"].dump();
 }
 
 // A server that answers every request wrongly, and the error kind loadgen must count it as.
@@ -141,7 +76,9 @@ struct Fault {
     const char* errno_name;  // also in errors_by_errno, or nullptr
 };
 
-void PrintTo(const Fault& f, std::ostream* os) { *os << f.behaviour << " -> " << f.kind; }
+void PrintTo(const Fault& f, std::ostream* os) {
+    *os << f.behaviour << " -> " << f.kind;
+}
 
 class LoadgenFaultKinds : public testing::TestWithParam<Fault> {};
 
@@ -168,7 +105,8 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<Fault>& param) {
         std::string name = std::to_string(param.index) + "_" + param.param.behaviour +
                            (param.param.loadgen_args.empty() ? "" : "_" + param.param.loadgen_args[1]);
-        for (auto& ch : name) if (ch == '-') ch = '_';
+        for (auto& ch : name)
+            if (ch == '-') ch = '_';
         return name;
     });
 
@@ -177,8 +115,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(LoadgenFaults, NeverReadingServerTimesOut) {
     MisbehavingServer server("never-reads");
     ASSERT_TRUE(server.ok());
-    const auto run = run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1500ms",
-                                  "--timeout", "500ms"}, 10s);
+    const auto run = run_loadgen(
+        {"--port", server.port(), "--connections", "4", "--duration", "1500ms", "--timeout", "500ms"}, 10s);
     expect_counted_as(run, "timeout");
     EXPECT_GT(count(run.result, {"errors_by_errno", "ETIMEDOUT"}), 0u);
 }
@@ -187,9 +125,10 @@ TEST(LoadgenFaults, NeverReadingServerTimesOut) {
 TEST(LoadgenFaults, NeverReadingServerEndsARequestCountRun) {
     MisbehavingServer server("never-reads");
     ASSERT_TRUE(server.ok());
-    expect_counted_as(run_loadgen({"--port", server.port(), "--connections", "2", "--requests", "100",
-                                   "--timeout", "500ms"}, 10s),
-                      "timeout");
+    expect_counted_as(
+        run_loadgen(
+            {"--port", server.port(), "--connections", "2", "--requests", "100", "--timeout", "500ms"}, 10s),
+        "timeout");
 }
 
 // A server that dies mid-run: the answers before are counted, the lost ones are errors, every
@@ -197,8 +136,8 @@ TEST(LoadgenFaults, NeverReadingServerEndsARequestCountRun) {
 TEST(LoadgenFaults, ServerDyingMidRunEndsWithErrorsAndExit1) {
     MisbehavingServer server("die", {"--after", "200"});
     ASSERT_TRUE(server.ok());
-    const auto run = run_loadgen({"--port", server.port(), "--connections", "4", "--duration", "1500ms",
-                                  "--timeout", "1s"}, 10s);
+    const auto run = run_loadgen(
+        {"--port", server.port(), "--connections", "4", "--duration", "1500ms", "--timeout", "1s"}, 10s);
     ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
     EXPECT_EQ(run.exit_code, 1);
     EXPECT_LE(count(run.result, {"totals", "requests"}), 200u);
@@ -214,7 +153,8 @@ TEST(LoadgenFaults, WarmupRequestsAreNotCounted) {
     MisbehavingServer server("die", {"--after", "50"});
     ASSERT_TRUE(server.ok());
     const auto run = run_loadgen({"--port", server.port(), "--connections", "2", "--warmup", "1s",
-                                  "--duration", "500ms", "--timeout", "1s"}, 10s);
+                                  "--duration", "500ms", "--timeout", "1s"},
+                                 10s);
     ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
     EXPECT_EQ(run.exit_code, 1);
     EXPECT_EQ(count(run.result, {"totals", "requests"}), 0u);
@@ -231,7 +171,8 @@ TEST(LoadgenOpenLoop, ServerStallShowsInCorrectedP99Only) {
     MisbehavingServer server("stall", {"--after", "500", "--stall-ms", "1000"});
     ASSERT_TRUE(server.ok());
     const auto run = run_loadgen({"--port", server.port(), "--rate", "1000", "--connections", "10",
-                                  "--duration", "3s", "--timeout", "5s"}, 20s);
+                                  "--duration", "3s", "--timeout", "5s"},
+                                 20s);
     ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
     const auto& r = run.result;
     EXPECT_EQ(total_errors(r), 0u) << r["totals"].dump();
@@ -256,7 +197,8 @@ protected:
         ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
         EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
         EXPECT_EQ(total_errors(run.result), 0u) << run.result["totals"].dump();
-        EXPECT_EQ(count(run.result, {"connections", "established"}), count(run.result, {"connections", "requested"}));
+        EXPECT_EQ(count(run.result, {"connections", "established"}),
+                  count(run.result, {"connections", "requested"}));
         EXPECT_GT(count(run.result, {"totals", "requests"}), 0u);
         EXPECT_EQ(count(run.result, {"latency_us", "count"}), count(run.result, {"totals", "requests"}));
     }
@@ -265,8 +207,8 @@ protected:
 
 TEST_F(LoadgenVsEpoll, HttpKeepAliveIsClean) {
     start();
-    const auto run = run_loadgen({"--port", port(), "--connections", "8", "--duration", "1s",
-                                  "--server-pid", std::to_string(server_->pid())});
+    const auto run = run_loadgen({"--port", port(), "--connections", "8", "--duration", "1s", "--server-pid",
+                                  std::to_string(server_->pid())});
     expect_clean(run);
     EXPECT_GT(run.result["server"]["cpu_us_per_request"].get<double>(), 0.0);
     EXPECT_EQ(run.result["pipelined"], false);
@@ -274,7 +216,8 @@ TEST_F(LoadgenVsEpoll, HttpKeepAliveIsClean) {
 
 TEST_F(LoadgenVsEpoll, HttpCloseModeIsClean) {
     start();
-    const auto run = run_loadgen({"--port", port(), "--connections", "4", "--mode", "close", "--duration", "1s"});
+    const auto run =
+        run_loadgen({"--port", port(), "--connections", "4", "--mode", "close", "--duration", "1s"});
     expect_clean(run);
     EXPECT_GE(count(run.result, {"connect_us", "count"}), count(run.result, {"totals", "requests"}));
 }
@@ -290,7 +233,8 @@ TEST_F(LoadgenVsEpoll, EchoIsCleanAndComparesEveryByte) {
 
 TEST_F(LoadgenVsEpoll, PipelinedRunIsCleanAndTagged) {
     start();
-    const auto run = run_loadgen({"--port", port(), "--connections", "4", "--pipeline", "8", "--duration", "1s"});
+    const auto run =
+        run_loadgen({"--port", port(), "--connections", "4", "--pipeline", "8", "--duration", "1s"});
     expect_clean(run);
     EXPECT_EQ(run.result["pipelined"], true);
     EXPECT_EQ(run.result["config"]["pipeline"], 8);
@@ -308,7 +252,8 @@ TEST_F(LoadgenVsEpoll, RequestCountIsExact) {
 
 TEST_F(LoadgenVsEpoll, OpenLoopAtAModestRateIsValid) {
     start();
-    const auto run = run_loadgen({"--port", port(), "--rate", "500", "--connections", "4", "--duration", "1s"});
+    const auto run =
+        run_loadgen({"--port", port(), "--rate", "500", "--connections", "4", "--duration", "1s"});
     expect_clean(run);
     EXPECT_EQ(run.result["valid"], true);
     EXPECT_TRUE(run.result.contains("latency_uncorrected_us"));
@@ -316,7 +261,8 @@ TEST_F(LoadgenVsEpoll, OpenLoopAtAModestRateIsValid) {
 
 TEST_F(LoadgenVsEpoll, CpusPinsAndIsRecorded) {
     start();
-    const auto run = run_loadgen({"--port", port(), "--connections", "2", "--requests", "200", "--cpus", "0"});
+    const auto run =
+        run_loadgen({"--port", port(), "--connections", "2", "--requests", "200", "--cpus", "0"});
     expect_clean(run);
     EXPECT_EQ(run.result["env"]["loadgen_cpus"], "0");
     EXPECT_EQ(run_loadgen({"--port", port(), "--requests", "10", "--cpus", "4095"}).exit_code, 2);
@@ -326,7 +272,8 @@ TEST_F(LoadgenVsEpoll, CpusPinsAndIsRecorded) {
 // keeps the entries' times (and refuses results of different lengths).
 TEST_F(LoadgenVsEpoll, IntervalSetsTheTimeseriesLength) {
     start();
-    const auto run = run_loadgen({"--port", port(), "--connections", "2", "--duration", "1s", "--interval", "200ms"});
+    const auto run =
+        run_loadgen({"--port", port(), "--connections", "2", "--duration", "1s", "--interval", "200ms"});
     expect_clean(run);
     const json& r = run.result;
     EXPECT_DOUBLE_EQ(r["config"]["interval_ms"].get<double>(), 200.0);
@@ -341,7 +288,8 @@ TEST_F(LoadgenVsEpoll, IntervalSetsTheTimeseriesLength) {
     }
     EXPECT_EQ(sum, count(r, {"totals", "requests"}));
 
-    const std::string dir = testing::TempDir(), a = dir + "lg_interval_a.json", b = dir + "lg_interval_b.json";
+    const std::string dir = testing::TempDir(), a = dir + "lg_interval_a.json",
+                      b = dir + "lg_interval_b.json";
     std::ofstream(a) << r.dump();
     json other = r;
     other["config"]["interval_ms"] = 1000;
@@ -353,7 +301,8 @@ TEST_F(LoadgenVsEpoll, IntervalSetsTheTimeseriesLength) {
     const json merged = json::parse(in);
     ASSERT_EQ(merged["timeseries"].size(), 5u);
     EXPECT_NEAR(merged["timeseries"][4]["t_s"].get<double>(), 1.0, 1e-9);
-    EXPECT_EQ(merged["timeseries"][0]["requests"].get<std::uint64_t>(), 2 * series[0]["requests"].get<std::uint64_t>());
+    EXPECT_EQ(merged["timeseries"][0]["requests"].get<std::uint64_t>(),
+              2 * series[0]["requests"].get<std::uint64_t>());
     auto mixed = sbtest::Process::spawn({kLoadgen, "merge", a, b, "--out", b + ".m"});
     ASSERT_TRUE(mixed);
     EXPECT_EQ(mixed->wait_exit(15s), 2);
@@ -367,8 +316,8 @@ TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
                       m = dir + "lg_merge_m.json";
     std::vector<std::optional<sbtest::Process>> runs;
     for (const auto& out : {a, b})
-        runs.push_back(sbtest::Process::spawn({kLoadgen, "--port", port(), "--connections", "3", "--duration", "1s",
-                                               "--quiet", "--out", out}));
+        runs.push_back(sbtest::Process::spawn(
+            {kLoadgen, "--port", port(), "--connections", "3", "--duration", "1s", "--quiet", "--out", out}));
     for (auto& p : runs) {
         ASSERT_TRUE(p);
         ASSERT_EQ(p->wait_exit(15s), 0) << p->drain_stderr();
@@ -379,10 +328,11 @@ TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
     std::ifstream ia(a), ib(b), im(m);
     const json ja = json::parse(ia), jb = json::parse(ib), jm = json::parse(im);
     const std::pair<const char*, const char*> summed[] = {
-        {"totals", "requests"},   {"totals", "bytes_sent"},    {"totals", "bytes_received"},
-        {"latency_us", "count"},  {"connections", "requested"}, {"connections", "established"}};
+        {"totals", "requests"},  {"totals", "bytes_sent"},     {"totals", "bytes_received"},
+        {"latency_us", "count"}, {"connections", "requested"}, {"connections", "established"}};
     for (const auto& [section, key] : summed)
-        EXPECT_EQ(count(jm, {section, key}), count(ja, {section, key}) + count(jb, {section, key})) << section << "." << key;
+        EXPECT_EQ(count(jm, {section, key}), count(ja, {section, key}) + count(jb, {section, key}))
+            << section << "." << key;
     EXPECT_EQ(total_errors(jm), total_errors(ja) + total_errors(jb));
     EXPECT_GT(count(jm, {"totals", "requests"}), 0u);
     EXPECT_EQ(jm["merged_from"], 2);
@@ -392,11 +342,12 @@ TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
 
 // One line on stderr, exit 2, no JSON: the contract every binary of the suite keeps.
 TEST(LoadgenUsage, BadUsageExits2WithOneLine) {
-    const std::vector<std::vector<std::string>> cases = {{"--port", "80", "--connections", "x"},
-                                                         {"--connections", "1"},  // no --port
-                                                         {"--port", "80", "--mode", "close", "--pipeline", "2"},
-                                                         {"--port", "80", "--no-such-flag"},
-                                                         {"--port", "80", "--duration"}};
+    const std::vector<std::vector<std::string>> cases = {
+        {"--port", "80", "--connections", "x"},
+        {"--connections", "1"},  // no --port
+        {"--port", "80", "--mode", "close", "--pipeline", "2"},
+        {"--port", "80", "--no-such-flag"},
+        {"--port", "80", "--duration"}};
     for (const auto& args : cases) {
         const auto run = run_loadgen(args);
         EXPECT_EQ(run.exit_code, 2) << testing::PrintToString(args);

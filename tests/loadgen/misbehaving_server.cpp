@@ -2,8 +2,9 @@
 // way a real server fails a client, so a test can check that loadgen counts it as the right kind
 // of error (never as a success), still writes its JSON, exits non-zero, and never hangs.
 //
-//   misbehaving_server --behaviour B [--port 0] [--after N] [--stall-ms MS]
+//   misbehaving_server --behaviour B [--port 0 | --unix PATH] [--after N] [--stall-ms MS]
 //
+//   ok             answers every request "200 OK" (the control, e.g. over --unix)
 //   wrong-status   answers every request "500 Internal Server Error" (a well-formed response)
 //   truncated-body announces Content-Length 100, sends 10 body bytes, closes (FIN)
 //   reset          sends half a response, then closes with SO_LINGER 0 (RST)
@@ -20,10 +21,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -40,20 +42,22 @@ using sb::UniqueFd;
 
 namespace {
 
-enum class Behaviour { wrong_status, truncated_body, reset, garbage, never_reads, stall, die };
+enum class Behaviour { ok, wrong_status, truncated_body, reset, garbage, never_reads, stall, die };
 
 struct Flags {
     Behaviour behaviour = Behaviour::wrong_status;
     std::string behaviour_name;
     std::uint16_t port = 0;
-    long after = 100;      // stall, die: requests answered before misbehaving
-    long stall_ms = 1000;  // stall: how long nothing is answered
+    std::string unix_path;  // non-empty: listen on this Unix domain socket instead of TCP
+    long after = 100;       // stall, die: requests answered before misbehaving
+    long stall_ms = 1000;   // stall: how long nothing is answered
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
     std::fprintf(stderr, "misbehaving_server: %s\n", message.c_str());
-    std::fprintf(stderr, "usage: misbehaving_server --behaviour wrong-status|truncated-body|reset|garbage|"
-                         "never-reads|stall|die [--port 0] [--after N] [--stall-ms MS]\n");
+    std::fprintf(stderr,
+                 "usage: misbehaving_server --behaviour ok|wrong-status|truncated-body|reset|garbage|"
+                 "never-reads|stall|die [--port 0 | --unix PATH] [--after N] [--stall-ms MS]\n");
     std::exit(2);
 }
 
@@ -75,15 +79,23 @@ Flags parse_flags(int argc, char** argv) {
         const std::string value = argv[++i];
         if (flag == "--port") {
             f.port = static_cast<std::uint16_t>(parse_long(flag, value, 0, 65535));
+        } else if (flag == "--unix") {
+            if (value.empty() || value.size() >= sizeof(sockaddr_un::sun_path))
+                usage_error("invalid value for --unix");
+            f.unix_path = value;
         } else if (flag == "--after") {
             f.after = parse_long(flag, value, 0, 1L << 40);
         } else if (flag == "--stall-ms") {
             f.stall_ms = parse_long(flag, value, 0, 600'000);
         } else if (flag == "--behaviour" || flag == "--behavior") {
             static const std::pair<const char*, Behaviour> names[] = {
-                {"wrong-status", Behaviour::wrong_status}, {"truncated-body", Behaviour::truncated_body},
-                {"reset", Behaviour::reset},               {"garbage", Behaviour::garbage},
-                {"never-reads", Behaviour::never_reads},   {"stall", Behaviour::stall},
+                {"ok", Behaviour::ok},
+                {"wrong-status", Behaviour::wrong_status},
+                {"truncated-body", Behaviour::truncated_body},
+                {"reset", Behaviour::reset},
+                {"garbage", Behaviour::garbage},
+                {"never-reads", Behaviour::never_reads},
+                {"stall", Behaviour::stall},
                 {"die", Behaviour::die}};
             have_behaviour = false;
             for (const auto& [name, b] : names) {
@@ -117,6 +129,19 @@ UniqueFd listen_on(std::uint16_t port) {
     return fd;
 }
 
+UniqueFd listen_on_unix(const std::string& path) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return fd;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof addr.sun_path - 1);
+    ::unlink(path.c_str());  // a socket file left by an earlier run
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd.get(), 1024) != 0)
+        fd.reset();
+    return fd;
+}
+
 std::uint16_t bound_port(int fd) {
     sockaddr_in addr{};
     socklen_t len = sizeof addr;
@@ -131,7 +156,8 @@ struct Client {
 
 class MisbehavingServer {
 public:
-    MisbehavingServer(Flags flags, UniqueFd listener) : flags_(std::move(flags)), listener_(std::move(listener)) {}
+    MisbehavingServer(Flags flags, UniqueFd listener)
+        : flags_(std::move(flags)), listener_(std::move(listener)) {}
 
     void run() {
         std::vector<pollfd> fds;
@@ -155,8 +181,10 @@ private:
         if (!fd) return;
         // never-reads keeps the connection open and out of the poll set: the client's requests
         // fill the socket buffers and nothing ever answers. (Kept until exit; a test runs briefly.)
-        if (flags_.behaviour == Behaviour::never_reads) held_.push_back(std::move(fd));
-        else clients_.push_back({std::move(fd), {}});
+        if (flags_.behaviour == Behaviour::never_reads)
+            held_.push_back(std::move(fd));
+        else
+            clients_.push_back({std::move(fd), {}});
     }
 
     // Reads what arrived and answers every complete request; false = drop this client.
@@ -180,33 +208,35 @@ private:
         static constexpr std::string_view ok = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
         ++requests_;
         switch (flags_.behaviour) {
-        case Behaviour::wrong_status:
-            return send_all(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nerror");
-        case Behaviour::truncated_body:
-            send_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
-            return false;  // an orderly close (FIN) 90 bytes short
-        case Behaviour::reset: {
-            send_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello");
-            // Linger 0: close() discards the rest and sends RST instead of FIN.
-            const linger hard{1, 0};
-            setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-            return false;
-        }
-        case Behaviour::stall:
-            if (requests_ == flags_.after + 1) {
-                // Everything stops: requests queue in the kernel's socket buffers meanwhile.
-                std::this_thread::sleep_for(std::chrono::milliseconds(flags_.stall_ms));
+            case Behaviour::ok:
+                return send_all(c, ok);
+            case Behaviour::wrong_status:
+                return send_all(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nerror");
+            case Behaviour::truncated_body:
+                send_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+                return false;  // an orderly close (FIN) 90 bytes short
+            case Behaviour::reset: {
+                send_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello");
+                // Linger 0: close() discards the rest and sends RST instead of FIN.
+                const linger hard{1, 0};
+                setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+                return false;
             }
-            return send_all(c, ok);
-        case Behaviour::die:
-            if (requests_ > flags_.after) {
-                std::fprintf(stderr, "misbehaving_server: dying after %ld requests\n", flags_.after);
-                std::_Exit(0);  // the kernel closes every socket, as for a crashed server
-            }
-            return send_all(c, ok);
-        case Behaviour::garbage:
-        case Behaviour::never_reads:
-            break;
+            case Behaviour::stall:
+                if (requests_ == flags_.after + 1) {
+                    // Everything stops: requests queue in the kernel's socket buffers meanwhile.
+                    std::this_thread::sleep_for(std::chrono::milliseconds(flags_.stall_ms));
+                }
+                return send_all(c, ok);
+            case Behaviour::die:
+                if (requests_ > flags_.after) {
+                    std::fprintf(stderr, "misbehaving_server: dying after %ld requests\n", flags_.after);
+                    std::_Exit(0);  // the kernel closes every socket, as for a crashed server
+                }
+                return send_all(c, ok);
+            case Behaviour::garbage:
+            case Behaviour::never_reads:
+                break;
         }
         return false;
     }
@@ -238,13 +268,15 @@ private:
 int main(int argc, char** argv) {
     const Flags flags = parse_flags(argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
-    UniqueFd listener = listen_on(flags.port);
+    const bool on_unix = !flags.unix_path.empty();
+    UniqueFd listener = on_unix ? listen_on_unix(flags.unix_path) : listen_on(flags.port);
     if (!listener) {
-        std::fprintf(stderr, "misbehaving_server: listen on port %u: %s\n", flags.port, std::strerror(errno));
+        std::fprintf(stderr, "misbehaving_server: listen: %s\n", std::strerror(errno));
         return 1;
     }
-    std::printf("port=%u pid=%d model=misbehaving-%s\n", bound_port(listener.get()), static_cast<int>(getpid()),
-                flags.behaviour_name.c_str());
+    std::printf("port=%u pid=%d model=misbehaving-%s%s%s\n", on_unix ? 0u : bound_port(listener.get()),
+                static_cast<int>(getpid()), flags.behaviour_name.c_str(), on_unix ? " unix=" : "",
+                flags.unix_path.c_str());
     std::fflush(stdout);
     MisbehavingServer(flags, std::move(listener)).run();
 }

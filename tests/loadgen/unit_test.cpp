@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,7 +20,9 @@ TEST(LatencyHistogram, RelativeErrorBoundFrom1usTo60s) {
         const auto b = LatencyHistogram::bucket_of(v);
         EXPECT_LE(LatencyHistogram::lowest_in(b), v);
         EXPECT_GE(LatencyHistogram::highest_in(b), v);
-        const double err = static_cast<double>(LatencyHistogram::highest_in(b) - LatencyHistogram::lowest_in(b)) / static_cast<double>(v);
+        const double err =
+            static_cast<double>(LatencyHistogram::highest_in(b) - LatencyHistogram::lowest_in(b)) /
+            static_cast<double>(v);
         EXPECT_LE(err, 0.01) << v;
     }
 }
@@ -33,7 +36,8 @@ TEST(LatencyHistogram, MergeEqualsRecordingIntoOne) {
         all.record(v);
     }
     a.merge(b);
-    for (std::size_t i = 0; i < LatencyHistogram::kBucketCount; ++i) ASSERT_EQ(a.count_in(i), all.count_in(i));
+    for (std::size_t i = 0; i < LatencyHistogram::kBucketCount; ++i)
+        ASSERT_EQ(a.count_in(i), all.count_in(i));
     EXPECT_EQ(a.count(), all.count());
     EXPECT_EQ(a.sum(), all.sum());
     EXPECT_EQ(a.percentile(99), all.percentile(99));
@@ -63,7 +67,8 @@ TEST(LatencyHistogram, JsonRoundTripIsExact) {
     LatencyHistogram h;
     for (std::uint64_t v = 1; v < 10'000'000'000ull; v = v * 3 + 7) h.record(v);
     const auto back = histogram_from_json(histogram_to_json(h));
-    for (std::size_t i = 0; i < LatencyHistogram::kBucketCount; ++i) ASSERT_EQ(back.count_in(i), h.count_in(i));
+    for (std::size_t i = 0; i < LatencyHistogram::kBucketCount; ++i)
+        ASSERT_EQ(back.count_in(i), h.count_in(i));
     EXPECT_EQ(back.sum(), h.sum());
 }
 
@@ -79,8 +84,10 @@ int parse_all_split(const std::string& input, std::size_t split, std::vector<int
             d += r.consumed;
             n -= r.consumed;
             if (r.status == HttpResponseParser::Status::error) return -1;
-            if (r.status == HttpResponseParser::Status::complete) statuses.push_back(p.status_code());
-            else break;
+            if (r.status == HttpResponseParser::Status::complete)
+                statuses.push_back(p.status_code());
+            else
+                break;
         }
     }
     return static_cast<int>(statuses.size());
@@ -91,7 +98,8 @@ TEST(HttpResponseParser, EveryByteBoundaryPipelinedAndChunked) {
     const std::string input =
         "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!"
         "HTTP/1.1 100 Continue\r\n\r\n"
-        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nHello\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n"
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nHello\r\n3\r\nabc\r\n0\r\nT: "
+        "1\r\n\r\n"
         "HTTP/1.1 204 No Content\r\n\r\n"
         "HTTP/1.0 404 Not Found\r\ncontent-length: 0\r\n\r\n";
     for (std::size_t split = 0; split <= input.size(); ++split) {
@@ -102,8 +110,9 @@ TEST(HttpResponseParser, EveryByteBoundaryPipelinedAndChunked) {
 }
 
 TEST(HttpResponseParser, BadInputIsAnError) {
-    for (const std::string bad : {"garbage\r\n", "HTTP/1.1 2x0 OK\r\n", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-                                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 200 OK\r\nno colon\r\n"}) {
+    for (const std::string bad :
+         {"garbage\r\n", "HTTP/1.1 2x0 OK\r\n", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 200 OK\r\nno colon\r\n"}) {
         std::vector<int> s;
         EXPECT_EQ(parse_all_split(bad, 0, s), -1) << bad;
     }
@@ -121,7 +130,7 @@ TEST(HttpResponseParser, BadInputIsAnError) {
 // garbage-sending server may never send (the load generator would otherwise see a timeout).
 TEST(HttpResponseParser, GarbageWithoutLineFeedFailsAtOnce) {
     for (const std::string& bad : {std::string("\x01\x02junk"), std::string("X"), std::string("HTTP/2"),
-                                  std::string("HTTQ"), std::string("\r\n")}) {
+                                   std::string("HTTQ"), std::string("\r\n")}) {
         HttpResponseParser p;
         EXPECT_EQ(p.parse(bad.data(), bad.size()).status, HttpResponseParser::Status::error) << bad;
     }
@@ -130,7 +139,8 @@ TEST(HttpResponseParser, GarbageWithoutLineFeedFailsAtOnce) {
     for (std::size_t split = 0; split <= prefix.size(); ++split) {
         HttpResponseParser p;
         EXPECT_EQ(p.parse(prefix.data(), split).status, HttpResponseParser::Status::need_more);
-        EXPECT_EQ(p.parse(prefix.data() + split, prefix.size() - split).status, HttpResponseParser::Status::need_more);
+        EXPECT_EQ(p.parse(prefix.data() + split, prefix.size() - split).status,
+                  HttpResponseParser::Status::need_more);
     }
 }
 
@@ -146,11 +156,86 @@ TEST(RateScheduler, ArrivalsEvenlySpacedAndBacklogCounted) {
     EXPECT_EQ(s.next_due(), 1'001'000'000u);
 }
 
+// ---------------------------------------------------------------------------- result JSON
+
+namespace {
+
+// A result of `requests` responses over 1 s, its window at [start_ns, start_ns + 1 s].
+nlohmann::json small_result(const Options& o, std::uint64_t requests, std::uint64_t start_ns,
+                            std::optional<WindowRecord::CounterControl> control = std::nullopt) {
+    RunStats stats;
+    stats.requests = requests;
+    stats.established = static_cast<std::uint64_t>(o.connections);
+    stats.intervals.resize(2);
+    for (std::uint64_t i = 0; i < requests; ++i) {
+        stats.latency.record(1000 + i);
+        stats.intervals[i % 2].requests += 1;
+        stats.intervals[i % 2].latency.record(1000 + i);
+    }
+    RunContext ctx;
+    ctx.options = &o;
+    ctx.measured_s = 1;
+    ctx.window.start_ns = start_ns;
+    ctx.window.end_ns = start_ns + 1'000'000'000;
+    ctx.window.start_unix_s = static_cast<double>(start_ns) / 1e9;
+    ctx.window.end_unix_s = ctx.window.start_unix_s + 1;
+    ctx.window.control = control;
+    return make_result(ctx, stats);
+}
+
+}  // namespace
+
+TEST(ResultJson, IntervalsAndWindowAreRecorded) {
+    Options o;
+    o.interval_s = 0.5;
+    const auto r = small_result(o, 10, 5'000'000'000);
+    EXPECT_DOUBLE_EQ(r["config"]["interval_ms"].get<double>(), 500.0);
+    ASSERT_EQ(r["timeseries"].size(), 2u);
+    EXPECT_DOUBLE_EQ(r["timeseries"][0]["t_s"].get<double>(), 0.5);
+    EXPECT_EQ(r["timeseries"][1]["t_s"], 1);  // a whole number of seconds stays an integer
+    EXPECT_EQ(r["window"]["start_monotonic_ns"], 5'000'000'000u);
+    EXPECT_DOUBLE_EQ(r["window"]["length_s"].get<double>(), 1.0);
+    EXPECT_TRUE(r["window"]["counter_control"].is_null());
+    EXPECT_EQ(r["config"]["transport"], "tcp");
+    EXPECT_EQ(exit_code_of(r), 0);
+}
+
+TEST(ResultJson, UnacknowledgedCounterControlFailsTheRun) {
+    Options o;
+    WindowRecord::CounterControl control;
+    control.fifo = "ctl";
+    control.enable_ack_us = 12.5;
+    EXPECT_EQ(exit_code_of(small_result(o, 10, 0, control)), 0);
+    control.error = "no ack for 'disable' within 2 s";
+    const auto r = small_result(o, 10, 0, control);
+    EXPECT_EQ(r["window"]["counter_control"]["ok"], false);
+    EXPECT_EQ(r["window"]["counter_control"]["enable_ack_us"], 12.5);
+    EXPECT_TRUE(r["window"]["counter_control"]["disable_ack_us"].is_null());
+    EXPECT_EQ(exit_code_of(r), 1);
+}
+
+TEST(ResultJson, MergeSpansWindowsAndRefusesMixedIntervals) {
+    Options o;
+    o.interval_s = 0.5;
+    const auto a = small_result(o, 10, 1'000'000'000), b = small_result(o, 6, 1'200'000'000);
+    const auto m = merge_results({a, b});
+    EXPECT_EQ(m["totals"]["requests"], 16u);
+    EXPECT_EQ(m["window"]["start_monotonic_ns"], 1'000'000'000u);
+    EXPECT_EQ(m["window"]["end_monotonic_ns"], 2'200'000'000u);
+    EXPECT_NEAR(m["window"]["length_s"].get<double>(), 1.2, 1e-9);
+    ASSERT_EQ(m["timeseries"].size(), 2u);
+    EXPECT_EQ(m["timeseries"][0]["requests"], 8u);
+    Options other;
+    EXPECT_THROW(merge_results({a, small_result(other, 4, 0)}), std::runtime_error);
+}
+
 // ------------------------------------------------------------------------- command line
 
 namespace {
 
-CommandLine parse(std::vector<std::string> args) { return parse_command_line(args); }
+CommandLine parse(std::vector<std::string> args) {
+    return parse_command_line(args);
+}
 
 // The message of the UsageError that `args` raises ("" if none).
 std::string usage_error(std::vector<std::string> args) {
@@ -172,12 +257,49 @@ TEST(CommandLine, DefaultsAndEveryFlag) {
     EXPECT_DOUBLE_EQ(d.timeout_s, 5.0);
     EXPECT_EQ(d.message_bytes, 64u);
     EXPECT_FALSE(d.server_flags.has_value());
-    const CommandLine cl =
-        parse({"--host", "localhost", "--port", "9", "--protocol", "echo", "--path", "/x", "--header", "A: 1",
-               "--header", "B: 2", "--connections", "8", "--threads", "2", "--duration", "250ms", "--warmup", "2s",
-               "--rate", "1e3", "--mode", "keep-alive", "--pipeline", "4", "--message-bytes", "5", "--timeout",
-               "1.5", "--cpus", "0-1", "--server-pid", "42", "--out", "r.json", "--model", "epoll", "--scenario",
-               "s", "--server-flags", "--workers 1", "-q"});
+    const CommandLine cl = parse({"--host",
+                                  "localhost",
+                                  "--port",
+                                  "9",
+                                  "--protocol",
+                                  "echo",
+                                  "--path",
+                                  "/x",
+                                  "--header",
+                                  "A: 1",
+                                  "--header",
+                                  "B: 2",
+                                  "--connections",
+                                  "8",
+                                  "--threads",
+                                  "2",
+                                  "--duration",
+                                  "250ms",
+                                  "--warmup",
+                                  "2s",
+                                  "--rate",
+                                  "1e3",
+                                  "--mode",
+                                  "keep-alive",
+                                  "--pipeline",
+                                  "4",
+                                  "--message-bytes",
+                                  "5",
+                                  "--timeout",
+                                  "1.5",
+                                  "--cpus",
+                                  "0-1",
+                                  "--server-pid",
+                                  "42",
+                                  "--out",
+                                  "r.json",
+                                  "--model",
+                                  "epoll",
+                                  "--scenario",
+                                  "s",
+                                  "--server-flags",
+                                  "--workers 1",
+                                  "-q"});
     ASSERT_EQ(cl.action, CommandLine::Action::run);
     const Options& o = cl.run;
     EXPECT_EQ(o.host, "localhost");
@@ -238,13 +360,15 @@ TEST(CommandLine, BadUsageIsOneLineNamingTheFlag) {
     };
     for (const auto& [args, names] : cases) {
         const std::string message = usage_error(args);
-        EXPECT_NE(message.find(names), std::string::npos) << testing::PrintToString(args) << " -> " << message;
+        EXPECT_NE(message.find(names), std::string::npos)
+            << testing::PrintToString(args) << " -> " << message;
         EXPECT_EQ(message.find('\n'), std::string::npos) << message;
     }
 }
 
 TEST(CommandLine, HelpWinsAndMergeIsASubcommand) {
-    for (const auto& args : std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"--port", "x", "--help"}}) {
+    for (const auto& args :
+         std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"--port", "x", "--help"}}) {
         const CommandLine cl = parse(args);
         EXPECT_EQ(cl.action, CommandLine::Action::help);
         EXPECT_NE(cl.help_text.find("--connections"), std::string::npos);
@@ -267,8 +391,42 @@ TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
     EXPECT_NE(usage_error({"--port", "1", "--interval", "0"}).find("--interval"), std::string::npos);
     EXPECT_NE(usage_error({"--port", "1", "--duration", "1s", "--interval", "1001ms"}).find("'1001ms'"),
               std::string::npos);
-    EXPECT_NE(usage_error({"--port", "1", "--interval", "11s"}).find("--duration"), std::string::npos);  // 10s default
-    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s, 1.0);  // the default: not checked
+    EXPECT_NE(usage_error({"--port", "1", "--interval", "11s"}).find("--duration"),
+              std::string::npos);  // 10s default
+    // The default is not checked against a shorter duration.
+    EXPECT_DOUBLE_EQ(parse({"--port", "1", "--duration", "500ms"}).run.interval_s, 1.0);
+    EXPECT_EQ(usage_error({"--port", "1", "--duration", "1000s", "--interval", "100ms"}), "");
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "1001s", "--interval", "100ms"}).find("--interval"),
+              std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "200m"}).find("--interval"), std::string::npos);
+}
+
+TEST(CommandLine, UnixSocketAndNoDelay) {
+    const Options u = parse({"--unix", "/tmp/s.sock"}).run;  // no --port needed
+    EXPECT_EQ(u.unix_path, "/tmp/s.sock");
+    EXPECT_TRUE(u.tcp_nodelay);
+    EXPECT_FALSE(parse({"--port", "1", "--tcp-nodelay", "off"}).run.tcp_nodelay);
+    EXPECT_TRUE(parse({"--port", "1", "--tcp-nodelay", "on"}).run.tcp_nodelay);
+    EXPECT_NE(usage_error({"--tcp-nodelay", "on"}).find("--port"), std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--tcp-nodelay", "1"}).find("--tcp-nodelay"), std::string::npos);
+    EXPECT_NE(usage_error({"--unix", std::string(108, 'x')}).find("--unix"), std::string::npos);
+    EXPECT_EQ(usage_error({"--unix", std::string(107, 'x')}), "");
+}
+
+TEST(CommandLine, CoordinationFlags) {
+    const Options none = parse({"--port", "1"}).run;
+    EXPECT_FALSE(none.start_on_stdin);
+    EXPECT_EQ(none.window_fifo, "");
+    const Options o = parse({"--port", "1", "--start-on-stdin", "--window-fifo", "/t/ctl,/t/ack"}).run;
+    EXPECT_TRUE(o.start_on_stdin);
+    EXPECT_EQ(o.window_fifo, "/t/ctl");
+    EXPECT_EQ(o.window_ack_fifo, "/t/ack");
+    const Options no_ack = parse({"--port", "1", "--window-fifo", "/t/ctl"}).run;
+    EXPECT_EQ(no_ack.window_fifo, "/t/ctl");
+    EXPECT_EQ(no_ack.window_ack_fifo, "");
+    for (const char* bad : {"", ",/t/ack", "/t/ctl,"})
+        EXPECT_NE(usage_error({"--port", "1", "--window-fifo", bad}).find("--window-fifo"), std::string::npos)
+            << bad;
 }
 
 TEST(CommandLine, Durations) {

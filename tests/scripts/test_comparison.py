@@ -80,6 +80,15 @@ class CompareTrialsTest(unittest.TestCase):
                          {("slowed", "cpu_us_per_request"), ("slowed", "throughput_rps")})
         self.assertEqual(comparison.rows_to_rerun(self.rows), [("slowed", "http-keepalive", "c50")])
 
+    def test_only_a_failure_the_rerun_repeats_is_confirmed(self):
+        # The rerun of the flagged point: CPU still 1.3x, throughput back to normal.
+        rerun = comparison.compare_trials(
+            trials_of("slowed", "c50", 8, BASE, {"cpu_us_per_request": 1.3}, seed=11), method=FAST)
+        confirmed = comparison.confirmed_failures(self.rows, rerun)
+        self.assertEqual([(r["model"], r["metric"]) for r in confirmed], [("slowed", "cpu_us_per_request")])
+        quiet = comparison.compare_trials(trials_of("slowed", "c50", 8, BASE, seed=12), method=FAST)
+        self.assertEqual(comparison.confirmed_failures(self.rows, quiet), [])
+
     def test_holm_family_is_the_gated_rows(self):
         gated = [r for r in self.rows if r["gated"]]
         self.assertEqual(len(gated), 4)  # CPU and throughput of two models; p99 is not gated
@@ -95,6 +104,19 @@ class CompareTrialsTest(unittest.TestCase):
         again = comparison.compare_trials(shuffled, method=FAST)
         key = lambda r: (r["model"], r["metric"])  # noqa: E731
         self.assertEqual(sorted(self.rows, key=key), sorted(again, key=key))
+
+
+class ManyRowsTest(unittest.TestCase):
+    def test_forty_noise_rows_and_one_regression(self):
+        """20 unchanged models x (CPU, throughput) = 40 gated noise rows at 5% CV, plus one
+        model whose CPU per request is 1.3x: only that row fails the gate."""
+        trials = [t for i in range(20) for t in trials_of(f"m{i:02}", "c50", 8, BASE, seed=100 + i, cv=0.05)]
+        trials += trials_of("regressed", "c50", 8, BASE, {"cpu_us_per_request": 1.3}, seed=200, cv=0.05)
+        rows = comparison.compare_trials(trials, method=FAST)
+        self.assertEqual(sum(r["gated"] for r in rows), 42)
+        called = [(r["model"], r["metric"]) for r in rows if r["verdict"] in (stats.SLOWER, stats.FASTER)]
+        self.assertEqual(called, [("regressed", "cpu_us_per_request")])
+        self.assertEqual(comparison.rows_to_rerun(rows), [("regressed", "http-keepalive", "c50")])
 
 
 class WhatIsGatedTest(unittest.TestCase):
@@ -165,6 +187,17 @@ class AARunTest(unittest.TestCase):
             self.assertEqual(len(rows), 6, name)
             self.assertLessEqual(sum(r["verdict"] in (stats.SLOWER, stats.FASTER) for r in rows), 1, name)
 
+    def test_a_real_injected_cpu_cost_is_slower_on_cpu_per_request(self):
+        """known-effect: B's server ran with --cpu-us 1 (1 µs of busy CPU per request)."""
+        rows = comparison.compare_trials(comparison.load_trial_dir(os.path.join(AA_TRIALS, "known-effect")))
+        for model in ("epoll", "thread-pool"):
+            cpu = row(rows, model, "cpu_us_per_request")
+            self.assertEqual((cpu["verdict"], cpu["n_a"], cpu["n_b"]), (stats.SLOWER, 8, 8), model)
+            self.assertGreater(cpu["ci_low"], 1.0)
+            # No trial was server-bound: throughput cannot tell, and is not gated.
+            self.assertEqual(row(rows, model, "throughput_rps")["verdict"], comparison.NOT_GATED)
+        self.assertEqual(len(comparison.gate_failures(rows)), 2)
+
     def test_noise_floor(self):
         trials = self.runs["shared"]
         noise = comparison.noise_floor(trials, replications=40)
@@ -185,6 +218,18 @@ class AARunTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(len(out.stdout.splitlines()), 4)
         self.assertIn("N=8:", out.stdout)
+
+    def test_compare_command(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "compare",
+                                  os.path.join(AA_TRIALS, "known-effect"), "--out", d],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("6 rows; 2 changes (2 slower, 0 faster)", out.stdout)
+            self.assertTrue(os.path.exists(os.path.join(d, "comparison.svg")))
+        empty = subprocess.run([sys.executable, "-m", "serverbench.comparison", "compare", HERE + "/no-such-dir"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        self.assertEqual(empty.returncode, 2)
 
 
 class RepeatSpreadTest(unittest.TestCase):

@@ -36,7 +36,9 @@ class RunAllWithFakesTest(unittest.TestCase):
         cls.run_dir = cls.out
         with open(os.path.join(cls.run_dir, "manifest.json")) as f:
             cls.manifest = json.load(f)
-        cls.points = {(p["model"], p["scenario"], p["point"]): p for p in cls.manifest["points"]}
+        cls.timed = [p for p in cls.manifest["points"] if p.get("kind") != "count"]
+        cls.counting = [p for p in cls.manifest["points"] if p.get("kind") == "count"]
+        cls.points = {(p["model"], p["scenario"], p["point"]): p for p in cls.timed}
 
     @classmethod
     def tearDownClass(cls):
@@ -55,8 +57,9 @@ class RunAllWithFakesTest(unittest.TestCase):
         for key in ("uname", "cpu_model", "cpus"):
             self.assertTrue(m["machine"][key], key)
         self.assertEqual(sorted(m["models"]), ["blocking", "crashy", "dying", "epoll", "io-uring"])
-        # 5 models x (2 keep-alive points + 1 idle point)
-        self.assertEqual(len(m["points"]), 15)
+        # 5 models x (2 keep-alive points + 1 idle point), and a counting trial of each applicable one
+        self.assertEqual(len(self.timed), 15)
+        self.assertEqual(len(self.counting), 14)
 
     def test_statuses(self):
         p = self.points
@@ -74,7 +77,8 @@ class RunAllWithFakesTest(unittest.TestCase):
         for point in self.manifest["points"]:
             if point["status"] == "ok":
                 path = os.path.join(self.run_dir, point["file"])
-                self.assertTrue(path.endswith(f"points/{point['model']}/{point['scenario']}/{point['point']}-r1.json"))
+                suffix = "-count-r1.json" if point.get("kind") == "count" else "-r1.json"
+                self.assertTrue(path.endswith(f"points/{point['model']}/{point['scenario']}/{point['point']}{suffix}"))
                 with open(path) as f:
                     self.assertEqual(json.load(f)["schema"], "serverbench.result/1")
             else:
@@ -89,7 +93,14 @@ class RunAllWithFakesTest(unittest.TestCase):
         self.assertEqual(idle["closed_by_server"], 0)
 
     def test_progress_lines(self):
-        self.assertRegex(self.proc.stderr, r"\[\s*1/15\].*ETA")
+        self.assertRegex(self.proc.stderr, r"\[\s*1/29\].*ETA")
+        self.assertRegex(self.proc.stderr, r"\[\s*29/29\].*count")
+
+    def test_counting_trials_carry_counts(self):
+        with open(os.path.join(self.run_dir, "points/epoll/http-keepalive/c10-count-r1.json")) as f:
+            counts = json.load(f)["counts"]
+        # perf counts here when it can; otherwise the point says why not, and the run goes on.
+        self.assertTrue(counts.get("server") or counts.get("not_counted"), counts)
 
     def test_nothing_left_running(self):
         self.assertEqual(processes_mentioning(self.tmp.name), [])

@@ -18,8 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "fakes"))
 from fake_build import make_fake_build, processes_mentioning  # noqa: E402
 
-# 2 models x (c1, c10, idle100-c10): 6 points.
-POINTS = 6
+# 2 models x (c1, c10, idle100-c10): 6 points, each timed and counted.
+POINTS = 12
 
 
 def wait_for(predicate, timeout_s, step_s=0.05):
@@ -103,7 +103,7 @@ class InterruptedRunTest(unittest.TestCase):
             manifest = json.load(f)
         self.assertFalse(manifest["interrupted"])
         self.assertEqual(manifest["profile"], "smoke")
-        keys = [(p["model"], p["scenario"], p["point"], p["repeat"]) for p in manifest["points"]]
+        keys = [(p["model"], p["scenario"], p["point"], p["repeat"], p.get("kind")) for p in manifest["points"]]
         self.assertEqual(len(keys), POINTS)
         self.assertEqual(len(set(keys)), POINTS)
         self.assertTrue(all(p["status"] == "ok" for p in manifest["points"]), manifest["points"])

@@ -153,7 +153,7 @@ class ThresholdTest(unittest.TestCase):
         twice = [2 * v for v in noisy(8, 100, 0.02, 11)]
         same = noisy(8, 100, 0.02, 12)
         holds = stats.threshold_verdict((twice, y), 1.5)
-        self.assertEqual(holds.verdict, stats.HOLDS)
+        self.assertEqual((holds.verdict, holds.coverage), (stats.HOLDS, 0.95))
         self.assertAlmostEqual(holds.margin, holds.estimate - 1.5)
         self.assertGreater(holds.worst_margin, 0)
         fails = stats.threshold_verdict((same, y), 1.5)
@@ -175,6 +175,9 @@ class ThresholdTest(unittest.TestCase):
         self.assertEqual(stats.threshold_verdict([10, 11, 12, 13, 14, 15], 9).verdict, stats.HOLDS)
         self.assertEqual(stats.threshold_verdict([10, 11, 12, 13, 14, 15], 12.5).verdict, stats.INCONCLUSIVE)
         self.assertEqual(stats.threshold_verdict([10, 11, 12, 13, 14, 15], 9, "at_most").verdict, stats.FAILS)
+        two = stats.threshold_verdict((10.0, 12.0), 9)  # one sample of two values, not a ratio
+        self.assertEqual((two.estimate, two.ci_low, two.ci_high, two.verdict, two.coverage),
+                         (11.0, 10.0, 12.0, stats.HOLDS, 0.5))
         one = stats.threshold_verdict([10.0], 9)
         self.assertEqual((one.verdict, one.margin, one.worst_margin), (stats.INCONCLUSIVE, 1.0, None))
         with self.assertRaises(ValueError):
@@ -205,6 +208,21 @@ class DetectableEffectTest(unittest.TestCase):
     def test_small_pool_draws_with_replacement(self):
         d = stats.min_detectable_effect(noisy(10, 100, 0.01, 23), 8, replications=50)
         self.assertEqual(d.resampling, "with replacement")
+
+    def test_vectorised_interval_matches_scipy_bootstrap(self):
+        """The search's NumPy bootstrap is the same percentile interval as ratio_interval's
+        scipy.stats.bootstrap, up to resampling noise."""
+        a = np.array([noisy(8, 100, 0.05, 30 + i) for i in range(3)])
+        b = np.array([noisy(8, 110, 0.05, 40 + i) for i in range(3)])
+        low, high = stats._ratio_intervals_rows(a, b, confidence=0.95, n_resamples=9999,
+                                                rng=np.random.default_rng(1))
+        for i in range(3):
+            ref_low, ref_high = stats.ratio_interval(a[i], b[i])
+            self.assertAlmostEqual(low[i], ref_low, delta=0.005)
+            self.assertAlmostEqual(high[i], ref_high, delta=0.005)
+        one = stats._ratio_intervals_rows(a[:, :1], b[:, :1], confidence=0.95, n_resamples=99,
+                                          rng=np.random.default_rng(1))
+        self.assertTrue(np.all(np.isnan(one[0])))
 
     def test_deterministic_with_a_seed(self):
         pool = noisy(20, 100, 0.05, 24)

@@ -8,9 +8,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <thread>
@@ -27,7 +32,8 @@ using sbtest::ServerProcess;
 
 constexpr std::string_view kBody = "Hello, World!";  // the default 13-byte body
 
-std::string get(std::string_view path = "/", std::string_view extra_headers = "", std::string_view version = "HTTP/1.1") {
+std::string get(std::string_view path = "/", std::string_view extra_headers = "",
+                std::string_view version = "HTTP/1.1") {
     return "GET " + std::string(path) + " " + std::string(version) + "\r\nHost: 127.0.0.1\r\n" +
            std::string(extra_headers) + "\r\n";
 }
@@ -80,8 +86,8 @@ private:
     std::vector<std::unique_ptr<ServerProcess>> servers_;
 };
 
-#define START_SERVER(var, ...)                   \
-    auto var = start(__VA_ARGS__);               \
+#define START_SERVER(var, ...)     \
+    auto var = start(__VA_ARGS__); \
     ASSERT_TRUE(var->ok()) << var->error()
 
 // ---- serving ----
@@ -94,7 +100,8 @@ TEST_P(ServerTest, SingleGet) {
 }
 
 TEST_P(ServerTest, ConcurrentKeepAliveClients) {
-    if (serves_one_at_a_time()) GTEST_SKIP() << "one connection at a time: see SequentialClientsAndQueuedSecond";
+    if (serves_one_at_a_time())
+        GTEST_SKIP() << "one connection at a time: see SequentialClientsAndQueuedSecond";
     START_SERVER(server);
     constexpr int clients = 8, requests_each = 50;
     std::atomic<int> ok{0}, failed_clients{0};
@@ -109,7 +116,8 @@ TEST_P(ServerTest, ConcurrentKeepAliveClients) {
                 }
                 std::string pending;
                 for (int i = 0; i < requests_each; ++i) {
-                    if (!request_ok(fd.get(), pending, get("/c" + std::to_string(t) + "/" + std::to_string(i)))) {
+                    if (!request_ok(fd.get(), pending,
+                                    get("/c" + std::to_string(t) + "/" + std::to_string(i)))) {
                         ++failed_clients;
                         return;
                     }
@@ -123,7 +131,8 @@ TEST_P(ServerTest, ConcurrentKeepAliveClients) {
 }
 
 TEST_P(ServerTest, SecondClientServedWhileFirstStaysOpen) {
-    if (serves_one_at_a_time()) GTEST_SKIP() << "one connection at a time: see SequentialClientsAndQueuedSecond";
+    if (serves_one_at_a_time())
+        GTEST_SKIP() << "one connection at a time: see SequentialClientsAndQueuedSecond";
     START_SERVER(server);
     sb::UniqueFd first = sbtest::connect_to(server->port());
     ASSERT_TRUE(first);
@@ -154,7 +163,8 @@ TEST_P(ServerTest, SequentialClientsAndQueuedSecond) {
     sb::UniqueFd second = sbtest::connect_to(server->port());
     ASSERT_TRUE(second);
     ASSERT_TRUE(sbtest::send_all(second.get(), get("/second")));
-    EXPECT_TRUE(stays_silent(second.get(), 300ms)) << "second client answered while the first was still served";
+    EXPECT_TRUE(stays_silent(second.get(), 300ms))
+        << "second client answered while the first was still served";
     EXPECT_TRUE(request_ok(first.get(), pending_first));
 
     first.reset();  // the first leaves: the second is served
@@ -249,7 +259,8 @@ TEST_P(ServerTest, Http10KeepAliveKeepsConnection) {
         ASSERT_TRUE(is_ok(r)) << "request " << i << ": " << describe(r);
         EXPECT_TRUE(r->has_header("Connection", "keep-alive"));
     }
-    EXPECT_TRUE(stays_silent(fd.get(), 100ms)) << "connection closed or extra bytes after a keep-alive answer";
+    EXPECT_TRUE(stays_silent(fd.get(), 100ms))
+        << "connection closed or extra bytes after a keep-alive answer";
 }
 
 TEST_P(ServerTest, Http11KeepsConnectionByDefault) {
@@ -369,8 +380,9 @@ TEST_P(ServerTest, RequestBodiesAreConsumed) {
     sb::UniqueFd fd = sbtest::connect_to(server->port());
     ASSERT_TRUE(fd);
     std::string body(100000, 'b');
-    std::string request = "POST / HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body +
-                          "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + get();
+    std::string request =
+        "POST / HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body +
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + get();
     std::jthread writer([&] { sbtest::send_all(fd.get(), request); });
     std::string pending;
     for (int i = 0; i < 3; ++i) {
@@ -467,22 +479,22 @@ TEST_P(ServerTest, NoDescriptorLeakAfter500Connections) {
         ASSERT_TRUE(fd) << "connection " << i;
         std::string pending;
         switch (i % 5) {
-        case 0:  // served, server closes
-            ASSERT_TRUE(request_ok(fd.get(), pending, get("/", "Connection: close\r\n"))) << i;
-            sbtest::read_to_eof(fd.get());
-            break;
-        case 1:  // served, client closes
-            ASSERT_TRUE(request_ok(fd.get(), pending)) << i;
-            break;
-        case 2:  // client leaves mid-request
-            ASSERT_TRUE(sbtest::send_all(fd.get(), "GET / HTTP/1.1\r\nHo"));
-            break;
-        case 3:  // malformed: 400, server closes
-            ASSERT_TRUE(sbtest::send_all(fd.get(), "NOPE\r\n\r\n"));
-            sbtest::read_to_eof(fd.get());
-            break;
-        case 4:  // connects and leaves without a byte
-            break;
+            case 0:  // served, server closes
+                ASSERT_TRUE(request_ok(fd.get(), pending, get("/", "Connection: close\r\n"))) << i;
+                sbtest::read_to_eof(fd.get());
+                break;
+            case 1:  // served, client closes
+                ASSERT_TRUE(request_ok(fd.get(), pending)) << i;
+                break;
+            case 2:  // client leaves mid-request
+                ASSERT_TRUE(sbtest::send_all(fd.get(), "GET / HTTP/1.1\r\nHo"));
+                break;
+            case 3:  // malformed: 400, server closes
+                ASSERT_TRUE(sbtest::send_all(fd.get(), "NOPE\r\n\r\n"));
+                sbtest::read_to_eof(fd.get());
+                break;
+            case 4:  // connects and leaves without a byte
+                break;
         }
     }
     EXPECT_TRUE(sbtest::eventually([&] { return server->open_fds() <= baseline; }, 5000ms))
@@ -506,8 +518,8 @@ TEST_P(ServerTest, HelpListsEveryFlagAndExitsZero) {
 
 TEST_P(ServerTest, BadFlagOrValuePrintsOneLineAndExitsTwo) {
     const std::vector<std::vector<std::string>> cases = {
-        {"--bogus"},           {"--port", "abc"},         {"--port", "70000"},  {"--port"},
-        {"--protocol", "ftp"}, {"--workers", "0"},        {"--backlog", "-1"},  {"--max-conns", "x"},
+        {"--bogus"},           {"--port", "abc"},          {"--port", "70000"},       {"--port"},
+        {"--protocol", "ftp"}, {"--workers", "0"},         {"--backlog", "-1"},       {"--max-conns", "x"},
         {"--cpu-us", "1.5"},   {"--response-bytes", "-1"}, {"--idle-timeout-ms", ""}, {"positional"},
     };
     for (const auto& args : cases) {
@@ -560,7 +572,8 @@ TEST_P(ServerTest, ResponseBytesBodyArrivesComplete) {
         EXPECT_EQ(r->status, 200);
         EXPECT_TRUE(r->has_header("Content-Length", "100000")) << r->head;
         ASSERT_EQ(r->body.size(), 100000u);
-        for (std::size_t j = 0; j < r->body.size(); j += 997) ASSERT_EQ(r->body[j], kBody[j % kBody.size()]) << j;
+        for (std::size_t j = 0; j < r->body.size(); j += 997)
+            ASSERT_EQ(r->body[j], kBody[j % kBody.size()]) << j;
     }
     EXPECT_EQ(pending, "");
 }
@@ -593,6 +606,121 @@ TEST_P(ServerTest, SimulatedWorkStillAnswersEveryRequest) {
     ASSERT_TRUE(sbtest::send_all(fd.get(), get() + get() + get()));
     std::string pending;
     for (int i = 0; i < 3; ++i) EXPECT_TRUE(is_ok(sbtest::read_http_response(fd.get(), pending))) << i;
+}
+
+// ---- transport and test-knob flags ----
+
+// A socket path of this test's own, removed before and after (a test that failed may leave one).
+class SocketPath {
+public:
+    explicit SocketPath(const std::string& model)
+        : path_("/tmp/serverbench-test-" + std::to_string(::getpid()) + "-" + model + ".sock") {
+        ::unlink(path_.c_str());
+    }
+    ~SocketPath() { ::unlink(path_.c_str()); }
+    const std::string& get() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+bool file_exists(const std::string& path) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0;
+}
+
+TEST_P(ServerTest, ServesHttpOverAUnixSocket) {
+    SocketPath path(model());
+    START_SERVER(server, {"--unix", path.get()});
+    EXPECT_EQ(server->unix_path(), path.get()) << "readiness line names the socket";
+    EXPECT_EQ(server->port(), 0) << "port=0 on a Unix socket";
+
+    sb::UniqueFd fd = sbtest::connect_unix(path.get());
+    ASSERT_TRUE(fd);
+    std::string pending;
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(request_ok(fd.get(), pending)) << "keep-alive request " << i;
+    ASSERT_TRUE(sbtest::send_all(fd.get(), get() + get()));  // pipelined
+    for (int i = 0; i < 2; ++i) EXPECT_TRUE(is_ok(sbtest::read_http_response(fd.get(), pending))) << i;
+    ASSERT_TRUE(sbtest::send_all(fd.get(), get("/", "Connection: close\r\n")));
+    EXPECT_TRUE(is_ok(sbtest::read_http_response(fd.get(), pending)));
+    bool closed = false;
+    EXPECT_EQ(sbtest::read_to_eof(fd.get(), 3000ms, &closed), "");
+    EXPECT_TRUE(closed) << "Connection: close honoured over the Unix socket";
+    fd.reset();
+
+    EXPECT_EQ(server->stop(3000ms), std::optional<int>(0));
+    EXPECT_FALSE(file_exists(path.get())) << "socket file left behind after the server exited";
+}
+
+TEST_P(ServerTest, UnixSocketReplacesAStaleSocketFile) {
+    SocketPath path(model());
+    {  // a socket file whose server is gone: bound, then closed without unlinking
+        sb::UniqueFd stale{::socket(AF_UNIX, SOCK_STREAM, 0)};
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.get().c_str());
+        ASSERT_EQ(::bind(stale.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    }
+    ASSERT_TRUE(file_exists(path.get()));
+    START_SERVER(server, {"--unix", path.get(), "--protocol", "echo"});
+    sb::UniqueFd fd = sbtest::connect_unix(path.get());
+    ASSERT_TRUE(fd);
+    ASSERT_TRUE(sbtest::send_all(fd.get(), "ping over unix"));
+    EXPECT_EQ(sbtest::read_exactly(fd.get(), 14), "ping over unix");
+}
+
+TEST_P(ServerTest, TcpNodelayOnAndOffBothServe) {
+    for (const char* value : {"on", "off"}) {
+        START_SERVER(server, {"--tcp-nodelay", value});
+        sb::UniqueFd fd = sbtest::connect_to(server->port());
+        ASSERT_TRUE(fd) << value;
+        std::string pending;
+        for (int i = 0; i < 3; ++i) EXPECT_TRUE(request_ok(fd.get(), pending)) << value << " request " << i;
+    }
+}
+
+// Physics, not speed: a request that must burn 20 ms of CPU cannot be answered in less than 20 ms.
+TEST_P(ServerTest, InjectCpuUsBurnsCpuAndStillAnswers) {
+    START_SERVER(server, {"--inject-cpu-us", "20000"});
+    sb::UniqueFd fd = sbtest::connect_to(server->port());
+    ASSERT_TRUE(fd);
+    std::string pending;
+    for (int i = 0; i < 2; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        ASSERT_TRUE(request_ok(fd.get(), pending)) << i;
+        EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms) << "the injected CPU was not spent";
+    }
+}
+
+TEST_P(ServerTest, BadTransportOrKnobValuePrintsOneLineAndExitsTwo) {
+    const std::vector<std::vector<std::string>> cases = {
+        {"--tcp-nodelay", "maybe"},        {"--tcp-nodelay"},        {"--tcp-nodelay", "1"},
+        {"--inject-cpu-us", "-5"},         {"--inject-cpu-us", "x"}, {"--unix", ""},
+        {"--unix", std::string(200, 'a')},
+    };
+    for (const auto& args : cases) {
+        std::vector<std::string> argv{sbtest::bin_dir() + "/server-" + model()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::string shown = testing::PrintToString(args);
+        auto p = sbtest::Process::spawn(argv);
+        ASSERT_TRUE(p);
+        EXPECT_EQ(p->wait_exit(3000ms), std::optional<int>(2)) << shown;
+        std::string err = p->drain_stderr();
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << shown << ": " << err;
+        EXPECT_NE(err.find(args[0]), std::string::npos) << shown << ": the line names the flag: " << err;
+        EXPECT_EQ(p->read_stdout_line(100ms), std::nullopt) << shown << ": readiness line after a bad flag";
+    }
+}
+
+TEST_P(ServerTest, HelpListsTheTransportAndKnobFlags) {
+    auto p = sbtest::Process::spawn({sbtest::bin_dir() + "/server-" + model(), "--help"});
+    ASSERT_TRUE(p);
+    std::string out;
+    while (auto line = p->read_stdout_line(3000ms)) out += *line + "\n";
+    EXPECT_EQ(p->wait_exit(3000ms), std::optional<int>(0));
+    for (const char* text : {"--unix", "--tcp-nodelay", "--inject-cpu-us", "test knob", "unix=PATH"}) {
+        EXPECT_NE(out.find(text), std::string::npos) << text << " missing from --help:\n" << out;
+    }
 }
 
 std::string model_test_name(const testing::TestParamInfo<std::string>& info) {

@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,7 +75,9 @@ int decode_status(int status) {
 
 }  // namespace
 
-std::string bin_dir() { return SERVERBENCH_BIN_DIR; }
+std::string bin_dir() {
+    return SERVERBENCH_BIN_DIR;
+}
 
 std::vector<std::string> server_models() {
     std::vector<std::string> models;
@@ -109,7 +112,9 @@ Process& Process::operator=(Process&& other) noexcept {
     return *this;
 }
 
-Process::~Process() { kill_and_reap(); }
+Process::~Process() {
+    kill_and_reap();
+}
 
 void Process::kill_and_reap() noexcept {
     if (pid_ > 0 && !reaped_) {
@@ -216,6 +221,7 @@ ServerProcess::ServerProcess(const std::string& model, std::vector<std::string> 
         return;
     }
     port_ = static_cast<std::uint16_t>(std::stoi(line->substr(at + 5)));
+    if (auto u = line->find(" unix="); u != std::string::npos) unix_path_ = line->substr(u + 6);
 }
 
 int ServerProcess::open_fds() const {
@@ -239,9 +245,13 @@ int ServerProcess::child_processes() const {
     return children;
 }
 
-long ServerProcess::rss_kib() const { return status_field(pid(), "VmRSS"); }
+long ServerProcess::rss_kib() const {
+    return status_field(pid(), "VmRSS");
+}
 
-int ServerProcess::threads() const { return static_cast<int>(status_field(pid(), "Threads")); }
+int ServerProcess::threads() const {
+    return static_cast<int>(status_field(pid(), "Threads"));
+}
 
 std::optional<int> ServerProcess::stop(Millis limit) {
     if (!process_) return std::nullopt;
@@ -262,6 +272,19 @@ sb::UniqueFd connect_to(std::uint16_t port) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{5, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return {};
+    return fd;
+}
+
+sb::UniqueFd connect_unix(const std::string& path) {
+    sb::UniqueFd fd{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    sockaddr_un addr{};
+    if (!fd || path.size() >= sizeof addr.sun_path) return {};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     timeval tv{5, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -331,7 +354,8 @@ std::optional<HttpResponse> read_http_response(int fd, std::string& pending, Mil
     if (r.head.rfind("HTTP/1.", 0) != 0 || r.head.size() < 12) return std::nullopt;
     r.status = std::atoi(r.head.c_str() + 9);
     std::size_t length = 0;
-    if (const char* cl = ::strcasestr(r.head.c_str(), "\r\ncontent-length:")) length = std::strtoul(cl + 17, nullptr, 10);
+    if (const char* cl = ::strcasestr(r.head.c_str(), "\r\ncontent-length:"))
+        length = std::strtoul(cl + 17, nullptr, 10);
     while (pending.size() < head_end + 4 + length) {
         if (!fill()) return std::nullopt;
     }

@@ -59,25 +59,27 @@ private:
 // A server binary started with --port 0 and its readiness line read.
 class ServerProcess {
 public:
-    // Starts build/bin/server-<model> --port 0 <args>; waits up to 5 s for "port=N pid=P model=M".
+    // Starts build/bin/server-<model> --port 0 <args>; waits up to 5 s for "port=N pid=P model=M"
+    // (with --unix among args: "port=0 pid=P model=M unix=PATH").
     // On failure `ok()` is false and `error()` says why (the test should ASSERT on ok()).
     // `launcher`, if given, is put in front of the command line: a program that sets something up
     // and execs the rest, e.g. {"prlimit", "--nofile=64"}, so the pid is still the server's.
     explicit ServerProcess(const std::string& model, std::vector<std::string> args = {},
                            std::vector<std::string> launcher = {});
 
-    bool ok() const noexcept { return process_.has_value() && port_ != 0; }
+    bool ok() const noexcept { return process_.has_value() && (port_ != 0 || !unix_path_.empty()); }
     const std::string& error() const noexcept { return error_; }
     std::uint16_t port() const noexcept { return port_; }
+    const std::string& unix_path() const noexcept { return unix_path_; }  // from the readiness line
     pid_t pid() const noexcept { return process_ ? process_->pid() : -1; }
     Process& process() { return *process_; }
 
     // Introspection from /proc, for leak checks.
-    int open_fds() const;          // entries in /proc/PID/fd
-    int zombie_children() const;   // children of PID in state Z
-    int child_processes() const;   // all children of PID
-    long rss_kib() const;          // VmRSS of PID (not its children)
-    int threads() const;           // Threads: of PID
+    int open_fds() const;         // entries in /proc/PID/fd
+    int zombie_children() const;  // children of PID in state Z
+    int child_processes() const;  // all children of PID
+    long rss_kib() const;         // VmRSS of PID (not its children)
+    int threads() const;          // Threads: of PID
 
     // SIGTERM, then the exit code within `limit` (nullopt if it did not exit in time).
     std::optional<int> stop(Millis limit = 1000ms);
@@ -85,6 +87,7 @@ public:
 private:
     std::optional<Process> process_;
     std::uint16_t port_ = 0;
+    std::string unix_path_;
     std::string error_;
 };
 
@@ -100,6 +103,9 @@ bool eventually(F&& condition, Millis timeout = 2000ms);
 
 // Connected, blocking TCP socket to 127.0.0.1:port with 5 s send/receive timeouts; empty on failure.
 sb::UniqueFd connect_to(std::uint16_t port);
+
+// Connected, blocking Unix stream socket to `path`, with the same timeouts; empty on failure.
+sb::UniqueFd connect_unix(const std::string& path);
 
 bool send_all(int fd, std::string_view bytes);
 
@@ -130,7 +136,9 @@ bool eventually(F&& condition, Millis timeout) {
     for (;;) {
         if (condition()) return true;
         if (std::chrono::steady_clock::now() >= deadline) return false;
-        struct timespec ts{0, 10'000'000};
+        struct timespec ts {
+            0, 10'000'000
+        };
         nanosleep(&ts, nullptr);
     }
 }

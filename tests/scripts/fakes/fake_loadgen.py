@@ -18,7 +18,7 @@ import zlib
 from fake_loadgen_curve import capacity_curve
 
 ap = argparse.ArgumentParser()
-for flag in ("--marker", "--host", "--protocol", "--mode", "--duration", "--warmup", "--cpus", "--out",
+for flag in ("--window-fifo", "--marker", "--host", "--protocol", "--mode", "--duration", "--warmup", "--cpus", "--out",
              "--model", "--scenario", "--server-flags", "--rate", "--message-bytes", "--interval"):
     ap.add_argument(flag)
 for flag in ("--port", "--connections", "--threads", "--server-pid"):
@@ -31,7 +31,23 @@ try:
     ok = True
 except OSError:
     ok = False
+
+
+def signal_window(command):
+    """loadgen's --window-fifo PATH,ACK: the measured window's start and end, each acknowledged."""
+    if not a.window_fifo:
+        return
+    path, _, ack = a.window_fifo.partition(",")
+    with open(path, "w") as f:
+        f.write(command + "\n")
+    if ack:
+        with open(ack) as f:
+            f.readline()
+
+
+signal_window("enable")
 time.sleep(float(os.environ.get("SERVERBENCH_FAKE_POINT_S", "0.2")))  # a point takes time; a server that dies on connect is dead by the end
+signal_window("disable")
 base = 10000 + zlib.crc32((a.model or "").encode()) % 20000
 rps = base * min(a.connections, 4) / 4 if ok else 0.0
 if a.rate:

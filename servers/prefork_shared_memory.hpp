@@ -1,14 +1,14 @@
 #pragma once
 // Objects in memory shared with the processes this one forks (MAP_SHARED | MAP_ANONYMOUS): how
-// the prefork workers and their parent count together. Put only lock-free atomics in it: a mutex
-// held by a process that dies stays locked for the others.
+// the prefork workers and their parent count together (servers/prefork.cpp). Put only lock-free atomics in
+// it: a mutex held by a process that dies stays locked for the others.
 
 #include <sys/mman.h>
 
 #include <cstddef>
 #include <new>
 
-#include "net.hpp"
+#include "core/net.hpp"
 
 namespace sb {
 

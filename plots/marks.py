@@ -1,0 +1,91 @@
+"""How a model and a point are marked, the same in every chart, table and report.
+
+* Each model has one colour and one marker (and a line style), from a colour-blind-safe
+  palette: Okabe-Ito's eight colours plus four of Paul Tol's, each paired with its own marker
+  so that all twelve models stay apart in grayscale print too.
+* A point whose figure cannot be taken at face value is flagged: load-generator errors, fewer
+  connections than asked, an open-loop run that missed its rate (its latency is invalid), or a
+  load generator that was the bottleneck. Charts draw such a point hollow (errors, invalid) or
+  hatched (loadgen-bound) and label it; rankings never count an error or invalid point as a win.
+* Spread: each figure with repeats is a median with an interval (serverbench.stats.spread).
+"""
+import os
+import sys
+import zlib
+
+from run_results import MODEL_ORDER
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from serverbench import stats  # noqa: E402
+
+OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+TOL = ["#882255", "#44AA99", "#999933", "#AA4499"]   # Tol's muted wine, teal, olive, purple
+# Order chosen so that neighbours in MODEL_ORDER (one family) never share a hue family.
+MODEL_COLOURS = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#882255", "#D55E00", "#CC79A7", "#0072B2",
+                 "#44AA99", "#999933", "#AA4499", "#F0E442"]
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">", "p"]
+LINESTYLES = ["-", "--", "-.", ":"]
+assert sorted(MODEL_COLOURS) == sorted(OKABE_ITO + TOL)
+assert len(MODEL_COLOURS) == len(MARKERS) == len(MODEL_ORDER)
+
+BAD = "bad"          # errors, missing connections, invalid latency: hollow, never a win
+BOUND = "bound"      # the load generator was the limit: hatched, a floor of the server's capacity
+
+
+def model_style(model):
+    """{"color", "marker", "linestyle"}: fixed for the suite's models, stable from the name otherwise."""
+    if model in MODEL_ORDER:
+        i = MODEL_ORDER.index(model)
+    else:
+        i = zlib.crc32(model.encode()) % len(MODEL_COLOURS)
+    return {"color": MODEL_COLOURS[i], "marker": MARKERS[i], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
+
+def model_color(model):
+    return model_style(model)["color"]
+
+
+def point_flags(p):
+    """[(kind, short label)] of what makes a point's figures not face value; [] for a clean point."""
+    if p is None or p.status != "ok":
+        return []
+    flags = []
+    if p.errors:
+        flags.append((BAD, f"{p.errors:,} errors"))
+    if p.established is not None and p.connections and p.established < p.connections:
+        flags.append((BAD, f"{p.established} of {p.connections} connected"))
+    if p.open_loop_valid is False:
+        flags.append((BAD, "rate missed: latency invalid"))
+    if p.bound == "loadgen":
+        flags.append((BOUND, "loadgen-bound"))
+    return flags
+
+
+def severity(p):
+    """BAD, BOUND or None: the worst flag of a point."""
+    kinds = {kind for kind, _ in point_flags(p)}
+    return BAD if BAD in kinds else BOUND if BOUND in kinds else None
+
+
+def flag_text(p):
+    return ", ".join(label for _, label in point_flags(p))
+
+
+def spread_of(values):
+    """stats.Spread of the repeats, or None with fewer than two."""
+    values = [v for v in values or [] if v is not None]
+    if len(values) < 2:
+        return None
+    return stats.spread(values)
+
+
+def interval(values):
+    """(low, high) of the repeats' spread, or None."""
+    s = spread_of(values)
+    return (s.ci_low, s.ci_high) if s else None
+
+
+def spread_note():
+    return ("Brackets give each median's spread over the repeats: a 95% interval of the median from six repeats "
+            "on; with fewer, the range of the repeats (it covers the median with 50% confidence at 2 repeats, "
+            "75% at 3, 88% at 4, 94% at 5). A single repeat shows no bracket.")

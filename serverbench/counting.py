@@ -1,0 +1,283 @@
+"""Counted work: system calls, context switches, CPU migrations and page faults per request,
+for the server (every thread and child process) and for the load generator.
+
+Counted with Debian's `perf stat` rather than perf_event_open in the suite: perf already
+inherits counters into every thread and child a server makes, knows every system call's
+tracepoint by name, and takes its on/off switch from a FIFO (--control), which is what makes
+the measured window exact. Both the server and loadgen run under their own `perf stat -D -1`
+(counting disabled at start); loadgen announces its measured window on --window-fifo, and the
+driver relays each `enable` / `disable` to both perfs and acknowledges it back to loadgen only
+once both have acknowledged, so start-up and warm-up are never counted.
+
+Counting costs time (a tracepoint per system call), so it runs in counting trials of its own,
+never in the timed trials that comparisons and capacity sweeps use.
+"""
+import dataclasses
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from .point import read_json, run_trial, write_json
+
+# The system calls counted by name: what a server, its threads and loadgen make. Each is the one
+# raw_syscalls:sys_enter tracepoint with an in-kernel filter on the call's number: perf sets that
+# up in milliseconds, where it takes about 35 ms per syscalls:sys_enter_<name> tracepoint (1.4 s
+# for these, per perf, per trial). raw_syscalls unfiltered counts all of them.
+NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "accept",
+                  "accept4", "close", "shutdown", "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll",
+                  "select", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4", "sched_yield",
+                  "clock_nanosleep", "mmap", "munmap", "madvise", "brk", "setsockopt", "fcntl", "ioctl",
+                  "rt_sigprocmask", "openat")
+BASE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter")
+UNISTD_HEADERS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm-generic/unistd.h")
+
+
+def syscall_numbers():
+    """{name: number} of NAMED_SYSCALLS on this machine, from the kernel's headers (linux-libc-dev,
+    which the compiler brings); empty when none is readable: then only totals are counted."""
+    for header in UNISTD_HEADERS:
+        try:
+            with open(header) as f:
+                text = f.read()
+        except OSError:
+            continue
+        numbers = dict(re.findall(r"#define __NR_(\w+)\s+(\d+)\b", text))
+        return {name: int(numbers[name]) for name in NAMED_SYSCALLS if name in numbers}
+    return {}
+
+
+def event_args():
+    """perf stat's -e/--filter arguments, and the name of each counter line in output order."""
+    args, names = ["-e", ",".join(BASE_EVENTS)], list(BASE_EVENTS)
+    for name, number in syscall_numbers().items():
+        args += ["-e", "raw_syscalls:sys_enter", "--filter", f"id == {number}"]
+        names.append(f"syscall:{name}")
+    return args, names
+
+
+ACK_TIMEOUT_S = 2.0
+# Fewer requests than this in a counting window (a starved server on a loaded machine) make
+# per-request figures of start-up noise: the point says so instead.
+MIN_REQUESTS = 100
+# perf counts from the moment it handles `enable` to the moment it handles `disable`; loadgen counts
+# requests from the moment it sends `enable`. A switch that took longer than this share of the
+# window (a starved perf on a loaded machine) would skew the per-request figures: the point says
+# so instead.
+MAX_SWITCH_SHARE = 0.05
+TOP_SYSCALLS = 8
+_availability = {}
+REALTIME = ("chrt", "--reset-on-fork", "--fifo", "1")
+
+
+def perf_unavailable():
+    """None when `perf stat` counts here, else the one-line reason (recorded in the point)."""
+    if "reason" not in _availability:
+        try:
+            proc = subprocess.run(["perf", "stat", "-x,", "-e", ",".join(BASE_EVENTS), "--", "true"],
+                                  capture_output=True, text=True, timeout=20)
+            bad = [line for line in proc.stderr.splitlines() if "<not" in line]
+            _availability["reason"] = (None if proc.returncode == 0 and not bad else
+                                       f"perf stat failed: {(bad or proc.stderr.splitlines() or ['?'])[-1]}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _availability["reason"] = f"perf is not available: {e}"
+    return _availability["reason"]
+
+
+class Fifo:
+    """A FIFO opened read-write: opening never blocks, whoever opens the other end."""
+
+    def __init__(self, path):
+        self.path = path
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write_line(self, text):
+        os.write(self.fd, (text + "\n").encode())
+
+    def read_line(self, timeout_s):
+        """One line, or None after timeout_s. Waits in select(), not in a polling loop: the
+        switch's latency is the counting window's error."""
+        deadline, data = time.monotonic() + timeout_s, b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            data += os.read(self.fd, 1)
+        # perf writes its "ack\n" with the string's terminating NUL: drop it.
+        return data.replace(b"\0", b"").decode().strip()
+
+    def close(self):
+        os.close(self.fd)
+
+
+class CountedTrial:
+    """The FIFOs and perf output files of one counting trial, and the relay between them."""
+
+    def __init__(self, work_dir):
+        self.dir = work_dir
+        os.makedirs(work_dir, exist_ok=True)
+        self.fifos = {name: Fifo(os.path.join(work_dir, name)) for name in
+                      ("server.ctl", "server.ack", "loadgen.ctl", "loadgen.ack", "window", "window.ack")}
+        self.outputs = {side: os.path.join(work_dir, f"{side}.perf.csv") for side in ("server", "loadgen")}
+        self.relayed = []
+        self.events, self.event_names = event_args()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+
+    def wrap(self, side, argv):
+        """argv under `perf stat`, counting off until the window opens. perf runs real-time (its
+        children do not: --reset-on-fork), so on a loaded machine it still switches its counters
+        within a millisecond or so of being told."""
+        f = self.fifos
+        return [*REALTIME, "perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
+                "-x,", "-o", self.outputs[side], *self.events, "--", *argv]
+
+    def loadgen_flags(self):
+        return ("--window-fifo", f"{self.fifos['window'].path},{self.fifos['window.ack'].path}")
+
+    def start_relay(self):
+        self._thread.start()
+
+    def _relay(self):
+        window, ack = self.fifos["window"], self.fifos["window.ack"]
+        while not self._stop.is_set():
+            command = window.read_line(0.2)
+            if command not in ("enable", "disable"):
+                continue
+            acked = all(self._tell_perf(side, command) for side in ("server", "loadgen"))
+            self.relayed.append((command, acked, time.monotonic()))
+            ack.write_line("ack")
+
+    def _tell_perf(self, side, command):
+        self.fifos[f"{side}.ctl"].write_line(command)
+        return self.fifos[f"{side}.ack"].read_line(ACK_TIMEOUT_S) == "ack"
+
+    def close(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for fifo in self.fifos.values():
+            fifo.close()
+
+    def window_problem(self):
+        """None when the window opened and closed with both perfs acknowledging, else why not."""
+        commands = [(c, ok) for c, ok, _ in self.relayed]
+        if commands != [("enable", True), ("disable", True)]:
+            return f"the measured window was not relayed to perf as enable, disable: {commands}"
+        return None
+
+
+def parse_perf_csv(path, names):
+    """{name: count} from `perf stat -x,` output, whose counter lines come in the order of the
+    events given (names); a counter perf could not count is left out and listed under "_missing"."""
+    counts, missing = {}, []
+    try:
+        with open(path) as f:
+            lines = [line for line in f.read().splitlines() if line and not line.startswith("#")]
+    except OSError:
+        return {"_missing": ["no perf output"]}
+    rows = [line.split(",") for line in lines if len(line.split(",")) >= 3]
+    if len(rows) != len(names):
+        return {"_missing": [f"perf printed {len(rows)} counters for {len(names)} events"]}
+    for name, fields in zip(names, rows):
+        try:
+            counts[name] = float(fields[0])
+        except ValueError:
+            missing.append(name)
+    if missing:
+        counts["_missing"] = missing
+    return counts
+
+
+def per_request(counts, requests, ctx_split=None):
+    """The counts of one side, per request; ctx_split: the voluntary/involuntary context
+    switches /proc gave for the same window (perf has no such split)."""
+    if not requests:
+        return None
+    syscalls = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("syscall:")}
+    top = sorted(((name, v / requests) for name, v in syscalls.items() if v), key=lambda kv: -kv[1])[:TOP_SYSCALLS]
+    if counts.get("raw_syscalls:sys_enter") is not None:
+        other = counts["raw_syscalls:sys_enter"] - sum(v for _, v in top) * requests
+        top.append(("(others)", max(0.0, other) / requests))
+    out = {"syscalls_per_request": _div(counts.get("raw_syscalls:sys_enter"), requests),
+           "context_switches_per_request": _div(counts.get("context-switches"), requests),
+           "cpu_migrations_per_request": _div(counts.get("cpu-migrations"), requests),
+           "page_faults_per_request": _div(counts.get("page-faults"), requests),
+           "task_clock_us_per_request": _div(counts.get("task-clock"), requests / 1000.0),
+           "top_syscalls_per_request": {name: round(v, 4) for name, v in top}}
+    if ctx_split:
+        out["voluntary_switches_per_request"] = _div(ctx_split[0], requests)
+        out["involuntary_switches_per_request"] = _div(ctx_split[1], requests)
+    if counts.get("_missing"):
+        out["not_counted"] = counts["_missing"]
+    return out
+
+
+def _div(value, requests):
+    return None if value is None else round(value / requests, 4)
+
+
+def run_counting_trial(sup, trial):
+    """Runs trial under perf (see the module's docstring) and adds `counts` to its result JSON:
+    per request, for the server and for loadgen, or the reason there are none. Returns the
+    trial's Outcome."""
+    reason = perf_unavailable()
+    if reason:
+        outcome = run_trial(sup, trial)
+        _add_counts(trial.out, {"tool": None, "not_counted": reason})
+        return outcome
+    work = tempfile.mkdtemp(prefix="serverbench-perf-")
+    counted = CountedTrial(work)
+    try:
+        trial = dataclasses.replace(trial, counted=counted,
+                                    extra_loadgen_flags=(*trial.extra_loadgen_flags, *counted.loadgen_flags()))
+        outcome = run_trial(sup, trial)
+    finally:
+        counted.close()
+    _add_counts(trial.out, counts_of(counted, read_json(trial.out)))
+    shutil.rmtree(work, ignore_errors=True)
+    return outcome
+
+
+def counts_of(counted, result):
+    problem = counted.window_problem()
+    if problem or not result:
+        return {"tool": "perf stat", "not_counted": problem or "no result"}
+    requests = result["totals"]["requests"]
+    late = switch_too_slow(result)
+    if late:
+        return {"tool": "perf stat", "requests": requests, "not_counted": late}
+    if requests < MIN_REQUESTS:
+        return {"tool": "perf stat", "requests": requests,
+                "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
+    server = result.get("server") or {}
+    split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
+    return {"tool": "perf stat", "window": "loadgen's measured window (--window-fifo)", "requests": requests,
+            "server": per_request(parse_perf_csv(counted.outputs["server"], counted.event_names), requests,
+                                  split if None not in split else None),
+            "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"], counted.event_names), requests)}
+
+
+def switch_too_slow(result):
+    """Why the counters' window does not match loadgen's, or None."""
+    window = result.get("window") or {}
+    control = window.get("counter_control") or {}
+    length_us = (window.get("length_s") or 0) * 1e6
+    for edge in ("enable", "disable"):
+        took = control.get(f"{edge}_ack_us")
+        if took is not None and length_us and took > MAX_SWITCH_SHARE * length_us:
+            return (f"perf took {took / 1000:.1f} ms to {edge} its counters, over "
+                    f"{MAX_SWITCH_SHARE:.0%} of the {length_us / 1000:.0f} ms window")
+    return None
+
+
+def _add_counts(path, counts):
+    doc = read_json(path)
+    if doc is not None:
+        doc["counts"] = counts
+        write_json(path, doc)

@@ -1,0 +1,174 @@
+"""The hosts file, the splits and the remote wrapper of serverbench/hosts.py; runs anywhere
+(no root, no ssh): the wrapper is run here with sh, as sshd would run it."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+from netlab_path import ROOT, hosts
+
+BUILD = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build"
+
+
+class HostsFile(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "hosts")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def parse(self, text):
+        with open(self.path, "w") as f:
+            f.write(text)
+        return hosts.parse_hosts_file(self.path)
+
+    def test_a_good_file(self):
+        open(os.path.join(self.dir.name, "cfg"), "w").close()
+        clients = self.parse("# comment\nssh-config cfg\n\nserver local address=10.0.0.1  # trailing\n"
+                             "client bench@c1.example.net cpus=0-3,6 threads=2\n"
+                             "client c2 address=10.0.1.1 loadgen=/opt/loadgen\nclient local\n")
+        self.assertEqual([c.host for c in clients], ["bench@c1.example.net", "c2", "local"])
+        self.assertEqual([c.address for c in clients], ["10.0.0.1", "10.0.1.1", "10.0.0.1"])
+        self.assertEqual((clients[0].cpus, clients[0].threads, clients[1].loadgen), ("0-3,6", 2, "/opt/loadgen"))
+        self.assertEqual(clients[0].ssh_config, os.path.join(self.dir.name, "cfg"))
+        self.assertTrue(clients[2].local)
+        settings = hosts.to_settings(self.path, clients)
+        self.assertEqual(hosts.clients_of(json.loads(json.dumps({"hosts": settings}))), clients)
+        self.assertEqual(hosts.clients_of({"hosts": None}), ())
+
+    def test_bad_files_say_why_in_one_line(self):
+        cases = {"client c1\n": "no 'server HOST' line",
+                 "server local\n": "no 'client HOST' line",
+                 "server local\nserver local\nclient a\n": "a second 'server' line",
+                 "server big.example.net\nclient a\n": "only 'server local' is supported",
+                 "server local\nclient -oProxyCommand=x\n": "is not an ssh destination",
+                 "server local\nclient a cpus=x\n": "cpus=x is not a CPU list",
+                 "server local\nclient a threads=0\n": "threads=0 is not a positive integer",
+                 "server local address=10.0.0\nclient a\n": "is not an IPv4 address",
+                 "server local\nclient a colour=red\n": "unknown option 'colour=red'",
+                 "server local\nclient a loadgen=bin/loadgen\n": "must be an absolute path",
+                 "server local\nclients a\n": "unknown line 'clients'",
+                 "ssh-config nowhere\nserver local\nclient a\n": "no such file",
+                 "server\nclient a\n": "expected 'server HOST'"}
+        for text, message in cases.items():
+            with self.subTest(text=text):
+                with self.assertRaises(hosts.HostsFileError) as raised:
+                    self.parse(text)
+                self.assertIn(message, str(raised.exception))
+                self.assertNotIn("\n", str(raised.exception))
+
+    def test_run_all_exits_2_with_one_line(self):
+        with open(self.path, "w") as f:
+            f.write("server far.example.net\nclient a\n")
+        for argv in (["--hosts", self.path], ["--hosts", self.path + ".missing"]):
+            run = subprocess.run([str(ROOT / "run_all.sh"), *argv, "--no-build", "--build-dir", str(BUILD)],
+                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
+            self.assertEqual(run.returncode, 2)
+            self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+            self.assertIn("--hosts", run.stderr)
+
+
+class Ssh(unittest.TestCase):
+    def test_openssh_in_batch_mode_through_the_run_s_master(self):
+        with tempfile.TemporaryDirectory() as folder:
+            client = hosts.Client("bench@c1", ssh_config=f"{folder}/cfg")
+            session = hosts.HostSession(None, client, folder, folder)
+            argv = session.ssh("true")
+            master = session.ssh("true", master=True)
+        self.assertEqual(argv[0], "ssh")
+        self.assertEqual(argv[-3:], ["--", "bench@c1", "true"])  # no destination read as an option
+        options = " ".join(argv)
+        for option in ("-T", "-o BatchMode=yes", "-o ControlMaster=no", f"-o ControlPath={session.control}",
+                       "-o ControlPersist=no", f"-F {folder}/cfg"):
+            self.assertIn(option, options)
+        self.assertIn("-o ControlMaster=yes", " ".join(master))
+
+    def test_remote_commands_are_quoted_for_any_login_shell(self):
+        line = hosts.sh_command("echo \"$1\"", "a b; rm -rf /", "'x'")
+        out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out, "a b; rm -rf /\n")
+
+
+class Splits(unittest.TestCase):
+    def test_connections(self):
+        self.assertEqual(hosts.split_connections(10, 2), [5, 5])
+        self.assertEqual(hosts.split_connections(10, 3), [4, 3, 3])
+        self.assertEqual(hosts.split_connections(1, 3), [1])
+        self.assertEqual(hosts.split_connections(2, 3), [1, 1])
+        for total in range(1, 40):
+            for clients in range(1, 6):
+                shares = hosts.split_connections(total, clients)
+                self.assertEqual(sum(shares), total)
+                self.assertGreaterEqual(min(shares), 1)
+                self.assertLessEqual(max(shares) - min(shares), 1)
+
+    def test_rate_follows_the_connections(self):
+        self.assertEqual(hosts.split_rate(500, [5, 5]), [250, 250])
+        self.assertEqual(hosts.split_rate(1000, [4, 3, 3]), [400, 300, 300])
+        self.assertEqual(hosts.split_rate(10, [1, 1, 1]), [4, 3, 3])
+        self.assertEqual(sum(hosts.split_rate(20001, [4, 3, 3])), 20001)
+        self.assertAlmostEqual(sum(hosts.split_rate(10.5, [1, 2])), 10.5)
+
+    def test_flags(self):
+        flags = ("--protocol", "http", "--rate", "500")
+        self.assertEqual(hosts.flag_value(flags, "--rate"), "500")
+        self.assertIsNone(hosts.flag_value(flags, "--mode"))
+        self.assertEqual(hosts.without_flag(flags, "--rate"), ["--protocol", "http"])
+
+
+class Wrapper(unittest.TestCase):
+    """RUN_SCRIPT, the sh wrapper of every client's loadgen: here around a stand-in that prints
+    `connected 3`, waits for a line, and writes a JSON file."""
+
+    STAND_IN = ("import sys, time\nprint('connected 3', flush=True)\nline = sys.stdin.readline()\n"
+                "if line.strip() != 'go':\n    sys.exit(3)\ntime.sleep(float(sys.argv[2]))\n"
+                "open(sys.argv[1], 'w').write('{\"ok\": true}')\n")
+
+    def start(self, folder, sleep_s):
+        argv = ["sh", "-c", hosts.RUN_SCRIPT, "sh", f"{folder}/t.go", f"{folder}/t.json",
+                sys.executable, "-c", self.STAND_IN, f"{folder}/t.json", str(sleep_s)]
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    @staticmethod
+    def close(proc):
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
+
+    def test_go_then_exit_code_and_result(self):
+        with tempfile.TemporaryDirectory() as folder:
+            proc = self.start(folder, 0.1)
+            self.assertEqual(proc.stdout.readline(), b"connected 3\n")
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            out = proc.stdout.read()  # stdin stays open, as the driver keeps it until the result is in
+            proc.wait(timeout=20)
+            self.close(proc)
+            self.assertEqual(out, b'exit 0\n{"ok": true}')
+            self.assertEqual(proc.returncode, 0)
+            self.assertEqual(os.listdir(folder), [])
+
+    def test_stdin_ending_ends_the_loadgen(self):
+        with tempfile.TemporaryDirectory() as folder:
+            proc = self.start(folder, 60)
+            self.assertEqual(proc.stdout.readline(), b"connected 3\n")
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            time.sleep(0.3)
+            started = time.monotonic()
+            proc.stdin.close()  # what a lost ssh session does to it
+            out = proc.stdout.read()
+            proc.wait(timeout=20)
+            self.close(proc)
+            self.assertLess(time.monotonic() - started, 10)
+            self.assertTrue(out.startswith(b"exit "), out)
+            self.assertNotEqual(proc.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)

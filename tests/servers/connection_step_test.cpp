@@ -1,0 +1,237 @@
+// Unit tests of what the event-loop models share without sockets: the connection step (answer
+// what arrived, back-pressure, closing), the --max-conns limit, the idle-sweep rule and the
+// descriptor table.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/connection_limit.hpp"
+#include "core/connection_step.hpp"
+#include "core/fd_table.hpp"
+
+namespace {
+
+using sb::ConnectionStep;
+using Next = ConnectionStep::Next;
+
+constexpr std::string_view kGet = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+constexpr std::string_view kGetClose = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+
+// Takes everything the step has to send, as a socket with room for all of it would.
+std::string send_all(ConnectionStep& step) {
+    const auto bytes = step.output().readable();
+    std::string sent(bytes.data(), bytes.size());
+    step.sent(sent.size());
+    return sent;
+}
+
+std::size_t count(std::string_view haystack, std::string_view needle) {
+    std::size_t n = 0;
+    for (auto pos = haystack.find(needle); pos != std::string_view::npos;
+         pos = haystack.find(needle, pos + 1))
+        ++n;
+    return n;
+}
+
+TEST(ConnectionStep, AnswersAWholeRequestAndWaitsForMore) {
+    sb::ResponseSet responses{sb::ProtocolConfig{}};
+    ConnectionStep step(responses);
+    EXPECT_EQ(step.next(), Next::read);
+    const sb::FeedResult r = step.answer({kGet.data(), kGet.size()});
+    EXPECT_EQ(r.requests, 1u);
+    EXPECT_EQ(r.consumed, kGet.size());
+    EXPECT_EQ(step.next(), Next::send);
+    EXPECT_EQ(count(send_all(step), "HTTP/1.1 200 OK"), 1u);
+    EXPECT_EQ(step.next(), Next::read);
+    EXPECT_FALSE(step.awaiting_rest_of_request());
+}
+
+TEST(ConnectionStep, KeepsASplitRequestUntilItsRestArrives) {
+    sb::ResponseSet responses{sb::ProtocolConfig{}};
+    ConnectionStep step(responses);
+    for (std::size_t split = 1; split < kGet.size(); ++split) {
+        // The first part arrives in a buffer the loop reuses: the step must keep its own copy.
+        std::string scratch(kGet.substr(0, split));
+        EXPECT_EQ(step.answer({scratch.data(), scratch.size()}).requests, 0u);
+        scratch.assign(scratch.size(), 'X');
+        EXPECT_TRUE(step.awaiting_rest_of_request());
+        EXPECT_EQ(step.next(), Next::read);
+        const std::string_view rest = kGet.substr(split);
+        EXPECT_EQ(step.answer({rest.data(), rest.size()}).requests, 1u) << "split at " << split;
+        EXPECT_EQ(count(send_all(step), "200 OK"), 1u);
+        EXPECT_EQ(step.next(), Next::read);
+    }
+}
+
+TEST(ConnectionStep, HoldsBackRequestsWhileOutputIsFullThenAnswersThem) {
+    sb::ProtocolConfig config;
+    config.response_bytes = 1000;
+    config.output_high_water = 4000;  // about four responses
+    sb::ResponseSet responses{config};
+    ConnectionStep step(responses);
+    std::string batch;
+    for (int i = 0; i < 20; ++i) batch += kGet;
+
+    std::size_t answered = step.answer({batch.data(), batch.size()}).requests;
+    EXPECT_LT(answered, 20u);
+    std::string sent;
+    while (step.next() != Next::read) {
+        ASSERT_NE(step.next(), Next::close);
+        if (step.next() == Next::send)
+            sent += send_all(step);
+        else
+            answered += step.answer().requests;  // Next::answer_more
+    }
+    EXPECT_EQ(answered, 20u);
+    EXPECT_EQ(count(sent, "200 OK"), 20u);
+}
+
+TEST(ConnectionStep, ClosesAfterConnectionClose) {
+    sb::ResponseSet responses{sb::ProtocolConfig{}};
+    ConnectionStep step(responses);
+    step.answer({kGetClose.data(), kGetClose.size()});
+    EXPECT_EQ(step.next(), Next::send);
+    EXPECT_NE(send_all(step).find("Connection: close"), std::string::npos);
+    EXPECT_EQ(step.next(), Next::close);
+}
+
+TEST(ConnectionStep, DiscardsUnreadInputBeforeClosingAfterAnError) {
+    sb::ResponseSet responses{sb::ProtocolConfig{}};
+    ConnectionStep step(responses);
+    const std::string_view bad = "NOT HTTP\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    EXPECT_EQ(step.answer({bad.data(), bad.size()}).requests, 0u);
+    EXPECT_NE(send_all(step).find("400 Bad Request"), std::string::npos);
+    EXPECT_EQ(step.next(), Next::discard_and_close);
+}
+
+TEST(ConnectionStep, EndOfInputClosesOnceWhatCameIsAnswered) {
+    sb::ResponseSet responses{sb::ProtocolConfig{}};
+    ConnectionStep step(responses);
+    step.answer({kGet.data(), kGet.size()});
+    step.end_of_input();                 // a half-close right behind the request
+    EXPECT_EQ(step.next(), Next::send);  // the answer still goes out
+    send_all(step);
+    EXPECT_EQ(step.next(), Next::close);
+}
+
+TEST(ConnectionStep, PartialSendsLeaveTheRestToSend) {
+    sb::ResponseSet responses{sb::ProtocolConfig{}};
+    ConnectionStep step(responses);
+    step.answer({kGet.data(), kGet.size()});
+    const std::size_t total = step.output().size();
+    step.sent(5);
+    EXPECT_EQ(step.output().size(), total - 5);
+    EXPECT_EQ(step.next(), Next::send);
+    step.sent(total - 5);
+    EXPECT_EQ(step.next(), Next::read);
+}
+
+TEST(ConnectionStep, EchoReturnsEveryByte) {
+    sb::ProtocolConfig config;
+    config.protocol = sb::Protocol::echo;
+    sb::ResponseSet responses{config};
+    ConnectionStep step(responses);
+    step.answer({"abc", 3});
+    step.answer({"de", 2});
+    EXPECT_EQ(send_all(step), "abcde");
+    EXPECT_EQ(step.next(), Next::read);
+}
+
+TEST(ConnectionLimit, RefusesBeyondItsMaximumAndTakesAgainAfterAGiveBack) {
+    sb::ConnectionLimit limit(2);
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_FALSE(limit.try_take());
+    EXPECT_EQ(limit.in_use(), 2);
+    limit.give_back();
+    EXPECT_TRUE(limit.try_take());
+    limit.give_back(2);
+    EXPECT_EQ(limit.in_use(), 0);
+}
+
+TEST(ConnectionLimit, TwoLimitsOverOneSharedCountCountTogether) {
+    std::atomic<int> shared{0};  // as prefork's count in shared memory
+    sb::ConnectionLimit a(3, shared), b(3, shared);
+    EXPECT_TRUE(a.try_take());
+    EXPECT_TRUE(b.try_take());
+    EXPECT_TRUE(a.try_take());
+    EXPECT_FALSE(b.try_take());
+    b.give_back();  // a slot taken by a, given back by another process's view (prefork's parent)
+    EXPECT_TRUE(a.try_take());
+    EXPECT_EQ(shared.load(), 3);
+}
+
+TEST(ConnectionLimit, NeverAdmitsMoreThanItsMaximumUnderContention) {
+    constexpr int kMax = 5;
+    sb::ConnectionLimit limit(kMax);
+    std::atomic<int> inside{0}, worst{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 20000; ++i) {
+                if (!limit.try_take()) continue;
+                const int now = inside.fetch_add(1) + 1;
+                int seen = worst.load();
+                while (now > seen && !worst.compare_exchange_weak(seen, now)) {
+                }
+                inside.fetch_sub(1);
+                limit.give_back();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_LE(worst.load(), kMax);
+    EXPECT_EQ(limit.in_use(), 0);
+    limit.wait_until_unused();  // returns at once
+}
+
+TEST(IdleSweep, IntervalIsAQuarterOfTheTimeoutWithin10MsAnd1s) {
+    EXPECT_EQ(sb::idle_sweep_interval_ms(20), 10);
+    EXPECT_EQ(sb::idle_sweep_interval_ms(400), 100);
+    EXPECT_EQ(sb::idle_sweep_interval_ms(30000), 1000);
+}
+
+TEST(IdleSweep, DueOncePerIntervalAndNeverWhenDisabled) {
+    sb::IdleSweep sweep(400);
+    EXPECT_TRUE(sweep.due(1000));
+    EXPECT_FALSE(sweep.due(1050));
+    EXPECT_EQ(sweep.wait_ms(1050), 50);
+    EXPECT_TRUE(sweep.due(1100));
+    EXPECT_EQ(sweep.idle_before(1100), 700);
+
+    sb::IdleSweep never(0);
+    EXPECT_FALSE(never.due(1000));
+    EXPECT_EQ(never.wait_ms(1000), -1);
+}
+
+TEST(FdTable, GrowsToHoldAnyDescriptorAndFindsNothingBeyondIt) {
+    sb::FdTable<int> table;
+    EXPECT_EQ(table.find(3), nullptr);
+    table[3] = 7;
+    table[100] = 9;
+    ASSERT_NE(table.find(3), nullptr);
+    EXPECT_EQ(*table.find(3), 7);
+    EXPECT_EQ(*table.find(100), 9);
+    EXPECT_EQ(table.find(-1), nullptr);
+    EXPECT_EQ(table.find(100000), nullptr);
+    int sum = 0;
+    table.for_each([&](int fd, int& v) { sum += v != 0 ? fd : 0; });
+    EXPECT_EQ(sum, 103);
+}
+
+TEST(Clock, MonotonicMsNeverGoesBack) {
+    std::int64_t last = sb::monotonic_ms();
+    for (int i = 0; i < 1000; ++i) {
+        const std::int64_t now = sb::monotonic_ms();
+        EXPECT_GE(now, last);
+        last = now;
+    }
+}
+
+}  // namespace
