@@ -220,7 +220,8 @@ def settings_for(args, models):
     wanted = split_list(args.scenarios) or sc.default_scenarios(profile, args.net)
     settings = {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
                 "duration": profile.duration, "models": models,
-                "scenarios": [s for s in sc.SCENARIO_NAMES if not wanted or s in wanted],
+                "scenarios": [s for s in sc.SCENARIO_NAMES
+                              if (not wanted or s in wanted) and s not in sc.CAPACITY_SCENARIOS],
                 "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
                 "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
                 "net": {"kind": args.net, "rtt_ms": args.rtt_ms, "loss_pct": args.loss_pct,

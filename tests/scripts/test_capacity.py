@@ -316,6 +316,7 @@ class DriverTest(unittest.TestCase):
         with open(os.path.join(self.out, "manifest.json")) as f:
             manifest = json.load(f)
         self.assertEqual(manifest["capacity"]["scenarios"], ["capacity"])
+        self.assertEqual(manifest["scenarios"], [])  # capacity sweeps are not matrix points
 
     def test_curves_find_the_scripted_capacity(self):
         for model in ("epoll", "thread-pool"):
