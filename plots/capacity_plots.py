@@ -52,9 +52,9 @@ def _by_scenario(records):
 
 
 def _colors(models):
-    plt = _plt()
-    cycle = plt.get_cmap("tab20").colors
-    return {m: cycle[i % len(cycle)] for i, m in enumerate(ordered_models(models))}
+    """Each model's one colour, the same as in every other chart (marks.py)."""
+    from marks import model_color
+    return {m: model_color(m) for m in ordered_models(models)}
 
 
 def _save(fig, out_dir, name, written):
@@ -224,9 +224,11 @@ def _matrix_series(run_dir):
     out, seen = {}, set()
     for p in points:
         key = (p["model"], p["scenario"], p["point"])
-        if p["scenario"] in TIME_SCENARIOS and p.get("file") and key not in seen and not p.get("side"):
+        if (p["scenario"] in TIME_SCENARIOS and p.get("file") and key not in seen and not p.get("side")
+                and p.get("kind") != "count"):
             doc = _read(run_dir, p["file"])
-            if doc and doc.get("timeseries"):
+            # A series of one interval is the point's total again, not a course over time.
+            if doc and len(doc.get("timeseries") or []) >= 2:
                 seen.add(key)
                 out.setdefault(p["scenario"], []).append((f"{p['model']} {p['point']}", doc))
     return out

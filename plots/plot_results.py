@@ -28,6 +28,7 @@ except ImportError as e:
                      "apt-get install -y python3-matplotlib python3-scipy\n(and run with /usr/bin/python3)\n")
     sys.exit(3)
 
+import capacity_plots  # noqa: E402
 import claims  # noqa: E402
 import counts  # noqa: E402
 import marks  # noqa: E402
@@ -419,65 +420,6 @@ class Charts:
             ax.grid(axis="x", alpha=0.3, which="both")
             self.save(fig, "microbench_dispatch", "Per-connection dispatch costs (microbenchmarks)", model_legend=False)
 
-    def latency_over_time(self):
-        """Per-interval throughput and p99 of each model's first repeat, at the busiest point of the
-        first scenario whose results carry a series of two intervals or more."""
-        for scenario in self.run.scenarios():
-            label = report.busiest_label(self.run, scenario)
-            # A series of one interval is the point's total again, not a course over time.
-            pts = [p for p in self.run.scenario_points(scenario)
-                   if p.label == label and p.timeseries and len(p.timeseries[0]) >= 2]
-            if pts:
-                break
-        else:
-            return
-        fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(14, 5))
-        for p in pts:
-            series = [row for row in p.timeseries[0] if isinstance(row, dict) and row.get("t_s") is not None]
-            st, hollow = model_style(p.model), marks.severity(p) == marks.BAD
-            common = dict(color=st["color"], marker=st["marker"], markersize=4,
-                          linestyle="--" if hollow else st["linestyle"], markerfacecolor="white" if hollow else None)
-            steps = [b["t_s"] - a["t_s"] for a, b in zip(series, series[1:])] or [1]
-            width = min(steps) or 1
-            ax_rps.plot([r["t_s"] for r in series], [(r.get("requests") or 0) / width for r in series], **common)
-            ax_p99.plot([r["t_s"] for r in series], [r.get("p99_us") or float("nan") for r in series], **common)
-        for ax in (ax_rps, ax_p99):
-            ax.set_xlabel("time since the start of the measured window (s)")
-            ax.grid(alpha=0.3, which="both")
-        ax_rps.set_ylabel("requests/s in the interval")
-        ax_rps.yaxis.set_major_formatter(FuncFormatter(human))
-        ax_p99.set_ylabel("p99 latency in the interval (log scale)")
-        ax_p99.set_yscale("log")
-        latency_axis(ax_p99)
-        self.save(fig, "latency_over_time", f"Over time: {scenario} {label}, first repeat of each model")
-
-    def capacity(self):
-        curves = report.capacity_curves(report.read_json(os.path.join(self.run.path, "capacity.json")))
-        scenarios = list(dict.fromkeys(c["scenario"] for c in curves))
-        if not scenarios:
-            return
-        fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios) + 2, 5), squeeze=False)
-        for ax, scenario in zip(axes[0], scenarios):
-            for c in (c for c in curves if c["scenario"] == scenario):
-                steps = [st for st in c["steps"] if isinstance(st, dict) and st.get("p99_us")]
-                style = model_style(c["model"])
-                ax.plot([st.get("achieved_rps") or st.get("offered_rps") for st in steps],
-                        [st["p99_us"] for st in steps], color=style["color"], marker=style["marker"],
-                        linestyle=style["linestyle"])
-                bound = [st for st in steps if st.get("loadgen_bound") or st.get("errors")]
-                ax.plot([st.get("achieved_rps") or st.get("offered_rps") for st in bound],
-                        [st["p99_us"] for st in bound],
-                        linestyle="", marker=style["marker"], markersize=10, markerfacecolor="white",
-                        markeredgecolor=style["color"])
-            ax.set_yscale("log")
-            ax.set_xlabel("achieved requests/s")
-            ax.set_ylabel("p99 latency (log scale)")
-            ax.xaxis.set_major_formatter(FuncFormatter(human))
-            latency_axis(ax)
-            ax.set_title(scenario, fontsize=10)
-            ax.grid(alpha=0.3, which="both")
-        self.save(fig, "capacity", "Capacity: p99 latency against load (hollow: errors or loadgen-bound step)")
-
     def draw_all(self):
         self.throughput_vs_connections()
         self.latency_percentiles()
@@ -487,8 +429,8 @@ class Charts:
         for scenario in self.run.scenarios():
             self.scenario_chart(scenario)
         self.microbench()
-        self.latency_over_time()
-        self.capacity()
+        self.written += capacity_plots.capacity_charts(self.run.path, self.out_dir)
+        self.written += capacity_plots.timeseries_charts(self.run.path, self.out_dir)
         counts.counts_chart(self.run, self.out_dir, self.save_plain)
 
     def save_plain(self, fig, name, title):
@@ -524,6 +466,9 @@ def summary_md(run, charts):
     lines = summary_header(run) + overview_table(run)
     for scenario in run.scenarios():
         lines += scenario_table(run, scenario)
+    capacity = capacity_plots.capacity_table_md(run.path)
+    if capacity:
+        lines += ["## Capacity at a latency objective", "", capacity, ""]
     lines += counts.counts_table_md(run)
     lines += microbench_section(microbench_times_us(run.microbench)) + verdicts_section(run)
     lines += ["## Charts", ""]

@@ -10,11 +10,13 @@ Sections: the run; the headline table; one section per scenario (what it tests, 
 shows, chart, table); capacity and latency over time; the A/B comparison; the claim verdicts;
 the microbenchmarks; counted work. A section whose data the run lacks says so.
 """
+import glob
 import html
 import json
 import os
 import re
 
+import capacity_plots
 import claims
 import counts
 import marks
@@ -372,45 +374,45 @@ def scenario_table(run, scenario):
 
 # ---------------------------------------------------------------------------- over time, A/B
 
-def capacity_curves(doc, path=()):
-    """Every curve of capacity.json, however it is nested: a dict holding a "steps" list, its
-    model and scenario from its own fields or else from the keys above it."""
-    found = []
-    if isinstance(doc, dict):
-        if isinstance(doc.get("steps"), list):
-            keys = [k for k in path if isinstance(k, str)]
-            found.append({**doc, "model": doc.get("model") or (keys[-1] if keys else "?"),
-                          "scenario": doc.get("scenario") or (keys[-2] if len(keys) > 1 else "capacity")})
-        else:
-            for k, v in doc.items():
-                found += capacity_curves(v, path + (k,))
-    elif isinstance(doc, list):
-        for v in doc:
-            found += capacity_curves(v, path)
-    return found
-
-
 def over_time_section(run, out_dir):
     parts = ["<h3>Capacity curves</h3>"]
-    curves = capacity_curves(read_json(os.path.join(run.path, "capacity.json")))
-    if curves:
-        parts.append(inline_svg(out_dir, "capacity", "Latency against offered load, per model") or "")
-        rows = [[td(c["scenario"]), model_td(c["model"]), td(fmt(c.get("capacity_rps")), c.get("capacity_rps")),
-                 td(fmt(c.get("closed_loop_max_rps")), c.get("closed_loop_max_rps")), td(c.get("bound") or "—"),
-                 td(len(c["steps"]), len(c["steps"]))] for c in curves]
-        parts.append(table(["scenario", "model", "capacity req/s at the p99 target", "closed-loop max req/s",
-                            "bound", "steps"], rows))
+    records = capacity_plots.load_capacity(run.path)
+    if records:
+        parts.append('<p class="note">Open-loop sweeps of the offered rate (docs/capacity.md): p99 and p50 '
+                     'against the achieved rate with the latency objective as a line, then each model\'s '
+                     'saturation and capacity at the objective with their intervals.</p>')
+        for scenario in dict.fromkeys(r["scenario"] for r in records):
+            parts.append(inline_svg(out_dir, f"capacity_{scenario}_latency",
+                                    f"Latency against offered load, {scenario}") or "")
+            parts.append(inline_svg(out_dir, f"capacity_{scenario}_bars",
+                                    f"Saturation and capacity per model, {scenario}") or "")
+        for block in capacity_plots.capacity_table_md(run.path).split("### ")[1:]:
+            title, _, rest = block.partition("\n")
+            parts.append(f"<h4>{E(title)}</h4>" + markdown_table(rest))
     else:
         parts.append(f"<p>Capacity curves: {NOT_MEASURED} (no capacity.json; the capacity scenarios were not run).</p>")
     parts.append("<h3>Latency over time</h3>")
-    fig = inline_svg(out_dir, "latency_over_time", "Throughput and p99 per interval, one repeat of each model")
-    if fig:
-        parts.append('<p class="note">Per-interval figures from the load generator, at the point named in the '
-                     'chart: a drift, a stall or a warm-up that lasts shows here, not in a median.</p>' + fig)
+    charts = [inline_svg(out_dir, os.path.basename(path)[:-4], "Throughput and p99 per interval, "
+                         + os.path.basename(path)[len("timeseries_"):-4])
+              for path in sorted(glob.glob(os.path.join(out_dir, "timeseries_*.svg")))]
+    if any(charts):
+        parts.append('<p class="note">Per-interval figures from the load generator at the points where they tell a '
+                     'story: a drift, a stall or a warm-up that lasts shows here, not in a median. A dashed line '
+                     'failed the steady-state check.</p>' + "".join(c for c in charts if c))
     else:
         parts.append(f"<p>Latency over time: {NOT_MEASURED} (no result carries a per-interval series of two "
                      f"intervals or more).</p>")
     return "\n".join(parts)
+
+
+def markdown_table(text):
+    """A pipe table of markdown (capacity_table_md's) as a sortable HTML table; other lines as notes."""
+    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("|")]
+    notes = [line for line in text.splitlines() if line.strip() and not line.startswith("|")]
+    if len(rows) < 2:
+        return "".join(f"<p>{E(n)}</p>" for n in notes)
+    body = [[td(cell.strip().replace("**", "")) for cell in row] for row in rows[2:]]
+    return table([h.strip() for h in rows[0]], body) + "".join(f'<p class="note">{E(n)}</p>' for n in notes)
 
 
 def comparison_section(run):

@@ -346,7 +346,3 @@ def report(args, run_dir):
     if subprocess.call([sys.executable, os.path.join(plots, "plot_results.py"), run_dir.path],
                        stdout=sys.stderr) != 0:
         log(f"== plotting failed; results are intact in {run_dir.path}")
-    # Capacity curves and latency over time (until plot_results.py draws them itself).
-    if subprocess.call([sys.executable, os.path.join(plots, "capacity_plots.py"), run_dir.path],
-                       stdout=sys.stderr) != 0:
-        log(f"== capacity charts failed; results are intact in {run_dir.path}")

@@ -145,10 +145,19 @@ def repeated_run(root):
                  "file": rel, "reason": None, "idle_connections": 0, "status": "ok", "kind": "count"})
     manifest["points"] = keep
     write_json(os.path.join(run, "manifest.json"), manifest)
+    # The open loop is one of the points whose course over time is drawn.
+    path = os.path.join(run, "points/epoll/open-loop/c50-r1.json")
+    with open(path) as f:
+        doc = json.load(f)
+    doc["timeseries"] = [{"t_s": t, "requests": 2000, "errors": 0, "p99_us": 300 + t} for t in (0.1, 0.2, 0.3)]
+    doc["config"]["interval_ms"] = 100
+    write_json(path, doc)
     steps = [{"offered_rps": r, "achieved_rps": r, "p50_us": 100, "p99_us": 200 + r / 100, "p99_9_us": 900,
               "server_cpu_us_per_req": 10, "errors": 0, "loadgen_bound": False} for r in (1000, 5000, 9000)]
-    write_json(os.path.join(run, "capacity.json"), {"capacity": {"epoll": {
-        "capacity_rps": 9000, "closed_loop_max_rps": 12000, "bound": "server", "steps": steps}}})
+    write_json(os.path.join(run, "capacity.json"), {"schema": "serverbench.capacity/1", "records": [{
+        "model": "epoll", "scenario": "capacity", "connections": 50, "slo_p99_ms": 20, "status": "ok",
+        "capacity_rps": 9000, "capacity_text": "9,000", "saturation_rps": 9000, "saturation_text": "9,000",
+        "closed_loop_max_rps": 12000, "bound": "server", "trials": 3, "sweep_s": 4.2, "steps": steps}]})
     write_comparison(run, template)
     return run
 
