@@ -582,6 +582,10 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     charts = Charts(run, out_dir)
     charts.draw_all()
+    capacity = capacity_plots.capacity_table_md(run.path)
+    if capacity:
+        with open(os.path.join(out_dir, "capacity.md"), "w") as f:
+            f.write("## Capacity at a latency objective\n\n" + capacity)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(summary_md(run, charts.written))
     report.write_report(run, out_dir)

@@ -71,7 +71,6 @@ MIN_REQUESTS = 100
 MAX_SWITCH_SHARE = 0.05
 TOP_SYSCALLS = 8
 _availability = {}
-REALTIME = ("chrt", "--reset-on-fork", "--fifo", "1")
 
 
 def perf_unavailable():
@@ -130,11 +129,9 @@ class CountedTrial:
         self._thread = threading.Thread(target=self._relay, daemon=True)
 
     def wrap(self, side, argv):
-        """argv under `perf stat`, counting off until the window opens. perf runs real-time (its
-        children do not: --reset-on-fork), so on a loaded machine it still switches its counters
-        within a millisecond or so of being told."""
+        """argv under `perf stat`, counting off until the window opens."""
         f = self.fifos
-        return [*REALTIME, "perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
+        return ["perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
                 "-x,", "-o", self.outputs[side], *self.events, "--", *argv]
 
     def loadgen_flags(self):
