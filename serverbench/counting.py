@@ -28,11 +28,11 @@ from .point import read_json, run_trial, write_json
 # raw_syscalls:sys_enter tracepoint with an in-kernel filter on the call's number: perf sets that
 # up in milliseconds, where it takes about 35 ms per syscalls:sys_enter_<name> tracepoint (1.4 s
 # for these, per perf, per trial). raw_syscalls unfiltered counts all of them.
-NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "accept",
-                  "accept4", "close", "shutdown", "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll",
-                  "select", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4", "sched_yield",
-                  "clock_nanosleep", "mmap", "munmap", "madvise", "brk", "setsockopt", "fcntl", "ioctl",
-                  "rt_sigprocmask", "openat")
+# Every counter is switched on task by task (a prefork server has 65), so the list is kept to the
+# calls the models make per request or per connection.
+NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "accept4", "close", "epoll_wait",
+                  "epoll_ctl", "poll", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4",
+                  "setsockopt", "rt_sigprocmask", "madvise")
 BASE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter")
 UNISTD_HEADERS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm-generic/unistd.h")
 
@@ -64,11 +64,13 @@ ACK_TIMEOUT_S = 2.0
 # Fewer requests than this in a counting window (a starved server on a loaded machine) make
 # per-request figures of start-up noise: the point says so instead.
 MIN_REQUESTS = 100
-# perf counts from the moment it handles `enable` to the moment it handles `disable`; loadgen counts
-# requests from the moment it sends `enable`. A switch that took longer than this share of the
-# window (a starved perf on a loaded machine) would skew the per-request figures: the point says
-# so instead.
-MAX_SWITCH_SHARE = 0.05
+# perf counts from the moment it handles `enable` to the moment it handles `disable`, each somewhere
+# between loadgen's write and perf's acknowledgement (switching 25 counters on in 65 tasks takes
+# perf 15-30 ms); loadgen counts requests from its write. The counts are scaled to loadgen's window
+# by the midpoints of both switches (window_scale), which leaves an error of at most half the
+# switches' time; a switch slower than this share of the window (a starved perf on a loaded
+# machine) says so instead of a skewed figure.
+MAX_SWITCH_SHARE = 0.15
 TOP_SYSCALLS = 8
 _availability = {}
 
@@ -245,19 +247,35 @@ def counts_of(counted, result):
     problem = counted.window_problem()
     if problem or not result:
         return {"tool": "perf stat", "not_counted": problem or "no result"}
-    requests = result["totals"]["requests"]
     late = switch_too_slow(result)
     if late:
-        return {"tool": "perf stat", "requests": requests, "not_counted": late}
+        return {"tool": "perf stat", "requests": result["totals"]["requests"], "not_counted": late}
+    requests = result["totals"]["requests"]
     if requests < MIN_REQUESTS:
         return {"tool": "perf stat", "requests": requests,
                 "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
     server = result.get("server") or {}
     split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
+    scale = window_scale(result)
+    # perf's counts scaled to loadgen's window: the same as dividing by the requests of perf's.
+    perf_requests = requests / scale
     return {"tool": "perf stat", "window": "loadgen's measured window (--window-fifo)", "requests": requests,
-            "server": per_request(parse_perf_csv(counted.outputs["server"], counted.event_names), requests,
-                                  split if None not in split else None),
-            "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"], counted.event_names), requests)}
+            "window_scale": round(scale, 4),
+            "server": per_request(parse_perf_csv(counted.outputs["server"], counted.event_names), perf_requests,
+                                  [v * scale for v in split] if None not in split else None),
+            "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"], counted.event_names), perf_requests)}
+
+
+def window_scale(result):
+    """loadgen's window over perf's, perf's taken from the midpoints of its switches (1 when the
+    result does not say)."""
+    window = result.get("window") or {}
+    control = window.get("counter_control") or {}
+    length_us = (window.get("length_s") or 0) * 1e6
+    on, off = control.get("enable_ack_us"), control.get("disable_ack_us")
+    if not length_us or on is None or off is None:
+        return 1.0
+    return length_us / (length_us - on / 2 + off / 2)
 
 
 def switch_too_slow(result):
