@@ -96,21 +96,24 @@ class Fifo:
         self.path = path
         os.mkfifo(path)
         self.fd = os.open(path, os.O_RDWR)
+        self.pending = b""
 
     def write_line(self, text):
         os.write(self.fd, (text + "\n").encode())
 
     def read_line(self, timeout_s):
-        """One line, or None after timeout_s. Waits in select(), not in a polling loop: the
-        switch's latency is the counting window's error."""
-        deadline, data = time.monotonic() + timeout_s, b""
-        while not data.endswith(b"\n"):
+        """One line, or None after timeout_s. Waits in select(), not in a polling loop (the
+        switch's latency is the counting window's error); what arrives after a line, or a line's
+        start when the time runs out, stays for the next call."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self.pending:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 return None
-            data += os.read(self.fd, 1)
+            self.pending += os.read(self.fd, 4096)
+        line, _, self.pending = self.pending.partition(b"\n")
         # perf writes its "ack\n" with the string's terminating NUL: drop it.
-        return data.replace(b"\0", b"").decode().strip()
+        return line.replace(b"\0", b"").decode().strip()
 
     def close(self):
         os.close(self.fd)
