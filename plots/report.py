@@ -12,7 +12,6 @@ the microbenchmarks; counted work. A section whose data the run lacks says so.
 """
 import glob
 import html
-import json
 import os
 import re
 
@@ -21,7 +20,7 @@ import claims
 import counts
 import marks
 import standings
-from run_results import SCENARIO_TITLES, dispatch_costs, microbench_times_us, readiness_series
+from run_results import SCENARIO_TITLES, read_json, dispatch_costs, microbench_times_us, readiness_series
 
 SCENARIO_TESTS = {
     "http-keepalive": "Closed-loop HTTP/1.1 clients that keep their connection open and send the next request "
@@ -212,14 +211,6 @@ def inline_svg(folder, name, caption):
 
 def section(ident, title, body):
     return f'<section id="{ident}">\n<h2>{E(title)}</h2>\n{body}\n</section>'
-
-
-def read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 # ---------------------------------------------------------------------------- the run

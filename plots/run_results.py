@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 # Scenarios, their order and titles, and the models' order are defined once, in the driver.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from serverbench.jsonfile import read_json  # noqa: E402
 from serverbench.scenarios import MODEL_ORDER, SCENARIO_TITLES, ordered_models, scenario_order  # noqa: E402,F401
 
 MANIFEST_SCHEMA = "serverbench.manifest/1"
@@ -218,15 +219,6 @@ def read_manifest(path):
     if not isinstance(manifest.get("points"), list):
         raise RunError(f"{manifest_path}: no list of points")
     return manifest
-
-
-def read_json(path):
-    """The document at path, or None when it is absent or unreadable."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def read_results(path, group):
