@@ -10,7 +10,7 @@ import json
 import os
 import platform
 
-from .point import write_json
+from .jsonfile import read_json, write_json
 
 MANIFEST_SCHEMA = "serverbench.manifest/1"
 
@@ -103,10 +103,8 @@ class RunDir:
 
     def drift(self):
         """The reference point at the start and the end of the run, and how far it moved."""
-        try:
-            with open(os.path.join(self.path, "drift.json")) as f:
-                drift = json.load(f)
-        except (OSError, ValueError):
+        drift = read_json(os.path.join(self.path, "drift.json"))
+        if drift is None:
             return None
         for metric in ("throughput_rps", "cpu_us_per_request"):
             a, b = (drift.get("start") or {}).get(metric), (drift.get("end") or {}).get(metric)
