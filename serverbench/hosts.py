@@ -72,7 +72,8 @@ def failure_code(*codes):
 
 
 class ClientFailure(Exception):
-    """A client made the point fail; code is what run_loadgen returns as loadgen's exit code."""
+    """A host (a client, or the server's) made the point fail; code is what run_loadgen returns as
+    loadgen's exit code."""
 
     def __init__(self, reason, code=2):
         super().__init__(reason)
