@@ -11,8 +11,8 @@
 
 // CLI11 reads the command line's grammar: which flags exist, that each takes one value (also a
 // value that begins with "-", as in --server-flags "--workers 1", and the --flag=value form), that
-// --header repeats, the `merge` subcommand with its files, and the --help text, generated from the
-// same declarations so that flags and help cannot drift apart.
+// --header repeats, the `merge` (with its files) and `sample-server` subcommands, and the --help
+// text, generated from the same declarations so that flags and help cannot drift apart.
 //
 // Kept by hand, and why:
 // * Converting and checking each value (the functions below): every failure reads "invalid value
@@ -24,8 +24,8 @@
 //   parse errors become UsageError, which main prints and turns into 2.
 // * --help acts as soon as it is read: CLI11 checks values before it looks at its own help flag,
 //   so "--help" next to a bad value would otherwise be an error instead of the help.
-// * Checks that involve several flags (--port required except by merge and --unix, --pipeline with
-//   --mode, --interval against --duration).
+// * Checks that involve several flags (--port required except by the subcommands and --unix,
+//   --pipeline with --mode, --interval against --duration, --pid required by sample-server).
 
 namespace loadgen {
 namespace {
@@ -277,14 +277,34 @@ CLI::App* add_merge_command(CLI::App& app, MergeOptions& m) {
     CLI::App* merge =
         app.add_subcommand("merge", "combine results of load generators that ran side by side, exactly");
     merge->set_help_flag("-h,--help", "print this help and exit 0");
+    merge->fallthrough();  // a run-form flag after the files is named as one (reject_run_flags)
     merge->add_option("files", m.inputs, "result JSON files")->type_name("FILE");
     merge->add_option("--out", m.out, "merged JSON here (default stdout)")->type_name("FILE");
     return merge;
 }
 
+// The driver's view of a server on another host: the --server-pid rule, run where the server is.
+CLI::App* add_sample_server_command(CLI::App& app, SampleServerOptions& s) {
+    CLI::App* sample = app.add_subcommand(
+        "sample-server", "a JSON line of PID's process tree (the --server-pid figures) per stdin line");
+    add_help_flag(*sample);  // before --pid's check, as at the top level
+    sample->fallthrough();   // a run-form flag after --pid is named as one (reject_run_flags)
+    add_value(*sample, "--pid", "PID", "the server's pid (required)",
+              store_integer("--pid", s.pid, 1, 1 << 30));
+    sample->footer(R"(
+Each line read, whatever it says, gets one JSON line on stdout, flushed:
+{"pid","cpu_user_s","cpu_sys_s","rss_kib","threads","processes","ctx_switches_voluntary",
+"ctx_switches_involuntary","cpus_allowed","cpus_allowed_count","monotonic_ns"} of PID and its
+descendants (monotonic_ns: CLOCK_MONOTONIC as the sample began), or, once PID is gone,
+{"pid","gone":true,"monotonic_ns"}.
+exit codes: 0 at EOF on stdin; 2 bad usage; 1 (or SIGPIPE) when stdout's reader is gone.)");
+    return sample;
+}
+
 constexpr const char* kFooter = R"(
 D is a duration: 10, 10s, 500ms, 2.5s, 1m, 250us.
 loadgen merge a.json b.json ... [--out FILE]: combine results exactly (loadgen merge --help).
+loadgen sample-server --pid PID: a JSON line of PID's process tree per stdin line (--help).
 exit codes: 0 no errors and every connection established; 1 errors, a shortfall, an invalid open
 loop or a --window-fifo line not acknowledged (JSON still written); 2 bad usage; 3
 --start-on-stdin and no "go" came (no JSON).)";
@@ -307,10 +327,11 @@ std::string one_line(const CLI::ParseError& e) {
     return text;
 }
 
-// Flags of the run form given with `merge` would be ignored silently: refuse them instead.
-void reject_run_flags(const CLI::App& app) {
+// Flags of the run form given with a subcommand would be ignored silently: refuse them instead.
+void reject_run_flags(const CLI::App& app, const CLI::App& subcommand) {
     for (const CLI::Option* opt : app.get_options())
-        if (opt->count() > 0) throw UsageError(opt->get_name() + " is a flag of the run form, not of merge");
+        if (opt->count() > 0)
+            throw UsageError(opt->get_name() + " is a flag of the run form, not of " + subcommand.get_name());
 }
 
 void check_run_options(const CLI::App& app, Options& o) {
@@ -370,7 +391,9 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     CommandLine cl;
     CLI::App app{"loadgen: drive an HTTP/1.1 or echo server, write a result JSON", "loadgen"};
     configure(app, cl.run);
+    app.require_subcommand(-1);  // at most one: a later subcommand's name is an argument, not a command
     const CLI::App* merge = add_merge_command(app, cl.merge);
+    const CLI::App* sample = add_sample_server_command(app, cl.sample_server);
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
     try {
         app.parse(reversed);
@@ -382,8 +405,14 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
         throw UsageError(one_line(e));
     }
     if (merge->parsed()) {
-        reject_run_flags(app);
+        reject_run_flags(app, *merge);
         cl.action = CommandLine::Action::merge;
+        return cl;
+    }
+    if (sample->parsed()) {
+        reject_run_flags(app, *sample);
+        if (sample->get_option("--pid")->count() == 0) throw UsageError("missing required flag --pid");
+        cl.action = CommandLine::Action::sample_server;
         return cl;
     }
     check_run_options(app, cl.run);

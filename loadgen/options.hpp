@@ -55,11 +55,17 @@ struct MergeOptions {
     std::string out;  // empty: stdout
 };
 
+// The sampler form: `loadgen sample-server --pid PID`, a /proc sample of PID's tree per stdin line.
+struct SampleServerOptions {
+    int pid = 0;
+};
+
 struct CommandLine {
-    enum class Action { run, merge, help };
+    enum class Action { run, merge, sample_server, help };
     Action action = Action::run;
     Options run;
     MergeOptions merge;
+    SampleServerOptions sample_server;
     std::string help_text;  // Action::help: what to print on stdout
 };
 

@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from . import hosts
 from . import scenarios as sc
 from . import stats
 from . import steady as steady_mod
@@ -533,6 +534,11 @@ def run_selected(sup, run_dir, settings, sides, net=None):
         return 0
     if "A" in sides:
         log("== capacity sweeps skipped: an A/B run compares points, not curves")
+        return 0
+    server = hosts.server_of(settings)
+    if hosts.is_remote(server):
+        log(f"== capacity sweeps skipped: they run the server and loadgen on this machine, and the server "
+            f"is on {server.host}")
         return 0
     profile = sc.PROFILES[settings["profile"]]
     cfg = sweep_settings(profile.capacity or sc.CapacityPlan())

@@ -53,7 +53,7 @@ def build_parser():
                     help="build tree (default build/); binaries in DIR/bin")
     ap.add_argument("--no-build", action="store_true", help="use the binaries in DIR/bin as they are")
     ap.add_argument("--hosts", metavar="FILE", help="load from other hosts over ssh: FILE has a 'server "
-                    "local' line and 'client HOST' lines (docs/hosts.md)")
+                    "HOST' line (local: this machine) and 'client HOST' lines (docs/hosts.md)")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
     ap.add_argument("--slo-p99-ms", type=positive_float, help="latency objective of the capacity sweeps "
@@ -129,7 +129,7 @@ def check_args(args):
     if args.hosts and args.net != "loopback":
         raise UsageError("--hosts drives clients on other machines over their own network; drop --net")
     try:
-        args.clients = hosts.parse_hosts_file(args.hosts) if args.hosts and not args.resume else ()
+        args.hosts_plan = hosts.parse_hosts_file(args.hosts) if args.hosts and not args.resume else None
     except hosts.HostsFileError as e:
         raise UsageError(str(e))
 
@@ -226,7 +226,7 @@ def settings_for(args, models):
                 "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
                 "net": {"kind": args.net, "rtt_ms": args.rtt_ms, "loss_pct": args.loss_pct,
                         "jitter_ms": args.jitter_ms, "emulator": args.emulator},
-                "hosts": hosts.to_settings(args.hosts, args.clients) if args.clients else None}
+                "hosts": hosts.to_settings(args.hosts, args.hosts_plan) if args.hosts_plan else None}
     settings["capacity"] = {**capacity.selection(profile, split_list(args.scenarios), split_list(args.models),
                                                  models), "slo_p99_ms": args.slo_p99_ms}
     if args.baseline or args.baseline_bin:

@@ -1,28 +1,29 @@
-"""Several load generators on other hosts, one server here: `./run_all.sh --hosts FILE`.
+"""Load from several hosts over ssh, and the server on a host of its own: `./run_all.sh --hosts FILE`.
 
-The hosts file names the server (`local` in this version: the driver reads the server's CPU
-from /proc, which only works where the server runs) and one or more clients, each an ssh
-destination or `local`:
+The hosts file names the server and one or more clients, each an ssh destination or `local`
+(this machine, where the driver runs):
 
     ssh-config /path/to/ssh_config      # optional: ssh -F FILE (default: the user's own config)
-    server local address=10.0.0.1       # address= is what the clients connect to
+    server bench@srv1 address=10.0.0.1 cpus=0   # address= is what the clients connect to
     client bench@client1.example.net cpus=0-7
     client client2 address=10.0.1.1 threads=4
 
 Only OpenSSH is used, always with BatchMode=yes (keys and the user's ssh config, never a
-password). Per client host, one ssh connection is the run's master (ControlMaster): its remote
-command makes a temporary folder and removes it when its stdin ends, which happens when the
-driver ends in any way (the master is a Supervisor child). loadgen is copied into that folder
-(through ssh's stdin) and checked by its SHA-256; `loadgen=PATH` uses a binary already there.
+password). Per host, one ssh connection is the run's master (ControlMaster): its remote command
+makes a temporary folder and removes it when its stdin ends, which happens when the driver ends
+in any way (the master is a Supervisor child). The binaries are copied into that folder (through
+ssh's stdin) and checked by their SHA-256; `loadgen=PATH` (and `bin=DIR` for the server) use
+binaries already there.
 
-A point: the connections and the open-loop rate are split over the clients (remainders spread,
-every client at least one connection; a point with fewer connections than clients uses the
-first ones), each client's loadgen starts with --start-on-stdin, the driver waits (bounded) for
-every `connected N`, then writes `go` to all: a start barrier held by the controller, so no
-clock needs to be synchronised. The results come back on each ssh session's stdout and are
-merged exactly by `loadgen merge`; any client failing, or not connected in time, fails the
-point, and nothing is averaged. Each remote loadgen runs under a small sh wrapper that ends it
-when its ssh session's stdin ends.
+A point: the server starts (here, or on its host under a wrapper that ends it when its ssh
+session ends), pinned to its CPUs; the connections and the open-loop rate are split over the
+clients (remainders spread, every client at least one connection; a point with fewer
+connections than clients uses the first ones), each client's loadgen starts with
+--start-on-stdin, the driver waits (bounded) for every `connected N`, then writes `go` to all: a
+start barrier held by the controller, so no clock needs to be synchronised. The server's CPU is
+read by `loadgen sample-server` on the server's host, asked by the driver at the window's edges.
+The results come back on each ssh session's stdout and are merged exactly by `loadgen merge`;
+any client failing, or not connected in time, fails the point, and nothing is averaged.
 """
 import atexit
 import dataclasses
@@ -32,6 +33,7 @@ import itertools
 import json
 import os
 import re
+import select
 import selectors
 import shlex
 import shutil
@@ -78,6 +80,27 @@ class ClientFailure(Exception):
 
 
 @dataclass(frozen=True)
+class Server:
+    host: str = "local"              # ssh destination, or "local"
+    address: str = None              # what the clients connect to (default: see plan_clients)
+    cpus: str = None                 # taskset list on the server's host (default: CpuLayout's)
+    bin: str = None                  # a folder on the host with server-<model>: no copy
+    loadgen: str = None              # a loadgen on the host, for sample-server: no copy
+    ssh_config: str = None           # ssh -F
+
+    @property
+    def local(self):
+        return self.host == "local"
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """A parsed hosts file."""
+    server: Server
+    clients: tuple                   # of Client
+
+
+@dataclass(frozen=True)
 class Client:
     host: str                        # ssh destination, or "local"
     address: str = None              # the server address it connects to (default: see target)
@@ -94,7 +117,7 @@ class Client:
 # ---------------------------------------------------------------------------------- the file
 
 def parse_hosts_file(path):
-    """The clients of a hosts file (a tuple of Client), or HostsFileError."""
+    """The server and clients of a hosts file (Hosts), or HostsFileError."""
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -125,7 +148,8 @@ def parse_hosts_file(path):
 
 
 def parse_host_line(where, keyword, args):
-    allowed = {"server": ("address",), "client": ("address", "cpus", "threads", "loadgen")}[keyword]
+    allowed = {"server": ("address", "cpus", "bin", "loadgen"),
+               "client": ("address", "cpus", "threads", "loadgen")}[keyword]
     if not args:
         raise HostsFileError(f"{where}: expected '{keyword} HOST' (an ssh destination or local)")
     host, options = args[0], {}
@@ -151,8 +175,8 @@ def check_option(where, key, value):
         if not value.isdigit() or int(value) < 1:
             raise HostsFileError(f"{where}: threads={value} is not a positive integer")
         return int(value)
-    if key == "loadgen" and not value.startswith("/"):
-        raise HostsFileError(f"{where}: loadgen={value} must be an absolute path on the client")
+    if key in ("loadgen", "bin") and not value.startswith("/"):
+        raise HostsFileError(f"{where}: {key}={value} must be an absolute path on its host")
     return value
 
 
@@ -161,27 +185,35 @@ def assemble(path, server, clients, ssh_config):
         raise HostsFileError(f"--hosts {path}: no 'server HOST' line")
     if not clients:
         raise HostsFileError(f"--hosts {path}: no 'client HOST' line")
-    if server[0] != "local":
-        raise HostsFileError(f"--hosts {path}: server {server[0]}: only 'server local' is supported (the "
-                             "driver measures the server's CPU in this host's /proc); run the driver there")
     if ssh_config is not None and not os.path.isfile(ssh_config):
         raise HostsFileError(f"--hosts {path}: ssh-config {ssh_config}: no such file")
-    default_address = server[1].get("address")
-    return tuple(Client(host, address=options.get("address", default_address), cpus=options.get("cpus"),
-                        threads=options.get("threads"), loadgen=options.get("loadgen"),
-                        ssh_config=ssh_config) for host, options in clients)
+    server_host, server_options = server
+    if server_host == "local" and server_options.keys() - {"address"}:
+        raise HostsFileError(f"--hosts {path}: cpus=, bin= and loadgen= are for a server on another host "
+                             "(a local server is pinned like any other run's)")
+    default_address = server_options.get("address")
+    return Hosts(Server(server_host, ssh_config=ssh_config, **server_options),
+                 tuple(Client(host, address=options.get("address", default_address), cpus=options.get("cpus"),
+                              threads=options.get("threads"), loadgen=options.get("loadgen"),
+                              ssh_config=ssh_config) for host, options in clients))
 
 
-def to_settings(path, clients):
+def to_settings(path, plan):
     """The run's settings entry (JSON): kept in the manifest, so --resume uses the same hosts."""
-    return {"file": os.path.abspath(path), "server": "local",
-            "clients": [{k: v for k, v in vars(c).items()} for c in clients]}
+    return {"file": os.path.abspath(path), "server": vars(plan.server),
+            "clients": [vars(c) for c in plan.clients]}
 
 
 def clients_of(settings):
     """The clients of a run's settings, () without --hosts."""
     hosts = settings.get("hosts") or {}
     return tuple(Client(**c) for c in hosts.get("clients", ()))
+
+
+def server_of(settings):
+    """The server of a run's settings: Server() (local) without --hosts."""
+    server = (settings.get("hosts") or {}).get("server")
+    return Server(**server) if isinstance(server, dict) else Server()
 
 
 def listening_everywhere(spec):
@@ -290,18 +322,19 @@ def last_line(path):
 
 
 class HostSession:
-    """A client host for the whole run: its ssh master, its folder, the loadgen copied there."""
+    """A host for the whole run (a Client's or the Server's): its ssh master, its folder, the
+    binaries copied there."""
 
-    def __init__(self, sup, client, log_dir, control_dir):
-        self.sup, self.client = sup, client
+    def __init__(self, sup, entry, log_dir, control_dir):
+        self.sup, self.entry = sup, entry
         self.control = os.path.join(control_dir, f"m{next(_masters)}")
-        self.log = os.path.join(log_dir, re.sub(r"[^A-Za-z0-9_.@-]", "_", client.host) + ".ssh.log")
+        self.log = os.path.join(log_dir, re.sub(r"[^A-Za-z0-9_.@-]", "_", entry.host) + ".ssh.log")
         self.copies = {}
         self.master = None
         self.dir, self.cpus, self.ssh_connection = None, 0, None
 
     def ssh(self, *command, master=False):
-        c = self.client
+        c = self.entry
         argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
                 "-o", f"ControlMaster={'yes' if master else 'no'}", "-o", f"ControlPath={self.control}",
@@ -317,30 +350,31 @@ class HostSession:
     def open(self):
         with open(self.log, "ab") as err:
             self.master = self.sup.start(self.ssh(sh_command(KEEPER_SCRIPT), master=True), subprocess.PIPE,
-                                         err, f"ssh master {self.client.host}", stdin=subprocess.PIPE)
+                                         err, f"ssh master {self.entry.host}", stdin=subprocess.PIPE)
         match, failure = wait_ready(self.master, KEEPER_READY, SESSION_BOUND_S)
         if match is None:
             self.sup.stop(self.master, 0.5)
-            raise ClientFailure(f"ssh {self.client.host}: {failure}: {last_line(self.log)}",
+            raise ClientFailure(f"ssh {self.entry.host}: {failure}: {last_line(self.log)}",
                                 failure_code(self.master.returncode))
         self.master.stdout.close()
         self.dir, self.cpus, self.ssh_connection = match.group(1), int(match.group(2)), match.group(3).strip()
 
-    def loadgen_path(self, local_binary):
-        """Where this host's loadgen is: the client's own (loadgen=PATH), or a copy of ours,
-        made once per binary and checked by its SHA-256."""
-        if self.client.loadgen:
-            return self.client.loadgen, None
+    def binary_path(self, local_binary, name, preset=None):
+        """Where this host's copy of a binary is: preset (a path already there, such as
+        loadgen=PATH), or a copy of ours, made once per binary and checked by its SHA-256.
+        Returns (path, digest or None)."""
+        if preset:
+            return preset, None
         digest = sha256_of(local_binary)
         if digest not in self.copies:
-            self.copies[digest] = self.copy(local_binary, digest)
+            self.copies[digest] = self.copy(local_binary, f"{name}-{digest[:16]}", digest)
         return self.copies[digest], digest
 
-    def copy(self, local_binary, digest):
-        remote = f"{self.dir}/loadgen-{digest[:16]}"
+    def copy(self, local_binary, name, digest):
+        remote = f"{self.dir}/{name}"
         with open(local_binary, "rb") as src, open(self.log, "ab") as err:
             proc = self.sup.start(self.ssh(sh_command(COPY_SCRIPT, remote)), subprocess.PIPE, err,
-                                  f"copy loadgen to {self.client.host}", stdin=src)
+                                  f"copy {name} to {self.entry.host}", stdin=src)
             try:
                 out, _ = proc.communicate(timeout=COPY_BOUND_S)
             except subprocess.TimeoutExpired:
@@ -348,8 +382,9 @@ class HostSession:
             self.sup.stop(proc, 0.5)
         got = out.decode(errors="replace").split()
         if proc.returncode != 0 or not got or got[0] != digest:
-            raise ClientFailure(f"copying loadgen to {self.client.host} failed (exit {proc.returncode}, "
-                                f"sha256 {got[0][:16] if got else 'none'} for {digest[:16]}): {last_line(self.log)}")
+            raise ClientFailure(f"copying {os.path.basename(local_binary)} to {self.entry.host} failed (exit "
+                                f"{proc.returncode}, sha256 {got[0][:16] if got else 'none'} for {digest[:16]}): "
+                                f"{last_line(self.log)}")
         return remote
 
     def run_argv(self, tag, loadgen_argv):
@@ -369,7 +404,7 @@ class LocalSession(HostSession):
     def alive(self):
         return self.dir is not None and os.path.isdir(self.dir)
 
-    def loadgen_path(self, local_binary):
+    def binary_path(self, local_binary, _name, _preset=None):
         return local_binary, None
 
     def run_argv(self, tag, loadgen_argv):
@@ -387,9 +422,9 @@ _control_dir = None
 _masters = itertools.count()
 
 
-def session_for(sup, client, log_dir):
+def session_for(sup, entry, log_dir):
     global _control_dir
-    key = (id(sup), client.host, client.ssh_config)
+    key = (id(sup), entry.host, entry.ssh_config)
     session = _sessions.get(key)
     if session is not None and session.alive():
         return session
@@ -399,7 +434,7 @@ def session_for(sup, client, log_dir):
         _control_dir = tempfile.mkdtemp(prefix=f"sbh-{os.getpid()}-", dir="/tmp")
         atexit_cleanup()
     os.makedirs(log_dir, exist_ok=True)
-    session = (LocalSession if client.local else HostSession)(sup, client, log_dir, _control_dir)
+    session = (LocalSession if entry.local else HostSession)(sup, entry, log_dir, _control_dir)
     _sessions[key] = session
     session.open()
     return session
@@ -423,78 +458,176 @@ def atexit_cleanup():
     atexit.register(cleanup)
 
 
+# ------------------------------------------------------------------- the server on its host
+
+# The server on a remote host: started in a session (process group) of its own, pinned; when the
+# ssh session's stdin ends (the driver stops the point, or is gone) it gets SIGTERM, then SIGKILL
+# after 5 s, and what it left in its group (a fork model's children) is killed when it exits.
+# Its readiness line goes to stdout as it comes, then its exit code.
+SERVER_SCRIPT = r"""exec 4<&0 </dev/null
+setsid "$@" & srv=$!
+{ cat >/dev/null; kill -TERM $srv; sleep 5; kill -KILL -$srv; } <&4 >/dev/null 2>&1 &
+reader=$!
+exec 4<&-
+wait $srv; code=$?
+kill -KILL -$srv 2>/dev/null
+kill $reader 2>/dev/null
+echo "exit $code"
+exit $code
+"""
+SAMPLE_BOUND_S = 5.0
+SERVER_STOP_EXTRA_S = 3.0    # the stop's round trip over ssh, on top of the local grace
+
+
+def is_remote(server):
+    return server is not None and not server.local
+
+
+class RemoteServer:
+    """A server started on its own host through ssh (point.start_server's handle for it): the
+    same questions as point.LocalServer, answered on that host."""
+
+    def __init__(self, sup, trial, session):
+        from .point import CpuLayout  # point imports this module: imported when used
+        self.sup, self.session, self.entry = sup, session, trial.server_host
+        self.address = self.entry.address or session.ssh_connection.split()[2]
+        self.proc = self.pid = self._sampler = None
+        name = f"server {self.entry.host}"
+        local_server = trial.binaries.server(trial.model)
+        preset = self.entry.bin and f"{self.entry.bin}/{os.path.basename(local_server)}"
+        self.binary, self.digest = on_behalf_of(name, session.binary_path, local_server,
+                                                os.path.basename(local_server), preset)
+        self.loadgen, _ = on_behalf_of(name, session.binary_path, trial.binaries.loadgen, "loadgen",
+                                       self.entry.loadgen)
+        self.cpus = self.entry.cpus or CpuLayout.for_point(max(session.cpus, 1), trial.spec.all_cpus).server
+
+    def argv(self, server_argv):
+        """The ssh command that runs server_argv (taskset, the binary, its flags) there."""
+        return self.session.ssh(sh_command(SERVER_SCRIPT, *server_argv))
+
+    def started(self, proc, pid):
+        self.proc, self.pid = proc, pid
+        return self
+
+    def alive(self):
+        snap = self.sampler().sample()
+        return snap is not None and not snap.get("gone")
+
+    def sampler(self):
+        if self._sampler is None:
+            argv = [self.loadgen, "sample-server", "--pid", str(self.pid)]
+            self._sampler = Sampler(self.sup, self.session.ssh(shlex.join(argv)), self.session.log,
+                                    self.entry.host)
+        return self._sampler
+
+    def command(self, argv):
+        """argv run on the server's host."""
+        return self.session.ssh(shlex.join(argv))
+
+    def target_flags(self, _trial, port):
+        return ["--host", self.address, "--port", str(port)]
+
+    def stop(self, _sup, grace_s):
+        """Ends the session's stdin (its wrapper then stops the server) and waits for the server's
+        exit code: (exit code, note), as Supervisor.stop."""
+        if self._sampler is not None:
+            self._sampler.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        said = read_until_eof(self.proc.stdout, time.monotonic() + grace_s + SERVER_STOP_EXTRA_S)
+        code, note = self.sup.stop(self.proc, 0.5)
+        exits = re.findall(rb"^exit (\d+)$", said, re.M)
+        if exits:
+            return int(exits[-1]), ""
+        return code, note or f"on {self.entry.host}: no exit code came back through ssh (ssh exited {code})"
+
+    def record(self):
+        return {"host": self.entry.host, "address": self.address, "cpus": self.cpus, "binary": self.binary,
+                "binary_sha256": self.digest, "copied": self.digest is not None,
+                "ssh_connection": self.session.ssh_connection, "pid": self.pid, "sampler": self.loadgen}
+
+
+def remote_server(sup, trial):
+    """The RemoteServer of a trial whose server is on another host (its binaries copied there,
+    once per run); trial.cpus.server becomes the CPUs it is pinned to there."""
+    log_dir = hosts_log_dir(trial)
+    session = on_behalf_of(f"server {trial.server_host.host}", session_for, sup, trial.server_host, log_dir)
+    server = RemoteServer(sup, trial, session)
+    trial.cpus = dataclasses.replace(trial.cpus, server=server.cpus)
+    return server
+
+
+def hosts_log_dir(trial):
+    """logs/hosts of the run folder: the ssh masters' logs."""
+    logs = trial.log_base.rfind(os.sep + "logs" + os.sep)
+    return os.path.join(trial.log_base[:logs], "logs", "hosts") if logs >= 0 else os.path.dirname(trial.log_base)
+
+
+def read_until_eof(stream, deadline):
+    """What stream still says until it ends or the deadline passes."""
+    said = b""
+    while (left := deadline - time.monotonic()) > 0 and select.select([stream], [], [], left)[0]:
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            break
+        said += chunk
+    return said
+
+
 # ----------------------------------------------------------------------- the server, measured
 
-def _read_stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return {"ppid": int(fields[1]), "utime": int(fields[11]), "stime": int(fields[12]),
-            "cutime": int(fields[13]), "cstime": int(fields[14]), "threads": int(fields[17]),
-            "rss_pages": int(fields[21])}
+class Sampler:
+    """`loadgen sample-server --pid P` where the server runs (here, or through ssh): one snapshot
+    of the server's process tree per line asked, by loadgen's own rule (loadgen/proc_sampler.cpp,
+    the one --server-pid uses)."""
 
+    def __init__(self, sup, argv, log, where):
+        with open(log, "ab") as err:
+            self.proc = sup.start(argv, subprocess.PIPE, err, f"server sampler on {where}", stdin=subprocess.PIPE)
+        self.sup, self.where, self.buffer = sup, where, b""
+        # A first answer before any edge is asked: the ssh session and the sampler are then up, so
+        # both edges wait for the same round trip and the window keeps its length.
+        self.sample()
 
-def _task_totals(pid):
-    run_s, voluntary, involuntary = 0.0, 0, 0
-    task_dir = f"/proc/{pid}/task"
-    for task in os.listdir(task_dir):
+    def sample(self):
+        """The snapshot (a dict; {"gone": true, ...} once the server is gone), or None when the
+        sampler did not answer within SAMPLE_BOUND_S."""
         try:
-            with open(f"{task_dir}/{task}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        voluntary += int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches:"):
-                        involuntary += int(line.split()[1])
-            with open(f"{task_dir}/{task}/schedstat") as f:
-                run_s += int(f.read().split()[0]) / 1e9
-        except (OSError, ValueError, IndexError):
-            continue
-    return run_s, voluntary, involuntary
-
-
-def server_snapshot(root):
-    """The server's process tree now, by loadgen's own rule (loadgen/proc_sampler.cpp): a live
-    process's time is the larger of its threads' scheduler run time and its tick samples, split
-    into user and system by the ticks; reaped children's time comes through cutime/cstime."""
-    stats = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stats[int(name)] = _read_stat(name)
-            except (OSError, ValueError, IndexError):
-                pass
-    if root not in stats:
-        return None
-    tree = [root]
-    for pid in tree:
-        tree += [child for child, s in stats.items() if s["ppid"] == pid]
-    tick, page_kib = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGESIZE") // 1024
-    snap = dict(cpu_user_s=0.0, cpu_sys_s=0.0, rss_kib=0, threads=0, processes=0, voluntary=0, involuntary=0)
-    for pid in tree:
-        s = stats[pid]
+            self.proc.stdin.write(b"\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            return None
+        deadline = time.monotonic() + SAMPLE_BOUND_S
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
         try:
-            run_s, voluntary, involuntary = _task_totals(pid)
-        except OSError:
-            continue
-        ticks = s["utime"] + s["stime"]
-        own = max(run_s, ticks / tick)
-        user_share = s["utime"] / ticks if ticks else 0.0
-        snap["cpu_user_s"] += own * user_share + s["cutime"] / tick
-        snap["cpu_sys_s"] += own * (1 - user_share) + s["cstime"] / tick
-        snap["voluntary"] += voluntary
-        snap["involuntary"] += involuntary
-        snap["rss_kib"] += s["rss_pages"] * page_kib
-        snap["threads"] += s["threads"]
-        snap["processes"] += 1
-    return snap
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        self.sup.stop(self.proc, 1.0)
 
 
 class ServerWindow:
     """Snapshots of the server at the window's edges on the driver's clock (the first `go` plus
     the warm-up, plus the duration), and its peaks once a second in between."""
 
-    def __init__(self, pid, opens_at, closes_at):
-        self.pid, self.opens_at, self.closes_at = pid, opens_at, closes_at
+    def __init__(self, sampler, opens_at, closes_at):
+        self.sampler, self.opens_at, self.closes_at = sampler, opens_at, closes_at
         self.start = self.end = None
         self.peaks = {"rss_kib": 0, "threads": 0, "processes": 0}
         self.next_peak = opens_at
@@ -512,39 +645,48 @@ class ServerWindow:
         return max(0.0, min(due + ([self.next_peak] if self.end is None else [])) - now) if due else 3600.0
 
     def sample(self):
-        snap = server_snapshot(self.pid)
-        if snap:
-            for key in self.peaks:
-                self.peaks[key] = max(self.peaks[key], snap[key])
-        return snap or {}
+        snap = self.sampler.sample()
+        if not snap or snap.get("gone"):
+            return {}
+        for key in self.peaks:
+            self.peaks[key] = max(self.peaks[key], snap[key])
+        return snap
 
-    def figures(self, requests):
+    def seconds(self):
+        """The window's length between the two snapshots, on the server host's own clock."""
+        return (self.end["monotonic_ns"] - self.start["monotonic_ns"]) / 1e9
+
+    def figures(self, requests, where):
         if not self.start or not self.end:
             return None
         user = self.end["cpu_user_s"] - self.start["cpu_user_s"]
         system = self.end["cpu_sys_s"] - self.start["cpu_sys_s"]
-        return {"pid": self.pid, "cpu_user_s": user, "cpu_sys_s": system,
+        return {"pid": self.end["pid"], "cpu_user_s": user, "cpu_sys_s": system,
                 "cpu_us_per_request": (user + system) * 1e6 / requests if requests else None,
-                "ctx_switches_voluntary": self.end["voluntary"] - self.start["voluntary"],
-                "ctx_switches_involuntary": self.end["involuntary"] - self.start["involuntary"],
+                "ctx_switches_voluntary": self.end["ctx_switches_voluntary"] - self.start["ctx_switches_voluntary"],
+                "ctx_switches_involuntary":
+                    self.end["ctx_switches_involuntary"] - self.start["ctx_switches_involuntary"],
                 "peak_rss_kib": self.peaks["rss_kib"], "peak_threads": self.peaks["threads"],
-                "peak_processes": self.peaks["processes"],
-                "measured_by": "the driver, from /proc at the window's edges on its own clock"}
+                "peak_processes": self.peaks["processes"], "window_s": round(self.seconds(), 6),
+                "measured_by": f"loadgen sample-server on {where}, asked by the driver at the window's edges "
+                               "on its own clock; window_s is the time between the two samples on the "
+                               "server host's clock"}
 
     def utilisation(self, figures):
-        allowed = len(os.sched_getaffinity(self.pid)) if self.pid else 0
-        length = self.closes_at - self.opens_at
-        if not figures or not allowed or length <= 0:
+        allowed = self.end.get("cpus_allowed_count") if figures else None
+        if not figures or not allowed or self.seconds() <= 0:
             return None
-        return (figures["cpu_user_s"] + figures["cpu_sys_s"]) / (length * allowed)
+        return (figures["cpu_user_s"] + figures["cpu_sys_s"]) / (self.seconds() * allowed)
 
 
-def server_peers(port):
-    """{peer address: established connections} to the server's port, as this host's kernel sees
-    them (`ss`): the proof that each client's connections came from its own address."""
+def server_peers(server, port):
+    """{peer address: established connections} to the server's port, as the server host's kernel
+    sees them (`ss`, run there): the proof that each client's connections came from its own
+    address."""
+    argv = server.command(["ss", "-Htn", "state", "established", f"( sport = :{port} )"])
     try:
-        out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=SESSION_BOUND_S,
+                             stdin=subprocess.DEVNULL).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     peers = {}
@@ -630,7 +772,7 @@ class ClientRun:
             self.proc.stdout.close()
 
 
-def plan_clients(sup, trial, log_dir):
+def plan_clients(sup, trial, log_dir, server):
     """A ClientRun per client the point uses: its share of the connections and of the rate."""
     clients = trial.clients
     shares = split_connections(trial.spec.connections, len(clients))
@@ -641,10 +783,13 @@ def plan_clients(sup, trial, log_dir):
         session = on_behalf_of(f"client {i} ({client.host})", session_for, sup, client, log_dir)
         cpus = client.cpus or (trial.cpus.loadgen if client.local else None)
         threads = client.threads or (count_cpus(cpus) if cpus else max(session.cpus, 1))
-        address = client.address or ("127.0.0.1" if client.local else session.ssh_connection.split()[0])
+        # Without address=: a remote server's own address, else this host as the client sees it.
+        address = client.address or server.address or \
+            ("127.0.0.1" if client.local else session.ssh_connection.split()[0])
         runs.append(ClientRun(i, client, session, conns, share, min(threads, conns), cpus, address))
     for run in runs:
-        run.loadgen, run.loadgen_sha256 = on_behalf_of(run.name, run.session.loadgen_path, trial.binaries.loadgen)
+        run.loadgen, run.loadgen_sha256 = on_behalf_of(run.name, run.session.binary_path, trial.binaries.loadgen,
+                                                        "loadgen", run.client.loadgen)
     return runs
 
 
@@ -809,9 +954,9 @@ def client_record(run, go_unix):
             "apparent_clock_offset_s": round(offset, 6) if offset is not None else None}
 
 
-def point_document(doc, trial, runs, window, peers, go_unix):
+def point_document(doc, trial, runs, window, server, peers, go_unix):
     requests = doc["totals"]["requests"]
-    figures = window.figures(requests)
+    figures = window.figures(requests, server.record()["host"])
     doc["server"] = figures or dict(doc.get("server") or {}, measured_by="not measured: the server exited")
     util = window.utilisation(figures)
     sat = doc.setdefault("saturation", {})
@@ -826,38 +971,37 @@ def point_document(doc, trial, runs, window, peers, go_unix):
         doc["window"].update(start_monotonic_ns=None, end_monotonic_ns=None)
     gos = [r.go_at for r in runs]
     doc["hosts"] = {
-        "server": "local", "clients": [client_record(r, go_unix) for r in runs],
+        "server": server.record(), "clients": [client_record(r, go_unix) for r in runs],
         "unused_clients": [c.host for c in trial.clients[len(runs):]],
         "barrier": {"kind": "controller (--start-on-stdin, then go)", "connect_bound_s": CONNECT_BOUND_S,
                     "connected_after_s": round(max(r.connected_after_s for r in runs), 4),
                     "go_spread_ms": round((max(gos) - min(gos)) * 1e3, 3)},
-        "server_peers": peers, "server_peers_by": "ss in the server's network namespace, before go",
+        "server_peers": peers, "server_peers_by": "ss on the server's host (its network namespace), before go",
         "server_window_driver_s": round(window.closes_at - window.opens_at, 6),
         "clocks": CLOCKS}
     return doc
 
 
-def run_loadgens(sup, trial, port, server_pid):
+def run_loadgens(sup, trial, port, server):
     """run_loadgen for a point with clients (point.run_loadgen's contract): returns (exit code,
-    None); the merged result is at trial.out when the point has one."""
+    None); the merged result is at trial.out when the point has one. server is point.LocalServer
+    or RemoteServer."""
     from .point import seconds_of, write_json
-    log_path = trial.log_base + ".loadgen.log"
-    logs = trial.log_base.rfind(os.sep + "logs" + os.sep)
-    log_dir = os.path.join(trial.log_base[:logs], "logs", "hosts") if logs >= 0 else os.path.dirname(log_path)
     runs = []
-    with open(log_path, "a") as log:
+    with open(trial.log_base + ".loadgen.log", "a") as log:
         try:
-            runs = plan_clients(sup, trial, log_dir)
+            runs = plan_clients(sup, trial, hosts_log_dir(trial), server)
             start_clients(sup, trial, port, runs)
             await_barrier(runs)
-            peers = server_peers(port)
+            peers = server_peers(server, port)
+            sampler = server.sampler()
             go_unix = time.time() + seconds_of(trial.warmup)
             send_go(runs)
             opens = runs[0].go_at + seconds_of(trial.warmup)
-            window = ServerWindow(server_pid, opens, opens + seconds_of(trial.duration))
+            window = ServerWindow(sampler, opens, opens + seconds_of(trial.duration))
             collect(runs, trial, window)
             code, doc = merge_results(sup, trial, runs)
-            write_json(trial.out, point_document(doc, trial, runs, window, peers, go_unix))
+            write_json(trial.out, point_document(doc, trial, runs, window, server, peers, go_unix))
             for run in runs:
                 log.write(f"{run.name}: {run.connections} connections, exit {run.exit_code}, "
                           f"{run.result()['totals']['requests']} requests\n")

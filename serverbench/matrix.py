@@ -51,7 +51,7 @@ class Matrix:
         done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side"), p.get("kind") == "count")
                 for p in written}
         self.todo = [e for e in self.entries if e.key not in done]
-        self.measured_total = sum(1 for e in self.todo if sc.applicable(e.model, e.spec, self.profile))
+        self.measured_total = sum(1 for e in self.todo if self.skip_reason(e) is None)
         self.measured = 0
         self.number = len(self.entries) - len(self.todo)
         self.failed = sum(1 for p in written if p["status"] == "failed")
@@ -59,6 +59,15 @@ class Matrix:
         if resumed:
             log(f"== resume {run_dir.path}: {self.number} point(s) already written, skipped; "
                 f"{len(self.todo)} to run")
+
+    def skip_reason(self, entry):
+        """Why entry is not measured (its record says not-applicable), or None."""
+        if not sc.applicable(entry.model, entry.spec, self.profile):
+            return sc.NOT_APPLICABLE_REASON
+        if entry.count and hosts.is_remote(hosts.server_of(self.settings)):
+            return ("not counted: perf counts the server and loadgen on this machine, and the server runs on "
+                    f"{hosts.server_of(self.settings).host} (docs/hosts.md)")
+        return None
 
     @property
     def ab(self):
@@ -110,9 +119,12 @@ class Matrix:
             record["side"] = entry.side
         if entry.count:
             record["kind"] = "count"
-        if sc.applicable(entry.model, spec, self.profile):
+        skip = self.skip_reason(entry)
+        if skip is None:
             record.update(self.measure(entry))
             self.measured += 1
+        else:
+            record["reason"] = skip
         self.run_dir.append_point(record)
         self.number += 1
         self.failed += record["status"] == "failed"
@@ -126,6 +138,7 @@ class Matrix:
         clients = () if entry.count else hosts.clients_of(self.settings)
         spec = hosts.listening_everywhere(entry.spec) if clients else entry.spec
         return Trial(model=entry.model, spec=spec, binaries=self.sides[entry.side], clients=clients,
+                     server_host=hosts.server_of(self.settings) if clients else None,
                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
                      warmup=warmup, duration=duration, net=self.net)

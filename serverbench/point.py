@@ -66,6 +66,7 @@ class Trial:
     extra_loadgen_flags: tuple = ()
     counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
     clients: tuple = ()              # hosts.Client: loadgen runs on these (--hosts), not here
+    server_host: object = None       # hosts.Server: where the server runs (--hosts); None: here
     net: object = field(default_factory=Loopback)   # network.py: where the traffic goes
 
     @property
@@ -114,32 +115,78 @@ def run_trial(sup, trial):
     os.makedirs(os.path.dirname(trial.out), exist_ok=True)
     os.makedirs(os.path.dirname(trial.log_base), exist_ok=True)
     outcome = Outcome()
-    server, server_pid, port = start_server(sup, trial, outcome)
+    server, port = start_server(sup, trial, outcome)
     if server is None:
         return outcome
-    holder = start_holder(sup, trial, port, outcome) if trial.spec.idle else None
+    holder = start_holder(sup, trial, port, server, outcome) if trial.spec.idle else None
     emulator_before = trial.net.begin_point()
-    lg_code, lg_timeout = run_loadgen(sup, trial, port, server_pid)
+    lg_code, lg_timeout = run_loadgen(sup, trial, port, server)
     record_network(trial, outcome, trial.net.end_point(emulator_before))
-    server_was_alive = processes.alive(server_pid)
+    server_was_alive = server.alive()
     if holder is not None:
         sup.stop(holder)
         merge_idle_result(trial)
     # perf, when it wraps the server, still has to read and write its counters after the server exits.
     grace = STOP_GRACE_S + (3.0 if trial.counted else 0.0)
-    server_code, stop_note = sup.stop(server, grace, signal_pid=server_pid)
+    server_code, stop_note = server.stop(sup, grace)
     judge(trial, outcome, server_was_alive, server_code, stop_note, lg_code, lg_timeout)
     return outcome
 
 
+class LocalServer:
+    """A server started here: what run_trial and hosts.run_loadgens ask of it (hosts.RemoteServer
+    answers the same for a server on another host)."""
+    address = None  # clients on other hosts reach it at their hosts-file address
+
+    def __init__(self, sup, trial, proc, pid):
+        self.sup, self.trial, self.proc, self.pid = sup, trial, proc, pid
+        self._sampler = None
+
+    def alive(self):
+        return processes.alive(self.pid)
+
+    def sampler(self):
+        if self._sampler is None:
+            self._sampler = hosts.Sampler(self.sup, [self.trial.binaries.loadgen, "sample-server", "--pid",
+                                                     str(self.pid)], self.trial.log_base + ".sampler.log", "local")
+        return self._sampler
+
+    def command(self, argv):
+        return list(argv)
+
+    def target_flags(self, trial, port):
+        return trial.net.target_flags(port, trial.name)
+
+    def stop(self, sup, grace_s):
+        if self._sampler is not None:
+            self._sampler.close()
+        return sup.stop(self.proc, grace_s, signal_pid=self.pid)
+
+    def record(self):
+        return {"host": "local", "cpus": self.trial.cpus.server, "pid": self.pid}
+
+
+def server_command(sup, trial):
+    """(argv, hosts.RemoteServer or None): the server pinned to its CPUs, here or on its host."""
+    flags = ["--port", "0", *trial.spec.server_flags]
+    if hosts.is_remote(trial.server_host):
+        remote = hosts.remote_server(sup, trial)  # its binary is there, trial.cpus.server its CPUs
+        return remote.argv(["taskset", "-c", trial.cpus.server, remote.binary, *flags]), remote
+    argv = trial.net.server_argv(["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model), *flags],
+                                 trial.name)
+    return (trial.counted.wrap("server", argv) if trial.counted else argv), None
+
+
 def start_server(sup, trial, outcome):
+    """(LocalServer or hosts.RemoteServer, port), or (None, None) with outcome saying why."""
     log = trial.log_base + ".server.log"
-    argv = trial.net.server_argv(["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model),
-                                  "--port", "0", *trial.spec.server_flags], trial.name)
-    if trial.counted:
-        argv = trial.counted.wrap("server", argv)
+    try:
+        argv, remote = server_command(sup, trial)
+    except hosts.ClientFailure as failure:
+        outcome.fail(str(failure))
+        return None, None
     with open(log, "wb") as err:
-        proc = sup.start(argv, subprocess.PIPE, err, "server")
+        proc = sup.start(argv, subprocess.PIPE, err, "server", stdin=subprocess.PIPE if remote else subprocess.DEVNULL)
     match, failure = processes.wait_ready(proc, SERVER_READY, READY_TIMEOUT_S)
     if match is None:
         sup.stop(proc, 0.5)
@@ -147,17 +194,20 @@ def start_server(sup, trial, outcome):
             outcome.status = "unsupported"
             outcome.reasons.append(last_line_of(log))
         else:
-            outcome.fail(f"server {failure}: {last_line_of(log)}")
-        return None, None, None
-    # Nothing more is read from the server's stdout: the readiness line was all of it.
-    proc.stdout.close()
+            where = f" on {trial.server_host.host}" if remote else ""
+            outcome.fail(f"server{where} {failure}: {last_line_of(log)}")
+        return None, None
     server_pid = int(match.group(2)) if match.group(2) else proc.pid
-    return proc, server_pid, int(match.group(1))
+    if remote:
+        return remote.started(proc, server_pid), int(match.group(1))
+    # Nothing more is read from a local server's stdout: the readiness line was all of it.
+    proc.stdout.close()
+    return LocalServer(sup, trial, proc, server_pid), int(match.group(1))
 
 
-def start_holder(sup, trial, port, outcome):
+def start_holder(sup, trial, port, server, outcome):
     argv = trial.net.client_argv([sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"),
-                                  *trial.net.target_flags(port, trial.name), "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
+                                  *server.target_flags(trial, port), "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
             "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"])
     with open(trial.log_base + ".idle.log", "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "idle holder")
@@ -182,12 +232,12 @@ def loadgen_argv(trial, port, server_pid):
             "--out", trial.out, "--quiet"])
 
 
-def run_loadgen(sup, trial, port, server_pid):
+def run_loadgen(sup, trial, port, server):
     """Returns (exit code, time limit in s if it was hit)."""
     if trial.clients:
-        return hosts.run_loadgens(sup, trial, port, server_pid)
+        return hosts.run_loadgens(sup, trial, port, server)
     limit = seconds_of(trial.duration) + seconds_of(trial.warmup) + 20
-    argv = loadgen_argv(trial, port, server_pid)
+    argv = loadgen_argv(trial, port, server.pid)
     if trial.counted:
         argv = trial.counted.wrap("loadgen", argv)
         trial.counted.start_relay()

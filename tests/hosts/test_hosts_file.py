@@ -30,23 +30,41 @@ class HostsFile(unittest.TestCase):
 
     def test_a_good_file(self):
         open(os.path.join(self.dir.name, "cfg"), "w").close()
-        clients = self.parse("# comment\nssh-config cfg\n\nserver local address=10.0.0.1  # trailing\n"
-                             "client bench@c1.example.net cpus=0-3,6 threads=2\n"
-                             "client c2 address=10.0.1.1 loadgen=/opt/loadgen\nclient local\n")
+        plan = self.parse("# comment\nssh-config cfg\n\nserver local address=10.0.0.1  # trailing\n"
+                          "client bench@c1.example.net cpus=0-3,6 threads=2\n"
+                          "client c2 address=10.0.1.1 loadgen=/opt/loadgen\nclient local\n")
+        clients = plan.clients
+        self.assertEqual(plan.server, hosts.Server("local", address="10.0.0.1", ssh_config=clients[0].ssh_config))
+        self.assertFalse(hosts.is_remote(plan.server))
         self.assertEqual([c.host for c in clients], ["bench@c1.example.net", "c2", "local"])
         self.assertEqual([c.address for c in clients], ["10.0.0.1", "10.0.1.1", "10.0.0.1"])
         self.assertEqual((clients[0].cpus, clients[0].threads, clients[1].loadgen), ("0-3,6", 2, "/opt/loadgen"))
         self.assertEqual(clients[0].ssh_config, os.path.join(self.dir.name, "cfg"))
         self.assertTrue(clients[2].local)
-        settings = hosts.to_settings(self.path, clients)
-        self.assertEqual(hosts.clients_of(json.loads(json.dumps({"hosts": settings}))), clients)
+        settings = json.loads(json.dumps({"hosts": hosts.to_settings(self.path, plan)}))
+        self.assertEqual(hosts.clients_of(settings), clients)
+        self.assertEqual(hosts.server_of(settings), plan.server)
         self.assertEqual(hosts.clients_of({"hosts": None}), ())
+        self.assertEqual(hosts.server_of({"hosts": None}), hosts.Server())
+        # A run folder written when the server could only be local says "server": "local".
+        self.assertEqual(hosts.server_of({"hosts": {"server": "local", "clients": []}}), hosts.Server())
+
+    def test_a_remote_server(self):
+        plan = self.parse("server bench@srv1 address=10.0.0.1 cpus=2-3 bin=/opt/sb/bin loadgen=/opt/sb/loadgen\n"
+                          "client c1\n")
+        self.assertEqual(plan.server, hosts.Server("bench@srv1", address="10.0.0.1", cpus="2-3", bin="/opt/sb/bin",
+                                                   loadgen="/opt/sb/loadgen"))
+        self.assertTrue(hosts.is_remote(plan.server))
+        self.assertEqual(plan.clients[0].address, "10.0.0.1")
+        self.assertEqual(self.parse("server srv1\nclient c1\n").server, hosts.Server("srv1"))
 
     def test_bad_files_say_why_in_one_line(self):
         cases = {"client c1\n": "no 'server HOST' line",
                  "server local\n": "no 'client HOST' line",
                  "server local\nserver local\nclient a\n": "a second 'server' line",
-                 "server big.example.net\nclient a\n": "only 'server local' is supported",
+                 "server local cpus=1\nclient a\n": "are for a server on another host",
+                 "server s bin=opt/bin\nclient a\n": "bin=opt/bin must be an absolute path",
+                 "server s threads=2\nclient a\n": "unknown option 'threads=2'",
                  "server local\nclient -oProxyCommand=x\n": "is not an ssh destination",
                  "server local\nclient a cpus=x\n": "cpus=x is not a CPU list",
                  "server local\nclient a threads=0\n": "threads=0 is not a positive integer",
@@ -65,7 +83,7 @@ class HostsFile(unittest.TestCase):
 
     def test_run_all_exits_2_with_one_line(self):
         with open(self.path, "w") as f:
-            f.write("server far.example.net\nclient a\n")
+            f.write("server far.example.net threads=2\nclient a\n")
         for argv in (["--hosts", self.path], ["--hosts", self.path + ".missing"]):
             run = subprocess.run([str(ROOT / "run_all.sh"), *argv, "--no-build", "--build-dir", str(BUILD)],
                                  capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -168,6 +186,47 @@ class Wrapper(unittest.TestCase):
             self.assertLess(time.monotonic() - started, 10)
             self.assertTrue(out.startswith(b"exit "), out)
             self.assertNotEqual(proc.returncode, 0)
+
+
+class ServerWrapper(unittest.TestCase):
+    """SERVER_SCRIPT, the sh wrapper of a server on another host: here around a stand-in server
+    that forks a child (as the fork models do), prints a readiness line and waits for SIGTERM."""
+
+    STAND_IN = ("import os, signal, sys, time\n"
+                "signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(sys.argv[1])))\n"
+                "child = os.fork()\n"
+                "if child == 0:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    time.sleep(600)\n"
+                "    os._exit(0)\n"
+                "print(f'port=1234 pid={os.getpid()} model=stand-in child={child}', flush=True)\n"
+                "time.sleep(600)\n")
+
+    def run_wrapper(self, code):
+        proc = subprocess.Popen(["sh", "-c", hosts.SERVER_SCRIPT, "sh", sys.executable, "-c", self.STAND_IN, str(code)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            ready = proc.stdout.readline().decode()
+            pid, child = (int(w.split("=")[1]) for w in ready.split() if w.startswith(("pid=", "child=")))
+            self.assertEqual(os.getpgid(pid), pid, "the server leads a process group of its own")
+            proc.stdin.close()  # what the driver, or a lost ssh session, does
+            # Bounded: a child left holding the pipe would keep it open.
+            out = hosts.read_until_eof(proc.stdout, time.monotonic() + 10)
+            proc.wait(timeout=10)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        return pid, child, out, proc.returncode
+
+    def test_stdin_ending_stops_the_server_and_its_children(self):
+        for code in (0, 5):
+            with self.subTest(code=code):
+                pid, child, out, returncode = self.run_wrapper(code)
+                self.assertEqual(out, f"exit {code}\n".encode())
+                self.assertEqual(returncode, code)
+                deadline = time.monotonic() + 5
+                while any(os.path.exists(f"/proc/{p}") for p in (pid, child)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertFalse(os.path.exists(f"/proc/{child}"), "the server's child outlived it")
 
 
 if __name__ == "__main__":

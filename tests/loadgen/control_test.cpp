@@ -39,6 +39,7 @@ using lgtest::errors_of;
 using lgtest::kLoadgen;
 using lgtest::MisbehavingServer;
 using lgtest::run_loadgen;
+using lgtest::StdinFifo;
 using lgtest::total_errors;
 
 // ------------------------------------------------------------------------------- --unix
@@ -174,33 +175,6 @@ TEST(LoadgenNoDelayUsage, OnlyOnOrOff) {
 }
 
 // ----------------------------------------------------------------------- --start-on-stdin
-
-// A FIFO that becomes loadgen's stdin (through `sh -c 'exec ... < FIFO'`, so the pid stays
-// loadgen's): the test writes lines to it, or closes it for an EOF.
-class StdinFifo {
-public:
-    StdinFifo() : path_(lgtest::temp_path("lg_stdin")) {
-        if (::mkfifo(path_.c_str(), 0600) == 0) fd_.reset(::open(path_.c_str(), O_RDWR | O_CLOEXEC));
-    }
-    ~StdinFifo() { ::unlink(path_.c_str()); }
-    StdinFifo(const StdinFifo&) = delete;
-    StdinFifo& operator=(const StdinFifo&) = delete;
-
-    bool ok() const { return static_cast<bool>(fd_); }
-    std::vector<std::string> command(std::vector<std::string> argv) const {
-        argv.insert(argv.begin(), {"/bin/sh", "-c", "f=$1; shift; exec \"$@\" < \"$f\"", "sh", path_});
-        return argv;
-    }
-    bool write_line(const std::string& line) {
-        const std::string bytes = line + "\n";
-        return ::write(fd_.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
-    }
-    void close() { fd_.reset(); }
-
-private:
-    std::string path_;
-    sb::UniqueFd fd_;
-};
 
 // Data bytes sent so far on each of loadgen's connected TCP sockets.
 std::vector<std::uint64_t> bytes_sent_per_socket(pid_t pid) {

@@ -1,6 +1,8 @@
 #include "loadgen_harness.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -61,6 +63,25 @@ std::uint64_t total_errors(const json& r) {
     std::uint64_t n = 0;
     for (const auto& [kind, v] : r.at("totals").at("errors").items()) n += v.get<std::uint64_t>();
     return n;
+}
+
+// Opened read-write, so that opening it never blocks and the reader sees EOF only at close().
+StdinFifo::StdinFifo() : path_(temp_path("lg_stdin")) {
+    if (::mkfifo(path_.c_str(), 0600) == 0) fd_.reset(::open(path_.c_str(), O_RDWR | O_CLOEXEC));
+}
+
+StdinFifo::~StdinFifo() {
+    ::unlink(path_.c_str());
+}
+
+std::vector<std::string> StdinFifo::command(std::vector<std::string> argv) const {
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "f=$1; shift; exec \"$@\" < \"$f\"", "sh", path_});
+    return argv;
+}
+
+bool StdinFifo::write_line(const std::string& line) {
+    const std::string bytes = line + "\n";
+    return ::write(fd_.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
 }
 
 MisbehavingServer::MisbehavingServer(const std::string& behaviour, std::vector<std::string> extra,

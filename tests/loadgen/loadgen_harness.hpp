@@ -35,6 +35,26 @@ std::uint64_t count(const nlohmann::json& j, std::initializer_list<const char*> 
 std::uint64_t errors_of(const nlohmann::json& r, const char* kind);
 std::uint64_t total_errors(const nlohmann::json& r);
 
+// A FIFO that becomes loadgen's stdin (through `sh -c 'exec ... < FIFO'`, so the pid stays
+// loadgen's): the test writes lines to it, or closes it for an EOF.
+class StdinFifo {
+public:
+    StdinFifo();
+    ~StdinFifo();
+    StdinFifo(const StdinFifo&) = delete;
+    StdinFifo& operator=(const StdinFifo&) = delete;
+
+    bool ok() const { return static_cast<bool>(fd_); }
+    const std::string& path() const { return path_; }
+    std::vector<std::string> command(std::vector<std::string> argv) const;
+    bool write_line(const std::string& line);
+    void close() { fd_.reset(); }
+
+private:
+    std::string path_;
+    sb::UniqueFd fd_;
+};
+
 // The broken server of misbehaving_server.cpp, on --port 0 or on a Unix socket (`unix_path`);
 // ok() once its readiness line came.
 class MisbehavingServer {

@@ -382,6 +382,33 @@ TEST(CommandLine, HelpWinsAndMergeIsASubcommand) {
     EXPECT_NE(merge_help.help_text.find("files"), std::string::npos);
 }
 
+TEST(CommandLine, SampleServerIsASubcommandWithARequiredPid) {
+    const CommandLine cl = parse({"sample-server", "--pid", "42"});
+    ASSERT_EQ(cl.action, CommandLine::Action::sample_server);
+    EXPECT_EQ(cl.sample_server.pid, 42);
+    EXPECT_EQ(parse({"sample-server", "--pid=7"}).sample_server.pid, 7);
+    const CommandLine help = parse({"sample-server", "--pid", "x", "--help"});  // help wins here too
+    EXPECT_EQ(help.action, CommandLine::Action::help);
+    EXPECT_NE(help.help_text.find("--pid"), std::string::npos);
+    EXPECT_NE(parse({"--help"}).help_text.find("sample-server"), std::string::npos);
+    const std::pair<std::vector<std::string>, std::string> cases[] = {
+        {{"sample-server"}, "missing required flag --pid"},
+        {{"sample-server", "--pid", "x"}, "--pid"},
+        {{"sample-server", "--pid", "0"}, "--pid"},
+        {{"sample-server", "--pid", "1", "--connections", "5"}, "--connections is a flag of the run form"},
+        {{"--port", "1", "sample-server", "--pid", "1"}, "--port is a flag of the run form"},
+        {{"merge", "a.json", "--connections", "5"}, "--connections is a flag of the run form"},
+        {{"sample-server", "--pid", "1", "merge"}, "merge"},  // one subcommand per call
+        {{"sample-server", "--pid", "1", "--bogus"}, "--bogus"},
+    };
+    for (const auto& [args, names] : cases) {
+        const std::string message = usage_error(args);
+        EXPECT_NE(message.find(names), std::string::npos)
+            << testing::PrintToString(args) << " -> " << message;
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+}
+
 TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
     EXPECT_DOUBLE_EQ(parse({"--port", "1"}).run.interval_s, 1.0);
     EXPECT_DOUBLE_EQ(parse({"--port", "1", "--interval", "100ms"}).run.interval_s, 0.1);
