@@ -1,9 +1,8 @@
 """What the multi-host tests share: a HostsLab with a real sshd on every host, a key made for the
-test, an ssh config and a hosts file (Lab); the driver's command line in the hub; the check that
-nothing is left afterwards (NothingLeft); and small helpers.
+test, an ssh config and a hosts file (Lab); the driver's command line in the hub; the checks of a
+run's clients and that nothing is left (HostsChecks); and small helpers.
 """
 
-import glob
 import json
 import os
 import re
@@ -19,6 +18,9 @@ import hostslab
 SKIP = 77
 REMOTE_LOADGEN = rb"serverbench-loadgen\.\w+/loadgen-"
 REMOTE_SERVER = rb"serverbench-loadgen\.\w+/server-"
+# What a run starts on the lab's hosts, besides their sshds' listeners: loadgens and their
+# wrappers, the server, the ssh sessions and masters, the remote folders' keepers.
+RUN_PROCESSES = rb"loadgen|server-epoll|BatchMode=yes"
 
 
 def skip_reason():
@@ -39,7 +41,7 @@ class Lab:
     `local` (the hub) or, with server_host, `hs`."""
 
     def __init__(self, build, clients=2, options=None, server_host=False):
-        self.build = Path(build)
+        self.build = Path(build).resolve()
         self.options = options or {}  # client number -> extra options on its line
         self.tmp = Path(tempfile.mkdtemp(prefix="serverbench-hosts-test."))
         self.lab = hostslab.HostsLab(clients, server_host=server_host)
@@ -47,7 +49,6 @@ class Lab:
         self.server_sshd = None
 
     def __enter__(self):
-        self.remote_dirs_before = remote_dirs()
         self.lab.open()
         try:
             key = self.tmp / "id_ed25519"
@@ -94,6 +95,11 @@ class Lab:
         """Pids in the lab's namespaces whose command line matches pattern (bytes regex)."""
         return hostslab.processes_in(self.lab.namespaces(), pattern)
 
+    def remote_dirs(self):
+        """The driver's folders in the /tmp of each host whose sshd runs (each host has its own)."""
+        return {f"{sshd.alias}:{path.name}" for sshd in self.sshds if sshd.process.poll() is None
+                for path in sshd.tmp_path().glob("serverbench-loadgen.*")}
+
 
 class HostsChecks:
     """A unittest.TestCase mixin: the checks the multi-host tests share."""
@@ -118,22 +124,33 @@ class HostsChecks:
             self.assertLessEqual(abs(r - total / 2), 0.1 * total / 2, requests)
         self.assertFalse(hosts["clocks"]["synchronised_clocks_needed"])
 
+    def assert_run_left_nothing(self, lab, timeout_s=10):
+        """Within timeout_s of the driver's end, while the lab is still open: no process of the run
+        in the lab's namespaces, no folder in the /tmp of a host whose sshd runs."""
+        gone = wait_for(lambda: not lab.lab_processes(RUN_PROCESSES) and not lab.remote_dirs(), timeout_s)
+        self.assertTrue(gone, f"left: {commands(lab.lab_processes(RUN_PROCESSES))} {lab.remote_dirs()}")
+
     def assert_nothing_left(self, lab):
-        """After a Lab has closed, nothing of it or of the driver is left."""
+        """After a Lab has closed: no namespace or sshd of it, and no process naming this checkout's
+        binaries or the lab's files (ssh -F) anywhere on the machine."""
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         self.assertFalse([ns for ns in lab.lab.namespaces() if ns in listed])
         for sshd in lab.sshds:
             self.assertIsNotNone(sshd.process.poll(), f"the sshd of {sshd.alias} is still running")
-        ours = [str(lab.build / "bin" / "loadgen"), str(lab.build / "bin" / "server-")]
-        self.assertEqual(hostslab.processes_matching(b"|".join([rb"serverbench-loadgen\.",
-                                                                *(re.escape(p.encode()) for p in ours)])), [])
-        self.assertEqual(hostslab.processes_matching(rb"ssh .*BatchMode=yes.*" + str(lab.tmp).encode()), [])
-        self.assertEqual(remote_dirs() - lab.remote_dirs_before, set())
+        ours = [str(lab.build / "bin" / "loadgen"), str(lab.build / "bin" / "server-"), str(lab.tmp)]
+        left = hostslab.processes_matching(b"|".join(re.escape(p.encode()) for p in ours))
+        self.assertEqual(left, [], commands(left))
 
 
-def remote_dirs():
-    """The driver's remote folders: every host of the lab shares this machine's /tmp."""
-    return set(glob.glob("/tmp/serverbench-loadgen.*"))
+def commands(pids):
+    """The command lines of pids, for a message."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass
+    return found
 
 
 def points(run_dir):

@@ -11,11 +11,12 @@
       answers every client's data address through its default route, via 10.215.50.1
 
 The driver runs in the hub and reaches each host through a real sshd on the host's management
-address; the load goes over the data links (through the hub when the server has its own host),
-so the server sees each client's connections come from that client's own data address. Every
-address exists only inside these namespaces, and IPv4 forwarding is on in the hub's namespace
-only. The names follow netlab's pattern (sb<pid>x<n>), so close() (also at exit) and
-netlab.cleanup_leftovers() remove them, with every process left inside (sshd, server, loadgen).
+address; what a session makes in /tmp stays in that host's own /tmp, as on real hosts. The load
+goes over the data links (through the hub when the server has its own host), so the server sees
+each client's connections come from that client's own data address. Every address exists only
+inside these namespaces, and IPv4 forwarding is on in the hub's namespace only. The names follow
+netlab's pattern (sb<pid>x<n>), so close() (also at exit) and netlab.cleanup_leftovers() remove
+them, with every process left inside (sshd, server, loadgen).
 """
 
 import os
@@ -32,6 +33,7 @@ SERVER_HOST_DATA = ("10.215.50.1", "10.215.50.2")           # hub end, server ho
 SERVER_HOST_MANAGEMENT = ("10.215.150.1", "10.215.150.2")
 SERVER_HOST = "hs"                                           # its ssh alias and namespace suffix
 SSHD = "/usr/sbin/sshd"
+_SSHD_RUN = "/run/serverbench-sshd"                          # its files, inside its mount namespace
 # Interface name suffixes: four per host (data hub end, data host end, management hub end,
 # management host end); one character, so names fit IFNAMSIZ. The clients take them from the
 # front, the server host the last four; a, b, c and s are netlab.Link's own.
@@ -112,11 +114,12 @@ class HostsLab(netlab.Link):
 
 
 class Sshd:
-    """A real sshd in namespace ns: its own config, host key and authorized key, all in folder;
+    """A real sshd in namespace ns: its own config, host key and authorized key, made in folder;
     it listens on address (the namespace's management address) only, and ssh_config() names it
-    alias. The system's sshd and /etc/ssh, /root/.ssh are not touched: privilege separation needs
-    /run/sshd, which is made on a tmpfs over /run that exists only in sshd's own mount namespace
-    (ip netns exec makes one)."""
+    alias. It runs in a mount namespace of its own (ip netns exec makes one) with a private tmpfs
+    on /run and one on /tmp: privilege separation needs /run/sshd, and each host has its own
+    /tmp, as real hosts do (what the driver makes there is seen at tmp_path()). The system's sshd
+    and /etc/ssh, /root/.ssh are not touched. Its files are copied to /run before /tmp is covered."""
 
     def __init__(self, ns, address, alias, folder, client_key_pub):
         self.ns, self.address, self.alias = ns, address, alias
@@ -126,10 +129,9 @@ class Sshd:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", alias, "-f", str(self.host_key)],
                        check=True)
         (self.folder / "authorized_keys").write_text(Path(client_key_pub).read_text())
-        self.config = self.folder / "sshd_config"
-        self.config.write_text(
-            f"ListenAddress {self.address}:22\nHostKey {self.host_key}\nPidFile {self.folder}/sshd.pid\n"
-            f"AuthorizedKeysFile {self.folder}/authorized_keys\nPubkeyAuthentication yes\n"
+        (self.folder / "sshd_config").write_text(
+            f"ListenAddress {self.address}:22\nHostKey {_SSHD_RUN}/host_key\nPidFile {_SSHD_RUN}/sshd.pid\n"
+            f"AuthorizedKeysFile {_SSHD_RUN}/authorized_keys\nPubkeyAuthentication yes\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "UsePAM no\nStrictModes no\nLogLevel VERBOSE\nMaxStartups 50\nMaxSessions 50\n")
         self.log = self.folder / "sshd.log"
@@ -150,7 +152,8 @@ class Sshd:
 
     def start(self):
         script = (f"mount -t tmpfs -o mode=755 serverbench-sshd /run && mkdir -m 755 /run/sshd && "
-                  f"exec {SSHD} -D -e -f {self.config}")
+                  f"cp -a {self.folder} {_SSHD_RUN} && mount -t tmpfs -o mode=1777 serverbench-tmp /tmp && "
+                  f"exec {SSHD} -D -e -f {_SSHD_RUN}/sshd_config")
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(netlab.netns_exec(self.ns, ["sh", "-c", script]),
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -170,6 +173,11 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def tmp_path(self):
+        """This host's /tmp, seen from outside: valid while the sshd runs."""
+        assert self.process is not None and self.process.poll() is None, f"the sshd of {self.alias} is not running"
+        return Path(f"/proc/{self.process.pid}/root/tmp")
 
     def accepted_from(self):
         """The addresses whose public key this sshd accepted."""

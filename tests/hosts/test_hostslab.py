@@ -1,10 +1,10 @@
 """The multi-host lab itself, as root, without the driver: with a server host namespace (hs), its
-sshd is reached from the hub through real ssh and its session runs in hs's network namespace; a
-server in hs, bound to every address, is reached at 10.215.0.1 by a loadgen in each client
-namespace through the hub's forwarding, and hs's kernel sees each client's connections come from
-that client's own data address; IPv4 forwarding is on in the hub only; and close(), or netlab's
-leftover cleanup after an owner killed outright, leaves no namespace, link or process. Skipped
-(77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
+sshd is reached from the hub through real ssh, its session runs in hs's network namespace and has
+a /tmp of its own; a server in hs, bound to every address, is reached at 10.215.0.1 by a loadgen
+in each client namespace through the hub's forwarding, and hs's kernel sees each client's
+connections come from that client's own data address; IPv4 forwarding is on in the hub only; and
+close(), or netlab's leftover cleanup after an owner killed outright, leaves no namespace, link or
+process. Skipped (77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
 """
 
 import collections
@@ -21,7 +21,7 @@ from netlab_path import ROOT, netlab
 import hostslab
 from hostsfixture import SKIP, Lab, HostsChecks, skip_reason
 
-BUILD = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build"
+BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
 
 
 class ServerHostLab(HostsChecks, unittest.TestCase):
@@ -37,6 +37,7 @@ class ServerHostLab(HostsChecks, unittest.TestCase):
             finally:
                 server.stop()
             self.assertEqual(server.process.returncode, 0, server.stderr)
+            self.assert_run_left_nothing(lab)
         self.assertEqual(peers, {hostslab.data_addresses(1)[1]: 5, hostslab.data_addresses(2)[1]: 5})
         for code, stderr in results:
             self.assertEqual(code, 0, stderr[-2000:])
@@ -54,16 +55,25 @@ class ServerHostLab(HostsChecks, unittest.TestCase):
 
     def check_ssh(self, lab):
         # The session lands in hs's network namespace: its netns is hs's, not the hub's.
-        ssh = subprocess.run(lab.lab.in_hub_ns(["ssh", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", "hs",
-                                                "echo $SSH_CONNECTION; readlink /proc/self/ns/net"]),
-                             capture_output=True, text=True, timeout=30)
-        self.assertEqual(ssh.returncode, 0, ssh.stderr)
-        connection, netns = ssh.stdout.splitlines()
+        connection, netns = self.ssh(lab, "echo $SSH_CONNECTION; readlink /proc/self/ns/net").splitlines()
         self.assertEqual(connection.split()[::2], ["10.215.150.1", "10.215.150.2"])
         self.assertEqual(connection.split()[3], "22")
         self.assertEqual(netns, self.netns_of(lab.lab.server_host_ns))
         self.assertNotEqual(netns, self.netns_of(lab.lab.hub_ns))
         self.assertEqual(lab.server_sshd.accepted_from(), {"10.215.150.1"})
+        # hs has a /tmp of its own, as a real host does: what a session makes there is not in ours.
+        made = self.ssh(lab, "mktemp -d /tmp/serverbench-loadgen.XXXXXX").strip()
+        self.assertFalse(os.path.exists(made))
+        self.assertTrue((lab.server_sshd.tmp_path() / Path(made).name).is_dir())
+        self.assertEqual(lab.remote_dirs(), {f"hs:{Path(made).name}"})
+        self.ssh(lab, f"rmdir {made}")
+        self.assertEqual(lab.remote_dirs(), set())
+
+    def ssh(self, lab, command):
+        argv = ["ssh", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", hostslab.SERVER_HOST, command]
+        ssh = subprocess.run(lab.lab.in_hub_ns(argv), capture_output=True, text=True, timeout=30)
+        self.assertEqual(ssh.returncode, 0, ssh.stderr)
+        return ssh.stdout
 
     def load_both_clients(self, lab, port):
         """One loadgen of 5 connections in each client namespace; hs's established peers seen by

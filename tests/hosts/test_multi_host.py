@@ -20,10 +20,10 @@ from pathlib import Path
 
 from netlab_path import ROOT
 import hostslab
-from hostsfixture import REMOTE_LOADGEN, SKIP, Lab, HostsChecks, point_json, points, remote_dirs, skip_reason, \
+from hostsfixture import REMOTE_LOADGEN, SKIP, Lab, HostsChecks, point_json, points, skip_reason, \
     wait_for
 
-BUILD = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build"
+BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
 
 
 class MultiHost(HostsChecks, unittest.TestCase):
@@ -36,6 +36,7 @@ class MultiHost(HostsChecks, unittest.TestCase):
             c10 = point_json(lab.tmp / "run", got[("c10", None)])
             c1 = point_json(lab.tmp / "run", got[("c1", None)])
             accepted = [sshd.accepted_from() for sshd in lab.sshds]
+            self.assert_run_left_nothing(lab)
         self.assertEqual(accepted, [{"10.215.101.1"}, {"10.215.102.1"}])
         self.assert_clients_split(c10)
         self.assertGreater(c10["server"]["cpu_user_s"] + c10["server"]["cpu_sys_s"], 0)
@@ -50,6 +51,7 @@ class MultiHost(HostsChecks, unittest.TestCase):
             run = lab.run_all(lab.tmp / "run")
             self.assertEqual(run.returncode, 1, run.stderr[-3000:])
             got = points(lab.tmp / "run")
+            self.assert_run_left_nothing(lab)
         c10 = got[("c10", None)]
         self.assertEqual(c10["status"], "failed")
         self.assertIsNone(c10["file"])
@@ -66,6 +68,7 @@ class MultiHost(HostsChecks, unittest.TestCase):
             run = lab.run_all(lab.tmp / "run")
             self.assertEqual(run.returncode, 1, run.stderr[-3000:])
             got = points(lab.tmp / "run")
+            self.assert_run_left_nothing(lab)
         c10 = got[("c10", None)]
         self.assertEqual(c10["status"], "failed")
         self.assertIn("client 2 (h2) connected 0 of 5", c10["reason"])
@@ -96,9 +99,7 @@ class MultiHost(HostsChecks, unittest.TestCase):
                 # their loadgens and the masters' remote commands removed their folders.
                 self.assertTrue(wait_for(lambda: not hostslab.processes_matching(REMOTE_LOADGEN), 3), "loadgen left")
                 self.assertLess(time.monotonic() - stopped, 3.5)
-                self.assertTrue(wait_for(lambda: not remote_dirs() - lab.remote_dirs_before,
-                                         10), "remote folders left")
-                self.assertEqual(hostslab.processes_matching(rb"ssh .*BatchMode=yes.*" + str(lab.tmp).encode()), [])
+                self.assert_run_left_nothing(lab)
             self.assert_nothing_left(lab)
 
 

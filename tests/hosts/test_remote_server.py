@@ -3,13 +3,13 @@ the hub namespace, the server in a server host namespace (hs) and two clients in
 host with a real sshd; the load crosses the hub, which forwards between its links.
 
 It shows that the server ran on hs, started through hs's sshd from the copy checked by hash
-(`hosts.server`), that its CPU was measured there (`loadgen sample-server`), that hs's kernel saw
-each client's connections come from that client's own data address, that counting trials are
-not-applicable (perf must count the server here), that a server host whose sshd is down fails
-every timed point with the reason, that a driver stopped mid-window (SIGINT) ends the remote
-server and loadgens within seconds, and that nothing is left afterwards: no sshd, server,
-loadgen, namespace or remote folder. Skipped (77) only without root or without OpenSSH's ssh,
-ssh-keygen and /usr/sbin/sshd.
+(`hosts.server`) and pinned to CPU 0, that its CPU was measured there (`loadgen sample-server`),
+that hs's kernel saw each client's connections come from that client's own data address, that
+counting trials are not-applicable (perf must count the server here), that a server host whose
+sshd is down fails every timed point with the reason, that a driver stopped mid-window (SIGINT)
+ends the remote server and loadgens within seconds, and that nothing is left afterwards: no sshd,
+server, loadgen, namespace or remote folder (each host has a /tmp of its own). Skipped (77) only
+without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
 """
 
 import hashlib
@@ -23,13 +23,19 @@ from pathlib import Path
 
 from netlab_path import ROOT
 import hostslab
-from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, SKIP, HostsChecks, Lab, point_json, points, remote_dirs, \
+from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, SKIP, HostsChecks, Lab, commands, point_json, points, \
     skip_reason, wait_for
 
-BUILD = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build"
+BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
 # A server or loadgen process itself (its executable, this checkout's or a remote copy), not a
 # shell whose command line merely names one.
 SERVER_OR_LOADGEN = rb"^(\S*/)?(server-epoll|loadgen)(-[0-9a-f]+)?( |$)"
+SERVER_ITSELF = rb"^/tmp/serverbench-loadgen\.\w+/server-epoll-[0-9a-f]+ "
+
+
+def cpus_allowed(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split(":")[1].strip() for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
 
 
 def sha256_of(path):
@@ -49,11 +55,12 @@ class RemoteServer(HostsChecks, unittest.TestCase):
             c10 = point_json(lab.tmp / "run", timed["c10"])
             c1 = point_json(lab.tmp / "run", timed["c1"])
             accepted = {sshd.alias: sshd.accepted_from() for sshd in lab.sshds}
+            self.assert_run_left_nothing(lab)
         # Counting trials need perf around the server on the driver's machine: not here.
         self.assertTrue(counts)
         for record in counts:
             self.assertEqual(record["status"], "not-applicable", record)
-            self.assertIn("remote", record["reason"] or "", record)
+            self.assertRegex(record["reason"] or "", rf"remote|\b{hostslab.SERVER_HOST}\b")  # names the server host
         self.assertEqual(accepted, {"h1": {"10.215.101.1"}, "h2": {"10.215.102.1"},
                                     "hs": {hostslab.SERVER_HOST_MANAGEMENT[0]}})
         for point in (c1, c10):
@@ -83,6 +90,7 @@ class RemoteServer(HostsChecks, unittest.TestCase):
             run = lab.run_all(lab.tmp / "run")
             self.assertEqual(run.returncode, 1, run.stderr[-3000:])
             got = points(lab.tmp / "run")
+            self.assert_run_left_nothing(lab)
         timed = [record for (_, kind), record in got.items() if kind is None]
         self.assertTrue(timed)
         for record in timed:
@@ -107,6 +115,8 @@ class RemoteServer(HostsChecks, unittest.TestCase):
                     self.fail(f"the driver ended ({driver.returncode}) before a point ran: "
                               f"{driver.communicate(timeout=10)[1].decode(errors='replace')[-3000:]}")
                 self.assertTrue(point_runs(), "the server runs on hs and a client's loadgen runs")
+                server = hostslab.processes_in([lab.lab.server_host_ns], SERVER_ITSELF)
+                self.assertEqual([cpus_allowed(pid) for pid in server], ["0"], commands(server))  # taskset -c 0
                 time.sleep(1.5)  # past go: the loadgens run their window
                 os.kill(driver.pid, signal.SIGINT)
                 stopped = time.monotonic()
@@ -118,24 +128,11 @@ class RemoteServer(HostsChecks, unittest.TestCase):
                 driver.stderr.close()
             self.assertEqual(code, 130)
             gone = wait_for(lambda: not lab.lab_processes(SERVER_OR_LOADGEN), 3)
-            self.assertTrue(gone, f"left: {self.commands(lab.lab_processes(SERVER_OR_LOADGEN))}")
+            self.assertTrue(gone, f"left: {commands(lab.lab_processes(SERVER_OR_LOADGEN))}")
             self.assertLess(time.monotonic() - stopped, 3.5)
             # The sessions' remote sides (wrappers, the folders' keepers) end too, and remove the folders.
-            self.assertTrue(wait_for(lambda: not lab.lab_processes(rb"server-epoll|serverbench-loadgen\."), 10),
-                            f"left: {self.commands(lab.lab_processes(rb'server-epoll|serverbench-loadgen'))}")
-            self.assertTrue(wait_for(lambda: not remote_dirs() - lab.remote_dirs_before, 10), "remote folders left")
-            self.assertEqual(hostslab.processes_matching(rb"ssh .*BatchMode=yes.*" + str(lab.tmp).encode()), [])
+            self.assert_run_left_nothing(lab)
         self.assert_nothing_left(lab)
-
-    @staticmethod
-    def commands(pids):
-        found = []
-        for pid in pids:
-            try:
-                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            except OSError:
-                pass
-        return found
 
 
 if __name__ == "__main__":
