@@ -6,10 +6,10 @@ It shows that the server ran on hs, started through hs's sshd from the copy chec
 (`hosts.server`) and pinned to CPU 0, that its CPU was measured there (`loadgen sample-server`),
 that hs's kernel saw each client's connections come from that client's own data address, that
 counting trials are not-applicable (perf must count the server here), that a server host whose
-sshd is down fails every timed point with the reason, that a driver stopped mid-window (SIGINT)
-ends the remote server and loadgens within seconds, and that nothing is left afterwards: no sshd,
-server, loadgen, namespace or remote folder (each host has a /tmp of its own). Skipped (77) only
-without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
+sshd is down fails every timed point with the reason, that a driver stopped mid-window (SIGINT,
+SIGKILL) ends the remote server and loadgens within seconds, and that nothing is left afterwards:
+no sshd, server, loadgen, namespace or remote folder (each host has a /tmp of its own). Skipped
+(77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
 """
 
 import hashlib
@@ -101,38 +101,46 @@ class RemoteServer(HostsChecks, unittest.TestCase):
         self.assert_nothing_left(lab)
 
     def test_a_driver_stopped_mid_point_leaves_nothing(self):
-        with Lab(BUILD, server_host=True) as lab:
-            # The full profile's points run 1 + 4 s after go: a server or loadgen that ends within
-            # 3 s of the signal was ended by its session's end, not by the end of its point.
-            driver = subprocess.Popen(lab.run_all_argv(lab.tmp / "run", "full"), stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
-            try:
-                def point_runs():
-                    return (hostslab.processes_in([lab.lab.server_host_ns], REMOTE_SERVER)
-                            and hostslab.processes_in(lab.lab.client_nss, REMOTE_LOADGEN))
-                wait_for(lambda: driver.poll() is not None or point_runs(), 60)
-                if driver.poll() is not None:
-                    self.fail(f"the driver ended ({driver.returncode}) before a point ran: "
-                              f"{driver.communicate(timeout=10)[1].decode(errors='replace')[-3000:]}")
-                self.assertTrue(point_runs(), "the server runs on hs and a client's loadgen runs")
-                server = hostslab.processes_in([lab.lab.server_host_ns], SERVER_ITSELF)
-                self.assertEqual([cpus_allowed(pid) for pid in server], ["0"], commands(server))  # taskset -c 0
-                time.sleep(1.5)  # past go: the loadgens run their window
-                os.kill(driver.pid, signal.SIGINT)
-                stopped = time.monotonic()
-                code = driver.wait(timeout=30)
-            finally:
-                if driver.poll() is None:
-                    driver.kill()
-                    driver.wait()
-                driver.stderr.close()
-            self.assertEqual(code, 130)
-            gone = wait_for(lambda: not lab.lab_processes(SERVER_OR_LOADGEN), 3)
-            self.assertTrue(gone, f"left: {commands(lab.lab_processes(SERVER_OR_LOADGEN))}")
-            self.assertLess(time.monotonic() - stopped, 3.5)
-            # The sessions' remote sides (wrappers, the folders' keepers) end too, and remove the folders.
-            self.assert_run_left_nothing(lab)
-        self.assert_nothing_left(lab)
+        for how in (signal.SIGINT, signal.SIGKILL):
+            with self.subTest(signal=how.name), Lab(BUILD, server_host=True) as lab:
+                code, stopped = self.stop_driver_mid_point(lab, how)
+                self.assertEqual(code, 130 if how == signal.SIGINT else -signal.SIGKILL)
+                # Within seconds, with the driver gone: its sessions ended, so the wrappers on hs
+                # and on the clients ended the server and the loadgens.
+                gone = wait_for(lambda: not lab.lab_processes(SERVER_OR_LOADGEN), 3)
+                self.assertTrue(gone, f"left: {commands(lab.lab_processes(SERVER_OR_LOADGEN))}")
+                self.assertLess(time.monotonic() - stopped, 3.5)
+                # The sessions' other remote sides (the folders' keepers) end too, and remove the folders.
+                self.assert_run_left_nothing(lab)
+            self.assert_nothing_left(lab)
+
+    def stop_driver_mid_point(self, lab, how):
+        """Sends how to the driver in a point's window; its exit code and when it was sent. The full
+        profile's points run 1 + 4 s after go: a server or loadgen that ends within 3 s of the
+        signal was ended by its session's end, not by the end of its point."""
+        driver = subprocess.Popen(lab.run_all_argv(lab.tmp / "run", "full"), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
+
+        def point_runs():
+            return (hostslab.processes_in([lab.lab.server_host_ns], REMOTE_SERVER)
+                    and hostslab.processes_in(lab.lab.client_nss, REMOTE_LOADGEN))
+        try:
+            wait_for(lambda: driver.poll() is not None or point_runs(), 60)
+            if driver.poll() is not None:
+                self.fail(f"the driver ended ({driver.returncode}) before a point ran: "
+                          f"{driver.communicate(timeout=10)[1].decode(errors='replace')[-3000:]}")
+            self.assertTrue(point_runs(), "the server runs on hs and a client's loadgen runs")
+            server = hostslab.processes_in([lab.lab.server_host_ns], SERVER_ITSELF)
+            self.assertEqual([cpus_allowed(pid) for pid in server], ["0"], commands(server))  # taskset -c 0
+            time.sleep(1.5)  # past go: the loadgens run their window
+            os.kill(driver.pid, how)
+            stopped = time.monotonic()
+            return driver.wait(timeout=30), stopped
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+            driver.stderr.close()
 
 
 if __name__ == "__main__":
