@@ -1,15 +1,22 @@
-"""Hosts for the multi-host test, made of network namespaces: a netlab.Link extended to a star.
+"""Hosts for the multi-host tests, made of network namespaces: a netlab.Link extended to a star.
 
-    driver + server namespace (sbPxN-srv)          10.215.0.1/32 on lo: the server's address
+    hub namespace (sbPxN-srv): the driver, and the server unless server_host
       |-- data link i:       10.215.i.1/30   <->  10.215.i.2/30       client namespace i (sbPxN-hI)
       |-- management link i: 10.215.(100+i).1/30 <-> 10.215.(100+i).2/30   sshd listens here
+    server_host=False: 10.215.0.1/32, the server's address, on the hub's lo (`server local`)
+    server_host=True: a server host namespace (sbPxN-hs) has it on its lo instead:
+      |-- data link:         10.215.50.1/30  <->  10.215.50.2/30      server host namespace
+      |-- management link:   10.215.150.1/30 <->  10.215.150.2/30     sshd listens here
+      the hub routes 10.215.0.1 via 10.215.50.2 and forwards between its links; the server host
+      answers every client's data address through its default route, via 10.215.50.1
 
-The driver runs in the server's namespace (the server is `local` to it) and reaches each client
-through a real sshd on the client's management address; the load goes over the data links, so
-the server sees each client's connections come from that client's own data address. Every
-address exists only inside these namespaces. The names follow netlab's pattern (sb<pid>x<n>),
-so close() (also at exit) and netlab.cleanup_leftovers() remove them, with every process left
-inside (sshd, loadgen).
+The driver runs in the hub and reaches each host through a real sshd on the host's management
+address; what a session makes in /tmp stays in that host's own /tmp, as on real hosts. The load
+goes over the data links (through the hub when the server has its own host), so the server sees
+each client's connections come from that client's own data address. Every address exists only
+inside these namespaces, and IPv4 forwarding is on in the hub's namespace only. The names follow
+netlab's pattern (sb<pid>x<n>), so close() (also at exit) and netlab.cleanup_leftovers() remove
+them, with every process left inside (sshd, server, loadgen).
 """
 
 import os
@@ -22,10 +29,16 @@ from pathlib import Path
 from netlab_path import netlab
 
 SERVER_ADDRESS = "10.215.0.1"
+SERVER_HOST_DATA = ("10.215.50.1", "10.215.50.2")           # hub end, server host end
+SERVER_HOST_MANAGEMENT = ("10.215.150.1", "10.215.150.2")
+SERVER_HOST = "hs"                                           # its ssh alias and namespace suffix
 SSHD = "/usr/sbin/sshd"
-# Interface name suffixes: four per client (data server end, data client end, management
-# driver end, management client end); one character, so names fit IFNAMSIZ.
+_SSHD_RUN = "/run/serverbench-sshd"                          # its files, inside its mount namespace
+# Interface name suffixes: four per host (data hub end, data host end, management hub end,
+# management host end); one character, so names fit IFNAMSIZ. The clients take them from the
+# front, the server host the last four; a, b, c and s are netlab.Link's own.
 _SUFFIXES = "defghijklmnopqrtuvwxyz"
+_SERVER_HOST_FIRST = len(_SUFFIXES) - 4
 
 
 def data_addresses(i):
@@ -37,19 +50,32 @@ def management_addresses(i):
 
 
 class HostsLab(netlab.Link):
-    """The server's namespace joined to `clients` client namespaces by data and management links."""
+    """The hub namespace joined to `clients` client namespaces by data and management links, and,
+    with server_host, to a server host namespace that holds the server's address."""
 
-    def __init__(self, clients=2):
+    def __init__(self, clients=2, server_host=False):
         super().__init__("veth")
-        assert 1 <= clients <= len(_SUFFIXES) // 4
+        assert 1 <= clients <= (_SERVER_HOST_FIRST if server_host else len(_SUFFIXES)) // 4
         self.client_nss = [f"{self.name}-h{i}" for i in range(1, clients + 1)]
+        self.server_host_ns = f"{self.name}-{SERVER_HOST}" if server_host else None
+
+    @property
+    def hub_ns(self):
+        """Where the driver runs (netlab.Link's server namespace)."""
+        return self.server_ns
+
+    def namespaces(self):
+        return [self.hub_ns, *self.client_nss, *([self.server_host_ns] if self.server_host_ns else [])]
 
     def open(self):
         netlab.require_net_admin()
         netlab._open_links.add(self)
         try:
-            self._add_namespace(self.server_ns)
-            netlab._run(["ip", "-n", self.server_ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
+            self._add_namespace(self.hub_ns)
+            if self.server_host_ns:
+                self._add_server_host()
+            else:
+                netlab._run(["ip", "-n", self.hub_ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
             for i, ns in enumerate(self.client_nss, 1):
                 self._add_namespace(ns)
                 self._join(ns, 4 * (i - 1), data_addresses(i))
@@ -60,45 +86,74 @@ class HostsLab(netlab.Link):
             raise
         return self
 
+    def _add_server_host(self):
+        ns = self.server_host_ns
+        self._add_namespace(ns)
+        netlab._run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
+        self._join(ns, _SERVER_HOST_FIRST, SERVER_HOST_DATA)
+        self._join(ns, _SERVER_HOST_FIRST + 2, SERVER_HOST_MANAGEMENT)
+        netlab._run(["ip", "-n", self.hub_ns, "route", "add", f"{SERVER_ADDRESS}/32", "via", SERVER_HOST_DATA[1]])
+        netlab._run(["ip", "-n", ns, "route", "add", "default", "via", SERVER_HOST_DATA[0]])
+        # The clients' packets to the server cross the hub: forwarding on, in its namespace only.
+        netlab._run(netlab.netns_exec(self.hub_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+
     def _join(self, ns, first, addresses):
         near, far = (f"{self.name}{_SUFFIXES[first + k]}" for k in (0, 1))
-        self._add_veth(self.server_ns, near, ns, far)
-        for namespace, interface, address in ((self.server_ns, near, addresses[0]), (ns, far, addresses[1])):
+        self._add_veth(self.hub_ns, near, ns, far)
+        for namespace, interface, address in ((self.hub_ns, near, addresses[0]), (ns, far, addresses[1])):
             netlab._run(["ip", "-n", namespace, "addr", "add", f"{address}/30", "dev", interface])
 
-    def in_server_ns(self, argv):
-        return netlab.netns_exec(self.server_ns, argv)
+    def in_hub_ns(self, argv):
+        return netlab.netns_exec(self.hub_ns, argv)
+
+    in_server_ns = in_hub_ns  # without server_host, the hub is the server's namespace
+
+    def in_server_host_ns(self, argv):
+        assert self.server_host_ns, "a lab made without server_host"
+        return netlab.netns_exec(self.server_host_ns, argv)
 
 
 class Sshd:
-    """A real sshd in client namespace i: its own config, host key and authorized key, all in
-    folder; it listens on the namespace's management address only. The system's sshd and
-    /etc/ssh, /root/.ssh are not touched: privilege separation needs /run/sshd, which is made on
-    a tmpfs over /run that exists only in sshd's own mount namespace (ip netns exec makes one)."""
+    """A real sshd in namespace ns: its own config, host key and authorized key, made in folder;
+    it listens on address (the namespace's management address) only, and ssh_config() names it
+    alias. It runs in a mount namespace of its own (ip netns exec makes one) with a private tmpfs
+    on /run and one on /tmp: privilege separation needs /run/sshd, and each host has its own
+    /tmp, as real hosts do (what the driver makes there is seen at tmp_path()). The system's sshd
+    and /etc/ssh, /root/.ssh are not touched. Its files are copied to /run before /tmp is covered."""
 
-    def __init__(self, lab, i, folder, client_key_pub):
-        self.ns, self.address = lab.client_nss[i - 1], management_addresses(i)[1]
+    def __init__(self, ns, address, alias, folder, client_key_pub):
+        self.ns, self.address, self.alias = ns, address, alias
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.host_key = self.folder / "host_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"h{i}", "-f", str(self.host_key)],
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", alias, "-f", str(self.host_key)],
                        check=True)
         (self.folder / "authorized_keys").write_text(Path(client_key_pub).read_text())
-        self.config = self.folder / "sshd_config"
-        self.config.write_text(
-            f"ListenAddress {self.address}:22\nHostKey {self.host_key}\nPidFile {self.folder}/sshd.pid\n"
-            f"AuthorizedKeysFile {self.folder}/authorized_keys\nPubkeyAuthentication yes\n"
+        (self.folder / "sshd_config").write_text(
+            f"ListenAddress {self.address}:22\nHostKey {_SSHD_RUN}/host_key\nPidFile {_SSHD_RUN}/sshd.pid\n"
+            f"AuthorizedKeysFile {_SSHD_RUN}/authorized_keys\nPubkeyAuthentication yes\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "UsePAM no\nStrictModes no\nLogLevel VERBOSE\nMaxStartups 50\nMaxSessions 50\n")
         self.log = self.folder / "sshd.log"
         self.process = None
+
+    @classmethod
+    def of_client(cls, lab, i, folder, client_key_pub):
+        """The sshd of client namespace i, alias h<i>."""
+        return cls(lab.client_nss[i - 1], management_addresses(i)[1], f"h{i}", folder, client_key_pub)
+
+    @classmethod
+    def of_server_host(cls, lab, folder, client_key_pub):
+        """The sshd of the server host namespace, alias hs."""
+        return cls(lab.server_host_ns, SERVER_HOST_MANAGEMENT[1], SERVER_HOST, folder, client_key_pub)
 
     def known_hosts_line(self):
         return f"{self.address} {' '.join(Path(str(self.host_key) + '.pub').read_text().split()[:2])}\n"
 
     def start(self):
         script = (f"mount -t tmpfs -o mode=755 serverbench-sshd /run && mkdir -m 755 /run/sshd && "
-                  f"exec {SSHD} -D -e -f {self.config}")
+                  f"cp -a {self.folder} {_SSHD_RUN} && mount -t tmpfs -o mode=1777 serverbench-tmp /tmp && "
+                  f"exec {SSHD} -D -e -f {_SSHD_RUN}/sshd_config")
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(netlab.netns_exec(self.ns, ["sh", "-c", script]),
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -119,20 +174,25 @@ class Sshd:
                 self.process.kill()
                 self.process.wait()
 
+    def tmp_path(self):
+        """This host's /tmp, seen from outside: valid while the sshd runs."""
+        assert self.process is not None and self.process.poll() is None, f"the sshd of {self.alias} is not running"
+        return Path(f"/proc/{self.process.pid}/root/tmp")
+
     def accepted_from(self):
         """The addresses whose public key this sshd accepted."""
         return set(re.findall(r"Accepted publickey for \S+ from (\S+)", self.log.read_text(errors="replace")))
 
 
 def ssh_config(path, sshds, key):
-    """An ssh config (ssh -F) naming each client h1, h2, ...: its address, the test's key, and a
-    known_hosts file with the test's host keys only."""
+    """An ssh config (ssh -F) naming each sshd by its alias (h1, h2, ..., hs): its address, the
+    test's key, and a known_hosts file with the test's host keys only."""
     folder = Path(path).parent
     known = folder / "known_hosts"
     known.write_text("".join(s.known_hosts_line() for s in sshds))
-    blocks = [f"Host h{i}\n  HostName {s.address}\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+    blocks = [f"Host {s.alias}\n  HostName {s.address}\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
               f"  UserKnownHostsFile {known}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n"
-              for i, s in enumerate(sshds, 1)]
+              for s in sshds]
     Path(path).write_text("".join(blocks))
     return path
 
@@ -150,3 +210,13 @@ def processes_matching(pattern):
         if re.search(pattern, cmdline):
             found.append(int(proc.name))
     return found
+
+
+def processes_in(namespaces, pattern):
+    """Pids of processes in these network namespaces whose command line matches pattern (bytes
+    regex): only what the lab's own hosts run, whatever other tests run on the machine."""
+    inside = set()
+    for ns in namespaces:
+        listed = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        inside.update(int(pid) for pid in listed.stdout.split() if pid.isdigit())
+    return sorted(inside & set(processes_matching(pattern)))

@@ -1,0 +1,151 @@
+"""./run_all.sh --hosts FILE with the server on a host of its own, for real, as root: the driver in
+the hub namespace, the server in a server host namespace (hs) and two clients in two more, each
+host with a real sshd; the load crosses the hub, which forwards between its links.
+
+It shows that the server ran on hs, started through hs's sshd from the copy checked by hash
+(`hosts.server`) and pinned to CPU 0, that its CPU was measured there (`loadgen sample-server`),
+that hs's kernel saw each client's connections come from that client's own data address, that
+counting trials are not-applicable (perf must count the server here), that a server host whose
+sshd is down fails every timed point with the reason, that a driver stopped mid-window (SIGINT,
+SIGKILL) ends the remote server and loadgens within seconds, and that nothing is left afterwards:
+no sshd, server, loadgen, namespace or remote folder (each host has a /tmp of its own). Skipped
+(77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+from pathlib import Path
+
+from netlab_path import ROOT
+import hostslab
+from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, SKIP, HostsChecks, Lab, commands, point_json, points, \
+    skip_reason, wait_for
+
+BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
+# A server or loadgen process itself (its executable, this checkout's or a remote copy), not a
+# shell whose command line merely names one.
+SERVER_OR_LOADGEN = rb"^(\S*/)?(server-epoll|loadgen)(-[0-9a-f]+)?( |$)"
+SERVER_ITSELF = rb"^/tmp/serverbench-loadgen\.\w+/server-epoll-[0-9a-f]+ "
+
+
+def cpus_allowed(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split(":")[1].strip() for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class RemoteServer(HostsChecks, unittest.TestCase):
+    def test_server_on_its_own_host_through_real_ssh(self):
+        with Lab(BUILD, server_host=True) as lab:
+            run = lab.run_all(lab.tmp / "run")
+            self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+            got = points(lab.tmp / "run")
+            timed = {label: record for (label, kind), record in got.items() if kind is None}
+            counts = [record for (_, kind), record in got.items() if kind == "count"]
+            self.assertEqual({r["status"] for r in timed.values()}, {"ok"}, timed)
+            c10 = point_json(lab.tmp / "run", timed["c10"])
+            c1 = point_json(lab.tmp / "run", timed["c1"])
+            accepted = {sshd.alias: sshd.accepted_from() for sshd in lab.sshds}
+            self.assert_run_left_nothing(lab)
+        # Counting trials need perf around the server on the driver's machine: not here.
+        self.assertTrue(counts)
+        for record in counts:
+            self.assertEqual(record["status"], "not-applicable", record)
+            self.assertRegex(record["reason"] or "", rf"remote|\b{hostslab.SERVER_HOST}\b")  # names the server host
+        self.assertEqual(accepted, {"h1": {"10.215.101.1"}, "h2": {"10.215.102.1"},
+                                    "hs": {hostslab.SERVER_HOST_MANAGEMENT[0]}})
+        for point in (c1, c10):
+            self.assert_server_on_hs(point)
+        self.assert_clients_split(c10)  # with hs's peers: ss ran on hs
+        self.assertEqual(c1["hosts"]["server_peers"], {hostslab.data_addresses(1)[1]: 1})
+        self.assert_nothing_left(lab)
+
+    def assert_server_on_hs(self, point):
+        server = point["hosts"]["server"]
+        sha256 = sha256_of(BUILD / "bin" / "server-epoll")
+        self.assertEqual({k: server.get(k) for k in ("host", "address", "cpus", "binary_sha256", "copied")},
+                         {"host": hostslab.SERVER_HOST, "address": hostslab.SERVER_ADDRESS, "cpus": "0",
+                          "binary_sha256": sha256, "copied": True}, server)
+        self.assertRegex(server["binary"], rf"^/tmp/serverbench-loadgen\.\w+/server-epoll-{sha256[:16]}$")
+        # The session reached hs's sshd from the hub's end of the management link.
+        fields = server["ssh_connection"].split()
+        self.assertEqual([fields[0], fields[2], fields[3]], [*hostslab.SERVER_HOST_MANAGEMENT, "22"], server)
+        self.assertIsInstance(server["pid"], int)
+        self.assertGreater(server["pid"], 1)
+        self.assertGreater(point["server"]["cpu_us_per_request"], 0)
+        self.assertIn("sample-server", point["server"]["measured_by"])
+
+    def test_a_server_host_whose_sshd_is_down_fails_the_points(self):
+        with Lab(BUILD, server_host=True) as lab:
+            lab.server_sshd.stop()
+            run = lab.run_all(lab.tmp / "run")
+            self.assertEqual(run.returncode, 1, run.stderr[-3000:])
+            got = points(lab.tmp / "run")
+            self.assert_run_left_nothing(lab)
+        timed = [record for (_, kind), record in got.items() if kind is None]
+        self.assertTrue(timed)
+        for record in timed:
+            self.assertEqual(record["status"], "failed", record)
+            self.assertIsNone(record["file"])
+            self.assertIn(f"server {hostslab.SERVER_HOST}", record["reason"])
+            self.assertIn("Connection refused", record["reason"])
+        self.assert_nothing_left(lab)
+
+    def test_a_driver_stopped_mid_point_leaves_nothing(self):
+        for how in (signal.SIGINT, signal.SIGKILL):
+            with self.subTest(signal=how.name), Lab(BUILD, server_host=True) as lab:
+                code, stopped = self.stop_driver_mid_point(lab, how)
+                self.assertEqual(code, 130 if how == signal.SIGINT else -signal.SIGKILL)
+                # Within seconds, with the driver gone: its sessions ended, so the wrappers on hs
+                # and on the clients ended the server and the loadgens.
+                gone = wait_for(lambda: not lab.lab_processes(SERVER_OR_LOADGEN), 3)
+                self.assertTrue(gone, f"left: {commands(lab.lab_processes(SERVER_OR_LOADGEN))}")
+                self.assertLess(time.monotonic() - stopped, 3.5)
+                # The sessions' other remote sides (the folders' keepers) end too, and remove the folders.
+                self.assert_run_left_nothing(lab)
+            self.assert_nothing_left(lab)
+
+    def stop_driver_mid_point(self, lab, how):
+        """Sends how to the driver in a point's window; its exit code and when it was sent. The full
+        profile's points run 1 + 4 s after go: a server or loadgen that ends within 3 s of the
+        signal was ended by its session's end, not by the end of its point."""
+        driver = subprocess.Popen(lab.run_all_argv(lab.tmp / "run", "full"), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
+
+        def point_runs():
+            return (hostslab.processes_in([lab.lab.server_host_ns], REMOTE_SERVER)
+                    and hostslab.processes_in(lab.lab.client_nss, REMOTE_LOADGEN))
+        try:
+            wait_for(lambda: driver.poll() is not None or point_runs(), 60)
+            if driver.poll() is not None:
+                self.fail(f"the driver ended ({driver.returncode}) before a point ran: "
+                          f"{driver.communicate(timeout=10)[1].decode(errors='replace')[-3000:]}")
+            self.assertTrue(point_runs(), "the server runs on hs and a client's loadgen runs")
+            server = hostslab.processes_in([lab.lab.server_host_ns], SERVER_ITSELF)
+            self.assertEqual([cpus_allowed(pid) for pid in server], ["0"], commands(server))  # taskset -c 0
+            time.sleep(1.5)  # past go: the loadgens run their window
+            os.kill(driver.pid, how)
+            stopped = time.monotonic()
+            return driver.wait(timeout=30), stopped
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+            driver.stderr.close()
+
+
+if __name__ == "__main__":
+    reason = skip_reason()
+    if reason:
+        print(f"skipped: {reason}")
+        sys.exit(SKIP)
+    unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)
