@@ -66,7 +66,7 @@ class Matrix:
             return sc.NOT_APPLICABLE_REASON
         if entry.count and hosts.is_remote(hosts.server_of(self.settings)):
             return ("not counted: perf counts the server and loadgen on this machine, and the server runs on "
-                    f"{hosts.server_of(self.settings).host} (docs/hosts.md)")
+                    f"the remote host {hosts.server_of(self.settings).host} (docs/hosts.md)")
         return None
 
     @property
