@@ -26,8 +26,9 @@ def qdisc(ns: str, interface: str) -> str:
 class NetemForReal(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        print(f"guest kernel {os.uname().release}", flush=True)
-        if not test_wan.probe_netem():
+        has_netem = test_wan.probe_netem()
+        print(f"guest kernel {os.uname().release}: netem {'works' if has_netem else 'absent'}", flush=True)
+        if not has_netem:
             raise AssertionError("the guest kernel has no netem: nothing here can run")
 
     def test_rtt_through_netem(self):
