@@ -7,8 +7,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${BUILD_DIR:-$root/build}
 source "$root/tools/ensure_deps.sh"
 # The tests also drive a real browser (the report), sshd and network namespaces (several hosts,
-# emulated links) and perf (counted work).
-ensure_deps chromium chromium-driver python3-selenium openssh-server iproute2 ethtool linux-perf
+# emulated links), perf (counted work), and a virtual machine whose kernel has netem (tests/netem_vm
+# fetches that kernel's .deb itself).
+ensure_deps chromium chromium-driver python3-selenium openssh-server iproute2 ethtool linux-perf \
+            qemu-system-x86 busybox-static
 
 [[ -f $build_dir/CMakeCache.txt ]] || cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" -j "$(nproc)"

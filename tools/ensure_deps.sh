@@ -9,8 +9,6 @@ set -euo pipefail
 # python3-numpy do the statistics of comparisons; util-linux has taskset.
 SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev
                       liburing-dev python3 python3-matplotlib python3-numpy python3-scipy util-linux)
-# The VM of tests/netem_vm (a kernel that has netem; the kernel .deb is fetched by the test itself).
-SERVERBENCH_PACKAGES+=(qemu-system-x86 busybox-static)
 
 # A package's service (openssh-server's sshd) must not start listening on this machine: the tests
 # run their own daemons inside namespaces. policy-rc.d is Debian's switch for that during install.
