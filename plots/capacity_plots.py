@@ -14,11 +14,11 @@ Points that fail the steady-state check (serverbench/steady.py) are drawn dashed
 labelled "not steady".
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from serverbench.jsonfile import read_json  # noqa: E402
 from serverbench.scenarios import CAPACITY_SCENARIOS, SCENARIO_TITLES, ordered_models  # noqa: E402
 from serverbench.steady import steady_state  # noqa: E402
 
@@ -34,11 +34,7 @@ def _plt():
 
 def load_capacity(run_dir):
     """The records of capacity.json (measured sweeps only), or []."""
-    try:
-        with open(os.path.join(run_dir, "capacity.json")) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return []
+    doc = read_json(os.path.join(run_dir, "capacity.json")) or {}
     return [r for r in doc.get("records", []) if r.get("steps")]
 
 
@@ -207,20 +203,13 @@ def capacity_table_md(run_dir):
 
 
 def _read(run_dir, rel):
-    try:
-        with open(os.path.join(run_dir, rel)) as f:
-            return json.load(f)
-    except (OSError, ValueError, TypeError):
-        return None
+    """A point's result (rel: its file in the run folder, None for a point that has none)."""
+    return read_json(os.path.join(run_dir, rel)) if rel else None
 
 
 def _matrix_series(run_dir):
     """{scenario: [(label, result)]}: the first repeat of each model's points in TIME_SCENARIOS."""
-    try:
-        with open(os.path.join(run_dir, "manifest.json")) as f:
-            points = json.load(f).get("points", [])
-    except (OSError, ValueError):
-        return {}
+    points = (read_json(os.path.join(run_dir, "manifest.json")) or {}).get("points", [])
     out, seen = {}, set()
     for p in points:
         key = (p["model"], p["scenario"], p["point"])
