@@ -439,6 +439,8 @@ class Sweep:
     cfg: SweepSettings
     slo_ms: float
     net: object = None            # network.py: where the traffic goes (None: the Trial's loopback)
+    clients: tuple = ()           # hosts.Client (--hosts): the load comes from these
+    server_host: object = None    # hosts.Server (--hosts): where the server runs
     failure: str = None
     status: str = "ok"
     trials: int = field(default=0)
@@ -446,7 +448,10 @@ class Sweep:
     def trial(self, spec, rep, duration, extra=()):
         rel = self.run_dir.result_rel(self.model, self.scenario, spec.label, rep)
         cpus = CpuLayout.for_point(os.cpu_count() or 1, spec.all_cpus)
-        trial = Trial(model=self.model, spec=spec, binaries=self.binaries,
+        if self.clients:
+            spec = hosts.listening_everywhere(spec)
+        trial = Trial(model=self.model, spec=spec, binaries=self.binaries, clients=self.clients,
+                      server_host=self.server_host if self.clients else None,
                       out=os.path.join(self.run_dir.path, rel), cpus=cpus,
                       log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
                       warmup=self.cfg.warmup, duration=duration, extra_loadgen_flags=extra)
@@ -535,11 +540,6 @@ def run_selected(sup, run_dir, settings, sides, net=None):
     if "A" in sides:
         log("== capacity sweeps skipped: an A/B run compares points, not curves")
         return 0
-    server = hosts.server_of(settings)
-    if hosts.is_remote(server):
-        log(f"== capacity sweeps skipped: they run the server and loadgen on this machine, and the server "
-            f"is on {server.host}")
-        return 0
     profile = sc.PROFILES[settings["profile"]]
     cfg = sweep_settings(profile.capacity or sc.CapacityPlan())
     path = capacity_path(run_dir)
@@ -551,20 +551,21 @@ def run_selected(sup, run_dir, settings, sides, net=None):
     for model, scenario in pairs:
         if (model, scenario) in done:
             continue
-        record = sweep_one(sup, run_dir, sides[None], model, scenario, cfg, chosen.get("slo_p99_ms"), net)
+        record = sweep_one(sup, run_dir, sides[None], model, scenario, cfg, chosen.get("slo_p99_ms"), net,
+                           hosts.clients_of(settings), hosts.server_of(settings))
         failed += record["status"] in ("failed", "partial")
         doc["records"].append(record)
         write_json(path, doc)
     return failed
 
 
-def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override, net=None):
+def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override, net=None, clients=(), server_host=None):
     slo = slo_override or sc.CAPACITY_SCENARIOS[scenario].slo_p99_ms
     if model == "blocking":
         return {"model": model, "scenario": scenario, "connections": CONNECTIONS, "slo_p99_ms": slo,
                 "status": "not-applicable", "reason": sc.NOT_APPLICABLE_REASON, "steps": [],
                 "saturation_rps": None, "capacity_rps": None, "bound": None, "closed_loop_max_rps": None}
-    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo, net).run()
+    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo, net, clients, server_host).run()
     log(f"== capacity {model} {scenario}: saturation {record['saturation_text']}; capacity at p99 <= {slo:g} ms: "
         f"{record['capacity_text']} ({len(record['steps'])} rates, {record['trials']} trials, {record['sweep_s']} s)")
     return record

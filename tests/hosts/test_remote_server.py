@@ -13,6 +13,7 @@ no sshd, server, loadgen, namespace or remote folder (each host has a /tmp of it
 """
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,28 @@ class RemoteServer(HostsChecks, unittest.TestCase):
         self.assertGreater(server["pid"], 1)
         self.assertGreater(point["server"]["cpu_us_per_request"], 0)
         self.assertIn("sample-server", point["server"]["measured_by"])
+
+    def test_a_capacity_sweep_from_two_clients_to_the_server_host(self):
+        """Every step's rate is split over h1 and h2 (exactly), the server ran on hs, and the sweep
+        finds a saturation."""
+        with Lab(BUILD, server_host=True) as lab:
+            argv = [a if a != "http-keepalive" else "capacity-io-wait" for a in lab.run_all_argv(lab.tmp / "run")]
+            run = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=ROOT)
+            self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+            with open(lab.tmp / "run" / "capacity.json") as f:
+                record = json.load(f)["records"][0]
+            steps = [point_json(lab.tmp / "run", {"file": trial["file"]})
+                     for step in record["steps"] for trial in step["trials"]]
+            self.assert_run_left_nothing(lab)
+        self.assertEqual((record["model"], record["status"]), ("epoll", "ok"), record)
+        self.assertGreater(record["saturation_rps"], 0)
+        self.assertGreaterEqual(len(steps), 3)
+        for step in steps:
+            self.assert_server_on_hs(step)
+            clients = step["hosts"]["clients"]
+            self.assertEqual([(c["host"], c["connections"]) for c in clients], [("h1", 25), ("h2", 25)])
+            self.assertAlmostEqual(sum(c["rate"] for c in clients), step["config"]["rate"], places=6)
+        self.assert_nothing_left(lab)
 
     def test_a_server_host_whose_sshd_is_down_fails_the_points(self):
         with Lab(BUILD, server_host=True) as lab:
