@@ -227,6 +227,7 @@ def run_section(run):
         ("kernel", machine.get("uname") or machine.get("kernel") or "?"),
         ("pinning", pinning_text(m.get("points") or [])),
         ("network", network_text(m)),
+        ("hosts", hosts_text(m)),
         ("baseline", baseline_text(m)),
     ]
     body = table(["what", "value"], [[f"<th>{E(k)}</th>", td(v)] for k, v in rows], cls="facts")
@@ -252,6 +253,19 @@ def network_text(m):
     if net:
         return str(net)
     return "loopback (127.0.0.1), no link emulation"
+
+
+def hosts_text(m):
+    """Where the server and the load generators ran (--hosts), from the run's settings."""
+    hosts = m.get("hosts")
+    if not isinstance(hosts, dict):
+        return "this machine only"
+    server = hosts.get("server")
+    server_host = server.get("host", "local") if isinstance(server, dict) else (server or "local")
+    clients = [c.get("host", "?") for c in hosts.get("clients") or []]
+    where = "this machine" if server_host == "local" else server_host
+    return (f"server on {where}; {len(clients)} load generator(s) over ssh: {', '.join(clients)} "
+            f"(each point's hosts section has the details)")
 
 
 def baseline_text(m):
