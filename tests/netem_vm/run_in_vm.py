@@ -156,7 +156,9 @@ def build_initramfs(kernel: Path, busybox: str, work: Path) -> Path:
 
 def write_guest_script(results: Path, build_dir: Path) -> None:
     """What the guest runs chrooted in this machine's tree: guest_check.py, its output and exit
-    code into the results share (/tmp/results in the guest)."""
+    code into the results share (/tmp/results in the guest); and the folders it reads (the
+    checkout, the build tree), which the guest's init binds back in when they are under /tmp."""
+    (results / "keep").write_text(f"{HERE.parent.parent}\n{build_dir}\n")
     (results / "guest.sh").write_text(
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8\n"
         "export PYTHONDONTWRITEBYTECODE=1\n"
