@@ -477,6 +477,7 @@ echo "exit $code"
 exit $code
 """
 SAMPLE_BOUND_S = 5.0
+SAMPLE_LINE = re.compile(r"^\{.*\}$")
 SERVER_STOP_EXTRA_S = 3.0    # the stop's round trip over ssh, on top of the local grace
 
 
@@ -484,15 +485,33 @@ def is_remote(server):
     return server is not None and not server.local
 
 
-class RemoteServer:
+class ServerHandle:
+    """What point.LocalServer and RemoteServer share: `loadgen sample-server` of the server, run
+    where the server runs (through command()) from its first use until the server stops. A
+    handle has sup, pid, loadgen (the path where the server runs), host and sampler_log."""
+    _sampler = None
+
+    def sampler(self):
+        if self._sampler is None:
+            argv = self.command([self.loadgen, "sample-server", "--pid", str(self.pid)])
+            self._sampler = Sampler(self.sup, argv, self.sampler_log, self.host)
+        return self._sampler
+
+    def close_sampler(self):
+        if self._sampler is not None:
+            self._sampler.close()
+
+
+class RemoteServer(ServerHandle):
     """A server started on its own host through ssh (point.start_server's handle for it): the
     same questions as point.LocalServer, answered on that host."""
 
     def __init__(self, sup, trial, session):
         from .point import CpuLayout  # point imports this module: imported when used
         self.sup, self.session, self.entry = sup, session, trial.server_host
+        self.host, self.sampler_log = self.entry.host, session.log
         self.address = self.entry.address or session.ssh_connection.split()[2]
-        self.proc = self.pid = self._sampler = None
+        self.proc = self.pid = None
         name = f"server {self.entry.host}"
         local_server = trial.binaries.server(trial.model)
         preset = self.entry.bin and f"{self.entry.bin}/{os.path.basename(local_server)}"
@@ -514,13 +533,6 @@ class RemoteServer:
         snap = self.sampler().sample()
         return snap is not None and not snap.get("gone")
 
-    def sampler(self):
-        if self._sampler is None:
-            argv = [self.loadgen, "sample-server", "--pid", str(self.pid)]
-            self._sampler = Sampler(self.sup, self.session.ssh(shlex.join(argv)), self.session.log,
-                                    self.entry.host)
-        return self._sampler
-
     def command(self, argv):
         """argv run on the server's host."""
         return self.session.ssh(shlex.join(argv))
@@ -531,8 +543,7 @@ class RemoteServer:
     def stop(self, _sup, grace_s):
         """Ends the session's stdin (its wrapper then stops the server) and waits for the server's
         exit code: (exit code, note), as Supervisor.stop."""
-        if self._sampler is not None:
-            self._sampler.close()
+        self.close_sampler()
         try:
             self.proc.stdin.close()
         except OSError:
@@ -542,7 +553,7 @@ class RemoteServer:
         exits = re.findall(rb"^exit (\d+)$", said, re.M)
         if exits:
             return int(exits[-1]), ""
-        return code, note or f"on {self.entry.host}: no exit code came back through ssh (ssh exited {code})"
+        return code, note or f"on {self.host}: no exit code came back through ssh (ssh exited {code})"
 
     def record(self):
         return {"host": self.entry.host, "address": self.address, "cpus": self.cpus, "binary": self.binary,
@@ -587,7 +598,7 @@ class Sampler:
     def __init__(self, sup, argv, log, where):
         with open(log, "ab") as err:
             self.proc = sup.start(argv, subprocess.PIPE, err, f"server sampler on {where}", stdin=subprocess.PIPE)
-        self.sup, self.where, self.buffer = sup, where, b""
+        self.sup, self.where = sup, where
         # A first answer before any edge is asked: the ssh session and the sampler are then up, so
         # both edges wait for the same round trip and the window keeps its length.
         self.sample()
@@ -600,18 +611,10 @@ class Sampler:
             self.proc.stdin.flush()
         except (OSError, ValueError):
             return None
-        deadline = time.monotonic() + SAMPLE_BOUND_S
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
+        # One answer per line asked, so nothing after the answer's line is lost.
+        line, _ = wait_ready(self.proc, SAMPLE_LINE, SAMPLE_BOUND_S)
         try:
-            return json.loads(line)
+            return json.loads(line.group(0)) if line else None
         except ValueError:
             return None
 
@@ -680,18 +683,21 @@ class ServerWindow:
         return (figures["cpu_user_s"] + figures["cpu_sys_s"]) / (self.seconds() * allowed)
 
 
-def server_peers(server, port):
+def server_peers(sup, server, port):
     """{peer address: established connections} to the server's port, as the server host's kernel
     sees them (`ss`, run there): the proof that each client's connections came from its own
     address."""
     argv = server.command(["ss", "-Htn", "state", "established", f"( sport = :{port} )"])
+    proc = sup.start(argv, subprocess.PIPE, subprocess.DEVNULL, "ss on the server's host")
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=SESSION_BOUND_S,
-                             stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out, _ = proc.communicate(timeout=SESSION_BOUND_S)
+    except subprocess.TimeoutExpired:
+        out = None
+    sup.stop(proc, 0.5)
+    if out is None:
         return None
     peers = {}
-    for line in out.splitlines():
+    for line in out.decode(errors="replace").splitlines():
         fields = line.split()
         if len(fields) >= 4:
             address = fields[3].rsplit(":", 1)[0].strip("[]")
@@ -994,7 +1000,7 @@ def run_loadgens(sup, trial, port, server):
             runs = plan_clients(sup, trial, hosts_log_dir(trial), server)
             start_clients(sup, trial, port, runs)
             await_barrier(runs)
-            peers = server_peers(server, port)
+            peers = server_peers(sup, server, port)
             sampler = server.sampler()
             go_unix = time.time() + seconds_of(trial.warmup)
             send_go(runs)

@@ -133,23 +133,18 @@ def run_trial(sup, trial):
     return outcome
 
 
-class LocalServer:
+class LocalServer(hosts.ServerHandle):
     """A server started here: what run_trial and hosts.run_loadgens ask of it (hosts.RemoteServer
     answers the same for a server on another host)."""
     address = None  # clients on other hosts reach it at their hosts-file address
+    host = "local"
 
     def __init__(self, sup, trial, proc, pid):
         self.sup, self.trial, self.proc, self.pid = sup, trial, proc, pid
-        self._sampler = None
+        self.loadgen, self.sampler_log = trial.binaries.loadgen, trial.log_base + ".sampler.log"
 
     def alive(self):
         return processes.alive(self.pid)
-
-    def sampler(self):
-        if self._sampler is None:
-            self._sampler = hosts.Sampler(self.sup, [self.trial.binaries.loadgen, "sample-server", "--pid",
-                                                     str(self.pid)], self.trial.log_base + ".sampler.log", "local")
-        return self._sampler
 
     def command(self, argv):
         return list(argv)
@@ -158,8 +153,7 @@ class LocalServer:
         return trial.net.target_flags(port, trial.name)
 
     def stop(self, sup, grace_s):
-        if self._sampler is not None:
-            self._sampler.close()
+        self.close_sampler()
         return sup.stop(self.proc, grace_s, signal_pid=self.pid)
 
     def record(self):
