@@ -8,8 +8,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import unittest
 from pathlib import Path
 
 from netlab_path import ROOT, netlab
@@ -33,6 +35,16 @@ def skip_reason():
     if not os.access(hostslab.SSHD, os.X_OK):
         missing.append(hostslab.SSHD)
     return f"needs OpenSSH: {', '.join(missing)} missing" if missing else None
+
+
+def run_tests():
+    """A hosts test file's main: skipped (77) where it cannot run, else its tests (argv[1] is
+    the build folder, not a test name)."""
+    reason = skip_reason()
+    if reason:
+        print(f"skipped: {reason}")
+        sys.exit(SKIP)
+    unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)
 
 
 class Lab:

@@ -166,13 +166,8 @@ class Sshd:
         return self
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
 
     def tmp_path(self):
         """This host's /tmp, seen from outside: valid while the sshd runs."""
@@ -182,6 +177,17 @@ class Sshd:
     def accepted_from(self):
         """The addresses whose public key this sshd accepted."""
         return set(re.findall(r"Accepted publickey for \S+ from (\S+)", self.log.read_text(errors="replace")))
+
+
+def terminate(process):
+    """SIGTERM, then SIGKILL after 5 s, and reaped."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def ssh_config(path, sshds, key):

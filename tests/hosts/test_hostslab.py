@@ -19,7 +19,7 @@ from pathlib import Path
 
 from netlab_path import ROOT, netlab
 import hostslab
-from hostsfixture import SKIP, Lab, HostsChecks, skip_reason
+from hostsfixture import Lab, HostsChecks, run_tests, skip_reason
 
 BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
 
@@ -157,13 +157,7 @@ class Server:
         self.port = int(match.group(1))
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        hostslab.terminate(self.process)
         self.stderr = self.process.stderr.read()
         self.process.stdout.close()
         self.process.stderr.close()
@@ -177,11 +171,7 @@ def established_peers(lab, port):
 
 
 if __name__ == "__main__":
-    reason = skip_reason()
-    if reason:
-        print(f"skipped: {reason}")
-        sys.exit(SKIP)
-    if not os.access(BUILD / "bin" / "server-epoll", os.X_OK):
+    if skip_reason() is None and not os.access(BUILD / "bin" / "server-epoll", os.X_OK):
         print(f"{BUILD}/bin/server-epoll is not built", file=sys.stderr)
         sys.exit(1)
-    unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)
+    run_tests()

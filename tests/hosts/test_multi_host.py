@@ -20,7 +20,7 @@ from pathlib import Path
 
 from netlab_path import ROOT
 import hostslab
-from hostsfixture import REMOTE_LOADGEN, SKIP, Lab, HostsChecks, point_json, points, skip_reason, \
+from hostsfixture import REMOTE_LOADGEN, Lab, HostsChecks, point_json, points, run_tests, \
     wait_for
 
 BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
@@ -104,8 +104,4 @@ class MultiHost(HostsChecks, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    reason = skip_reason()
-    if reason:
-        print(f"skipped: {reason}")
-        sys.exit(SKIP)
-    unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)
+    run_tests()

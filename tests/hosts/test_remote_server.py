@@ -24,8 +24,8 @@ from pathlib import Path
 
 from netlab_path import ROOT
 import hostslab
-from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, SKIP, HostsChecks, Lab, commands, point_json, points, \
-    skip_reason, wait_for
+from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, HostsChecks, Lab, commands, point_json, points, \
+    run_tests, wait_for
 
 BUILD = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build").resolve()
 # A server or loadgen process itself (its executable, this checkout's or a remote copy), not a
@@ -167,8 +167,4 @@ class RemoteServer(HostsChecks, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    reason = skip_reason()
-    if reason:
-        print(f"skipped: {reason}")
-        sys.exit(SKIP)
-    unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)
+    run_tests()
