@@ -63,6 +63,24 @@ protected:
     // The blocking model serves one connection at a time: tests of concurrency differ there.
     bool serves_one_at_a_time() const { return model() == "blocking"; }
 
+    // Runs the model with args that must be refused: exit 2, one line on stderr, no readiness
+    // line. Returns what it wrote on stderr, for the caller's own checks of that line.
+    std::string refused(const std::vector<std::string>& args) const {
+        std::vector<std::string> argv{sbtest::bin_dir() + "/server-" + model()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        const std::string shown = testing::PrintToString(args);
+        auto p = sbtest::Process::spawn(argv);
+        if (!p) {
+            ADD_FAILURE() << shown << ": the server did not start";
+            return {};
+        }
+        EXPECT_EQ(p->wait_exit(3000ms), std::optional<int>(2)) << shown;
+        std::string err = p->drain_stderr();
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << shown << ": " << err;
+        EXPECT_EQ(p->read_stdout_line(100ms), std::nullopt) << shown << ": readiness line after a bad flag";
+        return err;
+    }
+
     // Starts the model under test, owned by the fixture until the test ends.
     ServerProcess* start(std::vector<std::string> args = {}) {
         servers_.push_back(std::make_unique<ServerProcess>(model(), std::move(args)));
@@ -523,17 +541,8 @@ TEST_P(ServerTest, BadFlagOrValuePrintsOneLineAndExitsTwo) {
         {"--cpu-us", "1.5"},   {"--response-bytes", "-1"}, {"--idle-timeout-ms", ""}, {"positional"},
     };
     for (const auto& args : cases) {
-        std::vector<std::string> argv{sbtest::bin_dir() + "/server-" + model()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        std::string shown = testing::PrintToString(args);
-        auto p = sbtest::Process::spawn(argv);
-        ASSERT_TRUE(p);
-        auto code = p->wait_exit(3000ms);
-        EXPECT_EQ(code, std::optional<int>(2)) << shown;
-        std::string err = p->drain_stderr();
-        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << shown << ": " << err;
-        EXPECT_TRUE(err.ends_with("\n")) << shown << ": " << err;
-        EXPECT_EQ(p->read_stdout_line(100ms), std::nullopt) << shown << ": readiness line after a bad flag";
+        const std::string err = refused(args);
+        EXPECT_TRUE(err.ends_with("\n")) << testing::PrintToString(args) << ": " << err;
     }
 }
 
@@ -699,16 +708,9 @@ TEST_P(ServerTest, BadTransportOrKnobValuePrintsOneLineAndExitsTwo) {
         {"--unix", std::string(200, 'a')},
     };
     for (const auto& args : cases) {
-        std::vector<std::string> argv{sbtest::bin_dir() + "/server-" + model()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        std::string shown = testing::PrintToString(args);
-        auto p = sbtest::Process::spawn(argv);
-        ASSERT_TRUE(p);
-        EXPECT_EQ(p->wait_exit(3000ms), std::optional<int>(2)) << shown;
-        std::string err = p->drain_stderr();
-        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << shown << ": " << err;
-        EXPECT_NE(err.find(args[0]), std::string::npos) << shown << ": the line names the flag: " << err;
-        EXPECT_EQ(p->read_stdout_line(100ms), std::nullopt) << shown << ": readiness line after a bad flag";
+        const std::string err = refused(args);
+        EXPECT_NE(err.find(args[0]), std::string::npos)
+            << testing::PrintToString(args) << ": the line names the flag: " << err;
     }
 }
 
