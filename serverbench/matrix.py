@@ -64,9 +64,10 @@ class Matrix:
         """Why entry is not measured (its record says not-applicable), or None."""
         if not sc.applicable(entry.model, entry.spec, self.profile):
             return sc.NOT_APPLICABLE_REASON
-        if entry.count and hosts.is_remote(hosts.server_of(self.settings)):
+        server = hosts.server_of(self.settings)
+        if entry.count and hosts.is_remote(server):
             return ("not counted: perf counts the server and loadgen on this machine, and the server runs on "
-                    f"the remote host {hosts.server_of(self.settings).host} (docs/hosts.md)")
+                    f"the remote host {server.host} (docs/hosts.md)")
         return None
 
     @property
