@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 # Scenarios, their order and titles, and the models' order are defined once, in the driver.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from serverbench.jsonfile import read_json  # noqa: E402
+from serverbench.rundir import MANIFEST_SCHEMAS  # noqa: E402
 from serverbench.scenarios import MODEL_ORDER, SCENARIO_TITLES, ordered_models, scenario_order  # noqa: E402,F401
 
-MANIFEST_SCHEMA = "serverbench.manifest/1"
 RESULT_SCHEMA = "serverbench.result/1"
 
 PERCENTILES = [("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9)]
@@ -214,8 +214,8 @@ def read_manifest(path):
         raise RunError(f"{path}: no manifest.json (not a run folder)")
     except (OSError, ValueError) as e:
         raise RunError(f"{manifest_path}: {e}")
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise RunError(f"{manifest_path}: schema is not {MANIFEST_SCHEMA}")
+    if not isinstance(manifest, dict) or manifest.get("schema") not in MANIFEST_SCHEMAS:
+        raise RunError(f"{manifest_path}: schema is not one of {', '.join(MANIFEST_SCHEMAS)}")
     if not isinstance(manifest.get("points"), list):
         raise RunError(f"{manifest_path}: no list of points")
     return manifest

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 from . import comparison
-from .point import Binaries, read_json
+from .jsonfile import read_json
+from .trial import Binaries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "build-baseline")   # ignored by git (/build*/)
@@ -73,13 +74,13 @@ def build_baseline(rev):
 def baseline_binaries(settings, current):
     """(commit or None, Binaries of side A). Both sides measure with the current tree's loadgen,
     so the measuring tool is the same, unless baseline_loadgen asks for the baseline's own."""
-    if settings["baseline_bin"]:
-        label, bin_dir = None, settings["baseline_bin"]
+    if settings.baseline_bin:
+        label, bin_dir = None, settings.baseline_bin
     else:
-        label, bin_dir = build_baseline(settings["baseline"])
+        label, bin_dir = build_baseline(settings.baseline)
     if not os.path.isdir(bin_dir):
         raise BaselineError(f"baseline binaries: no folder {bin_dir}")
-    loadgen = os.path.join(bin_dir, "loadgen") if settings["baseline_loadgen"] else current.loadgen
+    loadgen = os.path.join(bin_dir, "loadgen") if settings.baseline_loadgen else current.loadgen
     if not os.access(loadgen, os.X_OK):
         raise BaselineError(f"baseline loadgen: {loadgen} is not an executable")
     return label, Binaries(bin_dir, loadgen)
@@ -88,9 +89,6 @@ def baseline_binaries(settings, current):
 def seeded_rng(seed):
     return random.Random(seed)
 
-
-def log(text):
-    print(text, file=sys.stderr, flush=True)
 
 
 def trial_records(run_dir, keys=None):
@@ -128,21 +126,21 @@ def count_record(result, entry):
 
 def is_a_a(settings):
     """Both sides are the same code (one commit, or one bin folder): the run measures the noise floor."""
-    rev = settings.get("git_rev") or ""
-    commit = settings.get("baseline_commit") or ""
-    if settings.get("baseline_bin"):
-        current = os.path.join(settings["build_dir"], "bin")
-        return os.path.realpath(settings["baseline_bin"]) == os.path.realpath(current)
+    rev = settings.git_rev or ""
+    commit = settings.baseline_commit or ""
+    if settings.baseline_bin:
+        current = os.path.join(settings.build_dir, "bin")
+        return os.path.realpath(settings.baseline_bin) == os.path.realpath(current)
     return bool(commit) and not rev.endswith("-dirty") and commit.startswith(rev)
 
 
 def compare_run(run_dir, settings, keys=None):
     """Writes comparison.json/.md/.png/.svg into the run folder; returns the rows."""
-    method = comparison.Method(seed=settings.get("seed") or comparison.Method().seed)
+    method = comparison.Method(seed=settings.seed)
     trials = trial_records(run_dir, keys)
-    rows = comparison.compare_trials(trials, method=method, min_effects=settings.get("min_effects"))
+    rows = comparison.compare_trials(trials, method=method, min_effects=settings.min_effects)
     noise = None
     if is_a_a(settings):
-        noise = comparison.noise_floor(trials, method=method, min_effects=settings.get("min_effects"))
+        noise = comparison.noise_floor(trials, method=method, min_effects=settings.min_effects)
     comparison.write_comparison(run_dir.path, rows, method=method, noise=noise)
     return rows

@@ -1,5 +1,6 @@
 """Capacity sweeps: tail latency against offered load for one model and scenario, the saturation
-rate and the capacity at a latency objective (capacity.json in the run folder).
+rate and the capacity at a latency objective: the rules, pure functions of the steps measured.
+capacity_run.py measures the sweeps and writes capacity.json in the run folder.
 
 A sweep is a closed-loop probe (closed_loop_max_rps, and where the open loop starts), then open-loop
 steps chosen one at a time by `next_rate`, a pure function of the steps measured so far:
@@ -19,19 +20,14 @@ errors, and p50 within 2x the low-load p50 (base_p50); a rate with repeats is se
 of its repeats are. The capacity rule: the p99 of a rate's repeats lies wholly at or below the
 objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them).
 """
-import json
 import math
-import os
 import statistics
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from . import hosts
-from . import scenarios as sc
 from . import stats
 from . import steady as steady_mod
-from .point import CpuLayout, Trial, run_trial, seconds_of, write_json
+from .stats import median
+from .trial import seconds_of
 
 SCHEMA = "serverbench.capacity/1"
 CONNECTIONS = 50                 # below the pools' 64 workers: every client is served at once
@@ -301,11 +297,6 @@ def run_sweep(cfg, closed_rps, slo_us, measure):
 # ------------------------------------------------------------------ what the sweep found
 
 
-def _median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def _interval(values):
     """Distribution-free interval of the median (stats.spread): [min, max] below six values."""
     s = stats.spread(values)
@@ -319,10 +310,10 @@ def rate_record(group, base, slo_us):
     verdict = stats.threshold_verdict(p99s, slo_us, "at_most") if len(group) > 1 else None
     steadies = [s.steady.get("steady") for s in group if s.steady]
     return {
-        "offered_rps": group[0].offered_rps, "achieved_rps": _median(s.achieved_rps for s in group),
-        "p50_us": _median(s.p50_us for s in group), "p99_us": _median(p99s),
-        "p99_9_us": _median(s.p99_9_us for s in group),
-        "server_cpu_us_per_req": _median(s.server_cpu_us_per_req for s in group),
+        "offered_rps": group[0].offered_rps, "achieved_rps": median(s.achieved_rps for s in group),
+        "p50_us": median(s.p50_us for s in group), "p99_us": median(p99s),
+        "p99_9_us": median(s.p99_9_us for s in group),
+        "server_cpu_us_per_req": median(s.server_cpu_us_per_req for s in group),
         "errors": sum(s.errors for s in group), "loadgen_bound": 2 * sum(s.loadgen_bound for s in group) > len(group),
         "connection_bound": 2 * sum(s.connection_bound for s in group) > len(group),
         "repeats": len(group), "served": rate_served(group, base),
@@ -411,161 +402,3 @@ def summarize(steps, slo_ms):
     rows = {r: rate_record(g, base, slo_us) for r, g in view.rates.items()}
     return {"steps": list(rows.values()), **saturation_of(view, rows), **capacity_of(view, rows, slo_ms),
             "bound": bound_of(view, rows)}
-
-
-# ------------------------------------------------------------------ measuring it
-
-
-def log(text):
-    print(text, file=sys.stderr, flush=True)
-
-
-def sweep_settings(plan):
-    """SweepSettings from a profile's scenarios.CapacityPlan."""
-    return SweepSettings(warmup=plan.warmup, duration=plan.duration, interval=plan.interval,
-                         closed_duration=plan.closed_duration, min_samples=plan.min_samples,
-                         max_duration=plan.max_duration, repeats=plan.repeats,
-                         resolution=plan.resolution, max_steps=plan.max_steps)
-
-
-@dataclass
-class Sweep:
-    """One model on one capacity scenario, measured through point.run_trial."""
-    sup: object
-    run_dir: object
-    binaries: object
-    model: str
-    scenario: str
-    cfg: SweepSettings
-    slo_ms: float
-    net: object = None            # network.py: where the traffic goes (None: the Trial's loopback)
-    clients: tuple = ()           # hosts.Client (--hosts): the load comes from these
-    server_host: object = None    # hosts.Server (--hosts): where the server runs
-    failure: str = None
-    status: str = "ok"
-    trials: int = field(default=0)
-
-    def trial(self, spec, rep, duration, extra=()):
-        rel = self.run_dir.result_rel(self.model, self.scenario, spec.label, rep)
-        cpus = CpuLayout.for_point(os.cpu_count() or 1, spec.all_cpus)
-        if self.clients:
-            spec = hosts.listening_everywhere(spec)
-        trial = Trial(model=self.model, spec=spec, binaries=self.binaries, clients=self.clients,
-                      server_host=self.server_host if self.clients else None,
-                      out=os.path.join(self.run_dir.path, rel), cpus=cpus,
-                      log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
-                      warmup=self.cfg.warmup, duration=duration, extra_loadgen_flags=extra)
-        if self.net is not None:
-            trial.net = self.net
-        return rel, trial
-
-    def run_one(self, spec, rep, duration, extra=()):
-        """The result JSON of one trial, or None (and the sweep's status says why)."""
-        rel, trial = self.trial(spec, rep, duration, extra)
-        outcome = run_trial(self.sup, trial)
-        self.trials += 1
-        if outcome.status != "ok" or not os.path.exists(trial.out):
-            self.status, self.failure = outcome.status, outcome.reason or "no result"
-            return None, rel
-        with open(trial.out) as f:
-            return json.load(f), rel
-
-    def closed_probe(self):
-        spec = sc.capacity_spec(self.scenario, f"closed-c{CONNECTIONS}", CONNECTIONS)
-        doc, _ = self.run_one(spec, 1, self.cfg.closed_duration)
-        return (doc or {}).get("totals", {}).get("throughput_rps")
-
-    def measure(self, rate, rep):
-        spec = sc.capacity_spec(self.scenario, f"rate{rate}", CONNECTIONS, rate)
-        seconds = step_seconds(self.cfg, rate)
-        doc, rel = self.run_one(spec, rep, f"{seconds:.3g}s", ("--interval", self.cfg.interval))
-        if doc is None:
-            return None
-        step = step_from_result(rate, doc, CONNECTIONS, rel)
-        log(f"   {self.model:<16} {self.scenario:<18} {rate:>9,} req/s offered r{rep}: "
-            f"{step.achieved_rps:>9,.0f} achieved  p50 {step.p50_us / 1000:7.2f} ms  p99 {step.p99_us / 1000:7.2f} ms"
-            + ("  loadgen-bound" if step.loadgen_bound else "") + ("  conn-bound" if step.connection_bound else "")
-            + (f"  errors {step.errors}" if step.errors else ""))
-        return step
-
-    def run(self):
-        started = time.monotonic()
-        closed = self.closed_probe()
-        steps = run_sweep(self.cfg, closed, self.slo_ms * 1000, self.measure) if self.status == "ok" else []
-        record = {"model": self.model, "scenario": self.scenario, "connections": CONNECTIONS,
-                  "slo_p99_ms": self.slo_ms, "closed_loop_max_rps": closed, "status": self.status,
-                  "reason": self.failure, **summarize(steps, self.slo_ms),
-                  "trials": self.trials, "sweep_s": round(time.monotonic() - started, 1),
-                  "settings": {k: getattr(self.cfg, k) for k in (
-                      "warmup", "duration", "min_samples", "max_duration", "interval", "repeats", "resolution",
-                      "max_steps", "start_fraction", "factor", "past")}}
-        if steps and self.status != "ok":
-            record["status"] = "partial"
-        return record
-
-
-# ------------------------------------------------------------------ the run's sweeps
-
-
-def selection(profile, scenarios_arg, models_arg, models):
-    """{"models": [...], "scenarios": [...]} the run sweeps: named ones, else the profile's plan."""
-    plan = profile.capacity
-    if scenarios_arg:
-        wanted = [s for s in scenarios_arg if s in sc.CAPACITY_SCENARIOS]
-    else:
-        wanted = list(plan.scenarios) if plan else []
-    chosen = list(models) if models_arg or not (plan and plan.models) else [m for m in models if m in plan.models]
-    return {"models": chosen, "scenarios": wanted}
-
-
-def capacity_path(run_dir):
-    return os.path.join(run_dir.path, "capacity.json")
-
-
-def read_capacity(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def run_selected(sup, run_dir, settings, sides, net=None):
-    """Runs the run's capacity sweeps (settings["capacity"]) after the matrix, skipping those that
-    capacity.json already holds (--resume); returns the number of failed sweeps."""
-    chosen = settings.get("capacity") or {}
-    pairs = [(m, s) for s in chosen.get("scenarios") or [] for m in chosen.get("models") or []]
-    if not pairs:
-        return 0
-    if "A" in sides:
-        log("== capacity sweeps skipped: an A/B run compares points, not curves")
-        return 0
-    profile = sc.PROFILES[settings["profile"]]
-    cfg = sweep_settings(profile.capacity or sc.CapacityPlan())
-    path = capacity_path(run_dir)
-    doc = read_capacity(path) or {"schema": SCHEMA, "records": []}
-    done = {(r["model"], r["scenario"]) for r in doc["records"]}
-    log(f"== capacity sweeps: {len(pairs)} (model x scenario), {CONNECTIONS} connections, steps of "
-        f"{cfg.duration} (+{cfg.warmup} warm-up), up to {cfg.max_steps} steps each")
-    failed = 0
-    for model, scenario in pairs:
-        if (model, scenario) in done:
-            continue
-        record = sweep_one(sup, run_dir, sides[None], model, scenario, cfg, chosen.get("slo_p99_ms"), net,
-                           hosts.clients_of(settings), hosts.server_of(settings))
-        failed += record["status"] in ("failed", "partial")
-        doc["records"].append(record)
-        write_json(path, doc)
-    return failed
-
-
-def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override, net=None, clients=(), server_host=None):
-    slo = slo_override or sc.CAPACITY_SCENARIOS[scenario].slo_p99_ms
-    if model == "blocking":
-        return {"model": model, "scenario": scenario, "connections": CONNECTIONS, "slo_p99_ms": slo,
-                "status": "not-applicable", "reason": sc.NOT_APPLICABLE_REASON, "steps": [],
-                "saturation_rps": None, "capacity_rps": None, "bound": None, "closed_loop_max_rps": None}
-    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo, net, clients, server_host).run()
-    log(f"== capacity {model} {scenario}: saturation {record['saturation_text']}; capacity at p99 <= {slo:g} ms: "
-        f"{record['capacity_text']} ({len(record['steps'])} rates, {record['trials']} trials, {record['sweep_s']} s)")
-    return record

@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 
-from . import ab, capacity, comparison, hosts, network
+from . import ab, capacity_run, comparison, network
 from . import scenarios as sc
+from .hosts_file import HostsFileError, parse_hosts_file
+from .log import log
 from .matrix import Matrix
-from .point import Binaries
 from .processes import Supervisor
 from .rundir import RunDir, new_run_id, utc_now
+from .settings import HostsSettings, NetworkSettings, Settings
+from .trial import Binaries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPILOG = """\
@@ -129,8 +132,8 @@ def check_args(args):
     if args.hosts and args.net != "loopback":
         raise UsageError("--hosts drives clients on other machines over their own network; drop --net")
     try:
-        args.hosts_plan = hosts.parse_hosts_file(args.hosts) if args.hosts and not args.resume else None
-    except hosts.HostsFileError as e:
+        args.hosts_plan = parse_hosts_file(args.hosts) if args.hosts and not args.resume else None
+    except HostsFileError as e:
         raise UsageError(str(e))
 
 
@@ -192,9 +195,6 @@ def git_rev():
     return rev + ("-dirty" if dirty else "")
 
 
-def log(text):
-    print(text, file=sys.stderr, flush=True)
-
 
 def raise_fd_limit():
     """10 000 idle connections need 10 000 descriptors in the server and in the holder."""
@@ -214,31 +214,23 @@ def on_signal(signum, _frame):
 def settings_for(args, models):
     """The run's settings: from the command line, or from the manifest of the run being resumed."""
     if args.resume:
-        m = RunDir(args.resume).read_manifest()
-        return {k: m.get(k) for k in SETTINGS}
+        return Settings.from_json(RunDir(args.resume).read_manifest())
     profile = sc.PROFILES[args.profile]
     wanted = split_list(args.scenarios) or sc.default_scenarios(profile, args.net)
-    settings = {"profile": profile.name, "repeat": args.repeat or profile.repeat, "warmup": profile.warmup,
-                "duration": profile.duration, "models": models,
-                "scenarios": [s for s in sc.SCENARIO_NAMES
-                              if (not wanted or s in wanted) and s not in sc.CAPACITY_SCENARIOS],
-                "started_at": utc_now(), "git_rev": git_rev(), "build_dir": os.path.abspath(args.build_dir),
-                "baseline": None, "trials": None, "seed": args.seed, "min_effects": args.min_effects,
-                "net": {"kind": args.net, "rtt_ms": args.rtt_ms, "loss_pct": args.loss_pct,
-                        "jitter_ms": args.jitter_ms, "emulator": args.emulator},
-                "hosts": hosts.to_settings(args.hosts, args.hosts_plan) if args.hosts_plan else None}
-    settings["capacity"] = {**capacity.selection(profile, split_list(args.scenarios), split_list(args.models),
-                                                 models), "slo_p99_ms": args.slo_p99_ms}
-    if args.baseline or args.baseline_bin:
-        settings.update(baseline=args.baseline, trials=args.trials or profile.ab_trials,
-                        baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
-                        baseline_loadgen=args.baseline_loadgen)
-    return settings
-
-
-SETTINGS = ("profile", "repeat", "warmup", "duration", "models", "scenarios", "started_at", "git_rev",
-            "build_dir", "baseline", "baseline_bin", "baseline_loadgen", "trials", "seed", "min_effects", "net",
-            "hosts", "capacity")
+    ab_run = bool(args.baseline or args.baseline_bin)
+    return Settings(
+        profile=profile.name, repeat=args.repeat or profile.repeat, warmup=profile.warmup,
+        duration=profile.duration, models=tuple(models),
+        scenarios=tuple(s for s in sc.SCENARIO_NAMES if (not wanted or s in wanted) and s not in sc.CAPACITY_SCENARIOS),
+        started_at=utc_now(), git_rev=git_rev(), build_dir=os.path.abspath(args.build_dir), seed=args.seed,
+        min_effects=args.min_effects,
+        network=NetworkSettings(args.net, args.rtt_ms, args.loss_pct, args.jitter_ms, args.emulator),
+        hosts=HostsSettings.of(args.hosts, args.hosts_plan) if args.hosts_plan else None,
+        capacity=capacity_run.selection(profile, split_list(args.scenarios), split_list(args.models), models,
+                                        args.slo_p99_ms),
+        trials=(args.trials or profile.ab_trials) if ab_run else None, baseline=args.baseline,
+        baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
+        baseline_loadgen=args.baseline_loadgen)
 
 
 def prepare(argv):
@@ -253,13 +245,13 @@ def prepare(argv):
     settings = settings_for(args, models)
     run_dir = RunDir(args.resume or args.out or os.path.join(ROOT, "results", new_run_id()))
     current = Binaries(bin_dir, loadgen)
-    if not settings["trials"]:
+    if not settings.ab:
         return args, settings, run_dir, {None: current}
     try:
-        settings["baseline_commit"], baseline = ab.baseline_binaries(settings, current)
+        commit, baseline = ab.baseline_binaries(settings, current)
     except ab.BaselineError as e:
         raise UsageError(str(e))
-    return args, settings, run_dir, {"A": baseline, "B": current}
+    return args, settings.replace(baseline_commit=commit), run_dir, {"A": baseline, "B": current}
 
 
 def main(argv=None):
@@ -269,21 +261,21 @@ def main(argv=None):
         log(f"run_all.sh: {e}")
         return 2
     raise_fd_limit()
-    os.environ["SERVERBENCH_GIT_REV"] = settings["git_rev"]
+    os.environ["SERVERBENCH_GIT_REV"] = settings.git_rev
     run_dir.create()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     sup = Supervisor()
     state = {"finished_at": None, "interrupted": True}
     started = time.monotonic()
-    net = network.make(**(settings.get("net") or {"kind": "loopback"}))
+    net = network.make(settings.network)
     try:
         net.open()
         run_dir.write_manifest(settings, state)
-        matrix = Matrix(sup, run_dir, settings, sides, resumed=bool(args.resume), net=net)
+        matrix = Matrix(sup, run_dir, settings, sides, net, resumed=bool(args.resume))
         failed = matrix.run()
         gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate, net) if "A" in sides else True
-        failed += capacity.run_selected(sup, run_dir, settings, sides, net)  # the capacity scenarios' sweeps
+        failed += capacity_run.run_selected(sup, run_dir, settings, sides, net)  # the capacity scenarios' sweeps
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)
         state = {"finished_at": utc_now(), "interrupted": False}
@@ -318,7 +310,7 @@ def compare_sides(sup, run_dir, settings, sides, gate, net):
     log(f"== gate: {len(failures)} row(s) slower; measuring their {len(keys)} point(s) again to confirm")
     confirm = RunDir(os.path.join(run_dir.path, "confirm"))
     confirm.create()
-    Matrix(sup, confirm, dict(settings, seed=settings["seed"] + 1), sides, only=set(keys), net=net).run()
+    Matrix(sup, confirm, settings.replace(seed=settings.seed + 1), sides, net, only=set(keys)).run()
     confirmed = comparison.confirmed_failures(rows, ab.compare_run(confirm, settings, set(keys)))
     for r in confirmed:
         log(f"== gate: {r['model']} {r['scenario']} {r['point']} {r['metric']} slower: "

@@ -215,18 +215,10 @@ def _noise_summary(points):
         mdes = [math.inf if p["min_detectable_effect"] is None else p["min_detectable_effect"] for p in ps]
         finite = lambda x: None if x is None or math.isinf(x) else x  # noqa: E731
         out.append({"scenario": scenario, "metric": metric, "points": len(ps),
-                    "median_cv": _median(cvs), "max_cv": max(cvs) if cvs else None,
-                    "median_min_detectable_effect": finite(_median(mdes)),
+                    "median_cv": stats.median(cvs), "max_cv": max(cvs) if cvs else None,
+                    "median_min_detectable_effect": finite(stats.median(mdes)),
                     "max_min_detectable_effect": finite(max(mdes))})
     return out
-
-
-def _median(values):
-    values = sorted(values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def noise_floor(trials, *, method=Method(), min_effects=None, rows=None, power=0.8,
@@ -494,7 +486,7 @@ def repeat_spread_table(trials, metrics=("throughput_rps", "cpu_us_per_request")
             per_scenario.setdefault(scenario, []).append(cvs)
     lines = []
     for scenario, cvs in per_scenario.items():
-        medians = "  ".join(f"{m} median cv {_median([c[i] for c in cvs]):6.1%}" for i, m in enumerate(metrics))
+        medians = "  ".join(f"{m} median cv {stats.median([c[i] for c in cvs]):6.1%}" for i, m in enumerate(metrics))
         steadier = sum(c[1] < c[0] for c in cvs)
         lines.append(f"{scenario:15} points {len(cvs):2}  {medians}  {metrics[1]} steadier at {steadier}/{len(cvs)}")
     return lines

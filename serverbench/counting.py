@@ -22,7 +22,8 @@ import tempfile
 import threading
 import time
 
-from .point import read_json, run_trial, write_json
+from .jsonfile import read_json, write_json
+from .point import run_trial
 
 # The system calls counted by name: what a server, its threads and loadgen make. Each is the one
 # raw_syscalls:sys_enter tracepoint with an in-kernel filter on the call's number: perf sets that

@@ -7,17 +7,18 @@ A/B run instead measures a point's trials back to back, A and B interleaved (ab.
 """
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
-from . import hosts
 from . import scenarios as sc
 from .ab import abba_order, seeded_rng
 from .counting import run_counting_trial
-from .network import Loopback
+from .hosts_file import is_remote
+from .jsonfile import read_json, write_json
+from .log import log
 from .noise import NoiseProbe
-from .point import CpuLayout, Trial, brief, read_json, run_trial, seconds_of, write_json
+from .point import brief, run_trial
+from .trial import seconds_of, trial_at
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,15 @@ class Entry:
         return (self.model, self.spec.scenario, self.spec.label, self.rep, self.side, self.count)
 
 
-def log(text):
-    print(text, file=sys.stderr, flush=True)
-
 
 class Matrix:
     """sides: {None: Binaries} for a plain run, {"A": ..., "B": ...} for an A/B run."""
 
-    def __init__(self, sup, run_dir, settings, sides, resumed=False, only=None, net=None):
-        """only: measure just these (model, scenario, point) keys (a gate's confirmation);
-        net: the run's network.py setup (default loopback)."""
-        self.sup, self.run_dir, self.settings, self.sides = sup, run_dir, settings, sides
-        self.net = net or Loopback()
-        self.profile = sc.PROFILES[settings["profile"]]
+    def __init__(self, sup, run_dir, settings, sides, net, resumed=False, only=None):
+        """settings: the run's settings.Settings; net: its network.py setup; only: measure just
+        these (model, scenario, point) keys (a gate's confirmation)."""
+        self.sup, self.run_dir, self.settings, self.sides, self.net = sup, run_dir, settings, sides, net
+        self.profile = sc.PROFILES[settings.profile]
         self.entries = [e for e in self.all_entries() if only is None or e.key[:3] in only]
         written = run_dir.points()
         done = {(p["model"], p["scenario"], p["point"], p["repeat"], p.get("side"), p.get("kind") == "count")
@@ -64,8 +61,8 @@ class Matrix:
         """Why entry is not measured (its record says not-applicable), or None."""
         if not sc.applicable(entry.model, entry.spec, self.profile):
             return sc.NOT_APPLICABLE_REASON
-        server = hosts.server_of(self.settings)
-        if entry.count and hosts.is_remote(server):
+        server = self.settings.server
+        if entry.count and is_remote(server):
             return ("not counted: perf counts the server and loadgen on this machine, and the server runs on "
                     f"the remote host {server.host} (docs/hosts.md)")
         return None
@@ -75,8 +72,8 @@ class Matrix:
         return "A" in self.sides
 
     def specs(self):
-        for model in self.settings["models"]:
-            for scenario in self.settings["scenarios"]:
+        for model in self.settings.models:
+            for scenario in self.settings.scenarios:
                 if not sc.in_focus(model, scenario, self.profile):
                     continue
                 for spec in sc.scenario_points(scenario, self.profile):
@@ -86,23 +83,23 @@ class Matrix:
         """Plain: the repeats as whole passes, then one pass of counting trials. A/B: per point,
         the timed trials in ABBA order, then as many counting trials, in ABBA order too."""
         if not self.ab:
-            return ([Entry(model, spec, rep) for rep in range(1, self.settings["repeat"] + 1)
+            return ([Entry(model, spec, rep) for rep in range(1, self.settings.repeat + 1)
                      for model, spec in self.specs()]
                     + [Entry(model, spec, 1, count=True) for model, spec in self.specs()
                        if sc.applicable(model, spec, self.profile)])
-        rng = seeded_rng(self.settings["seed"])
+        rng = seeded_rng(self.settings.seed)
         return [Entry(model, spec, k, side, count) for model, spec in self.specs()
                 if sc.applicable(model, spec, self.profile)
                 for count in (False, True)
-                for side, k in abba_order(self.settings["trials"], rng)]
+                for side, k in abba_order(self.settings.trials, rng)]
 
     def run(self):
         """Runs what is left to run; returns the number of failed points in the whole run."""
         s = self.settings
-        how = (f"{s['trials']} trials per side, A/B interleaved" if self.ab else f"repeat {s['repeat']}")
-        log(f"== run {self.run_dir.path}: profile {s['profile']}, {how}, "
-            f"{len(s['models'])} models ({' '.join(s['models'])}),")
-        log(f"   scenarios: {' '.join(s['scenarios'])}; {len(self.entries)} trials; "
+        how = f"{s.trials} trials per side, A/B interleaved" if self.ab else f"repeat {s.repeat}"
+        log(f"== run {self.run_dir.path}: profile {s.profile}, {how}, "
+            f"{len(s.models)} models ({' '.join(s.models)}),")
+        log(f"   scenarios: {' '.join(s.scenarios)}; {len(self.entries)} trials; "
             f"server on CPU 0, loadgen on the rest")
         self.measure_drift("start")
         for entry in self.todo:
@@ -132,17 +129,11 @@ class Matrix:
         self.progress(record)
 
     def trial_for(self, entry, rel):
-        cpus = CpuLayout.for_point(os.cpu_count() or 1, entry.spec.all_cpus)
-        warmup, duration = ((self.profile.count_warmup, self.profile.count_duration) if entry.count
-                            else (self.settings["warmup"], self.settings["duration"]))
         # Counting trials keep loadgen here: perf must count its side of the window too.
-        clients = () if entry.count else hosts.clients_of(self.settings)
-        spec = hosts.listening_everywhere(entry.spec) if clients else entry.spec
-        return Trial(model=entry.model, spec=spec, binaries=self.sides[entry.side], clients=clients,
-                     server_host=hosts.server_of(self.settings) if clients else None,
-                     out=os.path.join(self.run_dir.path, rel), cpus=cpus,
-                     log_base=os.path.join(self.run_dir.path, "logs", rel[len("points/"):-len(".json")]),
-                     warmup=warmup, duration=duration, net=self.net)
+        warmup, duration = ((self.profile.count_warmup, self.profile.count_duration) if entry.count
+                            else (self.settings.warmup, self.settings.duration))
+        return trial_at(self.run_dir.path, rel, entry.model, entry.spec, self.sides[entry.side], warmup=warmup,
+                        duration=duration, net=self.net, hosts=None if entry.count else self.settings.hosts)
 
     def measure(self, entry):
         label = entry.spec.label + ("-count" if entry.count else "")
@@ -163,9 +154,9 @@ class Matrix:
         itself moved meanwhile. Recorded in drift.json, and in the manifest."""
         path = os.path.join(self.run_dir.path, "drift.json")
         drift = read_json(path) or {}
-        if when in drift or not self.settings["models"]:
+        if when in drift or not self.settings.models:
             return
-        model = "epoll" if "epoll" in self.settings["models"] else self.settings["models"][0]
+        model = "epoll" if "epoll" in self.settings.models else self.settings.models[0]
         c = self.profile.active_conns
         spec = sc.PointSpec("http-keepalive", f"c{c}", c, ("--protocol", "http"),
                             ("--protocol", "http", "--mode", "keepalive"))

@@ -110,11 +110,13 @@ class NamespaceLink(Loopback):
         return netlab.emulator_window(before, self.link.emulator_stats())
 
 
-def make(kind, rtt_ms=None, loss_pct=0.0, jitter_ms=0.0, emulator="auto"):
-    if kind == "loopback":
+def make(net):
+    """The Network of a run's settings.NetworkSettings."""
+    if net.kind == "loopback":
         return Loopback()
-    if kind == "unix":
+    if net.kind == "unix":
         return UnixSockets()
-    if kind in ("veth", "wan"):
-        return NamespaceLink(kind, rtt_ms if kind == "wan" else None, loss_pct, jitter_ms, emulator)
-    raise NetworkError(f"unknown --net '{kind}' ({', '.join(KINDS)})")
+    if net.kind in ("veth", "wan"):
+        return NamespaceLink(net.kind, net.rtt_ms if net.kind == "wan" else None, net.loss_pct, net.jitter_ms,
+                             net.emulator)
+    raise NetworkError(f"unknown --net '{net.kind}' ({', '.join(KINDS)})")

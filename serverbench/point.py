@@ -10,11 +10,16 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
 
-from . import hosts, processes
-from .jsonfile import read_json, write_json  # noqa: F401  (the driver's modules take them from here)
-from .network import Loopback
+from . import processes
+from .client_runs import run_loadgens
+from .hosts_file import is_remote
+from .jsonfile import write_json
+from .processes import last_line
+from .remote_server import remote_server
+from .server_handle import LocalServer
+from .ssh_session import ClientFailure
+from .trial import Outcome, loadgen_command
 
 READY_TIMEOUT_S = 10
 # The idle holder's own bounds: it opens its connections within HOLD_CONNECT_S, then waits up to
@@ -23,91 +28,7 @@ HOLD_CONNECT_S, HOLD_SETTLE_S = 8, 5
 STOP_GRACE_S = 2.0
 SERVER_READY = re.compile(r"port=(\d+)(?:.*?\bpid=(\d+))?")
 HOLDER_READY = re.compile(r"^ready ")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@dataclass
-class Binaries:
-    """Where a side's executables are: server-<model> in bin_dir, and the loadgen that measures."""
-    bin_dir: str
-    loadgen: str
-
-    def server(self, model):
-        return os.path.join(self.bin_dir, f"server-{model}")
-
-
-@dataclass
-class CpuLayout:
-    server: str
-    loadgen: str
-    loadgen_threads: int
-
-    @staticmethod
-    def for_point(ncpu, all_cpus):
-        """The server gets CPU 0, the load generator the rest; a scenario about using cores gives
-        the server every CPU, sharing the last with loadgen."""
-        if ncpu < 2:
-            return CpuLayout("0", "0", 1)
-        rest = "1" if ncpu == 2 else f"1-{ncpu - 1}"
-        return CpuLayout(f"0-{ncpu - 1}" if all_cpus else "0", rest, ncpu - 1)
-
-
-@dataclass
-class Trial:
-    """Everything one run of one point needs."""
-    model: str
-    spec: object                     # scenarios.PointSpec
-    binaries: Binaries
-    out: str                         # result JSON path
-    log_base: str                    # logs/<...>/<label>-rN: .server.log, .loadgen.log, ...
-    warmup: str
-    duration: str
-    cpus: CpuLayout
-    extra_loadgen_flags: tuple = ()
-    counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
-    clients: tuple = ()              # hosts.Client: loadgen runs on these (--hosts), not here
-    server_host: object = None       # hosts.Server: where the server runs (--hosts); None: here
-    net: object = field(default_factory=Loopback)   # network.py: where the traffic goes
-
-    @property
-    def name(self):
-        """Unique within the run (a Unix socket's file name)."""
-        return os.path.relpath(self.log_base, os.path.dirname(os.path.dirname(os.path.dirname(self.log_base)))
-                               ).replace("/", "-")
-
-
-@dataclass
-class Outcome:
-    status: str = "ok"               # ok | failed | unsupported
-    reasons: list = field(default_factory=list)
-
-    @property
-    def reason(self):
-        return "; ".join(self.reasons)
-
-    def fail(self, reason):
-        self.status = "failed"
-        self.reasons.append(reason)
-
-
-def seconds_of(duration):
-    d = str(duration)
-    if d.endswith("ms"):
-        return float(d[:-2]) / 1000
-    return float(d[:-1]) if d.endswith("s") else float(d)
-
-
-# What perf says on stderr when its counters are switched on and off, mixed into the server's log.
-PERF_NOTES = ("Events enabled", "Events disabled")
-
-
-def last_line_of(path):
-    try:
-        with open(path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip() and line.strip() not in PERF_NOTES]
-    except OSError:
-        return ""
-    return lines[-1][:200] if lines else ""
+IDLE_HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "idle_holder.py")
 
 
 def run_trial(sup, trial):
@@ -133,38 +54,11 @@ def run_trial(sup, trial):
     return outcome
 
 
-class LocalServer(hosts.ServerHandle):
-    """A server started here: what run_trial and hosts.run_loadgens ask of it (hosts.RemoteServer
-    answers the same for a server on another host)."""
-    address = None  # clients on other hosts reach it at their hosts-file address
-    host = "local"
-
-    def __init__(self, sup, trial, proc, pid):
-        self.sup, self.trial, self.proc, self.pid = sup, trial, proc, pid
-        self.loadgen, self.sampler_log = trial.binaries.loadgen, trial.log_base + ".sampler.log"
-
-    def alive(self):
-        return processes.alive(self.pid)
-
-    def command(self, argv):
-        return list(argv)
-
-    def target_flags(self, trial, port):
-        return trial.net.target_flags(port, trial.name)
-
-    def stop(self, sup, grace_s):
-        self.close_sampler()
-        return sup.stop(self.proc, grace_s, signal_pid=self.pid)
-
-    def record(self):
-        return {"host": "local", "cpus": self.trial.cpus.server, "pid": self.pid}
-
-
 def server_command(sup, trial):
-    """(argv, hosts.RemoteServer or None): the server pinned to its CPUs, here or on its host."""
+    """(argv, remote_server.RemoteServer or None): the server pinned to its CPUs, here or on its host."""
     flags = ["--port", "0", *trial.spec.server_flags]
-    if hosts.is_remote(trial.server_host):
-        remote = hosts.remote_server(sup, trial)  # its binary is there, trial.cpus.server its CPUs
+    if is_remote(trial.server_host):
+        remote = remote_server(sup, trial)  # its binary is there, trial.cpus.server its CPUs
         return remote.argv(["taskset", "-c", trial.cpus.server, remote.binary, *flags]), remote
     argv = trial.net.server_argv(["taskset", "-c", trial.cpus.server, trial.binaries.server(trial.model), *flags],
                                  trial.name)
@@ -172,11 +66,11 @@ def server_command(sup, trial):
 
 
 def start_server(sup, trial, outcome):
-    """(LocalServer or hosts.RemoteServer, port), or (None, None) with outcome saying why."""
+    """(LocalServer or remote_server.RemoteServer, port), or (None, None) with outcome saying why."""
     log = trial.log_base + ".server.log"
     try:
         argv, remote = server_command(sup, trial)
-    except hosts.ClientFailure as failure:
+    except ClientFailure as failure:
         outcome.fail(str(failure))
         return None, None
     with open(log, "wb") as err:
@@ -186,10 +80,10 @@ def start_server(sup, trial, outcome):
         sup.stop(proc, 0.5)
         if proc.returncode == 2 and "unsupported" in open(log, errors="replace").read().lower():
             outcome.status = "unsupported"
-            outcome.reasons.append(last_line_of(log))
+            outcome.reasons.append(last_line(log))
         else:
             where = f" on {trial.server_host.host}" if remote else ""
-            outcome.fail(f"server{where} {failure}: {last_line_of(log)}")
+            outcome.fail(f"server{where} {failure}: {last_line(log)}")
         return None, None
     server_pid = int(match.group(2)) if match.group(2) else proc.pid
     if remote:
@@ -200,9 +94,9 @@ def start_server(sup, trial, outcome):
 
 
 def start_holder(sup, trial, port, server, outcome):
-    argv = trial.net.client_argv([sys.executable, os.path.join(ROOT, "tools", "hold_connections.py"),
-                                  *server.target_flags(trial, port), "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
-            "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"])
+    argv = trial.net.client_argv([sys.executable, IDLE_HOLDER, *server.target_flags(trial, port),
+                                  "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
+                                  "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"])
     with open(trial.log_base + ".idle.log", "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "idle holder")
     match, failure = processes.wait_ready(proc, HOLDER_READY, HOLD_CONNECT_S + HOLD_SETTLE_S + 5)
@@ -215,22 +109,18 @@ def start_holder(sup, trial, port, server, outcome):
 
 
 def loadgen_argv(trial, port, server_pid):
-    spec = trial.spec
-    return trial.net.client_argv([
-            "taskset", "-c", trial.cpus.loadgen, trial.binaries.loadgen, *trial.net.target_flags(port, trial.name),
-            *spec.loadgen_flags, "--connections", str(spec.connections),
-            "--threads", str(trial.cpus.loadgen_threads), "--duration", trial.duration,
-            "--warmup", trial.warmup, "--cpus", trial.cpus.loadgen, "--server-pid", str(server_pid),
-            "--model", trial.model, "--scenario", spec.scenario,
-            "--server-flags", " ".join(spec.server_flags), *trial.extra_loadgen_flags,
-            "--out", trial.out, "--quiet"])
+    """loadgen here, on the CPUs the server does not have, sampling the server by its pid."""
+    return trial.net.client_argv(loadgen_command(
+        trial, trial.binaries.loadgen, trial.net.target_flags(port, trial.name),
+        connections=trial.spec.connections, threads=trial.cpus.loadgen_threads, cpus=trial.cpus.loadgen,
+        out=trial.out, extra=("--server-pid", str(server_pid))))
 
 
 def run_loadgen(sup, trial, port, server):
     """Returns (exit code, time limit in s if it was hit)."""
     if trial.clients:
-        return hosts.run_loadgens(sup, trial, port, server)
-    limit = seconds_of(trial.duration) + seconds_of(trial.warmup) + 20
+        return run_loadgens(sup, trial, port, server)
+    limit = trial.window_s + 20
     argv = loadgen_argv(trial, port, server.pid)
     if trial.counted:
         argv = trial.counted.wrap("loadgen", argv)
@@ -284,14 +174,14 @@ def judge(trial, outcome, server_was_alive, server_code, stop_note, lg_code, lg_
     lg_log = trial.log_base + ".loadgen.log"
     if not server_was_alive:
         outcome.fail(f"server died mid-point (exit code {server_code}): "
-                     f"{last_line_of(trial.log_base + '.server.log')}")
+                     f"{last_line(trial.log_base + '.server.log')}")
     elif not has_result:
         outcome.fail(f"loadgen timed out after {lg_timeout:g} s" if lg_timeout
-                     else f"loadgen exited {lg_code} without a result: {last_line_of(lg_log)}")
+                     else f"loadgen exited {lg_code} without a result: {last_line(lg_log)}")
     elif lg_code > 1:
-        outcome.fail(f"loadgen exited {lg_code}: {last_line_of(lg_log)}")
+        outcome.fail(f"loadgen exited {lg_code}: {last_line(lg_log)}")
     elif lg_code == 1:
-        outcome.reasons.append(f"loadgen reported errors: {last_line_of(lg_log)}")
+        outcome.reasons.append(f"loadgen reported errors: {last_line(lg_log)}")
     if outcome.status == "ok":
         if not stop_note and server_code != 0:
             stop_note = f"exited with code {server_code} on SIGTERM (expected 0)"

@@ -176,3 +176,17 @@ def wait_ready(proc, pattern, timeout_s):
                     return match, None
     finally:
         sel.close()
+
+
+# What perf says on stderr when its counters are switched on and off, mixed into the server's log.
+PERF_NOTES = ("Events enabled", "Events disabled")
+
+
+def last_line(path):
+    """The last line a child wrote to its log (perf's notes aside), for a failure's reason."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip() and line.strip() not in PERF_NOTES]
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""

@@ -2,8 +2,9 @@
 
 points.jsonl is the append-only log of finished points (one JSON line each, written as each
 point ends), so an interrupted run keeps every point it finished and `--resume` knows what to
-skip. manifest.json (serverbench.manifest/1) is written at the start, on every exit path and
-at the end, from the run's settings and that log.
+skip. manifest.json (serverbench.manifest/2) is written at the start, on every exit path and
+at the end, from the run's settings and that log. The first schema named the network "net";
+a run folder written with it still redraws and resumes (settings.Settings.from_json).
 """
 import datetime
 import json
@@ -12,7 +13,8 @@ import platform
 
 from .jsonfile import read_json, write_json
 
-MANIFEST_SCHEMA = "serverbench.manifest/1"
+MANIFEST_SCHEMA = "serverbench.manifest/2"
+MANIFEST_SCHEMAS = ("serverbench.manifest/1", MANIFEST_SCHEMA)   # what a run folder may hold
 
 
 def utc_now():
@@ -95,8 +97,9 @@ class RunDir:
         return os.path.join(self.path, "logs", f"{sub}{model}/{scenario}/{label}-r{rep}")
 
     def write_manifest(self, settings, state):
+        """settings: the run's settings.Settings; state: whether and when it finished."""
         microbench = "microbench.json" if os.path.exists(os.path.join(self.path, "microbench.json")) else None
-        doc = {"schema": MANIFEST_SCHEMA, "run_id": self.run_id, **settings, **state,
+        doc = {"schema": MANIFEST_SCHEMA, "run_id": self.run_id, **settings.to_json(), **state,
                "machine": machine_info(), "microbench": microbench, "drift": self.drift(),
                "points": self.points()}
         write_json(self.manifest_path, doc)

@@ -8,6 +8,7 @@ SciPy 1.10 has no multiple-comparison correction, so Holm's few lines are writte
 * `holm(p_values)`: Holm's step-down adjusted p-values over the rows of a run.
 * `verdict(...)`: `slower`, `faster` or `no change`, called only when the interval excludes 1,
   the ratio is at least the minimum effect away from 1 and the adjusted p-value is below alpha.
+* `median(values)`: the median of the known values (None when there are none).
 * `spread(sample)`: median, a distribution-free interval of the median, IQR and CV.
 * `threshold_verdict(...)`: `holds`, `fails` or `inconclusive` for "X is at least k" claims.
 * `min_detectable_effect(...)`: the smallest multiplicative effect detected with the wanted
@@ -16,6 +17,7 @@ SciPy 1.10 has no multiple-comparison correction, so Holm's few lines are writte
 Everything random is seeded, so the same input gives the same output.
 """
 import math
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,12 @@ _EFFECT_SLACK = 1e-9
 
 SLOWER, FASTER, NO_CHANGE = "slower", "faster", "no change"
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+
+
+def median(values):
+    """The median of the values that are not None; None when there are none."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def _sample(values):

@@ -1,4 +1,4 @@
-"""The hosts file, the splits and the remote wrapper of serverbench/hosts.py; runs anywhere
+"""The hosts file (hosts_file.py), the splits (client_runs.py) and the remote wrapper (remote_server.py); runs anywhere
 (no root, no ssh): the wrapper is run here with sh, as sshd would run it."""
 
 import json
@@ -10,7 +10,9 @@ import time
 import unittest
 from pathlib import Path
 
-from netlab_path import ROOT, hosts
+from netlab_path import ROOT
+from serverbench import client_runs, hosts_file, remote_server, ssh_session, trial
+from serverbench.settings import HostsSettings
 
 BUILD = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build"
 
@@ -26,7 +28,7 @@ class HostsFile(unittest.TestCase):
     def parse(self, text):
         with open(self.path, "w") as f:
             f.write(text)
-        return hosts.parse_hosts_file(self.path)
+        return hosts_file.parse_hosts_file(self.path)
 
     def test_a_good_file(self):
         open(os.path.join(self.dir.name, "cfg"), "w").close()
@@ -34,29 +36,28 @@ class HostsFile(unittest.TestCase):
                           "client bench@c1.example.net cpus=0-3,6 threads=2\n"
                           "client c2 address=10.0.1.1 loadgen=/opt/loadgen\nclient local\n")
         clients = plan.clients
-        self.assertEqual(plan.server, hosts.Server("local", address="10.0.0.1", ssh_config=clients[0].ssh_config))
-        self.assertFalse(hosts.is_remote(plan.server))
+        self.assertEqual(plan.server, hosts_file.Server("local", address="10.0.0.1", ssh_config=clients[0].ssh_config))
+        self.assertFalse(hosts_file.is_remote(plan.server))
         self.assertEqual([c.host for c in clients], ["bench@c1.example.net", "c2", "local"])
         self.assertEqual([c.address for c in clients], ["10.0.0.1", "10.0.1.1", "10.0.0.1"])
         self.assertEqual((clients[0].cpus, clients[0].threads, clients[1].loadgen), ("0-3,6", 2, "/opt/loadgen"))
         self.assertEqual(clients[0].ssh_config, os.path.join(self.dir.name, "cfg"))
         self.assertTrue(clients[2].local)
-        settings = json.loads(json.dumps({"hosts": hosts.to_settings(self.path, plan)}))
-        self.assertEqual(hosts.clients_of(settings), clients)
-        self.assertEqual(hosts.server_of(settings), plan.server)
-        self.assertEqual(hosts.clients_of({"hosts": None}), ())
-        self.assertEqual(hosts.server_of({"hosts": None}), hosts.Server())
+        kept = HostsSettings.from_json(json.loads(json.dumps(HostsSettings.of(self.path, plan).to_json())))
+        self.assertEqual(kept.clients, clients)
+        self.assertEqual(kept.server, plan.server)
+        self.assertIsNone(HostsSettings.from_json(None))
         # A run folder written when the server could only be local says "server": "local".
-        self.assertEqual(hosts.server_of({"hosts": {"server": "local", "clients": []}}), hosts.Server())
+        self.assertEqual(HostsSettings.from_json({"server": "local", "clients": []}).server, hosts_file.Server())
 
     def test_a_remote_server(self):
         plan = self.parse("server bench@srv1 address=10.0.0.1 cpus=2-3 bin=/opt/sb/bin loadgen=/opt/sb/loadgen\n"
                           "client c1\n")
-        self.assertEqual(plan.server, hosts.Server("bench@srv1", address="10.0.0.1", cpus="2-3", bin="/opt/sb/bin",
+        self.assertEqual(plan.server, hosts_file.Server("bench@srv1", address="10.0.0.1", cpus="2-3", bin="/opt/sb/bin",
                                                    loadgen="/opt/sb/loadgen"))
-        self.assertTrue(hosts.is_remote(plan.server))
+        self.assertTrue(hosts_file.is_remote(plan.server))
         self.assertEqual(plan.clients[0].address, "10.0.0.1")
-        self.assertEqual(self.parse("server srv1\nclient c1\n").server, hosts.Server("srv1"))
+        self.assertEqual(self.parse("server srv1\nclient c1\n").server, hosts_file.Server("srv1"))
 
     def test_bad_files_say_why_in_one_line(self):
         cases = {"client c1\n": "no 'server HOST' line",
@@ -76,7 +77,7 @@ class HostsFile(unittest.TestCase):
                  "server\nclient a\n": "expected 'server HOST'"}
         for text, message in cases.items():
             with self.subTest(text=text):
-                with self.assertRaises(hosts.HostsFileError) as raised:
+                with self.assertRaises(hosts_file.HostsFileError) as raised:
                     self.parse(text)
                 self.assertIn(message, str(raised.exception))
                 self.assertNotIn("\n", str(raised.exception))
@@ -95,8 +96,8 @@ class HostsFile(unittest.TestCase):
 class Ssh(unittest.TestCase):
     def test_openssh_in_batch_mode_through_the_run_s_master(self):
         with tempfile.TemporaryDirectory() as folder:
-            client = hosts.Client("bench@c1", ssh_config=f"{folder}/cfg")
-            session = hosts.HostSession(None, client, folder, folder)
+            client = hosts_file.Client("bench@c1", ssh_config=f"{folder}/cfg")
+            session = ssh_session.HostSession(None, client, folder, folder)
             argv = session.ssh("true")
             master = session.ssh("true", master=True)
         self.assertEqual(argv[0], "ssh")
@@ -108,36 +109,36 @@ class Ssh(unittest.TestCase):
         self.assertIn("-o ControlMaster=yes", " ".join(master))
 
     def test_remote_commands_are_quoted_for_any_login_shell(self):
-        line = hosts.sh_command("echo \"$1\"", "a b; rm -rf /", "'x'")
+        line = ssh_session.sh_command("echo \"$1\"", "a b; rm -rf /", "'x'")
         out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout
         self.assertEqual(out, "a b; rm -rf /\n")
 
 
 class Splits(unittest.TestCase):
     def test_connections(self):
-        self.assertEqual(hosts.split_connections(10, 2), [5, 5])
-        self.assertEqual(hosts.split_connections(10, 3), [4, 3, 3])
-        self.assertEqual(hosts.split_connections(1, 3), [1])
-        self.assertEqual(hosts.split_connections(2, 3), [1, 1])
+        self.assertEqual(client_runs.split_connections(10, 2), [5, 5])
+        self.assertEqual(client_runs.split_connections(10, 3), [4, 3, 3])
+        self.assertEqual(client_runs.split_connections(1, 3), [1])
+        self.assertEqual(client_runs.split_connections(2, 3), [1, 1])
         for total in range(1, 40):
             for clients in range(1, 6):
-                shares = hosts.split_connections(total, clients)
+                shares = client_runs.split_connections(total, clients)
                 self.assertEqual(sum(shares), total)
                 self.assertGreaterEqual(min(shares), 1)
                 self.assertLessEqual(max(shares) - min(shares), 1)
 
     def test_rate_follows_the_connections(self):
-        self.assertEqual(hosts.split_rate(500, [5, 5]), [250, 250])
-        self.assertEqual(hosts.split_rate(1000, [4, 3, 3]), [400, 300, 300])
-        self.assertEqual(hosts.split_rate(10, [1, 1, 1]), [4, 3, 3])
-        self.assertEqual(sum(hosts.split_rate(20001, [4, 3, 3])), 20001)
-        self.assertAlmostEqual(sum(hosts.split_rate(10.5, [1, 2])), 10.5)
+        self.assertEqual(client_runs.split_rate(500, [5, 5]), [250, 250])
+        self.assertEqual(client_runs.split_rate(1000, [4, 3, 3]), [400, 300, 300])
+        self.assertEqual(client_runs.split_rate(10, [1, 1, 1]), [4, 3, 3])
+        self.assertEqual(sum(client_runs.split_rate(20001, [4, 3, 3])), 20001)
+        self.assertAlmostEqual(sum(client_runs.split_rate(10.5, [1, 2])), 10.5)
 
     def test_flags(self):
         flags = ("--protocol", "http", "--rate", "500")
-        self.assertEqual(hosts.flag_value(flags, "--rate"), "500")
-        self.assertIsNone(hosts.flag_value(flags, "--mode"))
-        self.assertEqual(hosts.without_flag(flags, "--rate"), ["--protocol", "http"])
+        self.assertEqual(trial.flag_value(flags, "--rate"), "500")
+        self.assertIsNone(trial.flag_value(flags, "--mode"))
+        self.assertEqual(trial.without_flag(flags, "--rate"), ["--protocol", "http"])
 
 
 class Wrapper(unittest.TestCase):
@@ -149,7 +150,7 @@ class Wrapper(unittest.TestCase):
                 "open(sys.argv[1], 'w').write('{\"ok\": true}')\n")
 
     def start(self, folder, sleep_s):
-        argv = ["sh", "-c", hosts.RUN_SCRIPT, "sh", f"{folder}/t.go", f"{folder}/t.json",
+        argv = ["sh", "-c", ssh_session.RUN_SCRIPT, "sh", f"{folder}/t.go", f"{folder}/t.json",
                 sys.executable, "-c", self.STAND_IN, f"{folder}/t.json", str(sleep_s)]
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -201,7 +202,7 @@ class ServerWrapper(unittest.TestCase):
                 "time.sleep(600)\n")
 
     def run_wrapper(self, code):
-        proc = subprocess.Popen(["sh", "-c", hosts.SERVER_SCRIPT, "sh", sys.executable, "-c", self.STAND_IN, str(code)],
+        proc = subprocess.Popen(["sh", "-c", remote_server.SERVER_SCRIPT, "sh", sys.executable, "-c", self.STAND_IN, str(code)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             ready = proc.stdout.readline().decode()
@@ -209,7 +210,7 @@ class ServerWrapper(unittest.TestCase):
             self.assertEqual(os.getpgid(pid), pid, "the server leads a process group of its own")
             proc.stdin.close()  # what the driver, or a lost ssh session, does
             # Bounded: a child left holding the pipe would keep it open.
-            out = hosts.read_until_eof(proc.stdout, time.monotonic() + 10)
+            out = ssh_session.read_until_eof(proc.stdout, time.monotonic() + 10)
             proc.wait(timeout=10)
         finally:
             proc.kill()

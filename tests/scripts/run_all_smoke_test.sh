@@ -30,7 +30,7 @@ done
 /usr/bin/python3 - "$run" <<'PY' || fail "manifest check"
 import json, sys
 m = json.load(open(sys.argv[1] + "/manifest.json"))
-assert m["schema"] == "serverbench.manifest/1"
+assert m["schema"] == "serverbench.manifest/2"
 bad = [p for p in m["points"] if p["status"] != "ok"]
 assert not bad, bad
 for p in m["points"]:

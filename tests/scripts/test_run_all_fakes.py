@@ -50,8 +50,10 @@ class RunAllWithFakesTest(unittest.TestCase):
 
     def test_manifest(self):
         m = self.manifest
-        self.assertEqual(m["schema"], "serverbench.manifest/1")
+        self.assertEqual(m["schema"], "serverbench.manifest/2")
         self.assertEqual(m["profile"], "smoke")
+        self.assertEqual(m["network"]["kind"], "loopback")
+        self.assertNotIn("net", m)
         for key in ("git_rev", "started_at", "finished_at"):
             self.assertTrue(m[key], key)
         for key in ("uname", "cpu_model", "cpus"):

@@ -122,6 +122,23 @@ class InterruptedRunTest(unittest.TestCase):
         self.assertEqual(code, 130, stderr)
         self.resume_and_check()
 
+    def test_a_run_folder_of_the_first_schema_resumes(self):
+        """A run interrupted by a driver that wrote serverbench.manifest/1 (its network was "net")."""
+        code, stderr = self.interrupt(signal.SIGINT)
+        self.assertEqual(code, 130, stderr)
+        path = os.path.join(self.run_dir, "manifest.json")
+        with open(path) as f:
+            manifest = json.load(f)
+        manifest["schema"] = "serverbench.manifest/1"
+        manifest["net"] = manifest.pop("network")
+        with open(path, "w") as f:
+            json.dump(manifest, f)
+        self.resume_and_check()
+        with open(path) as f:
+            resumed = json.load(f)
+        self.assertEqual(resumed["schema"], "serverbench.manifest/2")
+        self.assertEqual(resumed["network"], manifest["net"])
+
     def test_sigkill(self):
         code, _ = self.interrupt(signal.SIGKILL)
         self.assertEqual(code, -signal.SIGKILL)

@@ -1,0 +1,106 @@
+"""The server on a host of its own (`server HOST` in the hosts file): its binary copied there and
+checked, started pinned through the host's ssh session under a wrapper that ends it when the
+session ends, and measured there.
+"""
+import dataclasses
+import os
+import re
+import shlex
+import time
+
+from .server_handle import ServerHandle
+from .ssh_session import on_behalf_of, read_until_eof, session_for, sh_command
+from .trial import CpuLayout
+
+# ------------------------------------------------------------------- the server on its host
+
+# The server on a remote host: started in a session (process group) of its own, pinned; when the
+# ssh session's stdin ends (the driver stops the point, or is gone) it gets SIGTERM, then SIGKILL
+# after 5 s, and what it left in its group (a fork model's children) is killed when it exits.
+# Its readiness line goes to stdout as it comes, then its exit code.
+SERVER_SCRIPT = r"""exec 4<&0 </dev/null
+setsid "$@" & srv=$!
+{ cat >/dev/null; kill -TERM $srv; sleep 5; kill -KILL -$srv; } <&4 >/dev/null 2>&1 &
+reader=$!
+exec 4<&-
+wait $srv; code=$?
+kill -KILL -$srv 2>/dev/null
+kill $reader 2>/dev/null
+echo "exit $code"
+exit $code
+"""
+SERVER_STOP_EXTRA_S = 3.0    # the stop's round trip over ssh, on top of the local grace
+
+
+class RemoteServer(ServerHandle):
+    """A server started on its own host through ssh (point.start_server's handle for it): the
+    same questions as server_handle.LocalServer, answered on that host."""
+
+    def __init__(self, sup, trial, session):
+        self.sup, self.session, self.entry = sup, session, trial.server_host
+        self.host, self.sampler_log = self.entry.host, session.log
+        self.address = self.entry.address or session.ssh_connection.split()[2]
+        self.proc = self.pid = None
+        name = f"server {self.entry.host}"
+        local_server = trial.binaries.server(trial.model)
+        preset = self.entry.bin and f"{self.entry.bin}/{os.path.basename(local_server)}"
+        self.binary, self.digest = on_behalf_of(name, session.binary_path, local_server,
+                                                os.path.basename(local_server), preset)
+        self.loadgen, _ = on_behalf_of(name, session.binary_path, trial.binaries.loadgen, "loadgen",
+                                       self.entry.loadgen)
+        self.cpus = self.entry.cpus or CpuLayout.for_point(max(session.cpus, 1), trial.spec.all_cpus).server
+
+    def argv(self, server_argv):
+        """The ssh command that runs server_argv (taskset, the binary, its flags) there."""
+        return self.session.ssh(sh_command(SERVER_SCRIPT, *server_argv))
+
+    def started(self, proc, pid):
+        self.proc, self.pid = proc, pid
+        return self
+
+    def alive(self):
+        snap = self.sampler().sample()
+        return snap is not None and not snap.get("gone")
+
+    def command(self, argv):
+        """argv run on the server's host."""
+        return self.session.ssh(shlex.join(argv))
+
+    def target_flags(self, _trial, port):
+        return ["--host", self.address, "--port", str(port)]
+
+    def stop(self, _sup, grace_s):
+        """Ends the session's stdin (its wrapper then stops the server) and waits for the server's
+        exit code: (exit code, note), as Supervisor.stop."""
+        self.close_sampler()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        said = read_until_eof(self.proc.stdout, time.monotonic() + grace_s + SERVER_STOP_EXTRA_S)
+        code, note = self.sup.stop(self.proc, 0.5)
+        exits = re.findall(rb"^exit (\d+)$", said, re.M)
+        if exits:
+            return int(exits[-1]), ""
+        return code, note or f"on {self.host}: no exit code came back through ssh (ssh exited {code})"
+
+    def record(self):
+        return {"host": self.entry.host, "address": self.address, "cpus": self.cpus, "binary": self.binary,
+                "binary_sha256": self.digest, "copied": self.digest is not None,
+                "ssh_connection": self.session.ssh_connection, "pid": self.pid, "sampler": self.loadgen}
+
+
+def remote_server(sup, trial):
+    """The RemoteServer of a trial whose server is on another host (its binaries copied there,
+    once per run); trial.cpus.server becomes the CPUs it is pinned to there."""
+    log_dir = hosts_log_dir(trial)
+    session = on_behalf_of(f"server {trial.server_host.host}", session_for, sup, trial.server_host, log_dir)
+    server = RemoteServer(sup, trial, session)
+    trial.cpus = dataclasses.replace(trial.cpus, server=server.cpus)
+    return server
+
+
+def hosts_log_dir(trial):
+    """logs/hosts of the run folder: the ssh masters' logs."""
+    logs = trial.log_base.rfind(os.sep + "logs" + os.sep)
+    return os.path.join(trial.log_base[:logs], "logs", "hosts") if logs >= 0 else os.path.dirname(trial.log_base)
