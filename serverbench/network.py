@@ -1,6 +1,6 @@
 """Where a run's traffic goes (--net): loopback TCP (the default), a Unix stream socket, or a
 veth link between two network namespaces, plain (`veth`) or with emulated distance (`wan`:
-round-trip time, loss, jitter, through netem or linkemu; see netlab.py).
+round-trip time, loss, jitter, through netem or linkemu; see namespaces.py).
 
 A Network turns the commands of a trial into commands for its setup: which namespace the server
 and the clients run in, which address they use, and what to record in each result's env.
@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from . import netlab
+from . import namespaces
 
 KINDS = ("loopback", "unix", "veth", "wan")
 
@@ -72,14 +72,14 @@ class NamespaceLink(Loopback):
 
     def __init__(self, kind, rtt_ms=None, loss_pct=0.0, jitter_ms=0.0, emulator="auto"):
         self.kind = kind
-        self.link = netlab.Link(kind, rtt_ms=rtt_ms, loss_pct=loss_pct, jitter_ms=jitter_ms, emulator=emulator)
+        self.link = namespaces.Link(kind, rtt_ms=rtt_ms, loss_pct=loss_pct, jitter_ms=jitter_ms, emulator=emulator)
 
     def open(self):
         try:
-            netlab.require_net_admin()
-            removed = netlab.cleanup_leftovers()
+            namespaces.require_net_admin()
+            removed = namespaces.cleanup_leftovers()
             self.link.open()
-        except netlab.NetlabError as e:
+        except namespaces.NamespaceError as e:
             raise NetworkError(str(e))
         if removed:
             print(f"== removed leftovers of earlier runs: {', '.join(removed)}", flush=True)
@@ -107,7 +107,7 @@ class NamespaceLink(Loopback):
         """What the emulator did during the point, and whether it was the limit."""
         if before is None:
             return None
-        return netlab.emulator_window(before, self.link.emulator_stats())
+        return namespaces.emulator_window(before, self.link.emulator_stats())
 
 
 def make(net):

@@ -14,7 +14,7 @@ import time
 import unittest
 from pathlib import Path
 
-from netlab_path import ROOT, netlab
+from serverbench_path import ROOT, namespaces
 import hostslab
 
 SKIP = 77
@@ -28,8 +28,8 @@ RUN_PROCESSES = rb"loadgen|server-epoll|BatchMode=yes"
 def skip_reason():
     """Why the multi-host tests cannot run here (no root, no OpenSSH), else None."""
     try:
-        netlab.require_net_admin()
-    except netlab.NetlabError as error:
+        namespaces.require_net_admin()
+    except namespaces.NamespaceError as error:
         return f"the multi-host tests make network namespaces: {error}"
     missing = [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
     if not os.access(hostslab.SSHD, os.X_OK):

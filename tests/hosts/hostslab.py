@@ -1,4 +1,4 @@
-"""Hosts for the multi-host tests, made of network namespaces: a netlab.Link extended to a star.
+"""Hosts for the multi-host tests, made of network namespaces: a namespaces.Link extended to a star.
 
     hub namespace (sbPxN-srv): the driver, and the server unless server_host
       |-- data link i:       10.215.i.1/30   <->  10.215.i.2/30       client namespace i (sbPxN-hI)
@@ -15,7 +15,7 @@ address; what a session makes in /tmp stays in that host's own /tmp, as on real 
 goes over the data links (through the hub when the server has its own host), so the server sees
 each client's connections come from that client's own data address. Every address exists only
 inside these namespaces, and IPv4 forwarding is on in the hub's namespace only. The names follow
-netlab's pattern (sb<pid>x<n>), so close() (also at exit) and netlab.cleanup_leftovers() remove
+namespaces.py's pattern (sb<pid>x<n>), so close() (also at exit) and namespaces.cleanup_leftovers() remove
 them, with every process left inside (sshd, server, loadgen).
 """
 
@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from netlab_path import netlab
+from serverbench_path import namespaces
 
 SERVER_ADDRESS = "10.215.0.1"
 SERVER_HOST_DATA = ("10.215.50.1", "10.215.50.2")           # hub end, server host end
@@ -36,7 +36,7 @@ SSHD = "/usr/sbin/sshd"
 _SSHD_RUN = "/run/serverbench-sshd"                          # its files, inside its mount namespace
 # Interface name suffixes: four per host (data hub end, data host end, management hub end,
 # management host end); one character, so names fit IFNAMSIZ. The clients take them from the
-# front, the server host the last four; a, b, c and s are netlab.Link's own.
+# front, the server host the last four; a, b, c and s are namespaces.Link's own.
 _SUFFIXES = "defghijklmnopqrtuvwxyz"
 _SERVER_HOST_FIRST = len(_SUFFIXES) - 4
 
@@ -49,7 +49,7 @@ def management_addresses(i):
     return f"10.215.{100 + i}.1", f"10.215.{100 + i}.2"
 
 
-class HostsLab(netlab.Link):
+class HostsLab(namespaces.Link):
     """The hub namespace joined to `clients` client namespaces by data and management links, and,
     with server_host, to a server host namespace that holds the server's address."""
 
@@ -61,26 +61,26 @@ class HostsLab(netlab.Link):
 
     @property
     def hub_ns(self):
-        """Where the driver runs (netlab.Link's server namespace)."""
+        """Where the driver runs (namespaces.Link's server namespace)."""
         return self.server_ns
 
     def namespaces(self):
         return [self.hub_ns, *self.client_nss, *([self.server_host_ns] if self.server_host_ns else [])]
 
     def open(self):
-        netlab.require_net_admin()
-        netlab._open_links.add(self)
+        namespaces.require_net_admin()
+        namespaces._open_links.add(self)
         try:
             self._add_namespace(self.hub_ns)
             if self.server_host_ns:
                 self._add_server_host()
             else:
-                netlab._run(["ip", "-n", self.hub_ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
+                namespaces._run(["ip", "-n", self.hub_ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
             for i, ns in enumerate(self.client_nss, 1):
                 self._add_namespace(ns)
                 self._join(ns, 4 * (i - 1), data_addresses(i))
                 self._join(ns, 4 * (i - 1) + 2, management_addresses(i))
-                netlab._run(["ip", "-n", ns, "route", "add", f"{SERVER_ADDRESS}/32", "via", data_addresses(i)[0]])
+                namespaces._run(["ip", "-n", ns, "route", "add", f"{SERVER_ADDRESS}/32", "via", data_addresses(i)[0]])
         except BaseException:
             self.close()
             raise
@@ -89,28 +89,28 @@ class HostsLab(netlab.Link):
     def _add_server_host(self):
         ns = self.server_host_ns
         self._add_namespace(ns)
-        netlab._run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
+        namespaces._run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/32", "dev", "lo"])
         self._join(ns, _SERVER_HOST_FIRST, SERVER_HOST_DATA)
         self._join(ns, _SERVER_HOST_FIRST + 2, SERVER_HOST_MANAGEMENT)
-        netlab._run(["ip", "-n", self.hub_ns, "route", "add", f"{SERVER_ADDRESS}/32", "via", SERVER_HOST_DATA[1]])
-        netlab._run(["ip", "-n", ns, "route", "add", "default", "via", SERVER_HOST_DATA[0]])
+        namespaces._run(["ip", "-n", self.hub_ns, "route", "add", f"{SERVER_ADDRESS}/32", "via", SERVER_HOST_DATA[1]])
+        namespaces._run(["ip", "-n", ns, "route", "add", "default", "via", SERVER_HOST_DATA[0]])
         # The clients' packets to the server cross the hub: forwarding on, in its namespace only.
-        netlab._run(netlab.netns_exec(self.hub_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+        namespaces._run(namespaces.netns_exec(self.hub_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
     def _join(self, ns, first, addresses):
         near, far = (f"{self.name}{_SUFFIXES[first + k]}" for k in (0, 1))
         self._add_veth(self.hub_ns, near, ns, far)
         for namespace, interface, address in ((self.hub_ns, near, addresses[0]), (ns, far, addresses[1])):
-            netlab._run(["ip", "-n", namespace, "addr", "add", f"{address}/30", "dev", interface])
+            namespaces._run(["ip", "-n", namespace, "addr", "add", f"{address}/30", "dev", interface])
 
     def in_hub_ns(self, argv):
-        return netlab.netns_exec(self.hub_ns, argv)
+        return namespaces.netns_exec(self.hub_ns, argv)
 
     in_server_ns = in_hub_ns  # without server_host, the hub is the server's namespace
 
     def in_server_host_ns(self, argv):
         assert self.server_host_ns, "a lab made without server_host"
-        return netlab.netns_exec(self.server_host_ns, argv)
+        return namespaces.netns_exec(self.server_host_ns, argv)
 
 
 class Sshd:
@@ -155,7 +155,7 @@ class Sshd:
                   f"cp -a {self.folder} {_SSHD_RUN} && mount -t tmpfs -o mode=1777 serverbench-tmp /tmp && "
                   f"exec {SSHD} -D -e -f {_SSHD_RUN}/sshd_config")
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(netlab.netns_exec(self.ns, ["sh", "-c", script]),
+            self.process = subprocess.Popen(namespaces.netns_exec(self.ns, ["sh", "-c", script]),
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while "Server listening on" not in self.log.read_text(errors="replace"):

@@ -10,7 +10,7 @@ import time
 import unittest
 from pathlib import Path
 
-from netlab_path import ROOT
+from serverbench_path import ROOT
 from serverbench import client_runs, hosts_file, remote_server, ssh_session, trial
 from serverbench.settings import HostsSettings
 

@@ -3,7 +3,7 @@ sshd is reached from the hub through real ssh, its session runs in hs's network 
 a /tmp of its own; a server in hs, bound to every address, is reached at 10.215.0.1 by a loadgen
 in each client namespace through the hub's forwarding, and hs's kernel sees each client's
 connections come from that client's own data address; IPv4 forwarding is on in the hub only; and
-close(), or netlab's leftover cleanup after an owner killed outright, leaves no namespace, link or
+close(), or namespaces.py's leftover cleanup after an owner killed outright, leaves no namespace, link or
 process. Skipped (77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
 """
 
@@ -17,7 +17,7 @@ import sys
 import unittest
 from pathlib import Path
 
-from netlab_path import ROOT, netlab
+from serverbench_path import ROOT, namespaces
 import hostslab
 from hostsfixture import Lab, HostsChecks, run_tests, skip_reason
 
@@ -80,7 +80,7 @@ class ServerHostLab(HostsChecks, unittest.TestCase):
         ss while both are connected and held before `go`."""
         argv = [str(BUILD / "bin" / "loadgen"), "--host", hostslab.SERVER_ADDRESS, "--port", str(port),
                 "--connections", "5", "--warmup", "0", "--duration", "500ms", "--start-on-stdin", "-q"]
-        clients = [subprocess.Popen(netlab.netns_exec(ns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        clients = [subprocess.Popen(namespaces.netns_exec(ns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True) for ns in lab.lab.client_nss]
         try:
             for client in clients:
@@ -114,7 +114,7 @@ class ServerHostLab(HostsChecks, unittest.TestCase):
             owner.wait()
             owner.stdout.close()
         self.assertIn(f"{name}-hs", self.namespaces())
-        removed = netlab.cleanup_leftovers()
+        removed = namespaces.cleanup_leftovers()
         self.assertTrue({f"{name}-srv", f"{name}-h1", f"{name}-h2", f"{name}-hs"} <= set(removed), removed)
         self.assertFalse([ns for ns in self.namespaces() if ns.startswith(name)])
         self.assertFalse([line for line in self.links() if name in line])
@@ -132,12 +132,12 @@ class ServerHostLab(HostsChecks, unittest.TestCase):
 
     @staticmethod
     def sysctl(ns):
-        return subprocess.run(netlab.netns_exec(ns, ["sysctl", "-n", "net.ipv4.ip_forward"]), capture_output=True,
+        return subprocess.run(namespaces.netns_exec(ns, ["sysctl", "-n", "net.ipv4.ip_forward"]), capture_output=True,
                               text=True, check=True).stdout.strip()
 
     @staticmethod
     def netns_of(ns):
-        return subprocess.run(netlab.netns_exec(ns, ["readlink", "/proc/self/ns/net"]), capture_output=True,
+        return subprocess.run(namespaces.netns_exec(ns, ["readlink", "/proc/self/ns/net"]), capture_output=True,
                               text=True, check=True).stdout.strip()
 
 

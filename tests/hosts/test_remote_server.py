@@ -22,7 +22,7 @@ import time
 import unittest
 from pathlib import Path
 
-from netlab_path import ROOT
+from serverbench_path import ROOT
 import hostslab
 from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, HostsChecks, Lab, commands, point_json, points, \
     run_tests, wait_for

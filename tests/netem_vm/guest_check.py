@@ -1,4 +1,4 @@
-"""The netem branch of serverbench/netlab.py, run for real: inside the VM of run_in_vm.py, whose
+"""The netem branch of serverbench/namespaces.py, run for real: inside the VM of run_in_vm.py, whose
 kernel has netem. Exits non-zero if that kernel turns out to have none (this is no skip: the
 VM exists to have it). Prints the figures that show netem did the work.
 
@@ -12,14 +12,14 @@ import sys
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "netlab"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "network"))
 
 import test_wan  # noqa: E402
-from netlab_testlib import PEER, PYTHON, Started, build_dir, netlab, run_json  # noqa: E402
+from network_testlib import PEER, PYTHON, Started, build_dir, namespaces, run_json  # noqa: E402
 
 
 def qdisc(ns: str, interface: str) -> str:
-    return subprocess.run(netlab.netns_exec(ns, ["tc", "-s", "qdisc", "show", "dev", interface]),
+    return subprocess.run(namespaces.netns_exec(ns, ["tc", "-s", "qdisc", "show", "dev", interface]),
                           capture_output=True, text=True, check=True).stdout
 
 
@@ -33,7 +33,7 @@ class NetemForReal(unittest.TestCase):
 
     def test_rtt_through_netem(self):
         """10 ms RTT: netem (5 ms on each end's egress) on both veth ends, every round trip >= 10 ms."""
-        with netlab.Link("wan", rtt_ms=10, emulator="netem") as link:
+        with namespaces.Link("wan", rtt_ms=10, emulator="netem") as link:
             env = link.env()
             with Started(link.server_cmd([PYTHON, PEER, "echo-server", link.server_addr])) as server:
                 rtts = run_json(link.client_cmd([PYTHON, PEER, "pingpong", link.server_addr, str(server.port), "30"]))
@@ -52,7 +52,7 @@ class NetemForReal(unittest.TestCase):
     def test_loss_through_netem(self):
         """20% loss: what netem dropped on the sender's end is exactly what the receiver missed."""
         count = 500
-        with netlab.Link("wan", rtt_ms=2, loss_pct=20, emulator="netem") as link:
+        with namespaces.Link("wan", rtt_ms=2, loss_pct=20, emulator="netem") as link:
             with Started(link.server_cmd([PYTHON, PEER, "udp-sink", link.server_addr, str(count)])) as sink:
                 subprocess.run(link.client_cmd([PYTHON, PEER, "udp-send", link.server_addr, str(sink.port), str(count)]),
                                check=True, timeout=60)
@@ -79,6 +79,6 @@ def suite() -> unittest.TestSuite:
 
 if __name__ == "__main__":
     os.environ["SERVERBENCH_LINKEMU"] = str(build_dir() / "bin" / "linkemu")
-    netlab.require_net_admin()
+    namespaces.require_net_admin()
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite())
     sys.exit(0 if result.wasSuccessful() else 1)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Runs the netem branch of serverbench/netlab.py for real, in a virtual machine whose kernel has
+"""Runs the netem branch of serverbench/namespaces.py for real, in a virtual machine whose kernel has
 netem (this machine's kernel may not: CONFIG_NET_SCH_NETEM).
 
   run_in_vm.py BUILD_DIR

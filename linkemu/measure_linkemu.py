@@ -8,7 +8,7 @@
            from linkemu's counters, its CPU, its late departures, next to the same load on veth.
 
 Server pinned to CPU 0, loadgen to CPU 1, linkemu unpinned (SCHED_FIFO). Usage:
-  /usr/bin/python3 netlab/measure_linkemu.py [--build build] [--duration 3] [--connections 1,10,50,200]
+  /usr/bin/python3 linkemu/measure_linkemu.py [--build build] [--duration 3] [--connections 1,10,50,200]
                                             [--rtt-ms 0] [--repeat 3]
 """
 
@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serverbench import netlab  # noqa: E402
+from serverbench import namespaces  # noqa: E402
 
 
-def start_server(link: netlab.Link, binaries: Path, protocol: str) -> tuple[subprocess.Popen, int]:
+def start_server(link: namespaces.Link, binaries: Path, protocol: str) -> tuple[subprocess.Popen, int]:
     argv = link.server_cmd(["taskset", "-c", "0", str(binaries / "server-epoll"), "--host", link.server_addr,
                             "--port", "0", "--protocol", protocol])
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -40,14 +40,14 @@ def start_server(link: netlab.Link, binaries: Path, protocol: str) -> tuple[subp
     return server, int(match.group(1))
 
 
-def run_loadgen(link: netlab.Link, binaries: Path, port: int, args: list[str]) -> dict:
+def run_loadgen(link: namespaces.Link, binaries: Path, port: int, args: list[str]) -> dict:
     argv = link.client_cmd([str(binaries / "loadgen"), "--host", link.server_addr, "--port", str(port),
                             "--cpus", "1", "--quiet", *args])
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     return json.loads(result.stdout)
 
 
-def point(link: netlab.Link, binaries: Path, protocol: str, args: list[str]) -> tuple[dict, dict]:
+def point(link: namespaces.Link, binaries: Path, protocol: str, args: list[str]) -> tuple[dict, dict]:
     """One loadgen run through link; returns its result and linkemu's counters over the run."""
     server, port = start_server(link, binaries, protocol)
     try:
@@ -58,7 +58,7 @@ def point(link: netlab.Link, binaries: Path, protocol: str, args: list[str]) -> 
         server.terminate()
         server.wait(timeout=5)
         server.stdout.close()
-    window = netlab.emulator_window(before, after) if link.emulator == "linkemu" else {}
+    window = namespaces.emulator_window(before, after) if link.emulator == "linkemu" else {}
     if window:
         late_sum = sum(after[d]["mean_late_us"] * after[d]["forwarded"] - before[d]["mean_late_us"] *
                        before[d]["forwarded"] for d in ("a_to_b", "b_to_a"))
@@ -74,7 +74,7 @@ def measure_latency(binaries: Path, duration: int, repeat: int, extra: list[str]
     runs: dict[str, list] = {name: [] for name in setups}
     for _ in range(repeat):
         for name, kwargs in setups.items():
-            with netlab.Link("wan" if kwargs else "veth", **kwargs) as link:
+            with namespaces.Link("wan" if kwargs else "veth", **kwargs) as link:
                 result, window = point(link, binaries, "echo", args)
             latency = result["latency_us"]
             runs[name].append((latency["min"], latency["p50"], latency["p99"], window.get("mean_late_us", 0.0)))
@@ -91,9 +91,9 @@ def measure_rate(binaries: Path, duration: int, connections: list[int], rtt_ms: 
     print(f"rate: http keep-alive, linkemu at rtt {rtt_ms} ms vs veth; frames/s both directions")
     for n in connections:
         args = ["--connections", str(n), "--duration", f"{duration}s"]
-        with netlab.Link("veth") as link:
+        with namespaces.Link("veth") as link:
             plain, _ = point(link, binaries, "http", args)
-        with netlab.Link("wan", rtt_ms=rtt_ms, emulator="linkemu", linkemu_args=extra) as link:
+        with namespaces.Link("wan", rtt_ms=rtt_ms, emulator="linkemu", linkemu_args=extra) as link:
             result, w = point(link, binaries, "http", args)
         print(f"  {n:4} conns  veth {plain['totals']['throughput_rps']:8.0f} req/s  "
               f"linkemu {result['totals']['throughput_rps']:8.0f} req/s p50 {result['latency_us']['p50']:8.0f} us  "
@@ -127,13 +127,13 @@ def measure_flood(duration: int, rates: list[float], rtt_ms: float, extra: list[
     print(f"flood: 64-byte UDP datagrams client -> server through linkemu at rtt {rtt_ms} ms "
           "(offered 0 = as fast as the sender can)")
     for rate in rates:
-        with netlab.Link("wan", rtt_ms=rtt_ms, emulator="linkemu", linkemu_args=extra) as link:
+        with namespaces.Link("wan", rtt_ms=rtt_ms, emulator="linkemu", linkemu_args=extra) as link:
             before = link.emulator_stats()
             out = subprocess.run(link.client_cmd(["taskset", "-c", "1", sys.executable, "-c", FLOOD,
                                                   link.server_addr, str(rate), str(duration)]),
                                  capture_output=True, text=True, timeout=duration + 30).stdout
             after = link.emulator_stats()
-        w = netlab.emulator_window(before, after)
+        w = namespaces.emulator_window(before, after)
         received = after["b_to_a"]["received"] - before["b_to_a"]["received"]
         forwarded = after["b_to_a"]["forwarded"] - before["b_to_a"]["forwarded"]
         late = after["b_to_a"]["late"] - before["b_to_a"]["late"]
@@ -155,12 +155,12 @@ def main() -> None:
     parser.add_argument("--linkemu-args", default="", help="more linkemu flags, e.g. '--spin-us 30'")
     options = parser.parse_args()
     try:
-        netlab.require_net_admin()
-    except netlab.NetlabError as error:
+        namespaces.require_net_admin()
+    except namespaces.NamespaceError as error:
         print(error, file=sys.stderr)
         sys.exit(2)
     binaries = Path(options.build) / "bin"
-    netlab.cleanup_leftovers()
+    namespaces.cleanup_leftovers()
     if options.only == "flood":
         measure_flood(options.duration, [float(r) for r in options.flood_rates.split(",")], options.rtt_ms,
                       options.linkemu_args.split())

@@ -8,15 +8,15 @@ import textwrap
 import time
 import unittest
 
-from netlab_testlib import PYTHON, ROOT, build_dir, linkemu_pids_for, links, namespaces, netlab, run_tests_as_root
+from network_testlib import PYTHON, ROOT, build_dir, linkemu_pids_for, links, namespaces, netns_names, run_tests_as_root
 
 
 def remains(prefix: str) -> dict:
     """What of the run named prefix still exists: namespaces, root links, linkemu processes, state."""
-    return {"namespaces": [n for n in namespaces() if n.startswith(prefix)],
+    return {"namespaces": [n for n in netns_names() if n.startswith(prefix)],
             "links": [n for n in links() if n.startswith(prefix)],
             "linkemu": linkemu_pids_for(prefix),
-            "state": (netlab.STATE_ROOT / prefix).exists()}
+            "state": (namespaces.STATE_ROOT / prefix).exists()}
 
 
 NOTHING = {"namespaces": [], "links": [], "linkemu": [], "state": False}
@@ -25,9 +25,9 @@ NOTHING = {"namespaces": [], "links": [], "linkemu": [], "state": False}
 CREATOR = textwrap.dedent("""
     import subprocess, sys, time
     sys.path.insert(0, sys.argv[1])
-    from serverbench import netlab
+    from serverbench import namespaces
     try:
-        with netlab.Link("wan", rtt_ms=4, emulator="linkemu") as link:
+        with namespaces.Link("wan", rtt_ms=4, emulator="linkemu") as link:
             sleeper = subprocess.Popen(link.server_cmd(["sleep", "60"]))
             print(link.name, sleeper.pid, flush=True)
             time.sleep(60)
@@ -59,7 +59,7 @@ class Cleanup(unittest.TestCase):
     def test_context_exit_removes_everything(self):
         for kind, kwargs in (("veth", {}), ("wan", {"rtt_ms": 2, "emulator": "linkemu"})):
             with self.subTest(kind=kind):
-                with netlab.Link(kind, **kwargs) as link:
+                with namespaces.Link(kind, **kwargs) as link:
                     sleeper = subprocess.Popen(link.server_cmd(["sleep", "60"]))
                     self.assertEqual(len(remains(link.name)["namespaces"]), 3 if kind == "wan" else 2)
                 sleeper.wait(timeout=5)  # ended by close(): it was left in the server namespace
@@ -67,7 +67,7 @@ class Cleanup(unittest.TestCase):
 
     def test_exception_inside_the_context(self):
         with self.assertRaises(KeyError):
-            with netlab.Link("wan", rtt_ms=2, emulator="linkemu") as link:
+            with namespaces.Link("wan", rtt_ms=2, emulator="linkemu") as link:
                 raise KeyError("boom")
         self.assertEqual(remains(link.name), NOTHING)
 
@@ -82,7 +82,7 @@ class Cleanup(unittest.TestCase):
         self.assertTrue(wait_until(lambda: not remains(name)["linkemu"]))
         left = remains(name)
         self.assertEqual(len(left["namespaces"]), 3)
-        removed = netlab.cleanup_leftovers()
+        removed = namespaces.cleanup_leftovers()
         self.assertTrue(set(left["namespaces"]) <= set(removed), removed)
         self.assertEqual(remains(name), NOTHING)
         self.assertTrue(wait_until(lambda: is_zombie(sleeper)))
@@ -100,7 +100,7 @@ class Cleanup(unittest.TestCase):
                         creator.wait()
                 if sig == signal.SIGTERM:
                     # Python's default SIGTERM runs no cleanup: that is what cleanup_leftovers is for.
-                    netlab.cleanup_leftovers()
+                    namespaces.cleanup_leftovers()
                 self.assertEqual(remains(name), NOTHING)
                 self.assertTrue(wait_until(lambda: is_zombie(sleeper)))
 
@@ -115,11 +115,11 @@ class Cleanup(unittest.TestCase):
                             "name", f"{name}b", "netns", f"{name}-emu"], check=True)
             for end in "ab":
                 subprocess.run(["ip", "-n", f"{name}-emu", "link", "set", f"{name}{end}", "up"], check=True)
-            emulator = subprocess.Popen(netlab.netns_exec(f"{name}-emu", [
+            emulator = subprocess.Popen(namespaces.netns_exec(f"{name}-emu", [
                 str(build_dir() / "bin" / "linkemu"), "--a", f"{name}a", "--b", f"{name}b"]),
                 stdout=subprocess.PIPE, text=True)
             self.assertIn("linkemu ready", emulator.stdout.readline())
-            removed = netlab.cleanup_leftovers()
+            removed = namespaces.cleanup_leftovers()
             self.assertIn(f"linkemu:{emulator.pid}", removed)
             self.assertIn(f"{name}-emu", removed)
             emulator.wait(timeout=5)
@@ -129,14 +129,14 @@ class Cleanup(unittest.TestCase):
         self.assertEqual(remains(name), NOTHING)
 
     def test_cleanup_leaves_a_live_owners_link_alone(self):
-        with netlab.Link("wan", rtt_ms=2, emulator="linkemu") as link:
-            netlab.cleanup_leftovers()
+        with namespaces.Link("wan", rtt_ms=2, emulator="linkemu") as link:
+            namespaces.cleanup_leftovers()
             self.assertEqual(len(remains(link.name)["namespaces"]), 3)
             self.assertEqual(len(remains(link.name)["linkemu"]), 1)
             self.assertIn("schema", link.emulator_stats())
 
     def test_without_net_admin_one_line(self):
-        code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from serverbench import netlab; netlab.require_net_admin()"
+        code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from serverbench import namespaces; namespaces.require_net_admin()"
         result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
                                  PYTHON, "-c", code], capture_output=True, text=True, timeout=30)
         self.assertNotEqual(result.returncode, 0)
@@ -144,7 +144,7 @@ class Cleanup(unittest.TestCase):
         self.assertIn("NetAdminRequired: --net veth|wan needs root", last)
         # What a driver does with it: one line, exit 2.
         result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                                 PYTHON, "-m", "serverbench.netlab", "check"], capture_output=True, text=True,
+                                 PYTHON, "-m", "serverbench.namespaces", "check"], capture_output=True, text=True,
                                 timeout=30, cwd=ROOT)
         self.assertEqual(result.returncode, 2)
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)

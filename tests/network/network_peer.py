@@ -1,4 +1,4 @@
-"""Tiny TCP/UDP peers the netlab tests run inside their namespaces (standard library only).
+"""Tiny TCP/UDP peers the network tests run inside their namespaces (standard library only).
 
   echo-server ADDR             TCP echo on a free port; prints "ready port=N", serves until SIGTERM
   pingpong ADDR PORT COUNT     COUNT one-byte round trips; prints JSON {count, min_us, p50_us, max_us}

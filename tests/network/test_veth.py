@@ -3,12 +3,12 @@
 import subprocess
 import unittest
 
-from netlab_testlib import PEER, PYTHON, Started, netlab, run_json, run_tests_as_root
+from network_testlib import PEER, PYTHON, Started, namespaces, run_json, run_tests_as_root
 
 
 class VethLink(unittest.TestCase):
     def test_ping_pong_between_namespaces(self):
-        with netlab.Link("veth") as link, \
+        with namespaces.Link("veth") as link, \
                 Started(link.server_cmd([PYTHON, PEER, "echo-server", link.server_addr])) as server:
             result = run_json(link.client_cmd([PYTHON, PEER, "pingpong", link.server_addr, str(server.port), "50"]))
             self.assertEqual(result["count"], 50)
@@ -18,18 +18,18 @@ class VethLink(unittest.TestCase):
                                           "jitter_keeps_order": True})
 
     def test_mtu_and_offloads_on_both_ends(self):
-        with netlab.Link("veth") as link:
+        with namespaces.Link("veth") as link:
             for ns, interface in ((link.server_ns, link.server_if), (link.client_ns, link.client_if)):
-                mtu = subprocess.run(netlab.netns_exec(ns, ["cat", f"/sys/class/net/{interface}/mtu"]),
+                mtu = subprocess.run(namespaces.netns_exec(ns, ["cat", f"/sys/class/net/{interface}/mtu"]),
                                      capture_output=True, text=True, check=True).stdout
                 self.assertEqual(mtu.strip(), "1500")
-                features = subprocess.run(netlab.netns_exec(ns, ["ethtool", "-k", interface]),
+                features = subprocess.run(namespaces.netns_exec(ns, ["ethtool", "-k", interface]),
                                           capture_output=True, text=True, check=True).stdout
                 for feature in ("tx-checksumming", "tcp-segmentation-offload", "generic-receive-offload"):
                     self.assertIn(f"{feature}: off", features)
 
     def test_the_server_address_is_only_in_the_server_namespace(self):
-        with netlab.Link("veth") as link:
+        with namespaces.Link("veth") as link:
             def addresses(ns):
                 return subprocess.run(["ip", "-n", ns, "-o", "-4", "addr", "show"], capture_output=True,
                                       text=True, check=True).stdout
@@ -40,11 +40,11 @@ class VethLink(unittest.TestCase):
 
     def test_bad_arguments(self):
         with self.assertRaises(ValueError):
-            netlab.Link("veth", rtt_ms=10)
+            namespaces.Link("veth", rtt_ms=10)
         with self.assertRaises(ValueError):
-            netlab.Link("fibre")
+            namespaces.Link("fibre")
         with self.assertRaises(ValueError):
-            netlab.Link("wan", loss_pct=150)
+            namespaces.Link("wan", loss_pct=150)
 
 
 if __name__ == "__main__":

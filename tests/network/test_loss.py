@@ -2,13 +2,13 @@
 
 import unittest
 
-from netlab_testlib import PEER, PYTHON, Started, netlab, run_json, run_tests_as_root
+from network_testlib import PEER, PYTHON, Started, namespaces, run_json, run_tests_as_root
 
 
 class LossThroughLinkemu(unittest.TestCase):
     def test_transfer_completes_at_5_pct_loss(self):
         size = 1 << 20
-        with netlab.Link("wan", rtt_ms=2, loss_pct=5, emulator="linkemu") as link, \
+        with namespaces.Link("wan", rtt_ms=2, loss_pct=5, emulator="linkemu") as link, \
                 Started(link.server_cmd([PYTHON, PEER, "echo-server", link.server_addr])) as server:
             result = run_json(link.client_cmd([PYTHON, PEER, "bulk", link.server_addr, str(server.port), str(size)]),
                               timeout_s=120)
@@ -23,7 +23,7 @@ class LossThroughLinkemu(unittest.TestCase):
         self.assertEqual(link.env()["loss_pct"], 5.0)
 
     def test_no_loss_configured_drops_nothing(self):
-        with netlab.Link("wan", rtt_ms=0, emulator="linkemu") as link, \
+        with namespaces.Link("wan", rtt_ms=0, emulator="linkemu") as link, \
                 Started(link.server_cmd([PYTHON, PEER, "echo-server", link.server_addr])) as server:
             run_json(link.client_cmd([PYTHON, PEER, "bulk", link.server_addr, str(server.port), str(1 << 20)]))
             stats = link.emulator_stats()

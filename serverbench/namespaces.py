@@ -1,4 +1,4 @@
-"""Network namespaces and emulated links for serverbench (issue 15).
+"""Network namespaces and emulated links: the --net veth and --net wan setups (network.py).
 
 A Link puts the server and the load generator in two network namespaces of their own:
 
@@ -17,9 +17,6 @@ process left in them go with them) on close, at interpreter exit, and, for drive
 outright, cleanup_leftovers() removes what earlier runs left once their owner is gone.
 Standard library only; driven with ip, ethtool and tc.
 """
-
-from __future__ import annotations
-
 import argparse
 import atexit
 import itertools
@@ -36,6 +33,8 @@ import weakref
 from pathlib import Path
 from typing import Sequence
 
+from .processes import alive
+
 KINDS = ("veth", "wan")
 EMULATORS = ("auto", "netem", "linkemu")
 DEFAULT_WAN_RTT_MS = 20.0
@@ -48,11 +47,11 @@ _counter = itertools.count()
 _open_links: "weakref.WeakSet[Link]" = weakref.WeakSet()
 
 
-class NetlabError(RuntimeError):
+class NamespaceError(RuntimeError):
     """A link could not be made or removed; the message is one line for the user."""
 
 
-class NetAdminRequired(NetlabError):
+class NetAdminRequired(NamespaceError):
     """The process may not create network namespaces and links."""
 
 
@@ -70,7 +69,7 @@ def require_net_admin() -> None:
             "namespaces and links: run it as root or with sudo")
     missing = [tool for tool in ("ip", "ethtool") if shutil.which(tool) is None]
     if missing:
-        raise NetlabError(f"--net veth|wan needs {' and '.join(missing)} (apt-get install iproute2 ethtool)")
+        raise NamespaceError(f"--net veth|wan needs {' and '.join(missing)} (apt-get install iproute2 ethtool)")
 
 
 def netns_exec(ns: str, argv: Sequence[str]) -> list[str]:
@@ -86,7 +85,7 @@ def find_linkemu() -> str:
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise NetlabError("linkemu not found: build it (cmake --build build --target linkemu) "
+    raise NamespaceError("linkemu not found: build it (cmake --build build --target linkemu) "
                       "or set SERVERBENCH_LINKEMU")
 
 
@@ -94,7 +93,7 @@ def _run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess
     result = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
     if check and result.returncode != 0:
         message = (result.stderr or result.stdout).strip().splitlines()
-        raise NetlabError(f"{' '.join(argv)}: {message[0] if message else f'exit {result.returncode}'}")
+        raise NamespaceError(f"{' '.join(argv)}: {message[0] if message else f'exit {result.returncode}'}")
     return result
 
 
@@ -107,10 +106,6 @@ def _netem_works(ns: str) -> bool:
         return False
     _run(netns_exec(ns, ["tc", "qdisc", "del", "dev", "lo", "root"]), False)
     return True
-
-
-def _pid_alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
 
 
 class Link:
@@ -217,11 +212,11 @@ class Link:
 
     def emulator_stats(self) -> dict:
         """The emulator's counters now (linkemu: its JSON; netem: the qdiscs' sent/dropped packets).
-        Raises NetlabError if linkemu ended while the link was open."""
+        Raises NamespaceError if linkemu ended while the link was open."""
         if self.emulator == "linkemu" and not self._closed:
             if self._process.poll() is not None:  # it died under the run: the run must not pass
                 log = (self.state_dir / "linkemu.log").read_text(errors="replace").strip().splitlines()
-                raise NetlabError(f"linkemu exited ({self._process.returncode}): {log[-1] if log else 'no message'}")
+                raise NamespaceError(f"linkemu exited ({self._process.returncode}): {log[-1] if log else 'no message'}")
             return _ask_linkemu(self._process, self.state_dir / "linkemu.json")
         if self.emulator == "linkemu":
             return dict(self.final_stats or {})
@@ -243,7 +238,7 @@ class Link:
             return "none"
         if self._requested_emulator != "auto":
             if self._requested_emulator == "netem" and not _netem_works(self.server_ns):
-                raise NetlabError("netem asked for, but this kernel has no netem (CONFIG_NET_SCH_NETEM)")
+                raise NamespaceError("netem asked for, but this kernel has no netem (CONFIG_NET_SCH_NETEM)")
             return self._requested_emulator
         if self.jitter_ms == 0 and _netem_works(self.server_ns):
             return "netem"
@@ -313,7 +308,7 @@ def _offloads_off(ns: str, interface: str) -> None:
                                   "generic-segmentation-offload", "generic-receive-offload")
                 if re.search(rf"^{name}: on", features, re.MULTILINE)]
     if still_on:
-        raise NetlabError(f"ethtool could not turn off {', '.join(still_on)} on {interface}")
+        raise NamespaceError(f"ethtool could not turn off {', '.join(still_on)} on {interface}")
 
 
 def _start_linkemu(argv: list[str], log: Path) -> subprocess.Popen:
@@ -329,11 +324,12 @@ def _start_linkemu(argv: list[str], log: Path) -> subprocess.Popen:
         process.kill()
         process.wait()
         reason = log.read_text(errors="replace").strip() or "no readiness line"
-        raise NetlabError(f"linkemu did not start: {reason.splitlines()[-1]}")
+        raise NamespaceError(f"linkemu did not start: {reason.splitlines()[-1]}")
     return process
 
 
 def _read_stats(path: Path) -> dict:
+    """linkemu's stats file ({} while it has none)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -350,7 +346,7 @@ def _ask_linkemu(process: subprocess.Popen, path: Path, timeout_s: float = 2.0) 
         if stats.get("seq", 0) > before:
             return stats
         time.sleep(0.005)
-    raise NetlabError("linkemu did not answer SIGUSR1 with its counters")
+    raise NamespaceError("linkemu did not answer SIGUSR1 with its counters")
 
 
 def _stop_linkemu(process: subprocess.Popen, path: Path) -> dict | None:
@@ -382,16 +378,9 @@ def _kill_namespace_processes(ns: str) -> None:
         deadline = time.monotonic() + 1.0
         while remaining and time.monotonic() < deadline:
             time.sleep(0.02)
-            remaining = [pid for pid in remaining if _pid_alive(pid) and not _is_zombie(pid)]
+            remaining = [pid for pid in remaining if alive(pid)]
         if not remaining:
             return
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _remove_namespace(ns: str) -> None:
@@ -412,7 +401,7 @@ atexit.register(close_all)
 
 def _owner_gone(name: str) -> bool:
     match = _NAME_RE.match(name)
-    return bool(match) and not _pid_alive(int(match.group(1)))
+    return bool(match) and not alive(int(match.group(1)))
 
 
 def _leftover_linkemus() -> list[int]:
@@ -484,14 +473,14 @@ def emulator_window(before: dict, after: dict, late_fraction: float = 0.01,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """python3 -m serverbench.netlab cleanup|check: remove leftovers of killed runs, or say
+    """python3 -m serverbench.namespaces cleanup|check: remove leftovers of killed runs, or say
     whether this process may make links (one line, exit 2 when it may not)."""
-    parser = argparse.ArgumentParser(prog="python3 -m serverbench.netlab", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m serverbench.namespaces", description=main.__doc__)
     parser.add_argument("command", choices=("cleanup", "check"))
     command = parser.parse_args(argv).command
     try:
         require_net_admin()
-    except NetlabError as error:
+    except NamespaceError as error:
         print(f"serverbench: {error}", file=sys.stderr)
         return 2
     if command == "cleanup":

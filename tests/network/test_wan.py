@@ -5,7 +5,7 @@ import os
 import subprocess
 import unittest
 
-from netlab_testlib import PEER, PYTHON, Started, build_dir, netlab, run_json, run_tests_as_root
+from network_testlib import PEER, PYTHON, Started, build_dir, namespaces, run_json, run_tests_as_root
 
 
 class WanThroughLinkemu(unittest.TestCase):
@@ -33,7 +33,7 @@ class WanThroughLinkemu(unittest.TestCase):
 
     def one_connection_through_linkemu(self) -> tuple[dict, dict]:
         binaries = build_dir() / "bin"
-        with netlab.Link("wan", rtt_ms=10, emulator="linkemu") as link:
+        with namespaces.Link("wan", rtt_ms=10, emulator="linkemu") as link:
             self.assertEqual(link.emulator, "linkemu")
             self.assertEqual(link.env()["rtt_ms"], 10.0)
             server_argv = link.server_cmd([str(binaries / "server-epoll"), "--host", link.server_addr, "--port", "0"])
@@ -45,7 +45,7 @@ class WanThroughLinkemu(unittest.TestCase):
 
     def test_jitter_keeps_frame_order(self):
         """Uniform jitter of +-4 ms on frames 100 us apart would reorder most of them if it could."""
-        with netlab.Link("wan", rtt_ms=10, jitter_ms=4) as link:
+        with namespaces.Link("wan", rtt_ms=10, jitter_ms=4) as link:
             self.assertEqual(link.emulator, "linkemu")
             with Started(link.server_cmd([PYTHON, PEER, "udp-sink", link.server_addr, "500"])) as sink:
                 subprocess.run(link.client_cmd([PYTHON, PEER, "udp-send", link.server_addr, str(sink.port), "500"]),
@@ -66,26 +66,26 @@ class WanThroughLinkemu(unittest.TestCase):
         """auto takes netem where the kernel has it (not with jitter: netem reorders), else linkemu;
         netem asked for on a kernel without it is an error that leaves nothing behind."""
         has_netem = probe_netem()
-        with netlab.Link("wan", rtt_ms=4) as link:
+        with namespaces.Link("wan", rtt_ms=4) as link:
             self.assertEqual(link.emulator, "netem" if has_netem else "linkemu")
             with Started(link.server_cmd([PYTHON, PEER, "echo-server", link.server_addr])) as server:
                 rtts = run_json(link.client_cmd([PYTHON, PEER, "pingpong", link.server_addr, str(server.port), "20"]))
             self.assertGreaterEqual(rtts["min_us"], 4000)
-        with netlab.Link("wan", rtt_ms=4, jitter_ms=1) as link:
+        with namespaces.Link("wan", rtt_ms=4, jitter_ms=1) as link:
             self.assertEqual(link.emulator, "linkemu")
             self.assertTrue(link.env()["jitter_keeps_order"])
         if has_netem:
-            with netlab.Link("wan", rtt_ms=4, emulator="netem") as link:
+            with namespaces.Link("wan", rtt_ms=4, emulator="netem") as link:
                 self.assertEqual(link.emulator_stats()["emulator"], "netem")
         else:
-            link = netlab.Link("wan", rtt_ms=4, emulator="netem")
-            with self.assertRaisesRegex(netlab.NetlabError, "no netem"):
+            link = namespaces.Link("wan", rtt_ms=4, emulator="netem")
+            with self.assertRaisesRegex(namespaces.NamespaceError, "no netem"):
                 link.open()
             left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
             self.assertNotIn(link.name, left)
 
     def test_stats_after_close_are_kept(self):
-        with netlab.Link("wan", rtt_ms=0, emulator="linkemu") as link:
+        with namespaces.Link("wan", rtt_ms=0, emulator="linkemu") as link:
             live = link.emulator_stats()
             self.assertEqual(live["schema"], "serverbench.linkemu/1")
         self.assertIsNotNone(link.final_stats)
@@ -93,10 +93,10 @@ class WanThroughLinkemu(unittest.TestCase):
         self.assertEqual(link.emulator_stats()["seq"], link.final_stats["seq"])
 
     def test_an_emulator_that_died_is_an_error(self):
-        with netlab.Link("wan", rtt_ms=0, emulator="linkemu") as link:
+        with namespaces.Link("wan", rtt_ms=0, emulator="linkemu") as link:
             link._process.kill()
             link._process.wait()
-            with self.assertRaisesRegex(netlab.NetlabError, "linkemu exited"):
+            with self.assertRaisesRegex(namespaces.NamespaceError, "linkemu exited"):
                 link.emulator_stats()
 
 
@@ -105,7 +105,7 @@ def probe_netem() -> bool:
     ns = f"sb{os.getpid()}x999-probe"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        return subprocess.run(netlab.netns_exec(ns, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]),
+        return subprocess.run(namespaces.netns_exec(ns, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]),
                               capture_output=True).returncode == 0
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=True)

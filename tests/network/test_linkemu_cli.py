@@ -4,7 +4,7 @@ import subprocess
 import sys
 import unittest
 
-from netlab_testlib import build_dir
+from network_testlib import build_dir
 
 LINKEMU = str(build_dir() / "bin" / "linkemu")
 

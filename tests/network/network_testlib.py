@@ -1,4 +1,4 @@
-"""Shared by the netlab tests: paths, the skip rule, processes started and always ended."""
+"""Shared by the network tests: paths, the skip rule, processes started and always ended."""
 
 import json
 import os
@@ -13,10 +13,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serverbench import netlab  # noqa: E402
+from serverbench import namespaces  # noqa: E402
 
 SKIP = 77
-PEER = str(HERE / "netlab_peer.py")
+PEER = str(HERE / "network_peer.py")
 PYTHON = sys.executable
 
 
@@ -28,8 +28,8 @@ def build_dir() -> Path:
 def run_tests_as_root() -> None:
     """Runs the module's tests; exits 77 (skip) without the rights to make namespaces."""
     try:
-        netlab.require_net_admin()
-    except netlab.NetlabError as error:
+        namespaces.require_net_admin()
+    except namespaces.NamespaceError as error:
         print(f"skipped: {error}")
         sys.exit(SKIP)
     os.environ["SERVERBENCH_LINKEMU"] = str(build_dir() / "bin" / "linkemu")
@@ -85,7 +85,7 @@ def run_json(argv: list[str], timeout_s: float = 60) -> dict:
         return json.loads(result.stdout.strip().splitlines()[-1])  # or the last line
 
 
-def namespaces() -> list[str]:
+def netns_names() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split(" ")[0] for line in out.splitlines() if line]
 

@@ -5,6 +5,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serverbench import netlab  # noqa: E402
+from serverbench import namespaces  # noqa: E402
 
-__all__ = ["ROOT", "netlab"]
+__all__ = ["ROOT", "namespaces"]
