@@ -35,6 +35,20 @@ class Entry:
 
 
 
+def plan_entries(models, scenarios, profile, repeat, trials=None, seed=1):
+    """Every Entry of a run, in the order they run. Plain (trials None): the repeats as whole
+    passes, then one pass of counting trials. A/B: per point, the timed trials in ABBA order, then
+    as many counting trials, in ABBA order too."""
+    specs = [(model, spec) for model in models for scenario in scenarios if sc.in_focus(model, scenario, profile)
+             for spec in sc.scenario_points(scenario, profile)]
+    if not trials:
+        return ([Entry(model, spec, rep) for rep in range(1, repeat + 1) for model, spec in specs]
+                + [Entry(model, spec, 1, count=True) for model, spec in specs if sc.applicable(model, spec, profile)])
+    rng = seeded_rng(seed)
+    return [Entry(model, spec, k, side, count) for model, spec in specs if sc.applicable(model, spec, profile)
+            for count in (False, True) for side, k in abba_order(trials, rng)]
+
+
 class Matrix:
     """sides: {None: Binaries} for a plain run, {"A": ..., "B": ...} for an A/B run."""
 
@@ -71,27 +85,9 @@ class Matrix:
     def ab(self):
         return "A" in self.sides
 
-    def specs(self):
-        for model in self.settings.models:
-            for scenario in self.settings.scenarios:
-                if not sc.in_focus(model, scenario, self.profile):
-                    continue
-                for spec in sc.scenario_points(scenario, self.profile):
-                    yield model, spec
-
     def all_entries(self):
-        """Plain: the repeats as whole passes, then one pass of counting trials. A/B: per point,
-        the timed trials in ABBA order, then as many counting trials, in ABBA order too."""
-        if not self.ab:
-            return ([Entry(model, spec, rep) for rep in range(1, self.settings.repeat + 1)
-                     for model, spec in self.specs()]
-                    + [Entry(model, spec, 1, count=True) for model, spec in self.specs()
-                       if sc.applicable(model, spec, self.profile)])
-        rng = seeded_rng(self.settings.seed)
-        return [Entry(model, spec, k, side, count) for model, spec in self.specs()
-                if sc.applicable(model, spec, self.profile)
-                for count in (False, True)
-                for side, k in abba_order(self.settings.trials, rng)]
+        s = self.settings
+        return plan_entries(s.models, s.scenarios, self.profile, s.repeat, s.trials if self.ab else None, s.seed)
 
     def run(self):
         """Runs what is left to run; returns the number of failed points in the whole run."""
@@ -119,7 +115,9 @@ class Matrix:
             record["kind"] = "count"
         skip = self.skip_reason(entry)
         if skip is None:
+            started = time.monotonic()
             record.update(self.measure(entry))
+            record["wall_s"] = round(time.monotonic() - started, 3)
             self.measured += 1
         else:
             record["reason"] = skip
