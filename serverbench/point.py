@@ -128,7 +128,7 @@ def run_loadgen(sup, trial, port, server):
     with open(trial.log_base + ".loadgen.log", "wb") as log:
         proc = sup.start(argv, log, subprocess.STDOUT, "loadgen")
     try:
-        proc.wait(timeout=limit)
+        processes.wait_exit(proc, limit)
     except subprocess.TimeoutExpired:
         sup.stop(proc, 2.0)
         return proc.returncode, limit
