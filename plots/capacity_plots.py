@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Charts and tables of the capacity sweeps (capacity.json) and of latency over time.
 
-    /usr/bin/python3 plots/capacity_plots.py RUN_DIR [--out DIR]
+    /usr/bin/python3 -m plots.capacity_plots RUN_DIR [--out DIR]     (from the repository root)
 
 Functions for the report and summary (each reads the run folder; charts are PNG + SVG):
 * capacity_charts(run_dir, out_dir) -> [paths]: per capacity scenario, p99 and p50 against achieved
@@ -17,10 +17,11 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from serverbench.jsonfile import read_json  # noqa: E402
-from serverbench.scenarios import CAPACITY_SCENARIOS, SCENARIO_TITLES, ordered_models  # noqa: E402
-from serverbench.steady import steady_state  # noqa: E402
+from serverbench.jsonfile import read_json
+from serverbench.scenarios import CAPACITY_SCENARIOS, SCENARIO_TITLES, ordered_models
+from serverbench.steady import steady_state
+
+from .marks import model_color
 
 TIME_SCENARIOS = ("open-loop", "io-wait", "idle-conns")
 
@@ -49,7 +50,6 @@ def _by_scenario(records):
 
 def _colors(models):
     """Each model's one colour, the same as in every other chart (marks.py)."""
-    from marks import model_color
     return {m: model_color(m) for m in ordered_models(models)}
 
 
@@ -286,7 +286,7 @@ def main(argv=None):
         with open(os.path.join(out, "capacity.md"), "w") as f:
             f.write("## Capacity at a latency objective\n\n" + table)
         written.append(os.path.join(out, "capacity.md"))
-    print(f"capacity_plots.py: {len(written)} file(s) in {out}")
+    print(f"plots.capacity_plots: {len(written)} file(s) in {out}")
     return 0
 
 

@@ -11,14 +11,11 @@ when all its checks hold, fails when one fails, and is otherwise inconclusive. A
 data is missing is "not measured", never guessed. Thresholds are factors, chosen to separate
 mechanisms, not noise.
 """
-import os
-import sys
 from dataclasses import dataclass
 
-from run_results import dispatch_costs, microbench_times_us, readiness_series
+from serverbench import stats
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from serverbench import stats  # noqa: E402
+from .run_results import dispatch_costs, microbench_times_us, readiness_series
 
 HOLDS, FAILS, INCONCLUSIVE, UNMEASURED = "holds", "does not hold", "inconclusive", "not measured"
 

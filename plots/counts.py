@@ -6,6 +6,10 @@ readiness loop batches more ready sockets per epoll_wait as load grows), so they
 at the same point: the same scenario, connections and offered load.
 """
 import os
+import sys
+
+from .marks import model_style
+from .run_results import RunError, load_run
 
 COLUMNS = [("syscalls_per_request", "system calls"), ("context_switches_per_request", "switches"),
            ("voluntary_switches_per_request", "voluntary"), ("involuntary_switches_per_request", "involuntary"),
@@ -55,7 +59,7 @@ def counts_table_md(run):
 
 def counts_chart(run, out_dir, save):
     """System calls and context switches per request at each counted point, one bar per model.
-    save(fig, name, title) writes PNG and SVG (the Charts.save of plot_results)."""
+    save(fig, name, title) writes PNG and SVG (Charts.save)."""
     import matplotlib.pyplot as plt
     pts = counted_points(run)
     if not pts:
@@ -64,7 +68,6 @@ def counts_chart(run, out_dir, save):
     for p in pts:
         if (p.scenario, p.label) not in keys:
             keys.append((p.scenario, p.label))
-    from marks import model_style
     models = [m for m in run.models if any(p.model == m for p in pts)]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.2 * len(keys) * max(1, len(models)) / 4), 7), sharex=True)
     width = 0.8 / max(len(models), 1)
@@ -85,23 +88,19 @@ def counts_chart(run, out_dir, save):
 
 
 def main(argv=None):
-    """plots/counts.py RUN_DIR: print the counted-work table of a run (markdown)."""
-    import sys
-    from run_results import RunError, load_run
+    """python3 -m plots.counts RUN_DIR: print the counted-work table of a run (markdown)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: plots/counts.py RUN_DIR", file=sys.stderr)
+        print("usage: python3 -m plots.counts RUN_DIR", file=sys.stderr)
         return 2
     try:
         run = load_run(args[0])
     except RunError as e:
-        print(f"counts.py: {e}", file=sys.stderr)
+        print(f"plots.counts: {e}", file=sys.stderr)
         return 2
     print("\n".join(counts_table_md(run)))
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.exit(main())

@@ -9,14 +9,10 @@
   hatched (loadgen-bound) and label it; rankings never count an error or invalid point as a win.
 * Spread: each figure with repeats is a median with an interval (serverbench.stats.spread).
 """
-import os
-import sys
 import zlib
 
-from run_results import MODEL_ORDER
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from serverbench import stats  # noqa: E402
+from serverbench import stats
+from serverbench.scenarios import MODEL_ORDER
 
 OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 TOL = ["#882255", "#44AA99", "#999933", "#AA4499"]   # Tol's muted wine, teal, olive, purple

@@ -1,39 +1,17 @@
-#!/usr/bin/env python3
-"""Charts, summary.md and report.html for one run of run_all.sh.
-
-usage: plot_results.py RUN_DIR [--out DIR]
-
-Writes PNG and SVG charts, summary.md and report.html (report.py: the whole report in one
-self-contained file, docs/report.md) into DIR (default: RUN_DIR itself, so a run folder holds
-everything of its run and is redrawn in place). Needs matplotlib and SciPy: on Debian,
-`apt-get install -y python3-matplotlib python3-scipy` and run it with /usr/bin/python3.
-Exit 2 when RUN_DIR is not a run.
-"""
-import argparse
+"""The charts of one run (PNG and SVG) and its summary.md; `python3 -m plots` draws them."""
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_results import (PERCENTILES, SCENARIO_TITLES, RunError, dispatch_costs, load_run,  # noqa: E402
-                         microbench_times_us, readiness_series)
+import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-    import scipy  # noqa: F401  (the spread and the verdicts: serverbench.stats)
-except ImportError as e:
-    sys.stderr.write(f"plot_results.py: {e.name} is missing; install it with:\n"
-                     "apt-get install -y python3-matplotlib python3-scipy\n(and run with /usr/bin/python3)\n")
-    sys.exit(3)
+from serverbench.scenarios import SCENARIO_TITLES
 
-import capacity_plots  # noqa: E402
-import claims  # noqa: E402
-import counts  # noqa: E402
-import marks  # noqa: E402
-import report  # noqa: E402
-from marks import model_color, model_style  # noqa: E402
+from . import capacity_plots, claims, counts, marks
+from .marks import model_color, model_style
+from .run_results import PERCENTILES, dispatch_costs, microbench_times_us, readiness_series
+
+matplotlib.use("Agg")   # files only, never a display
 
 STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
 # Drawn behind a point whose figures are not face value (marks.BAD: hollow; marks.BOUND: hatched).
@@ -566,32 +544,3 @@ def verdicts_section(run):
         mark = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(verdict, verdict)
         lines.append(f"| {claim} | {scenario} | {what.replace('|', '/')} | {mark} |")
     return lines + ["", claims.RULES.replace("\n", "  \n")]
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Charts and summary.md for a run_all.sh run.")
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", help="output folder (default: the run folder itself)")
-    args = ap.parse_args(argv)
-    try:
-        run = load_run(args.run_dir)
-    except RunError as e:
-        sys.stderr.write(f"plot_results.py: {e}\n")
-        return 2
-    out_dir = args.out or args.run_dir
-    os.makedirs(out_dir, exist_ok=True)
-    charts = Charts(run, out_dir)
-    charts.draw_all()
-    capacity = capacity_plots.capacity_table_md(run.path)
-    if capacity:
-        with open(os.path.join(out_dir, "capacity.md"), "w") as f:
-            f.write("## Capacity at a latency objective\n\n" + capacity)
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(summary_md(run, charts.written))
-    report.write_report(run, out_dir)
-    print(f"plots: {len(charts.written)} chart files, summary.md and report.html in {out_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

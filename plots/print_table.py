@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print a run's comparison table on the terminal (standard library, plus SciPy for the spread).
 
-usage: print_table.py RUN_DIR
+usage: python3 -m plots.print_table RUN_DIR     (from the repository root)
 
 Two tables, model x point: requests/s and server CPU µs per request (medians of
 the repeats, ±half the spread of the repeats), with n/a, failed, unsupported shown
@@ -9,13 +9,12 @@ as such and `!` after a value whose point counted load-generator errors, missed
 connections or missed its open-loop rate. run_all.sh prints it at the end of a
 run; the charts and summary.md say the same at length.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_results import RunError, load_run  # noqa: E402
-import marks  # noqa: E402
-from serverbench.scenarios import SCENARIO_SHORT  # noqa: E402
+from serverbench.scenarios import SCENARIO_SHORT
+
+from . import marks
+from .run_results import RunError, load_run
 
 SHORT = {"not-applicable": "n/a", "failed": "FAILED", "unsupported": "unsupp."}
 
@@ -74,7 +73,7 @@ def main(argv):
     try:
         run = load_run(argv[1])
     except RunError as e:
-        sys.stderr.write(f"print_table.py: {e}\n")
+        sys.stderr.write(f"plots.print_table: {e}\n")
         return 2
     table(run, lambda p: p.rps, "rps", "requests/s (median ±half its spread over the repeats; ! = errors, missing "
           "connections or a missed rate)", sys.stdout)

@@ -1,6 +1,6 @@
 """report.html: one self-contained file per run, the charts inline.
 
-`write_report(run, out_dir)` reads the SVG charts that plot_results.py has just drawn into
+`write_report(run, out_dir)` reads the SVG charts that `python3 -m plots` has just drawn into
 out_dir, and the run's other files (comparison.json, capacity.json), and writes
 out_dir/report.html: CSS inline, charts inline as SVG (their text drawn as paths, so no font
 is fetched), a few lines of plain JavaScript that make the tables sortable, nothing loaded
@@ -15,12 +15,11 @@ import html
 import os
 import re
 
-import capacity_plots
-import claims
-import counts
-import marks
-import standings
-from run_results import SCENARIO_TITLES, read_json, dispatch_costs, microbench_times_us, readiness_series
+from serverbench.jsonfile import read_json
+from serverbench.scenarios import SCENARIO_TITLES
+
+from . import capacity_plots, claims, counts, marks, standings
+from .run_results import dispatch_costs, microbench_times_us, readiness_series
 
 SCENARIO_TESTS = {
     "http-keepalive": "Closed-loop HTTP/1.1 clients that keep their connection open and send the next request "

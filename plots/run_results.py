@@ -8,14 +8,12 @@ summary and the claims use.
 import json
 import os
 import statistics
-import sys
 from dataclasses import dataclass, field
 
-# Scenarios, their order and titles, and the models' order are defined once, in the driver.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from serverbench.jsonfile import read_json  # noqa: E402
-from serverbench.rundir import MANIFEST_SCHEMAS  # noqa: E402
-from serverbench.scenarios import MODEL_ORDER, SCENARIO_TITLES, ordered_models, scenario_order  # noqa: E402,F401
+from serverbench.jsonfile import read_json
+from serverbench.rundir import MANIFEST_SCHEMAS
+# Scenarios and their order, and the models' order, are defined once, in the driver.
+from serverbench.scenarios import ordered_models, scenario_order
 
 RESULT_SCHEMA = "serverbench.result/1"
 

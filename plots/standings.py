@@ -10,14 +10,11 @@ and the ratio is at least the minimum practical effect away from 1. Models tied 
 figures describe only the requests that were answered. With fewer than MIN_REPEATS repeats per
 model the run cannot tell, and says so instead of ranking noise.
 """
-import os
-import sys
 from dataclasses import dataclass, field
 
-import marks
+from serverbench import stats
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from serverbench import stats  # noqa: E402
+from . import marks
 
 # Three repeats per side is the fewest at which a bootstrap of medians is more than a guess:
 # with two, a median is the midpoint of two values and any outlier moves it.

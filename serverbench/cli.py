@@ -328,13 +328,17 @@ def print_file(path):
         pass
 
 
+def run_plots(module, *args, **kwargs):
+    """python3 -P -m <module> of this checkout's plots package (ROOT on the path, as run_all.sh sets it)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    return subprocess.call([sys.executable, "-P", "-m", module, *args], env=env, **kwargs)
+
+
 def report(args, run_dir):
-    plots = os.path.join(ROOT, "plots")
-    if subprocess.call([sys.executable, os.path.join(plots, "print_table.py"), run_dir.path]) != 0:
+    if run_plots("plots.print_table", run_dir.path) != 0:
         log("== could not print the table")
     if args.no_plots:
         return
     log("== plots")
-    if subprocess.call([sys.executable, os.path.join(plots, "plot_results.py"), run_dir.path],
-                       stdout=sys.stderr) != 0:
+    if run_plots("plots", run_dir.path, stdout=sys.stderr) != 0:
         log(f"== plotting failed; results are intact in {run_dir.path}")

@@ -40,7 +40,7 @@ for p in m["points"]:
         assert r["totals"]["throughput_rps"] > 0, p
 PY
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-    /usr/bin/python3 "$root/plots/plot_results.py" "$run" >/dev/null || fail "plot_results.py"
+    PYTHONPATH="$root" /usr/bin/python3 -P -m plots "$run" >/dev/null || fail "python3 -m plots"
     [[ -s $run/summary.md && -s $run/throughput_vs_connections.png ]] || fail "no charts in the run folder"
 fi
 echo "PASS: run_all.sh smoke profile"

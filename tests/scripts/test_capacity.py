@@ -363,8 +363,7 @@ class ChartsWithoutCapacityTest(unittest.TestCase):
     again rather than a course over time."""
 
     def test_fixture_run(self):
-        sys.path.insert(0, os.path.join(ROOT, "plots"))
-        import capacity_plots
+        from plots import capacity_plots
         fixture = os.path.join(HERE, "fixtures", "run-a")
         with tempfile.TemporaryDirectory() as out:
             self.assertEqual(capacity_plots.capacity_charts(fixture, out), [])

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""plots/plot_results.py on the fixture run: every chart in PNG and SVG, a summary.md that
-shows statuses as such and ends with the verdict table, and report.html: self-contained, every
-section, flagged points never ranked, and what the run can tell (nothing below three repeats;
-winners, ties and losses beyond the noise with enough). Exit 77 (skip) without matplotlib or
-SciPy."""
+"""python3 -m plots (the redraw command) on the fixture run: every chart in PNG and SVG, a
+summary.md that shows statuses as such and ends with the verdict table, and report.html:
+self-contained, every section, flagged points never ranked, and what the run can tell (nothing
+below three repeats; winners, ties and losses beyond the noise with enough). Exit 77 (skip)
+without matplotlib or SciPy."""
 import json
 import os
 import re
@@ -16,7 +16,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIXTURE = os.path.join(HERE, "fixtures", "run-a")
-PLOT = os.path.join(ROOT, "plots", "plot_results.py")
+# The redraw command, run from the repository root (the plots package needs it on the path).
+PLOT = [sys.executable, "-m", "plots"]
 CHARTS = ["throughput_vs_connections", "latency_percentiles", "server_cpu_per_request",
           "server_memory_threads", "idle_capacity", "microbench_readiness", "microbench_dispatch",
           "scenario_http-keepalive", "scenario_http-close", "scenario_cpu-bound", "scenario_io-wait",
@@ -28,7 +29,7 @@ class PlotResultsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.out = os.path.join(cls.tmp.name, "charts")
-        cls.proc = subprocess.run([sys.executable, PLOT, FIXTURE, "--out", cls.out],
+        cls.proc = subprocess.run(PLOT + [FIXTURE, "--out", cls.out], cwd=ROOT,
                                   capture_output=True, text=True, timeout=120)
 
     @classmethod
@@ -101,7 +102,7 @@ class PlotResultsTest(unittest.TestCase):
 
     def test_bad_input_exits_2(self):
         with tempfile.TemporaryDirectory() as empty:
-            proc = subprocess.run([sys.executable, PLOT, empty, "--out", os.path.join(empty, "o")],
+            proc = subprocess.run(PLOT + [empty, "--out", os.path.join(empty, "o")], cwd=ROOT,
                                   capture_output=True, text=True, timeout=60)
         self.assertEqual(proc.returncode, 2)
         self.assertIn("manifest.json", proc.stderr)
@@ -179,7 +180,7 @@ class ReportWithRepeatsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         run = repeated_run(cls.tmp.name)
-        cls.proc = subprocess.run([sys.executable, PLOT, run], capture_output=True, text=True, timeout=120)
+        cls.proc = subprocess.run(PLOT + [run], cwd=ROOT, capture_output=True, text=True, timeout=120)
         with open(os.path.join(run, "report.html"), encoding="utf-8") as f:
             cls.text = f.read()
 
@@ -219,9 +220,9 @@ class ReportWithRepeatsTest(unittest.TestCase):
 
 class MarksTest(unittest.TestCase):
     def test_every_model_has_its_own_colour_and_marker(self):
-        sys.path.insert(0, os.path.join(ROOT, "plots"))
-        import marks
-        from run_results import MODEL_ORDER
+        sys.path.insert(0, ROOT)
+        from plots import marks
+        from serverbench.scenarios import MODEL_ORDER
         styles = [marks.model_style(m) for m in MODEL_ORDER]
         self.assertEqual(len({s["color"] for s in styles}), 12)
         self.assertEqual(len({s["marker"] for s in styles}), 12)
@@ -230,8 +231,8 @@ class MarksTest(unittest.TestCase):
 
 class RunFactsTest(unittest.TestCase):
     def test_the_report_says_where_the_server_and_the_load_ran(self):
-        sys.path.insert(0, os.path.join(ROOT, "plots"))
-        import report
+        sys.path.insert(0, ROOT)
+        from plots import report
         self.assertEqual(report.hosts_text({}), "this machine only")
         clients = [{"host": "h1"}, {"host": "bench@h2"}]
         remote = report.hosts_text({"hosts": {"server": {"host": "srv1"}, "clients": clients}})

@@ -2,7 +2,7 @@
 """report.html in a real browser: headless Chromium driven by Selenium WebDriver.
 
 The test makes a small run of its own with the stand-in binaries (fakes/), three repeats so
-that spread exists, draws it with plots/plot_results.py, then opens DIR/report.html from a file
+that spread exists, draws it with `python3 -m plots`, then opens DIR/report.html from a file
 URL with networking disabled (every host name resolves to nothing, every proxy request goes to
 a closed port) and asserts, from what the browser itself logged:
 * no console errors (the browser log);
@@ -75,10 +75,10 @@ def make_run(tmp):
                          capture_output=True, text=True, timeout=400, env=env)
     if run.returncode != 0:
         raise AssertionError(f"run_all.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
-    plot = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "plots", "plot_results.py"), out],
+    plot = subprocess.run(["/usr/bin/python3", "-m", "plots", out], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     if plot.returncode != 0:
-        raise AssertionError(f"plot_results.py exited {plot.returncode}:\n{plot.stderr[-3000:]}")
+        raise AssertionError(f"python3 -m plots exited {plot.returncode}:\n{plot.stderr[-3000:]}")
     return out
 
 
