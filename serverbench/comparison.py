@@ -32,6 +32,7 @@ import sys
 import zlib
 from dataclasses import asdict, dataclass
 
+from plots.comparison_chart import draw_comparison_chart
 from serverbench import stats
 
 SCHEMA = "serverbench.comparison/1"
@@ -353,7 +354,8 @@ def comparison_document(rows, method=Method(), noise=None):
 
 def write_comparison(run_dir, rows, *, method=Method(), noise=None):
     """Writes comparison.json, comparison.md, comparison.png and comparison.svg into run_dir
-    (noise: the `noise_floor` of an A/A run, added as its own section). Returns the paths."""
+    (noise: the `noise_floor` of an A/A run, added as its own section; the chart is
+    plots/comparison_chart.py's). Returns the paths."""
     os.makedirs(run_dir, exist_ok=True)
     paths = {ext: os.path.join(run_dir, f"comparison.{ext}") for ext in ("json", "md", "png", "svg")}
     with open(paths["json"], "w") as f:
@@ -361,71 +363,8 @@ def write_comparison(run_dir, rows, *, method=Method(), noise=None):
         f.write("\n")
     with open(paths["md"], "w") as f:
         f.write(comparison_markdown(rows, method, noise))
-    draw_comparison_chart(rows, paths["png"], paths["svg"])
+    draw_comparison_chart(rows, paths["png"], paths["svg"], not_gated=NOT_GATED)
     return paths
-
-
-VERDICT_COLOURS = {stats.SLOWER: "#d55e00", stats.FASTER: "#0072b2", stats.NO_CHANGE: "#555555",
-                   NOT_GATED: "#999999"}  # Okabe-Ito: told apart by colour-blind readers too
-
-
-def _chart_panel(ax, metric, rows):
-    """Ratios with interval whiskers, one line per model x scenario x point, a block per model
-    in the order the rows came (the driver's matrix order), drawn top-down."""
-    first = {}
-    for i, r in enumerate(rows):
-        first.setdefault(r["model"], i)
-    rows = [r for _, r in sorted(enumerate(rows), key=lambda ir: (first[ir[1]["model"]], ir[0]), reverse=True)]
-    band = rows[0]["min_effect"] if rows else stats.MIN_EFFECT
-    ax.axvspan(1 - band, 1 + band, color="#dddddd", zorder=0)
-    ax.axvline(1.0, color="black", linewidth=0.8, zorder=1)
-    for y, r in enumerate(rows):
-        if r["ratio"] is None:
-            continue
-        colour = VERDICT_COLOURS.get(r["verdict"], "#555555")
-        if r["ci_low"] is not None:
-            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, linewidth=1.2, zorder=2)
-        hollow = r["verdict"] == NOT_GATED
-        ax.plot(r["ratio"], y, marker="o", markersize=4, zorder=3, color=colour,
-                markerfacecolor="white" if hollow else colour)
-    for y in range(1, len(rows)):
-        if rows[y]["model"] != rows[y - 1]["model"]:
-            ax.axhline(y - 0.5, color="#bbbbbb", linewidth=0.6, zorder=0)  # a block per model
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{r['model']} · {r['scenario']} · {r['point']}" for r in rows], fontsize=7)
-    ax.set_ylim(-0.8, len(rows) - 0.2)
-    ax.set_title(f"{metric} (band: ±{band:.0%})", fontsize=9)
-    ax.set_xlabel("B / A (current / baseline)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-
-
-def draw_comparison_chart(rows, png_path, svg_path):
-    """One panel per gated metric (a metric gated in at least one row); verdicts by colour,
-    `not gated` rows hollow. A run with no gated metric gets a single empty panel."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    metrics = [m for m in dict.fromkeys(r["metric"] for r in rows)
-               if any(r["gated"] for r in rows if r["metric"] == m)]
-    per_panel = max([sum(r["metric"] == m for r in rows) for m in metrics] or [1])
-    fig, axes = plt.subplots(1, max(1, len(metrics)), squeeze=False,
-                             figsize=(4.2 * max(1, len(metrics)) + 2, 1.2 + 0.2 * per_panel))
-    for ax, metric in zip(axes[0], metrics):
-        _chart_panel(ax, metric, [r for r in rows if r["metric"] == metric])
-    if not metrics:
-        axes[0][0].set_title("no gated metric")
-    handles = [Line2D([], [], color=c, marker="o", linestyle="-", label=v,
-                      markerfacecolor="white" if v == NOT_GATED else c)
-               for v, c in VERDICT_COLOURS.items()]
-    handles.append(Patch(color="#dddddd", label="within the minimum effect"))
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
-    fig.savefig(png_path, dpi=110)
-    fig.savefig(svg_path)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------- command line
