@@ -16,29 +16,10 @@ import os
 import re
 
 from serverbench.jsonfile import read_json
-from serverbench.scenarios import SCENARIO_TITLES
+from serverbench.scenarios import SCENARIO_ABOUT, SCENARIO_TITLES
 
 from . import capacity_plots, claims, counts, marks, standings
 from .run_results import dispatch_costs, microbench_times_us, readiness_series
-
-SCENARIO_TESTS = {
-    "http-keepalive": "Closed-loop HTTP/1.1 clients that keep their connection open and send the next request "
-                      "as soon as the answer arrives. It tests how each model serves many concurrent busy "
-                      "connections, and the claim that a blocking server serves one client at a time.",
-    "http-close": "A new TCP connection for every request, so accepting, dispatching and tearing down a "
-                  "connection dominate. It tests what a thread, a fork or a pool hand-off per connection costs.",
-    "echo": "A raw byte stream echoed back, in small and large messages: buffering, partial reads and writes, "
-            "without HTTP parsing.",
-    "cpu-bound": "Every request burns 100 µs of CPU and the server may use every CPU. It tests whether a model "
-                 "puts all cores to work.",
-    "io-wait": "Every request waits 1 ms (a simulated database call). It tests whether one blocked handler "
-               "stalls the other clients (a single event loop) or not (threads, processes, pools).",
-    "idle-conns": "Active clients measured while many idle connections are held open: what connections that do "
-                  "nothing cost in memory, threads and readiness calls (the C10K question).",
-    "open-loop": "Requests arrive at one fixed rate for every model and latency counts from the moment a "
-                 "request should have been sent (no coordinated omission). Throughput is fixed by design, so "
-                 "the models are compared on latency at equal load.",
-}
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
@@ -343,7 +324,8 @@ def headline_section(run, out_dir):
 
 
 def scenario_section(run, scenario, out_dir):
-    parts = [f"<h3>What it tests</h3><p>{E(SCENARIO_TESTS.get(scenario, SCENARIO_TITLES.get(scenario, '')))}</p>",
+    about = SCENARIO_ABOUT.get(scenario) or SCENARIO_TITLES.get(scenario, "")
+    parts = [f"<h3>What it tests</h3><p>{E(about)}</p>",
              "<h3>What this run shows</h3>"]
     value, _, unit, _ = deciding(scenario)
     for label in run.labels(scenario):

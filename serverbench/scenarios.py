@@ -128,6 +128,7 @@ class Scenario:
     short: str                   # column label in the terminal table
     points: object = field(compare=False)   # Profile -> [PointSpec]
     distance: bool = False       # run by default over a link (--net veth/wan), not on loopback
+    about: str = ""              # what it tests, in the report (which shows the title when empty)
 
 
 def _size_label(size):
@@ -201,14 +202,30 @@ def _nagle(p):
 
 
 SCENARIOS = [
-    Scenario("http-keepalive", "HTTP keep-alive", "keep", _keepalive),
-    Scenario("http-close", "HTTP, a new connection per request", "close", _close),
-    Scenario("echo", "Echo (raw byte stream)", "echo", _echo),
-    Scenario("cpu-bound", "CPU-bound handler (100 µs of CPU per request)", "cpu", _cpu_bound),
-    Scenario("io-wait", "Blocking handler (1 ms wait per request)", "io", _io_wait),
-    Scenario("idle-conns", "Active clients while idle connections are held open", "idle", _idle),
+    Scenario("http-keepalive", "HTTP keep-alive", "keep", _keepalive,
+             about="Closed-loop HTTP/1.1 clients that keep their connection open and send the next request as "
+                   "soon as the answer arrives. It tests how each model serves many concurrent busy connections, "
+                   "and the claim that a blocking server serves one client at a time."),
+    Scenario("http-close", "HTTP, a new connection per request", "close", _close,
+             about="A new TCP connection for every request, so accepting, dispatching and tearing down a "
+                   "connection dominate. It tests what a thread, a fork or a pool hand-off per connection costs."),
+    Scenario("echo", "Echo (raw byte stream)", "echo", _echo,
+             about="A raw byte stream echoed back, in small and large messages: buffering, partial reads and "
+                   "writes, without HTTP parsing."),
+    Scenario("cpu-bound", "CPU-bound handler (100 µs of CPU per request)", "cpu", _cpu_bound,
+             about="Every request burns 100 µs of CPU and the server may use every CPU. It tests whether a model "
+                   "puts all cores to work."),
+    Scenario("io-wait", "Blocking handler (1 ms wait per request)", "io", _io_wait,
+             about="Every request waits 1 ms (a simulated database call). It tests whether one blocked handler "
+                   "stalls the other clients (a single event loop) or not (threads, processes, pools)."),
+    Scenario("idle-conns", "Active clients while idle connections are held open", "idle", _idle,
+             about="Active clients measured while many idle connections are held open: what connections that do "
+                   "nothing cost in memory, threads and readiness calls (the C10K question)."),
     Scenario("open-loop", "Open loop at one fixed rate for every model (latency without coordinated "
-             "omission)", "open", _open_loop),
+             "omission)", "open", _open_loop,
+             about="Requests arrive at one fixed rate for every model and latency counts from the moment a "
+                   "request should have been sent (no coordinated omission). Throughput is fixed by design, so "
+                   "the models are compared on latency at equal load."),
     Scenario("distance", "Closed loop over the link, from one connection to thousands", "dist", _distance,
              distance=True),
     Scenario("distance-open-loop", "Open loop at one rate over many connections across the link", "dopen",
@@ -255,6 +272,7 @@ def capacity_spec(scenario, label, connections, rate=None):
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
 SCENARIO_TITLES = {s.name: s.title for s in SCENARIOS}
 SCENARIO_SHORT = {s.name: s.short for s in SCENARIOS}
+SCENARIO_ABOUT = {s.name: s.about for s in SCENARIOS}
 _BY_NAME = {s.name: s for s in SCENARIOS}
 
 NOT_APPLICABLE_REASON = "the blocking model serves one client at a time"
