@@ -2,9 +2,10 @@
 
 `write_report(run, out_dir)` reads the SVG charts that `python3 -m plots` has just drawn into
 out_dir, and the run's other files (comparison.json, capacity.json), and writes
-out_dir/report.html: CSS inline, charts inline as SVG (their text drawn as paths, so no font
-is fetched), a few lines of plain JavaScript that make the tables sortable, nothing loaded
-from the network. With JavaScript off every table is already in a sensible order.
+out_dir/report.html: the CSS inline (report.css, beside this file), charts inline as SVG (their
+text drawn as paths, so no font is fetched), a few lines of plain JavaScript inline that make
+the tables sortable (report.js), nothing loaded from the network. With JavaScript off every
+table is already in a sensible order.
 
 Sections: the run; the headline table; one section per scenario (what it tests, what this run
 shows, chart, table); capacity and latency over time; the A/B comparison; the claim verdicts;
@@ -14,6 +15,7 @@ import glob
 import html
 import os
 import re
+from importlib import resources
 
 from serverbench.jsonfile import read_json
 from serverbench.scenarios import SCENARIO_ABOUT, SCENARIO_TITLES
@@ -21,62 +23,17 @@ from serverbench.scenarios import SCENARIO_ABOUT, SCENARIO_TITLES
 from . import capacity_plots, claims, counts, marks, standings
 from .run_results import dispatch_costs, microbench_times_us, readiness_series
 
-CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
- max-width:1200px;padding:0 1.2em 3em;color:#1a1a1a;background:#fff}
-h1{font-size:1.7em;margin:1em 0 .2em}h2{font-size:1.3em;border-bottom:2px solid #333;padding-bottom:.15em;
- margin-top:1.8em}h3{font-size:1.05em;margin:1.2em 0 .3em}
-nav ol{columns:2;font-size:.92em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.86em;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
-td.num{text-align:right;white-space:nowrap}th{background:#f0f0f0}
-th.sortable{cursor:pointer}th.sortable:after{content:" \\2195";color:#888}
-.spread{color:#555;font-size:.9em}
-.flag-bad{color:#b00000}.flag-bound{color:#6a4c00}
-.verdict-holds{background:#e3f1e8}.verdict-does-not-hold{background:#fbe4de}.verdict-inconclusive{background:#fff3c4}
-.verdict-not-measured{color:#666}
-td.model{white-space:nowrap}td.notes{min-width:14em}
-svg.legend{vertical-align:-.2em;margin-right:.35em}
-figure{margin:.8em 0}figure svg{max-width:100%;height:auto;display:block}figcaption{font-size:.85em;color:#444}
-.note{color:#444;font-size:.9em}.tell li{margin:.15em 0}
-.wrap{overflow-x:auto}
-@media print{body{max-width:none;font-size:11px}nav{display:none}section{break-before:page;page-break-before:always}
- section:first-of-type{break-before:auto;page-break-before:auto}figure,table{break-inside:avoid;page-break-inside:avoid}
- th.sortable:after{content:""}a{color:inherit;text-decoration:none}
- .wrap{overflow:visible}table{font-size:8px;width:100%}td.num,td.model{white-space:normal}
- td,th{padding:.15em .25em}}
-"""
-
-# Sorts a table by the clicked column: numbers by data-v (a cell's raw value), text otherwise;
-# a second click reverses. Without JavaScript the tables keep their printed order.
-SORT_JS = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  table.querySelectorAll("thead th").forEach(function (th, col) {
-    th.classList.add("sortable");
-    th.addEventListener("click", function () {
-      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-      var dir = th.dataset.dir === "asc" ? -1 : 1;
-      th.dataset.dir = dir === 1 ? "asc" : "desc";
-      function key(row) {
-        var c = row.cells[col]; if (!c) return "";
-        var v = c.getAttribute("data-v");
-        return v !== null && v !== "" && !isNaN(+v) ? +v : c.textContent.trim().toLowerCase();
-      }
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        if (typeof x === "number" && typeof y === "number") return dir * (x - y);
-        if (typeof x === "number") return -1;
-        if (typeof y === "number") return 1;
-        return dir * (x < y ? -1 : x > y ? 1 : 0);
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    });
-  });
-});
-"""
 
 E = html.escape
 NOT_MEASURED = "not measured in this run"
+
+
+def page_asset(name):
+    """The text of a file of this package that the page inlines: report.css, its style (screen
+    and print), and report.js, which sorts a table by the clicked column (numbers by data-v, a
+    cell's raw value, text otherwise; a second click reverses; without JavaScript the tables
+    keep their printed order)."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------- small pieces
@@ -513,14 +470,15 @@ def render(run, out_dir):
     toc = "".join(f'<li><a href="#{ident}">{E(title)}</a></li>' for ident, title, _ in parts)
     body = "\n".join(section(ident, title, text) for ident, title, text in parts)
     m = run.manifest
+    css, js = page_asset("report.css"), page_asset("report.js")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>serverbench run {E(run.run_id)}</title>\n<style>{CSS}</style></head>\n<body>\n"
+            f"<title>serverbench run {E(run.run_id)}</title>\n<style>\n{css}</style></head>\n<body>\n"
             f"<h1>serverbench run {E(run.run_id)}</h1>\n"
             f'<p class="note">Profile {E(str(m.get("profile")))}, {E(str(m.get("repeat", 1)))} repeat(s) per point, '
             f'{len(run.models)} models, {len(run.scenarios())} scenarios. This one file holds the whole report: '
             f"it needs no network and prints with one section per page.</p>\n"
-            f"<nav><ol>{toc}</ol></nav>\n{body}\n<script>{SORT_JS}</script>\n</body></html>\n")
+            f"<nav><ol>{toc}</ol></nav>\n{body}\n<script>\n{js}</script>\n</body></html>\n")
 
 
 def write_report(run, out_dir):
