@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Charts and tables of the capacity sweeps (capacity.json) and of latency over time.
 
     /usr/bin/python3 -m plots.capacity_plots RUN_DIR [--out DIR]     (from the repository root)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Print a run's comparison table on the terminal (standard library, plus SciPy for the spread).
 
 usage: python3 -m plots.print_table RUN_DIR     (from the repository root)
