@@ -23,18 +23,15 @@ def missing_module():
 
 def redraw(run, out_dir):
     """Every chart, capacity.md, summary.md and report.html of the run into out_dir."""
-    from . import capacity_plots, plot_results, report   # matplotlib and SciPy: after missing_module()
+    from . import capacity_plots, charts, report, summary   # matplotlib and SciPy: after missing_module()
     os.makedirs(out_dir, exist_ok=True)
-    charts = plot_results.Charts(run, out_dir)
-    charts.draw_all()
-    capacity = capacity_plots.capacity_table_md(run.path)
-    if capacity:
-        with open(os.path.join(out_dir, "capacity.md"), "w") as f:
-            f.write("## Capacity at a latency objective\n\n" + capacity)
+    drawn = charts.Charts(run, out_dir)
+    drawn.draw_all()
+    capacity_plots.write_capacity_md(run.path, out_dir)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(plot_results.summary_md(run, charts.written))
+        f.write(summary.summary_md(run, drawn.written))
     report.write_report(run, out_dir)
-    print(f"plots: {len(charts.written)} chart files, summary.md and report.html in {out_dir}")
+    print(f"plots: {len(drawn.written)} chart files, summary.md and report.html in {out_dir}")
 
 
 def main(argv=None):

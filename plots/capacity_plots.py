@@ -6,7 +6,8 @@ Functions for the report and summary (each reads the run folder; charts are PNG 
 * capacity_charts(run_dir, out_dir) -> [paths]: per capacity scenario, p99 and p50 against achieved
   throughput for every model on one log-log chart with the objective drawn, and saturation and
   capacity per model as bars with their intervals.
-* capacity_table_md(run_dir) -> str: the capacity table per scenario, ranked by capacity.
+* capacity_table_md(run_dir) -> str: the capacity table per scenario, ranked by capacity;
+  write_capacity_md(run_dir, out_dir) writes it as capacity.md.
 * timeseries_charts(run_dir, out_dir) -> [paths]: throughput and p99 per interval of the points
   where time tells something (open-loop, io-wait, idle-conns, and the capacity steps at the knee).
 Points that fail the steady-state check (serverbench/steady.py) are drawn dashed or crossed and
@@ -198,6 +199,18 @@ def capacity_table_md(run_dir):
     return "\n".join(lines)
 
 
+def write_capacity_md(run_dir, out_dir):
+    """out_dir/capacity.md: the capacity table under its heading; returns [its path], or []
+    when the run has no capacity sweep."""
+    table = capacity_table_md(run_dir)
+    if not table:
+        return []
+    path = os.path.join(out_dir, "capacity.md")
+    with open(path, "w") as f:
+        f.write("## Capacity at a latency objective\n\n" + table)
+    return [path]
+
+
 # ------------------------------------------------------------------ latency over time
 
 
@@ -280,11 +293,7 @@ def main(argv=None):
     out = args.out or args.run_dir
     os.makedirs(out, exist_ok=True)
     written = capacity_charts(args.run_dir, out) + timeseries_charts(args.run_dir, out)
-    table = capacity_table_md(args.run_dir)
-    if table:
-        with open(os.path.join(out, "capacity.md"), "w") as f:
-            f.write("## Capacity at a latency objective\n\n" + table)
-        written.append(os.path.join(out, "capacity.md"))
+    written += write_capacity_md(args.run_dir, out)
     print(f"plots.capacity_plots: {len(written)} file(s) in {out}")
     return 0
 

@@ -26,6 +26,8 @@ assert len(MODEL_COLOURS) == len(MARKERS) == len(MODEL_ORDER)
 
 BAD = "bad"          # errors, missing connections, invalid latency: hollow, never a win
 BOUND = "bound"      # the load generator was the limit: hatched, a floor of the server's capacity
+# How a point that did not run is written in charts and tables.
+STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
 
 
 def model_style(model):

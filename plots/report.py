@@ -247,14 +247,6 @@ def drift_text(drift):
 
 # ---------------------------------------------------------------------------- headline and scenarios
 
-def busiest_label(run, scenario):
-    """The busiest point that most models completed (ties: the later, heavier one)."""
-    labels = run.labels(scenario)
-    ok = {label: sum(1 for p in run.scenario_points(scenario) if p.label == label and p.status == "ok")
-          for label in labels}
-    return max(reversed(labels), key=lambda label: ok[label]) if labels else None
-
-
 def deciding(scenario):
     metric, _ = standings.deciding_metric(scenario)
     if metric == "p99":
@@ -263,7 +255,7 @@ def deciding(scenario):
 
 
 def headline_section(run, out_dir):
-    cols = [(s, busiest_label(run, s)) for s in run.scenarios()]
+    cols = [(s, run.busiest_label(s)) for s in run.scenarios()]
     headers = ["model"] + [f"{s} {label} ({deciding(s)[3]})" for s, label in cols]
     rows = []
     for model in run.models:

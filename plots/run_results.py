@@ -97,6 +97,14 @@ class Run:
                 seen.append(p.label)
         return seen
 
+    def busiest_label(self, scenario):
+        """The busiest point that most models completed (ties: the later, heavier one); None
+        without points."""
+        labels = self.labels(scenario)
+        ok = {label: sum(1 for p in self.scenario_points(scenario) if p.label == label and p.status == "ok")
+              for label in labels}
+        return max(reversed(labels), key=lambda label: ok[label]) if labels else None
+
     def scenarios(self):
         return scenario_order({p.scenario for p in self.points.values()})
 

@@ -1,4 +1,7 @@
-"""The charts of one run (PNG and SVG) and its summary.md; `python3 -m plots` draws them."""
+"""The charts of one run, PNG and SVG: throughput and latency against clients, percentiles, server
+CPU per request, memory and threads, idle-connection capacity, one chart per scenario, the
+microbenchmarks; then the capacity, over-time (capacity_plots.py) and counted-work (counts.py)
+charts. `python3 -m plots` draws them all (Charts.draw_all)."""
 import os
 
 import matplotlib
@@ -7,34 +10,15 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from serverbench.scenarios import SCENARIO_TITLES
 
-from . import capacity_plots, claims, counts, marks
+from . import capacity_plots, counts, marks
 from .marks import model_color, model_style
 from .run_results import PERCENTILES, dispatch_costs, microbench_times_us, readiness_series
+from .units import fmt_latency_us, human
 
 matplotlib.use("Agg")   # files only, never a display
 
-STATUS_MARK = {"not-applicable": "n/a", "failed": "failed", "unsupported": "unsupported"}
 # Drawn behind a point whose figures are not face value (marks.BAD: hollow; marks.BOUND: hatched).
 HATCH = "////"
-
-
-def human(v, _pos=None):
-    if v is None:
-        return "?"
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{suffix}"
-    return f"{v:.3g}"
-
-
-def fmt_latency_us(us):
-    if us is None:
-        return "—"
-    if us >= 1e6:
-        return f"{us / 1e6:.2f} s"
-    if us >= 1000:
-        return f"{us / 1000:.2f} ms"
-    return f"{us:.0f} µs"
 
 
 def latency_axis(ax):
@@ -48,6 +32,9 @@ def latency_axis(ax):
 
 
 class Charts:
+    """The run's charts, each a PNG and an SVG in out_dir (the paths in .written), every model
+    in its own colour, marker and line style (marks.py)."""
+
     def __init__(self, run, out_dir):
         self.run, self.out_dir, self.written = run, out_dir, []
         self.subtitle = (f"run {run.run_id} · profile {run.manifest.get('profile')} · "
@@ -94,7 +81,7 @@ class Charts:
         statuses = {p.status for p in points}
         if "ok" in statuses or not statuses:
             return model
-        return f"{model} ({'/'.join(STATUS_MARK.get(s, s) for s in sorted(statuses))})"
+        return f"{model} ({'/'.join(marks.STATUS_MARK.get(s, s) for s in sorted(statuses))})"
 
     def grouped_bars(self, ax, scenario, value, ylabel, log=False, labels=None, metric=None):
         """One group per point label, one bar per model, topped by the model's marker; whiskers
@@ -149,7 +136,7 @@ class Charts:
         if p is None:
             mark = "—"
         elif p.status != "ok":
-            mark = STATUS_MARK.get(p.status, p.status)
+            mark = marks.STATUS_MARK.get(p.status, p.status)
         else:
             mark = "0" if v == 0 else "no data"
         ax.text(x, 0.02, mark, rotation=90, ha="center", va="bottom", fontsize=7, color="#444444",
@@ -178,7 +165,7 @@ class Charts:
             if p is None:
                 continue
             if p.status != "ok":
-                notes.append(f"{model}: {STATUS_MARK.get(p.status, p.status)}")
+                notes.append(f"{model}: {marks.STATUS_MARK.get(p.status, p.status)}")
                 continue
             ys = [p.latency.get(name) for name, _ in PERCENTILES]
             if any(y is None or y <= 0 for y in ys):
@@ -356,10 +343,7 @@ class Charts:
         self.grouped_bars(ax_rps, scenario, lambda p: p.rps, "throughput (requests/s)", metric="rps")
         ax_rps.set_title("throughput" + (" (achieved rate)" if scenario == "open-loop" else ""), fontsize=10)
         ax_rps.set_xlabel("point (cN = N concurrent connections)")
-        # The busiest point that most models completed (ties: the later, heavier one).
-        ok_count = {label: sum(1 for p in self.run.scenario_points(scenario) if p.label == label and p.status == "ok")
-                    for label in labels}
-        busiest = max(reversed(labels), key=lambda label: ok_count[label])
+        busiest = self.run.busiest_label(scenario)
         self.percentile_curves(ax_lat, scenario, busiest, uncorrected=scenario == "open-loop")
         self.grouped_bars(ax_cpu, scenario, lambda p: p.server_cpu_us_per_req, "server CPU (µs/request)",
                          metric="cpu")
@@ -367,36 +351,39 @@ class Charts:
         ax_cpu.set_xlabel("point")
         self.save(fig, f"scenario_{scenario}", SCENARIO_TITLES.get(scenario, scenario))
 
-    def microbench(self):
-        times = microbench_times_us(self.run.microbench)
-        series = readiness_series(times)
-        if series:
-            fig, ax = plt.subplots(figsize=(8, 5.5))
-            # Each mechanism drawn as the model that uses it.
-            users = {"select": "select", "poll": "poll", "epoll_wait": "epoll"}
-            for mech, pts in sorted(series.items()):
-                st = model_style(users.get(mech, mech))
-                ax.plot([n for n, _ in pts], [us for _, us in pts], label=mech, color=st["color"],
-                        marker=st["marker"], linestyle=st["linestyle"])
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("registered descriptors N, one of them ready (log scale)")
-            ax.set_ylabel("time per call (µs, log scale)")
-            ax.grid(alpha=0.3, which="both")
-            ax.legend(title="mechanism")
-            self.save(fig, "microbench_readiness", "Readiness scaling: cost of one call vs descriptors watched",
-                      model_legend=False)
-        costs = dispatch_costs(times)
-        if costs:
-            fig, ax = plt.subplots(figsize=(9, 5))
-            ax.barh([label for label, _ in costs], [us for _, us in costs], color="#1f77b4")
-            for i, (_, us) in enumerate(costs):
-                ax.text(us, i, f" {us:,.2f} µs", va="center", fontsize=8)
-            ax.set_xscale("log")
-            ax.set_xlabel("time per operation (µs, log scale)")
-            ax.invert_yaxis()
-            ax.grid(axis="x", alpha=0.3, which="both")
-            self.save(fig, "microbench_dispatch", "Per-connection dispatch costs (microbenchmarks)", model_legend=False)
+    def microbench_readiness(self):
+        series = readiness_series(microbench_times_us(self.run.microbench))
+        if not series:
+            return
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        # Each mechanism drawn as the model that uses it.
+        users = {"select": "select", "poll": "poll", "epoll_wait": "epoll"}
+        for mech, pts in sorted(series.items()):
+            st = model_style(users.get(mech, mech))
+            ax.plot([n for n, _ in pts], [us for _, us in pts], label=mech, color=st["color"],
+                    marker=st["marker"], linestyle=st["linestyle"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("registered descriptors N, one of them ready (log scale)")
+        ax.set_ylabel("time per call (µs, log scale)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(title="mechanism")
+        self.save(fig, "microbench_readiness", "Readiness scaling: cost of one call vs descriptors watched",
+                  model_legend=False)
+
+    def microbench_dispatch(self):
+        costs = dispatch_costs(microbench_times_us(self.run.microbench))
+        if not costs:
+            return
+        fig, ax = plt.subplots(figsize=(9, 5))
+        ax.barh([label for label, _ in costs], [us for _, us in costs], color="#1f77b4")
+        for i, (_, us) in enumerate(costs):
+            ax.text(us, i, f" {us:,.2f} µs", va="center", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("time per operation (µs, log scale)")
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3, which="both")
+        self.save(fig, "microbench_dispatch", "Per-connection dispatch costs (microbenchmarks)", model_legend=False)
 
     def draw_all(self):
         self.throughput_vs_connections()
@@ -406,7 +393,8 @@ class Charts:
         self.idle_capacity()
         for scenario in self.run.scenarios():
             self.scenario_chart(scenario)
-        self.microbench()
+        self.microbench_readiness()
+        self.microbench_dispatch()
         self.written += capacity_plots.capacity_charts(self.run.path, self.out_dir)
         self.written += capacity_plots.timeseries_charts(self.run.path, self.out_dir)
         counts.counts_chart(self.run, self.out_dir, self.save_plain)
@@ -414,133 +402,3 @@ class Charts:
     def save_plain(self, fig, name, title):
         """save() with the model legend the chart draws itself."""
         self.save(fig, name, title, model_legend=False)
-
-
-# ---------------------------------------------------------------------------- summary.md
-
-def cell(p, what):
-    if p is None:
-        return "—"
-    if p.status != "ok":
-        return STATUS_MARK.get(p.status, p.status)
-    if what == "rps":
-        text = f"{p.rps:,.0f}" if p.rps is not None else "?"
-        return text + with_spread(p, "rps", lambda v: f"{v:,.0f}") + (" ⚠" if marks.severity(p) == marks.BAD else "")
-    if what == "p99":
-        return fmt_latency_us(p.latency.get("p99")) + with_spread(p, "p99", fmt_latency_us)
-    if what == "cpu":
-        text = f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
-        return text + with_spread(p, "cpu", lambda v: f"{v:,.1f}")
-    raise ValueError(what)
-
-
-def with_spread(p, metric, fmt):
-    """" [low–high]" of the repeats' spread, or "" with a single repeat."""
-    span = marks.interval(p.samples.get(metric))
-    return f" [{fmt(span[0])}–{fmt(span[1])}]" if span else ""
-
-
-def summary_md(run, charts):
-    lines = summary_header(run) + overview_table(run)
-    for scenario in run.scenarios():
-        lines += scenario_table(run, scenario)
-    capacity = capacity_plots.capacity_table_md(run.path)
-    if capacity:
-        lines += ["## Capacity at a latency objective", "", capacity, ""]
-    lines += counts.counts_table_md(run)
-    lines += microbench_section(microbench_times_us(run.microbench)) + verdicts_section(run)
-    lines += ["## Charts", ""]
-    lines += [f"- [{os.path.basename(c)}]({os.path.basename(c)})" for c in charts if c.endswith(".png")]
-    return "\n".join(lines) + "\n"
-
-
-def summary_header(run):
-    m = run.manifest
-    machine = m.get("machine") or {}
-    return [
-        f"# serverbench run {run.run_id}",
-        "",
-        f"Profile `{m.get('profile')}`, {m.get('repeat', 1)} repeat(s) per point (medians shown), "
-        f"points of {m.get('duration', '?')} after {m.get('warmup', '?')} warm-up; git `{m.get('git_rev')}`; "
-        f"{machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', '?')}), kernel {machine.get('kernel', '?')}; "
-        f"{m.get('started_at')} → {m.get('finished_at')}.",
-        "Server pinned to CPU 0 (all CPUs in cpu-bound), load generator on the others.",
-        "",
-        "Cells: `n/a` = not applicable to the model, `failed` = the server failed to start or died, "
-        "`unsupported` = the kernel refused the mechanism, `—` = not run, ⚠ = the load generator "
-        "counted errors (refused, reset or timed-out requests) at that point, or fewer connections were "
-        "established than asked, or an open-loop run missed its rate.",
-        "",
-        marks.spread_note() + " report.html holds the same with the charts inline.",
-        "",
-    ]
-
-
-def overview_table(run):
-    columns = [(s, label) for s in run.scenarios() for label in run.labels(s)]
-    lines = ["## Overview: requests/s per model and scenario", "",
-             "| model | " + " | ".join(f"{s} {label}" for s, label in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for model in run.models:
-        lines.append(f"| {model} | " + " | ".join(cell(run.get(model, s, label), "rps") for s, label in columns) + " |")
-    return lines + [""]
-
-
-def scenario_table(run, scenario):
-    lines = [f"## {scenario}: {SCENARIO_TITLES.get(scenario, '')}", "",
-             f"![{scenario}](scenario_{scenario}.png)", "",
-             "| model | point | req/s | p50 | p99 | p99.9 | server CPU µs/req | peak RSS MiB | "
-             "threads / processes | bound | notes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    for p in sorted(run.scenario_points(scenario), key=lambda p: (run.models.index(p.model), p.idle,
-                                                                  p.connections, p.label)):
-        lines.append(point_row(p))
-    return lines + [""]
-
-
-def point_row(p):
-    if p.status != "ok":
-        return (f"| {p.model} | {p.label} | {STATUS_MARK.get(p.status, p.status)} | | | | | | | | "
-                f"{(p.reason or '').replace('|', '/')} |")
-    notes = []
-    if p.errors:
-        notes.append(f"{p.errors} errors")
-    if p.idle_established is not None:
-        notes.append(f"idle: {p.idle_open} of {p.idle} kept open")
-    if p.rate:
-        notes.append(f"target {p.rate:,.0f} req/s" + ("" if p.open_loop_valid in (None, True) else " (missed)"))
-    return (f"| {p.model} | {p.label} | {cell(p, 'rps')} | {fmt_latency_us(p.latency.get('p50'))} | "
-            f"{fmt_latency_us(p.latency.get('p99'))} | {fmt_latency_us(p.latency.get('p99_9'))} | "
-            f"{cell(p, 'cpu')} | {(p.peak_rss_kib or 0) / 1024:,.1f} | "
-            f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)} | {p.bound or '?'} | {'; '.join(notes)} |")
-
-
-def microbench_section(times):
-    lines = ["## Microbenchmarks: why the models differ", ""]
-    if not times:
-        return lines + ["Not run (build/bin/microbench absent or skipped).", ""]
-    costs = dispatch_costs(times)
-    if costs:
-        lines += ["![dispatch](microbench_dispatch.png)", "", "| per-connection mechanism | µs |", "|---|---:|"]
-        lines += [f"| {label} | {us:,.2f} |" for label, us in costs]
-        lines.append("")
-    series = readiness_series(times)
-    if series:
-        ns = sorted({n for pts in series.values() for n, _ in pts})
-        lines += ["![readiness](microbench_readiness.png)", "",
-                  "| one call, µs, with N descriptors | " + " | ".join(f"N={n}" for n in ns) + " |",
-                  "|---|" + "---:|" * len(ns)]
-        for mech, pts in sorted(series.items()):
-            d = dict(pts)
-            lines.append(f"| {mech} | " + " | ".join(f"{d[n]:,.2f}" if n in d else "—" for n in ns) + " |")
-        lines.append("")
-    return lines
-
-
-def verdicts_section(run):
-    lines = ["## Verdicts: the claims of DESIGN.md, measured here", "",
-             "| claim | scenario | measured | verdict |", "|---|---|---|---|"]
-    for claim, scenario, what, verdict in claims.verdicts(run):
-        mark = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(verdict, verdict)
-        lines.append(f"| {claim} | {scenario} | {what.replace('|', '/')} | {mark} |")
-    return lines + ["", claims.RULES.replace("\n", "  \n")]
