@@ -232,14 +232,14 @@ class MarksTest(unittest.TestCase):
 class RunFactsTest(unittest.TestCase):
     def test_the_report_says_where_the_server_and_the_load_ran(self):
         sys.path.insert(0, ROOT)
-        from plots import report
-        self.assertEqual(report.hosts_text({}), "this machine only")
+        from plots import report_run
+        self.assertEqual(report_run.hosts_text({}), "this machine only")
         clients = [{"host": "h1"}, {"host": "bench@h2"}]
-        remote = report.hosts_text({"hosts": {"server": {"host": "srv1"}, "clients": clients}})
+        remote = report_run.hosts_text({"hosts": {"server": {"host": "srv1"}, "clients": clients}})
         self.assertTrue(remote.startswith("server on srv1; 2 load generator(s) over ssh: h1, bench@h2"), remote)
         # Run folders written when the server could only be local say "server": "local".
         for server in ("local", {"host": "local"}):
-            self.assertTrue(report.hosts_text({"hosts": {"server": server, "clients": clients[:1]}})
+            self.assertTrue(report_run.hosts_text({"hosts": {"server": server, "clients": clients[:1]}})
                             .startswith("server on this machine; 1 load generator(s) over ssh: h1"))
 
 
