@@ -20,6 +20,7 @@ import sys
 from serverbench.jsonfile import read_json
 from serverbench.scenarios import CAPACITY_SCENARIOS, SCENARIO_TITLES, ordered_models
 from serverbench.steady import steady_state
+from serverbench.units import number
 
 from .marks import model_color
 
@@ -169,10 +170,6 @@ def _p99_cell(r):
     return f"{value} [{_ms(iv[0])}, {_ms(iv[1])}]" if iv else f"{value} (1 trial)"
 
 
-def _rps_cell(value):
-    return f"{value:,.0f}" if value is not None else "-"
-
-
 def _rates_cell(r):
     """Rates measured (trials), and how many rates failed the steady-state check."""
     unsteady = sum(1 for s in r["steps"] if s.get("steady") is False)
@@ -193,7 +190,7 @@ def capacity_table_md(run_dir):
                   "|---:|---|---|---|---|---:|---|---|---:|"]
         for i, r in enumerate(ranked, 1):
             lines.append(f"| {i} | {r['model']} | {r['capacity_text']} | {_p99_cell(r)} | {r['saturation_text']} "
-                         f"| {_rps_cell(r.get('closed_loop_max_rps'))} | {r.get('bound') or '-'} "
+                         f"| {number(r.get('closed_loop_max_rps'))} | {r.get('bound') or '-'} "
                          f"| {_rates_cell(r)} | {r.get('sweep_s', '-')} |")
         lines.append("")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from serverbench.scenarios import SCENARIO_TITLES
 from . import capacity_plots, counts, marks
 from .marks import model_color, model_style
 from .run_results import PERCENTILES, dispatch_costs, microbench_times_us, readiness_series
-from .units import fmt_latency_us, human
+from serverbench.units import compact, latency_us
 
 matplotlib.use("Agg")   # files only, never a display
 
@@ -26,8 +26,8 @@ def latency_axis(ax):
     decade (else it could show no label at all, or matplotlib's 2x10^2 notation)."""
     def minor(v, _pos):
         low, high = ax.get_ylim()
-        return fmt_latency_us(v) if low > 0 and high / low < 10 else ""
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_latency_us(v)))
+        return latency_us(v) if low > 0 and high / low < 10 else ""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: latency_us(v)))
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
@@ -127,7 +127,7 @@ class Charts:
             shown.append(span[1])
         note = (" " + marks.flag_text(p)) if kind else ""
         if v > 0:
-            ax.text(x, max(shown), " " + human(v) + note, rotation=90, ha="center", va="bottom", fontsize=6,
+            ax.text(x, max(shown), " " + compact(v) + note, rotation=90, ha="center", va="bottom", fontsize=6,
                     color="#b00000" if kind == marks.BAD else "#333333")
         return shown
 
@@ -151,7 +151,7 @@ class Charts:
             ax.yaxis.set_minor_formatter(NullFormatter())
         elif values:
             ax.set_ylim(0, max(max(values), 1e-9) * 1.45)
-        ax.yaxis.set_major_formatter(FuncFormatter(human))
+        ax.yaxis.set_major_formatter(FuncFormatter(compact))
         ax.grid(axis="y", alpha=0.3, which="major")
 
     def percentile_curves(self, ax, scenario, label, uncorrected=False):
@@ -250,7 +250,7 @@ class Charts:
             a.minorticks_off()
         ax.set_xlabel("concurrent keep-alive connections (log scale)")
         ax.set_ylabel("throughput (requests/s)")
-        ax.yaxis.set_major_formatter(FuncFormatter(human))
+        ax.yaxis.set_major_formatter(FuncFormatter(compact))
         ax.set_title("throughput vs connections", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax_lat.set_yscale("log")

@@ -14,6 +14,7 @@ mechanisms, not noise.
 from dataclasses import dataclass
 
 from serverbench import stats
+from serverbench.units import number
 
 from .run_results import dispatch_costs, microbench_times_us, readiness_series
 
@@ -37,7 +38,7 @@ class Check:
         if self.den is not None and (not den or sorted(den)[len(den) // 2] == 0):
             return UNMEASURED, None, None, None, None
         if self.exact or len(num) < 2 or (self.den is not None and len(den) < 2):
-            estimate = _median(num) / _median(den) if self.den is not None else _median(num)
+            estimate = stats.median(num) / stats.median(den) if self.den is not None else stats.median(num)
             sign = 1 if self.direction == "at_least" else -1
             margin = sign * (estimate - self.threshold)
             verdict = (HOLDS if margin >= 0 else FAILS) if self.exact else INCONCLUSIVE
@@ -60,16 +61,9 @@ class Check:
                          f"margin {shown}{'' if self.unit == 'x' else ' ' + self.unit}")
 
 
-def _median(values):
-    values = sorted(values)
-    n = len(values)
-    return (values[n // 2] + values[(n - 1) // 2]) / 2
-
-
 def _num(v, unit):
-    if unit == "x":
-        return f"x{v:.3g}"
-    return f"{v:,.3g} {unit}" if abs(v) < 1000 else f"{v:,.0f} {unit}"
+    """A claim's figure: a multiple (unit x) as x1.23, anything else a number with its unit."""
+    return f"x{number(v)}" if unit == "x" else number(v, f" {unit}")
 
 
 def fact(text, observed):

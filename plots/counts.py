@@ -8,6 +8,8 @@ at the same point: the same scenario, connections and offered load.
 import os
 import sys
 
+from serverbench.units import per_request
+
 from .marks import model_style
 from .run_results import RunError, load_run
 
@@ -24,12 +26,6 @@ def counted_points(run):
     scenarios = run.scenarios()
     return sorted(pts, key=lambda p: (scenarios.index(p.scenario), p.idle, p.connections, p.label,
                                       order.get(p.model, len(order))))
-
-
-def fmt(v):
-    if v is None:
-        return "—"
-    return f"{v:.3f}" if v < 10 else f"{v:,.1f}"
 
 
 def top_calls(server):
@@ -52,8 +48,8 @@ def counts_table_md(run):
               "|---|---|---|" + "---:|" * len(COLUMNS) + "---|---:|"]
     for p in pts:
         s, lg = p.counts["server"], p.counts.get("loadgen") or {}
-        lines.append(f"| {p.scenario} | {p.label} | {p.model} | " + " | ".join(fmt(s.get(k)) for k, _ in COLUMNS)
-                     + f" | {top_calls(s)} | {fmt(lg.get('syscalls_per_request'))} |")
+        lines.append(f"| {p.scenario} | {p.label} | {p.model} | " + " | ".join(per_request(s.get(k)) for k, _ in COLUMNS)
+                     + f" | {top_calls(s)} | {per_request(lg.get('syscalls_per_request'))} |")
     return lines + [""]
 
 

@@ -11,23 +11,12 @@ run; the charts and summary.md say the same at length.
 import sys
 
 from serverbench.scenarios import SCENARIO_SHORT
+from serverbench.units import compact
 
 from . import marks
 from .run_results import RunError, load_run
 
 SHORT = {"not-applicable": "n/a", "failed": "FAILED", "unsupported": "unsupp."}
-
-
-def compact(v):
-    if v is None:
-        return "?"
-    if v >= 1e6:
-        return f"{v / 1e6:.1f}M"
-    if v >= 1e4:
-        return f"{v / 1e3:.0f}k"
-    if v >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
 
 def column_title(scenario, label):

@@ -5,6 +5,7 @@ import glob
 import os
 
 from serverbench.jsonfile import read_json
+from serverbench.units import per_request
 
 from . import capacity_plots, claims, counts
 from .report_html import E, NOT_MEASURED, fmt, inline_svg, model_td, table, td
@@ -112,7 +113,7 @@ def counts_section(run, out_dir):
         return (f"<p>Counted work: {NOT_MEASURED} (no counting trial carried perf counts of system calls, context "
                 f"switches or page faults per request).</p>")
     body = [[model_td(p.model), td(p.scenario), td(p.label)]
-            + [td(counts.fmt(p.counts["server"].get(k)), p.counts["server"].get(k)) for k, _ in counts.COLUMNS]
+            + [td(per_request(p.counts["server"].get(k)), p.counts["server"].get(k)) for k, _ in counts.COLUMNS]
             + [td(counts.top_calls(p.counts["server"]))] for p in pts]
     return ('<p class="note">The server\'s work per request, counted with perf stat over loadgen\'s measured '
             'window in a counting trial of its own (docs/counts.md). Unlike timings, counts hardly move with the '

@@ -5,6 +5,8 @@ import html
 import os
 import re
 
+from serverbench.units import latency_us, number
+
 from . import marks
 
 E = html.escape
@@ -12,13 +14,8 @@ NOT_MEASURED = "not measured in this run"
 
 
 def fmt(v, unit=""):
-    if v is None:
-        return "—"
-    if unit == "µs":
-        return f"{v / 1000:,.2f} ms" if v >= 1000 else f"{v:,.0f} µs"
-    if abs(v) >= 100:
-        return f"{v:,.0f}{unit}"
-    return f"{v:,.3g}{unit}"
+    """A figure of the report in its unit: a latency (unit µs) in µs, ms or s, anything else a number."""
+    return latency_us(v) if unit == "µs" else number(v, unit)
 
 
 def value_cell(p, value, metric, unit=""):

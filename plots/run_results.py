@@ -7,13 +7,13 @@ summary and the claims use.
 """
 import json
 import os
-import statistics
 from dataclasses import dataclass, field
 
 from serverbench.jsonfile import read_json
 from serverbench.rundir import MANIFEST_SCHEMAS
 # Scenarios and their order, and the models' order, are defined once, in the driver.
 from serverbench.scenarios import ordered_models, scenario_order
+from serverbench.stats import median
 
 RESULT_SCHEMA = "serverbench.result/1"
 
@@ -109,11 +109,6 @@ class Run:
         return scenario_order({p.scenario for p in self.points.values()})
 
 
-def _median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def _fold(point, results):
     """Medians of the repeats that produced a result."""
     point.repeats = len(results)
@@ -125,7 +120,7 @@ def _fold(point, results):
                 vals.append(getter(r))
             except (KeyError, TypeError):
                 pass
-        return _median(vals)
+        return median(vals)
 
     point.rps = med(lambda r: r["totals"]["throughput_rps"])
     for name, _ in PERCENTILES:
@@ -271,7 +266,7 @@ def fold_counts(results):
         sides = [c[side] for c in counted if c.get(side)]
         if not sides:
             continue
-        out[side] = {k: _median([s.get(k) for s in sides]) for k, v in sides[0].items() if isinstance(v, (int, float))}
+        out[side] = {k: median([s.get(k) for s in sides]) for k, v in sides[0].items() if isinstance(v, (int, float))}
         out[side]["top_syscalls_per_request"] = sides[0].get("top_syscalls_per_request") or {}
     return out
 

@@ -6,7 +6,7 @@ from serverbench.scenarios import SCENARIO_TITLES
 
 from . import capacity_plots, claims, counts, marks
 from .run_results import dispatch_costs, microbench_times_us, readiness_series
-from .units import fmt_latency_us
+from serverbench.units import latency_us, number
 
 
 def cell(p, what):
@@ -15,13 +15,11 @@ def cell(p, what):
     if p.status != "ok":
         return marks.STATUS_MARK.get(p.status, p.status)
     if what == "rps":
-        text = f"{p.rps:,.0f}" if p.rps is not None else "?"
-        return text + with_spread(p, "rps", lambda v: f"{v:,.0f}") + (" ⚠" if marks.severity(p) == marks.BAD else "")
+        return number(p.rps) + with_spread(p, "rps", number) + (" ⚠" if marks.severity(p) == marks.BAD else "")
     if what == "p99":
-        return fmt_latency_us(p.latency.get("p99")) + with_spread(p, "p99", fmt_latency_us)
+        return latency_us(p.latency.get("p99")) + with_spread(p, "p99", latency_us)
     if what == "cpu":
-        text = f"{p.server_cpu_us_per_req:,.1f}" if p.server_cpu_us_per_req is not None else "?"
-        return text + with_spread(p, "cpu", lambda v: f"{v:,.1f}")
+        return number(p.server_cpu_us_per_req) + with_spread(p, "cpu", number)
     raise ValueError(what)
 
 
@@ -100,8 +98,8 @@ def point_row(p):
         notes.append(f"idle: {p.idle_open} of {p.idle} kept open")
     if p.rate:
         notes.append(f"target {p.rate:,.0f} req/s" + ("" if p.open_loop_valid in (None, True) else " (missed)"))
-    return (f"| {p.model} | {p.label} | {cell(p, 'rps')} | {fmt_latency_us(p.latency.get('p50'))} | "
-            f"{fmt_latency_us(p.latency.get('p99'))} | {fmt_latency_us(p.latency.get('p99_9'))} | "
+    return (f"| {p.model} | {p.label} | {cell(p, 'rps')} | {latency_us(p.latency.get('p50'))} | "
+            f"{latency_us(p.latency.get('p99'))} | {latency_us(p.latency.get('p99_9'))} | "
             f"{cell(p, 'cpu')} | {(p.peak_rss_kib or 0) / 1024:,.1f} | "
             f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)} | {p.bound or '?'} | {'; '.join(notes)} |")
 

@@ -10,6 +10,7 @@ import sys
 
 from . import comparison
 from .jsonfile import read_json
+from .log import log
 from .trial import Binaries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

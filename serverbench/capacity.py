@@ -21,12 +21,12 @@ of its repeats are. The capacity rule: the p99 of a rate's repeats lies wholly a
 objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them).
 """
 import math
-import statistics
 from dataclasses import dataclass
 
 from . import stats
 from . import steady as steady_mod
 from .stats import median
+from .units import rate
 from .trial import seconds_of
 
 SCHEMA = "serverbench.capacity/1"
@@ -134,7 +134,7 @@ def by_rate(steps):
 def base_p50(rates):
     """The low-load p50: the lowest of the median p50s of the three lowest rates. Noise on a shared
     machine only ever adds latency, so the lowest is the least disturbed."""
-    return min(statistics.median(s.p50_us for s in group) for group in list(rates.values())[:3])
+    return min(median(s.p50_us for s in group) for group in list(rates.values())[:3])
 
 
 def step_served(s, base):
@@ -328,10 +328,6 @@ def rate_record(group, base, slo_us):
     }
 
 
-def _rps(x):
-    return f"{x:,.0f} req/s"
-
-
 def _p99_text(row):
     """A rate's p99: the median, and the range of its repeats (why it did not hold) when repeated."""
     text = f"{row['p99_us'] / 1000:.2f} ms"
@@ -344,13 +340,13 @@ def saturation_of(view, rows):
     if low is None:
         lowest = rows[min(rows)]
         return {"saturation_rps": None, "saturation_interval_rps": None, "saturation_loadgen_bound": False,
-                "saturation_text": f"none: the lowest step ({_rps(lowest['offered_rps'])} offered) was not served"}
+                "saturation_text": f"none: the lowest step ({rate(lowest['offered_rps'])} offered) was not served"}
     row = rows[low]
     lg = row["loadgen_bound"] or (bad is not None and rows[bad]["loadgen_bound"])
     interval = [(row["achieved_interval_rps"] or [row["achieved_rps"]])[0], bad]
     sat = row["achieved_rps"]
-    text = (f">= {_rps(sat)}, load-generator bound" if lg
-            else f">= {_rps(sat)}, not reached in the sweep" if bad is None else _rps(sat))
+    text = (f">= {rate(sat)}, load-generator bound" if lg
+            else f">= {rate(sat)}, not reached in the sweep" if bad is None else rate(sat))
     return {"saturation_rps": sat, "saturation_offered_rps": low, "saturation_interval_rps": interval,
             "saturation_loadgen_bound": lg, "saturation_text": text}
 
@@ -363,12 +359,12 @@ def capacity_of(view, rows, slo_ms):
                 "capacity_p99_interval_us": None, "capacity_loadgen_bound": False, "capacity_repeats": 0,
                 "lowest_step": {k: lowest[k] for k in ("offered_rps", "achieved_rps", "p50_us", "p99_us")},
                 "capacity_text": f"none at this objective (p99 <= {slo_ms:g} ms): the lowest step, "
-                                 f"{_rps(lowest['offered_rps'])} offered, had p99 {_p99_text(lowest)}"}
+                                 f"{rate(lowest['offered_rps'])} offered, had p99 {_p99_text(lowest)}"}
     row = rows[low]
     lg = row["loadgen_bound"] or (high is not None and rows[high]["loadgen_bound"])
     cap = row["achieved_rps"]
-    text = (f">= {_rps(cap)}, load-generator bound" if lg
-            else f">= {_rps(cap)}, the objective held at every step" if high is None else _rps(cap))
+    text = (f">= {rate(cap)}, load-generator bound" if lg
+            else f">= {rate(cap)}, the objective held at every step" if high is None else rate(cap))
     return {"capacity_rps": cap, "capacity_offered_rps": low,
             "capacity_interval_rps": [(row["achieved_interval_rps"] or [cap])[0], high],
             "capacity_p99_us": row["p99_us"], "capacity_p99_interval_us": row["p99_interval_us"],

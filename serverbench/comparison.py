@@ -33,7 +33,7 @@ import zlib
 from dataclasses import asdict, dataclass
 
 from plots.comparison_chart import draw_comparison_chart
-from serverbench import stats
+from serverbench import stats, units
 
 SCHEMA = "serverbench.comparison/1"
 NOT_GATED = "not gated"
@@ -259,18 +259,6 @@ def _effect_order(row):
     return (not significant, -size, row["model"], row["scenario"], row["point"], row["metric"])
 
 
-def _fmt(x, digits=3):
-    if x is None:
-        return "–"
-    if isinstance(x, float) and (abs(x) >= 1000 or x == int(x)):
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
-
-
-def _fmt_p(p):
-    return "–" if p is None else f"{p:.2g}"
-
-
 def _header(rows, method):
     slower = sum(r["verdict"] == stats.SLOWER for r in rows)
     faster = sum(r["verdict"] == stats.FASTER for r in rows)
@@ -285,12 +273,11 @@ def _header(rows, method):
 
 
 def _row_line(r):
-    ci = "–" if r["ci_low"] is None else f"{r['ci_low']:.3f}–{r['ci_high']:.3f}"
-    ratio = "–" if r["ratio"] is None else f"{r['ratio']:.3f}"
+    ci = units.NONE if r["ci_low"] is None else f"{units.ratio(r['ci_low'])}–{units.ratio(r['ci_high'])}"
     verdict = f"**{r['verdict']}**" if r["verdict"] in CHANGES else r["verdict"]
-    return (f"| {r['model']} | {r['scenario']} | {r['point']} | {r['metric']} | {_fmt(r['a_median'])} "
-            f"| {_fmt(r['b_median'])} | {ratio} | {ci} | {_fmt_p(r['p_value'])} "
-            f"| {_fmt_p(r['p_adjusted'])} | {verdict} | {'yes' if r['gated'] else 'no'} "
+    return (f"| {r['model']} | {r['scenario']} | {r['point']} | {r['metric']} | {units.number(r['a_median'])} "
+            f"| {units.number(r['b_median'])} | {units.ratio(r['ratio'])} | {ci} | {units.p_value(r['p_value'])} "
+            f"| {units.p_value(r['p_adjusted'])} | {verdict} | {'yes' if r['gated'] else 'no'} "
             f"| {r['n_a']}/{r['n_b']} |")
 
 
@@ -301,9 +288,12 @@ def _noise_lines(noise):
              f"{noise['replications']} replications, Holm bar for {noise['family_rows']} gated rows).",
              "", "| scenario | metric | points | median CV | max CV | median detectable | max detectable |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    pct = lambda x: "–" if x is None else f"{x:.1%}"  # noqa: E731
+    pct = units.percent
     beyond = f"> {noise['max_effect']:.0%}"
-    mde = lambda x: beyond if x is None else f"{x:.1%}"  # noqa: E731
+
+    def mde(x):
+        return beyond if x is None else units.percent(x)
+
     for s in noise["summary"]:
         lines.append(f"| {s['scenario']} | {s['metric']} | {s['points']} | {pct(s['median_cv'])} "
                      f"| {pct(s['max_cv'])} | {mde(s['median_min_detectable_effect'])} "

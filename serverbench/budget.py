@@ -1,0 +1,97 @@
+"""The time a profile takes, planned from the scenario definitions, and the quick profile's budget.
+
+A timed trial costs its window (warm-up and duration) and the start and stop of its server and
+loadgen; a counting trial its shorter window and perf's start and switches; an idle-connections
+trial also the holder's connects and the server's accepts (a fork or a thread per connection for
+some models). A capacity sweep is planned at its bound: the closed-loop probe and max_steps steps
+at their longest. The costs below are measured: `python3 -m serverbench.budget RUN_DIR` prints,
+per scenario, the plan beside what a run took (each point's wall_s, each sweep's sweep_s), and
+docs/running.md#time-budget has the table and the run it comes from.
+"""
+import argparse
+import collections
+import os
+import sys
+
+from . import scenarios as sc
+from .jsonfile import read_json
+from .matrix import plan_entries
+from .rundir import RunDir
+from .trial import seconds_of
+
+TRIAL_START_STOP_S = 0.25        # a timed trial beyond its window: processes started, ready, stopped
+COUNT_START_STOP_S = 0.45        # a counting trial beyond its window: perf too
+IDLE_HOLD_S_PER_1000 = 1.6       # the holder's 1000 connects and their accepts, averaged over the models
+RUN_FIXED_S = 14.0               # build check, two drift points, microbenchmarks, table, charts, report
+
+QUICK_LIMIT_S = 240              # the quick profile, all twelve models, on a 2-CPU machine (CI)
+# What the next additions may take of it (their issues state these allowances).
+ALLOWANCES_S = {"production servers": 20, "UDP": 30}
+# What each of the quick profile's scenarios may take: the plan must fit (tests/scripts/test_budget.py).
+QUICK_BUDGETS_S = {
+    "http-keepalive": 32, "http-close": 16, "echo": 30, "cpu-bound": 16, "io-wait": 16, "idle-conns": 30,
+    "open-loop": 13, "capacity-io-wait": 40,
+}
+
+
+def trial_seconds(entry, profile):
+    """The planned wall time of one trial of the matrix."""
+    if entry.count:
+        seconds = seconds_of(profile.count_warmup) + seconds_of(profile.count_duration) + COUNT_START_STOP_S
+    else:
+        seconds = seconds_of(profile.warmup) + seconds_of(profile.duration) + TRIAL_START_STOP_S
+    return seconds + IDLE_HOLD_S_PER_1000 * entry.spec.idle / 1000
+
+
+def sweep_seconds(plan):
+    """The bound of one capacity sweep: its probe, then max_steps steps at their longest."""
+    step = seconds_of(plan.warmup) + max(seconds_of(plan.duration), seconds_of(plan.max_duration))
+    probe = seconds_of(plan.warmup) + seconds_of(plan.closed_duration)
+    return probe + plan.max_steps * step + (plan.max_steps + 1) * TRIAL_START_STOP_S
+
+
+def planned(profile, models=tuple(sc.MODEL_ORDER), scenarios=None):
+    """{scenario: seconds} of a run of these models (default: all twelve) and scenarios (default:
+    the profile's), its capacity sweeps at their bound."""
+    scenarios = scenarios or sc.default_scenarios(profile, "loopback")
+    matrix = [s for s in scenarios if s not in sc.CAPACITY_SCENARIOS]
+    out = collections.Counter()
+    for entry in plan_entries(models, matrix, profile, profile.repeat):
+        if sc.applicable(entry.model, entry.spec, profile):
+            out[entry.spec.scenario] += trial_seconds(entry, profile)
+    plan = profile.capacity
+    for scenario in (s for s in scenarios if s in sc.CAPACITY_SCENARIOS and plan and s in plan.scenarios):
+        swept = [m for m in models if m != "blocking" and (not plan.models or m in plan.models)]
+        out[scenario] += len(swept) * sweep_seconds(plan)
+    return dict(out)
+
+
+def measured(run_path):
+    """{scenario: seconds} a run folder took: its points' wall_s and its sweeps' sweep_s."""
+    out = collections.Counter()
+    for point in RunDir(run_path).points():
+        out[point["scenario"]] += point.get("wall_s") or 0.0
+    for record in (read_json(os.path.join(run_path, "capacity.json")) or {}).get("records", []):
+        out[record["scenario"]] += record.get("sweep_s") or 0.0
+    return dict(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python3 -m serverbench.budget", description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", help="a finished run folder of the quick profile")
+    args = ap.parse_args(argv)
+    manifest = RunDir(args.run_dir).read_manifest()
+    profile = sc.PROFILES[manifest["profile"]]
+    plan = planned(profile, tuple(manifest["models"]), tuple(manifest["scenarios"]) +
+                   tuple((manifest.get("capacity") or {}).get("scenarios") or ()))
+    took = measured(args.run_dir)
+    print("| scenario | planned s | measured s | budget s |\n|---|---:|---:|---:|")
+    for scenario in plan:
+        budget = QUICK_BUDGETS_S.get(scenario, "–")
+        print(f"| `{scenario}` | {plan[scenario]:.0f} | {took.get(scenario, 0):.0f} | {budget} |")
+    print(f"| total | {sum(plan.values()):.0f} | {sum(took.values()):.0f} | {sum(QUICK_BUDGETS_S.values())} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
