@@ -16,8 +16,9 @@ steps chosen one at a time by `next_rate`, a pure function of the steps measured
 6. the same bisection and repeats around the objective's crossing (the capacity).
 
 "Served" (the saturation rule): achieved >= 99% of offered (loadgen's own validity rule), no
-errors, and p50 within 2x the low-load p50 (base_p50); a rate with repeats is served when most
-of its repeats are. The capacity rule: the p99 of a rate's repeats lies wholly at or below the
+errors, and p50 within 2x the low-load p50 (base_p50) and not over 1 ms above it; a rate with
+repeats is served when most of its repeats delivered it without errors and the interval of their
+p50s does not lie wholly above that limit (one delayed repeat does not decide). The capacity rule: the p99 of a rate's repeats lies wholly at or below the
 objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them).
 """
 import math
@@ -32,7 +33,11 @@ from .trial import seconds_of
 SCHEMA = "serverbench.capacity/1"
 CONNECTIONS = 50                 # below the pools' 64 workers: every client is served at once
 VALID_SHARE = 0.99               # loadgen's open-loop validity rule (DESIGN.md)
-P50_GROWTH = 2.0                 # p50 within 2x its low-load value
+P50_GROWTH = 2.0                 # p50 within 2x its low-load value,
+P50_FLOOR_US = 1000              # and at least 1 ms above it: a 100 µs scheduling delay doubles a 50 µs p50
+# Saturation repeats within a step only where the steps are this fine or finer; a coarser sweep
+# (quick's) says its figures are indicative.
+REPEATABLE_RESOLUTION = 1.1
 LATE_SHARE = 0.01                # late sends above 1% of the requests are the load generator's limit
 BUSY_UTIL = 0.9                  # the server's CPU share above which it is its own limit
 
@@ -137,16 +142,30 @@ def base_p50(rates):
     return min(median(s.p50_us for s in group) for group in list(rates.values())[:3])
 
 
-def step_served(s, base):
-    """The saturation rule; one request of slack, since at 100 req/s for 1 s a single request
-    straddling the window's end is 1%."""
+def p50_limit(base):
+    """The p50 above which a rate is not served: twice the low-load p50, and at least 1 ms above it."""
+    return max(P50_GROWTH * base, base + P50_FLOOR_US)
+
+
+def step_delivered(s):
+    """The step got its offered rate (loadgen's validity rule) without errors; one request of
+    slack, since at 100 req/s for 1 s a single request straddling the window's end is 1%."""
     slack = 1 / s.duration_s if s.duration_s else 0
-    return (s.achieved_rps + slack >= VALID_SHARE * s.offered_rps and s.errors == 0
-            and s.p50_us <= P50_GROWTH * base)
+    return s.achieved_rps + slack >= VALID_SHARE * s.offered_rps and s.errors == 0
+
+
+def step_served(s, base):
+    """The saturation rule for one step."""
+    return step_delivered(s) and s.p50_us <= p50_limit(base)
 
 
 def rate_served(group, base):
-    return 2 * sum(step_served(s, base) for s in group) > len(group)
+    """A rate's repeats together: most delivered it, and their p50s are not wholly above the limit
+    (stats.threshold_verdict's interval; a single step is judged on its own p50)."""
+    if len(group) == 1:
+        return step_served(group[0], base)
+    p50 = stats.threshold_verdict([s.p50_us for s in group], p50_limit(base), "at_most").verdict
+    return 2 * sum(step_delivered(s) for s in group) > len(group) and p50 != stats.FAILS
 
 
 def p99_verdict(group, slo_us):
@@ -382,7 +401,7 @@ def bound_of(view, rows):
     row = rows[bad]
     if row["loadgen_bound"] or rows[low]["loadgen_bound"]:
         return "loadgen"
-    if row["connection_bound"] and row["p50_us"] <= P50_GROWTH * base_p50(view.rates):
+    if row["connection_bound"] and row["p50_us"] <= p50_limit(base_p50(view.rates)):
         return "connections"
     return "server"
 

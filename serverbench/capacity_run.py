@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import scenarios as sc
-from .capacity import CONNECTIONS, SCHEMA, SweepSettings, run_sweep, step_from_result, step_seconds, summarize
+from .capacity import CONNECTIONS, REPEATABLE_RESOLUTION, SCHEMA, SweepSettings, run_sweep, step_from_result, step_seconds, summarize
 from .jsonfile import read_json, write_json
 from .log import log
 from .point import run_trial
@@ -86,6 +86,11 @@ class Sweep:
                       "max_steps", "start_fraction", "factor", "past")}}
         if steps and self.status != "ok":
             record["status"] = "partial"
+        if self.cfg.resolution > REPEATABLE_RESOLUTION:
+            record["indicative"] = (f"steps of {self.cfg.resolution:g}x: saturation and capacity repeat only "
+                                    f"within one such step")
+            for key in ("saturation_text", "capacity_text"):
+                record[key] += " (indicative: coarse steps)"
         return record
 
 

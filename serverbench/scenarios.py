@@ -71,8 +71,9 @@ class CapacityPlan:
 
 
 # Budgets (docs/capacity.md has the measured times): quick's whole run stays under 4 min, so its
-# sweep is coarse and covers two telling models on io-wait (one loop against a 64-worker pool);
-# standard sweeps every model on the plain and io-wait handlers, full on all three.
+# sweep is coarse (its figures say they are indicative) and covers two telling models on io-wait
+# (one loop against a 64-worker pool); standard sweeps every model on the plain and io-wait
+# handlers, full on all three, both refined to 1.05x steps so that saturation repeats.
 CAPACITY_PLANS = {
     "smoke": CapacityPlan(warmup="100ms", duration="300ms", closed_duration="300ms", min_samples=0,
                           max_duration="300ms", repeats=2, resolution=1.25, max_steps=16),
@@ -80,10 +81,10 @@ CAPACITY_PLANS = {
                           duration="500ms", closed_duration="300ms", min_samples=300, max_duration="1s",
                           repeats=3, resolution=1.25, max_steps=12),
     "standard": CapacityPlan(scenarios=("capacity", "capacity-io-wait"), warmup="250ms", duration="500ms",
-                             min_samples=400, max_duration="1s", repeats=3, resolution=1.1, max_steps=18),
+                             min_samples=400, max_duration="1s", repeats=3, resolution=1.05, max_steps=20),
     "full": CapacityPlan(scenarios=("capacity", "capacity-io-wait", "capacity-cpu-bound"), warmup="250ms",
-                         duration="500ms", min_samples=400, max_duration="1s", repeats=3, resolution=1.15,
-                         max_steps=16),
+                         duration="500ms", min_samples=400, max_duration="1s", repeats=3, resolution=1.05,
+                         max_steps=20),
 }
 
 

@@ -274,10 +274,27 @@ class FiguresTest(unittest.TestCase):
         base = 100
         ok = cap.Step(offered_rps=100, achieved_rps=98.0, p50_us=100, p99_us=400, duration_s=1.0)
         short = cap.Step(offered_rps=100, achieved_rps=97.0, p50_us=100, p99_us=400, duration_s=1.0)
-        slow = cap.Step(offered_rps=100, achieved_rps=100.0, p50_us=201, p99_us=400, duration_s=1.0)
+        slow = cap.Step(offered_rps=100, achieved_rps=100.0, p50_us=base + 1001, p99_us=4000, duration_s=1.0)
         self.assertTrue(cap.step_served(ok, base))
         self.assertFalse(cap.step_served(short, base))
         self.assertFalse(cap.step_served(slow, base))
+
+    def test_a_scheduling_delay_does_not_trip_the_p50_rule(self):
+        """Twice a 50 µs p50 is 100 µs, one scheduling delay: the rule asks for 1 ms more too."""
+        delayed = cap.Step(offered_rps=1000, achieved_rps=1000.0, p50_us=160, p99_us=900, duration_s=1.0)
+        queued = cap.Step(offered_rps=1000, achieved_rps=1000.0, p50_us=2500, p99_us=9000, duration_s=1.0)
+        self.assertTrue(cap.step_served(delayed, 50))
+        self.assertFalse(cap.step_served(queued, 50))
+        self.assertEqual(cap.p50_limit(50), 1050)
+        self.assertEqual(cap.p50_limit(5000), 10000)
+
+    def test_one_delayed_repeat_does_not_decide_a_rate(self):
+        def step(p50):
+            return cap.Step(offered_rps=1000, achieved_rps=1000.0, p50_us=p50, p99_us=3 * p50, duration_s=1.0)
+        self.assertTrue(cap.rate_served([step(100), step(2500), step(110)], 100))
+        self.assertFalse(cap.rate_served([step(2500), step(2600), step(2400)], 100))
+        short = cap.Step(offered_rps=1000, achieved_rps=900.0, p50_us=100, p99_us=300, duration_s=1.0)
+        self.assertFalse(cap.rate_served([short, short, step(100)], 100))
 
     def test_round_rate(self):
         self.assertEqual([cap.round_rate(x) for x in (0.2, 12.4, 999.6, 2947, 123456)], [1, 12, 1000, 2950, 123000])
