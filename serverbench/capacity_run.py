@@ -11,8 +11,11 @@ from .capacity import CONNECTIONS, REPEATABLE_RESOLUTION, SCHEMA, SweepSettings,
 from .jsonfile import read_json, write_json
 from .log import log
 from .point import run_trial
-from .settings import CapacitySelection, Settings
-from .trial import trial_at
+from .network import Loopback
+from .processes import Supervisor
+from .rundir import RunDir
+from .settings import CapacitySelection, HostsSettings, Settings
+from .trial import Binaries, trial_at
 
 
 
@@ -27,15 +30,15 @@ def sweep_settings(plan):
 @dataclass
 class Sweep:
     """One model on one capacity scenario, measured through point.run_trial."""
-    sup: object
-    run_dir: object
-    binaries: object
+    sup: Supervisor
+    run_dir: RunDir
+    binaries: Binaries
     model: str
     scenario: str
     cfg: SweepSettings
     slo_ms: float
-    net: object                   # network.py: where the traffic goes
-    hosts: object = None          # settings.HostsSettings (--hosts): the load comes from its clients
+    net: Loopback                 # network.py (Loopback or a subclass): where the traffic goes
+    hosts: HostsSettings = None   # --hosts: the load comes from its clients
     failure: str = None
     status: str = "ok"
     trials: int = field(default=0)

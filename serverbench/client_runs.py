@@ -71,14 +71,14 @@ class ClientRun:
     client: Client
     session: HostSession
     connections: int
-    rate: object
+    rate: float                      # its share of the open-loop rate; None in a closed loop
     threads: int
     cpus: str
     address: str
     loadgen: str = None
     loadgen_sha256: str = None
     log: str = None
-    proc: object = None
+    proc: subprocess.Popen = None
     connected: int = None
     exit_code: int = None
     eof: bool = False

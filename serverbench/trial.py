@@ -4,6 +4,7 @@ point.run_trial or counting.run_counting_trial.
 """
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .hosts_file import Client, Server, listening_everywhere
 from .network import Loopback
@@ -36,6 +37,14 @@ class CpuLayout:
         return CpuLayout(f"0-{ncpu - 1}" if all_cpus else "0", rest, ncpu - 1)
 
 
+class Counting(Protocol):
+    """What point.run_trial asks of a counting trial (counting.CountedTrial): each side's command
+    wrapped for counting, and the relay of loadgen's window started."""
+    def wrap(self, side: str, argv: list) -> list: ...
+
+    def start_relay(self) -> None: ...
+
+
 @dataclass
 class Trial:
     """Everything one run of one point needs."""
@@ -49,7 +58,7 @@ class Trial:
     cpus: CpuLayout
     net: Loopback                    # network.py (Loopback or a subclass): where the traffic goes
     extra_loadgen_flags: tuple = ()
-    counted: object = None           # counting.CountedTrial: server and loadgen run under perf stat
+    counted: Counting = None         # a counting trial: server and loadgen counted (counting.py)
     clients: tuple[Client, ...] = () # loadgen runs on these (--hosts), not here
     server_host: Server = None       # where the server runs (--hosts); None: here
 
