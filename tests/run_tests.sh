@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: installs missing Debian packages (as root), builds Release
-# into build/ and runs every ctest suite. Arguments go to ctest, e.g. tests/run_tests.sh -L servers
+# into build/ and runs every ctest suite, as many at once as there are CPUs (the tests that make
+# namespaces or time things hold the "machine" lock and never run beside each other). Arguments
+# go to ctest, e.g. tests/run_tests.sh -L servers
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,4 +16,4 @@ ensure_deps chromium chromium-driver python3-selenium openssh-server iproute2 et
 
 [[ -f $build_dir/CMakeCache.txt ]] || cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" -j "$(nproc)"
-ctest --test-dir "$build_dir" --output-on-failure "$@"
+ctest --test-dir "$build_dir" --output-on-failure --parallel "$(nproc)" "$@"
