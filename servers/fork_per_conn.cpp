@@ -9,7 +9,7 @@
 #include <csignal>
 #include <unordered_set>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 
 namespace {
 

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 #include "prefork_shared_memory.hpp"
 
 namespace {

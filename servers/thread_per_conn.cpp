@@ -5,7 +5,7 @@
 #include <system_error>
 #include <thread>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 
 namespace {
 

@@ -5,7 +5,7 @@
 
 #include <cassert>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 #include "core/thread_pool.hpp"
 
 namespace {
