@@ -19,7 +19,7 @@
 #include <mutex>
 #include <vector>
 
-#include "core/thread_pool.hpp"
+#include "core/worker_pool.hpp"
 #include "epoll_family.hpp"
 
 namespace {
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     sb::ConnectionTable connections(server, limit, sb::RequestWork::handed_off);
     Completions completions;  // declared before the pool: workers push into it until they are joined
     // A connection has at most one batch in the pool, so a queue of --max-conns never refuses one.
-    sb::ThreadPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
+    sb::WorkerPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
                                static_cast<std::size_t>(server.options.max_conns), [&](Batch& batch) {
                                    sb::simulate_request_work(server.options, batch.requests);
                                    completions.push(batch.fd);

@@ -6,7 +6,7 @@
 #include <cassert>
 
 #include "core/serve_blocking.hpp"
-#include "core/thread_pool.hpp"
+#include "core/worker_pool.hpp"
 
 namespace {
 
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     // (idle workers take every connection at once).
     const int max_conns = server.options.max_conns;
     sb::ConnectionLimit limit(max_conns);
-    sb::ThreadPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
+    sb::WorkerPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
                                       static_cast<std::size_t>(max_conns), [&](sb::UniqueFd& conn) {
                                           {
                                               sb::StopWatcher::Tracked tracked(stop, conn.get());
