@@ -1,15 +1,19 @@
 // Unit tests of what the event-loop models share without sockets: the connection step (answer
-// what arrived, back-pressure, closing), the --max-conns limit, the idle-sweep rule and the
-// descriptor table.
+// what arrived, back-pressure, closing) and its byte buffer, the --max-conns limit, the idle-sweep
+// rule and the descriptor table. The death tests check the asserted invariants, so they run only
+// where assert() is on (Debug and sanitizer builds).
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "core/byte_buffer.hpp"
 #include "core/clock.hpp"
 #include "core/connection_limit.hpp"
 #include "core/connection_step.hpp"
@@ -142,6 +146,30 @@ TEST(ConnectionStep, EchoReturnsEveryByte) {
     EXPECT_EQ(send_all(step), "abcde");
     EXPECT_EQ(step.next(), Next::read);
 }
+
+TEST(ByteBuffer, ConsumeDropsWhatWasReadFromTheFront) {
+    sb::ByteBuffer b;
+    b.append("abcdef");
+    b.consume(2);
+    EXPECT_EQ(std::string_view(b.readable().data(), b.size()), "cdef");
+    b.consume(4);
+    EXPECT_TRUE(b.empty());
+    const std::span<char> room = b.writable(3);
+    ASSERT_GE(room.size(), 3u);
+    std::memcpy(room.data(), "xyz", 3);
+    b.commit(3);
+    EXPECT_EQ(std::string_view(b.readable().data(), b.size()), "xyz");
+}
+
+#ifndef NDEBUG
+TEST(ByteBufferDeathTest, ConsumingOrCommittingMoreThanThereIsIsABug) {
+    sb::ByteBuffer b;
+    b.append("ab");
+    EXPECT_DEATH(b.consume(3), "no more than is readable");
+    const std::size_t room = b.writable(1).size();
+    EXPECT_DEATH(b.commit(room + 1), "no more than writable");
+}
+#endif
 
 TEST(ConnectionLimit, RefusesBeyondItsMaximumAndTakesAgainAfterAGiveBack) {
     sb::ConnectionLimit limit(2);
