@@ -87,7 +87,7 @@ public:
     explicit Reactor(Server& server)
         : server_(server),
           epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-          limit_(server.options.max_conns),
+          limit_(server.options.max_conns, server.stats.rejected_at_limit),
           sweep_(server.options.idle_timeout_ms) {
         if (!epoll_) die(server.model(), "epoll_create1");
         for (int fd : {server.listener.fd(), server.signals.fd()}) watch(fd, EPOLLIN);
@@ -159,10 +159,7 @@ private:
 
     template <class Handler>
     void start(UniqueFd conn, Handler& handler) {
-        if (!limit_.try_take()) {
-            server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-            return;  // closed here, at once
-        }
+        if (!limit_.try_take()) return;  // refused (and counted): closed here, at once
         const int fd = conn.get();
         // Edge-triggered, both directions, once for the connection's life, so no epoll_ctl is made
         // per operation. No edge is missed: a write is always tried before it waits, and a read

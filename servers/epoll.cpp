@@ -60,7 +60,7 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit);
     sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
     if (!epoll) sb::die(kModel, "epoll_create1");

@@ -101,7 +101,7 @@ void watch_once(int epoll_fd, int op, int fd, sb::Interest interest) {
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit, sb::RequestWork::handed_off);
     Completions completions;  // declared before the pool: workers push into it until they are joined
     // A connection has at most one batch in the pool, so a queue of --max-conns never refuses one.

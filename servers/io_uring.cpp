@@ -62,7 +62,8 @@ enum Tag : std::uint64_t { kAccept = 1, kSignal = 2, kSweep = 3, kBacklog = 4 };
 
 class UringServer {
 public:
-    explicit UringServer(sb::Server& server) : server_(server), limit_(server.options.max_conns) {
+    explicit UringServer(sb::Server& server)
+        : server_(server), limit_(server.options.max_conns, server.stats.rejected_at_limit) {
         // Only this thread submits, and completions' kernel-side work (task_work) runs when it
         // waits for them rather than interrupting it: fewer switches in and out of the kernel.
         // Kernels before 6.1 refuse these flags; then the ring is made without them.
@@ -162,10 +163,7 @@ private:
     }
 
     void admit(sb::UniqueFd fd) {
-        if (!limit_.try_take()) {
-            server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-            return;  // closed here, at once
-        }
+        if (!limit_.try_take()) return;  // refused (and counted): closed here, at once
         std::unique_ptr<UringConnection>& slot = by_fd_[fd.get()];
         slot = std::make_unique<UringConnection>(std::move(fd), server_.responses);
         slot->last_active_ms = sb::monotonic_ms();

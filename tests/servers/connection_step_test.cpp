@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
@@ -172,7 +173,8 @@ TEST(ByteBufferDeathTest, ConsumingOrCommittingMoreThanThereIsIsABug) {
 #endif
 
 TEST(ConnectionLimit, RefusesBeyondItsMaximumAndTakesAgainAfterAGiveBack) {
-    sb::ConnectionLimit limit(2);
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit limit(2, refused);
     EXPECT_TRUE(limit.try_take());
     EXPECT_TRUE(limit.try_take());
     EXPECT_FALSE(limit.try_take());
@@ -183,9 +185,25 @@ TEST(ConnectionLimit, RefusesBeyondItsMaximumAndTakesAgainAfterAGiveBack) {
     EXPECT_EQ(limit.in_use(), 0);
 }
 
+TEST(ConnectionLimit, CountsEachRefusalWhereItIsTold) {
+    std::atomic<std::uint64_t> refused{5};  // as a server's stats, which other refusals add to
+    sb::ConnectionLimit limit(1, refused);
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_FALSE(limit.try_take());
+    EXPECT_FALSE(limit.try_take());
+    EXPECT_EQ(refused.load(), 7u);
+    limit.refuse();  // refused before asking (select's FD_SETSIZE)
+    EXPECT_EQ(limit.refused(), 8u);
+    EXPECT_EQ(limit.in_use(), 1);
+    limit.give_back();
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_EQ(refused.load(), 8u);  // a slot taken is no refusal
+}
+
 TEST(ConnectionLimit, TwoLimitsOverOneSharedCountCountTogether) {
     std::atomic<int> shared{0};  // as prefork's count in shared memory
-    sb::ConnectionLimit a(3, shared), b(3, shared);
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit a(3, shared, refused), b(3, shared, refused);
     EXPECT_TRUE(a.try_take());
     EXPECT_TRUE(b.try_take());
     EXPECT_TRUE(a.try_take());
@@ -193,11 +211,22 @@ TEST(ConnectionLimit, TwoLimitsOverOneSharedCountCountTogether) {
     b.give_back();  // a slot taken by a, given back by another process's view (prefork's parent)
     EXPECT_TRUE(a.try_take());
     EXPECT_EQ(shared.load(), 3);
+    EXPECT_EQ(refused.load(), 1u);
 }
+
+#ifndef NDEBUG
+TEST(ConnectionLimitDeathTest, AGiveBackOfASlotNeverTakenIsABug) {
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit limit(2, refused);
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_DEATH(limit.give_back(2), "given back once");
+}
+#endif
 
 TEST(ConnectionLimit, NeverAdmitsMoreThanItsMaximumUnderContention) {
     constexpr int kMax = 5;
-    sb::ConnectionLimit limit(kMax);
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit limit(kMax, refused);
     std::atomic<int> inside{0}, worst{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
