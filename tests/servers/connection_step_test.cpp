@@ -275,12 +275,20 @@ TEST(FdTable, GrowsToHoldAnyDescriptorAndFindsNothingBeyondIt) {
     ASSERT_NE(table.find(3), nullptr);
     EXPECT_EQ(*table.find(3), 7);
     EXPECT_EQ(*table.find(100), 9);
-    EXPECT_EQ(table.find(-1), nullptr);
     EXPECT_EQ(table.find(100000), nullptr);
     int sum = 0;
     table.for_each([&](int fd, int& v) { sum += v != 0 ? fd : 0; });
     EXPECT_EQ(sum, 103);
 }
+
+#ifndef NDEBUG
+TEST(FdTableDeathTest, ANegativeDescriptorIsABug) {
+    sb::FdTable<int> table;
+    table[3] = 7;
+    EXPECT_DEATH(table.find(-1), "indexed by descriptors");
+    EXPECT_DEATH(table[-1] = 1, "indexed by descriptors");
+}
+#endif
 
 TEST(Clock, MonotonicMsNeverGoesBack) {
     std::int64_t last = sb::monotonic_ms();
