@@ -127,6 +127,11 @@ void ConnectionTable::close(Connection& c) {
     limit_.give_back();
 }
 
+void ConnectionTable::close_for_lack_of_resources(Connection& c) {
+    server_.stats.rejected_no_resources.fetch_add(1, std::memory_order_relaxed);
+    close(c);
+}
+
 int ConnectionTable::close_idle() {
     if (!sweep_.enabled()) return -1;
     const std::int64_t now = monotonic_ms();

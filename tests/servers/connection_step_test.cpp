@@ -1,11 +1,12 @@
 // Unit tests of what the event-loop models share without sockets: the connection step (answer
 // what arrived, back-pressure, closing) and its byte buffer, the --max-conns limit, the idle-sweep
-// rule and the descriptor table. The death tests check the asserted invariants, so they run only
-// where assert() is on (Debug and sanitizer builds).
+// rule, the descriptor table and what an epoll_ctl failure means. The death tests of asserted
+// invariants run only where assert() is on (Debug and sanitizer builds).
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "core/byte_buffer.hpp"
+#include "core/check_epoll_ctl.hpp"
 #include "core/clock.hpp"
 #include "core/connection_limit.hpp"
 #include "core/connection_step.hpp"
@@ -289,6 +291,25 @@ TEST(FdTableDeathTest, ANegativeDescriptorIsABug) {
     EXPECT_DEATH(table[-1] = 1, "indexed by descriptors");
 }
 #endif
+
+TEST(CheckEpollCtl, DoneOrNoRoomForTheConnection) {
+    constexpr sb::ModelInfo model{.name = "test", .summary = ""};
+    EXPECT_TRUE(sb::check_epoll_ctl(0, model));
+    errno = ENOMEM;
+    EXPECT_FALSE(sb::check_epoll_ctl(-1, model));
+    errno = ENOSPC;  // past fs.epoll.max_user_watches
+    EXPECT_FALSE(sb::check_epoll_ctl(-1, model));
+}
+
+TEST(CheckEpollCtlDeathTest, AnyOtherFailureIsABugAndAbortsInEveryBuild) {
+    constexpr sb::ModelInfo model{.name = "test", .summary = ""};
+    EXPECT_DEATH(
+        {
+            errno = EEXIST;
+            sb::check_epoll_ctl(-1, model);
+        },
+        "server-test: epoll_ctl: .*aborting");
+}
 
 TEST(Clock, MonotonicMsNeverGoesBack) {
     std::int64_t last = sb::monotonic_ms();
