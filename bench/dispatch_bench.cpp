@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "bench_support.hpp"
-#include "core/worker_pool.hpp"
 #include "common/unique_fd.hpp"
+#include "core/worker_pool.hpp"
 
 namespace {
 
