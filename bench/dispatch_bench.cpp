@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "bench_support.hpp"
-#include "core/thread_pool.hpp"
 #include "common/unique_fd.hpp"
+#include "core/worker_pool.hpp"
 
 namespace {
 
@@ -42,7 +42,7 @@ struct CompletionJob {
 };
 
 void BM_ThreadPoolHandoff(benchmark::State& state) {
-    sb::ThreadPool<CompletionJob> pool(1, 1, [](CompletionJob& job) {
+    sb::WorkerPool<CompletionJob> pool(1, 1, [](CompletionJob& job) {
         job.done->store(1, std::memory_order_release);
         job.done->notify_one();
     });

@@ -332,13 +332,10 @@ bool Worker::consume_http(Connection& c, const char* data, std::size_t size, std
         if (c.generation != generation || c.state != State::open) return false;  // close mode
         if (!c.parser.keep_alive()) {
             // The server closes after this response: what else was in flight is lost.
-            if (c.inflight > 0) {
+            if (c.inflight > 0)
                 fail(c, ErrorKind::read, 0, now);
-            } else {
-                close_connection(c);
-                ++stats_.reconnects;
-                if (sending_allowed(now)) open_connection(c, now);
-            }
+            else
+                reconnect(c, now);
             return false;
         }
     }
@@ -391,13 +388,9 @@ void Worker::on_response(Connection& c, std::uint64_t now) {
         ++interval->requests;
         interval->latency.record(latency);
     }
-    if (plan_.mode == ConnectionMode::close) {
+    if (plan_.mode == ConnectionMode::close) {  // a connection per request: this one is done
         close_connection(c);
-        if (!sending_allowed(now)) return;
-        if (plan_.rate > 0)
-            make_available(c);
-        else
-            open_connection(c, now);
+        if (sending_allowed(now)) replace(c, now);
     }
 }
 
@@ -508,10 +501,23 @@ void Worker::fail(Connection& c, ErrorKind kind, int err, std::uint64_t now) {
         return;
     }
     ++stats_.reconnects;
+    replace(c, now);
+}
+
+// A closed connection, back to work: in the open loop's close mode it waits on the free list for
+// the next arrival (which opens it); otherwise it opens again at once, if requests may still go.
+void Worker::replace(Connection& c, std::uint64_t now) {
     if (plan_.rate > 0 && plan_.mode == ConnectionMode::close)
         make_available(c);
     else if (sending_allowed(now))
         open_connection(c, now);
+}
+
+// A connection the server closed between responses (nothing was lost): closed and opened again.
+void Worker::reconnect(Connection& c, std::uint64_t now) {
+    close_connection(c);
+    ++stats_.reconnects;
+    if (sending_allowed(now)) open_connection(c, now);
 }
 
 void Worker::close_connection(Connection& c) {
@@ -537,9 +543,7 @@ void Worker::on_eof(Connection& c, std::uint64_t now) {
         fail(c, ErrorKind::read, 0, now);  // closed mid-response or with requests unanswered
         return;
     }
-    close_connection(c);  // an idle keep-alive connection the server closed: not an error
-    ++stats_.reconnects;
-    if (sending_allowed(now)) open_connection(c, now);
+    reconnect(c, now);  // an idle keep-alive connection the server closed: not an error
 }
 
 void Worker::check_timeouts(std::uint64_t now) {
@@ -555,10 +559,7 @@ void Worker::check_timeouts(std::uint64_t now) {
             case State::backoff:
                 if (now < c.retry_at_ns) break;
                 c.state = State::closed;
-                if (plan_.rate > 0 && plan_.mode == ConnectionMode::close)
-                    make_available(c);
-                else if (sending_allowed(now))
-                    open_connection(c, now);
+                replace(c, now);
                 break;
             case State::closed:
                 break;

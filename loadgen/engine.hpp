@@ -152,6 +152,8 @@ private:
     void open_connection(Connection& c, std::uint64_t now);
     void on_connected(Connection& c, std::uint64_t now);
     void fail(Connection& c, ErrorKind kind, int err, std::uint64_t now);
+    void replace(Connection& c, std::uint64_t now);
+    void reconnect(Connection& c, std::uint64_t now);
     void close_connection(Connection& c);
     void check_timeouts(std::uint64_t now);
 

@@ -2,7 +2,7 @@
 // While a client is connected every other one waits in the listen backlog, so this model serves
 // exactly one client at a time: the baseline the other models improve on.
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 
 namespace {
 

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/check_epoll_ctl.hpp"
 #include "core/clock.hpp"
 #include "core/connection_limit.hpp"
 #include "core/connection_step.hpp"
@@ -87,10 +88,15 @@ public:
     explicit Reactor(Server& server)
         : server_(server),
           epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-          limit_(server.options.max_conns),
+          limit_(server.options.max_conns, server.stats.rejected_at_limit),
           sweep_(server.options.idle_timeout_ms) {
         if (!epoll_) die(server.model(), "epoll_create1");
-        for (int fd : {server.listener.fd(), server.signals.fd()}) watch(fd, EPOLLIN);
+        for (int fd : {server.listener.fd(), server.signals.fd()}) {  // its own: it cannot run without them
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) die(server.model(), "epoll_ctl");
+        }
     }
     ~Reactor() {
         slots_.for_each([this](int fd, Slot& slot) {
@@ -150,24 +156,21 @@ private:
         bool input_ended = false;      // epoll reported the peer's end of stream, a hang-up or an error
     };
 
-    void watch(int fd, std::uint32_t events) noexcept {
-        epoll_event ev{};
-        ev.events = events;
-        ev.data.fd = fd;
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
-    }
-
     template <class Handler>
     void start(UniqueFd conn, Handler& handler) {
-        if (!limit_.try_take()) {
-            server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-            return;  // closed here, at once
-        }
+        if (!limit_.try_take()) return;  // refused (and counted): closed here, at once
         const int fd = conn.get();
         // Edge-triggered, both directions, once for the connection's life, so no epoll_ctl is made
         // per operation. No edge is missed: a write is always tried before it waits, and a read
         // unless the socket is known to be drained since the last edge (may_have_input).
-        watch(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.fd = fd;
+        if (!check_epoll_ctl(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev), server_.model())) {
+            limit_.give_back();  // no room to watch it: closed here, counted for lack of resources
+            server_.stats.rejected_no_resources.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
         slots_[fd] = Slot{.task = handler(Socket(*this, std::move(conn))).release()};
         resume(fd);
     }

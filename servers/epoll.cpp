@@ -14,15 +14,22 @@ namespace sb {
 
 void run_epoll_loop(int epoll_fd, Listener& listener, ConnectionTable& connections, int stop_fd,
                     const std::function<bool()>& stop_requested) {
-    auto watch = [epoll_fd](int op, int fd, Interest interest) {
+    const int listen_fd = listener.fd();
+    for (int fd : {listen_fd, stop_fd}) {  // the loop's own: it cannot run without them
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) die(connections.model(), "epoll_ctl");
+    }
+    // Adds a connection (EPOLL_CTL_ADD) or changes its interest (EPOLL_CTL_MOD). One the kernel has
+    // no room for is closed and counted (check_epoll_ctl).
+    auto watch = [&](int op, Connection& c, Interest interest) {
         epoll_event ev{};
         ev.events = epoll_events(interest);
-        ev.data.fd = fd;
-        ::epoll_ctl(epoll_fd, op, fd, &ev);
+        ev.data.fd = c.fd();
+        if (!check_epoll_ctl(::epoll_ctl(epoll_fd, op, c.fd(), &ev), connections.model()))
+            connections.close_for_lack_of_resources(c);
     };
-    const int listen_fd = listener.fd();
-    watch(EPOLL_CTL_ADD, listen_fd, Interest::read);
-    watch(EPOLL_CTL_ADD, stop_fd, Interest::read);
 
     std::array<epoll_event, 512> events;
     for (;;) {
@@ -31,13 +38,13 @@ void run_epoll_loop(int epoll_fd, Listener& listener, ConnectionTable& connectio
             const int fd = events[static_cast<std::size_t>(i)].data.fd;
             if (fd == listen_fd) {
                 connections.accept_all(listener,
-                                       [&](Connection& c) { watch(EPOLL_CTL_ADD, c.fd(), Interest::read); });
+                                       [&](Connection& c) { watch(EPOLL_CTL_ADD, c, Interest::read); });
             } else if (fd == stop_fd) {
                 if (stop_requested()) return;
             } else if (Connection* c = connections.find(fd)) {
                 const Interest before = c->interest();
                 const Interest after = connections.run(*c);
-                if (after != Interest::close && after != before) watch(EPOLL_CTL_MOD, fd, after);
+                if (after != Interest::close && after != before) watch(EPOLL_CTL_MOD, *c, after);
             }
         }
     }
@@ -60,7 +67,7 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit);
     sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
     if (!epoll) sb::die(kModel, "epoll_create1");

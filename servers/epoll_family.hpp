@@ -1,6 +1,7 @@
 #pragma once
 // What the epoll models (epoll, epoll-reuseport, epoll-pool) share besides the readiness-loop
-// connection (core/event_loop.hpp): turning a connection's interest into epoll's event bits, and
+// connection (core/event_loop.hpp) and the meaning of an epoll_ctl failure
+// (core/check_epoll_ctl.hpp): turning a connection's interest into epoll's event bits, and
 // the loop of servers/epoll.cpp, which epoll-reuseport runs once per thread (that binary is built
 // with epoll.cpp, whose main is left out of it: see servers/CMakeLists.txt).
 
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "core/check_epoll_ctl.hpp"
 #include "core/event_loop.hpp"
 
 namespace sb {

@@ -19,7 +19,7 @@
 #include <mutex>
 #include <vector>
 
-#include "core/thread_pool.hpp"
+#include "core/worker_pool.hpp"
 #include "epoll_family.hpp"
 
 namespace {
@@ -76,7 +76,7 @@ private:
     std::vector<int> done_, taken_;
 };
 
-// A new epoll instance watching `fds` for input, for as long as they live.
+// A new epoll instance watching `fds` (the server's own) for input, for as long as they live.
 sb::UniqueFd epoll_watching(std::initializer_list<int> fds) {
     sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
     if (!epoll) sb::die(kModel, "epoll_create1");
@@ -84,28 +84,31 @@ sb::UniqueFd epoll_watching(std::initializer_list<int> fds) {
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.fd = fd;
-        ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev);
+        if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) sb::die(kModel, "epoll_ctl");
     }
     return epoll;
 }
 
-// Watches a connection (or re-arms it) for `interest`, disarmed again by its next event.
-void watch_once(int epoll_fd, int op, int fd, sb::Interest interest) {
+// Watches a connection (op EPOLL_CTL_ADD) or re-arms it (EPOLL_CTL_MOD) for `interest`, disarmed
+// again by its next event. One the kernel has no room for is closed and counted (check_epoll_ctl).
+void watch_once(int epoll_fd, int op, sb::Connection& c, sb::Interest interest,
+                sb::ConnectionTable& connections) {
     epoll_event ev{};
     ev.events = sb::epoll_events(interest) | EPOLLONESHOT;
-    ev.data.fd = fd;
-    ::epoll_ctl(epoll_fd, op, fd, &ev);
+    ev.data.fd = c.fd();
+    if (!sb::check_epoll_ctl(::epoll_ctl(epoll_fd, op, c.fd(), &ev), kModel))
+        connections.close_for_lack_of_resources(c);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit, sb::RequestWork::handed_off);
     Completions completions;  // declared before the pool: workers push into it until they are joined
     // A connection has at most one batch in the pool, so a queue of --max-conns never refuses one.
-    sb::ThreadPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
+    sb::WorkerPool<Batch> pool(static_cast<std::size_t>(server.options.workers),
                                static_cast<std::size_t>(server.options.max_conns), [&](Batch& batch) {
                                    sb::simulate_request_work(server.options, batch.requests);
                                    completions.push(batch.fd);
@@ -127,7 +130,7 @@ int main(int argc, char** argv) {
                 connections.close(c);
             }
         } else if (next != sb::Interest::close) {
-            watch_once(epoll.get(), EPOLL_CTL_MOD, c.fd(), next);
+            watch_once(epoll.get(), EPOLL_CTL_MOD, c, next, connections);
         }
     };
 
@@ -138,7 +141,7 @@ int main(int argc, char** argv) {
             const int fd = events[static_cast<std::size_t>(i)].data.fd;
             if (fd == listen_fd) {
                 connections.accept_all(server.listener, [&](sb::Connection& c) {
-                    watch_once(epoll.get(), EPOLL_CTL_ADD, c.fd(), sb::Interest::read);
+                    watch_once(epoll.get(), EPOLL_CTL_ADD, c, sb::Interest::read, connections);
                 });
             } else if (fd == signal_fd) {
                 if (server.signals.stop_requested()) return server.finish();  // the pool joins its workers

@@ -29,7 +29,8 @@ const sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionLimit limit(server.options.max_conns);  // one --max-conns for all the loops
+    // One --max-conns for all the loops.
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     // How main tells every loop to stop: written once, never read, so it stays readable and wakes
     // each loop's epoll (level-triggered). A signalfd could not do this: the one loop that read the
     // signal would consume it, and the others would never learn of it.

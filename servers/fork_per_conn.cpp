@@ -9,7 +9,7 @@
 #include <csignal>
 #include <unordered_set>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 
 namespace {
 
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
     // SIGCHLD arrives on the signalfd too: children are reaped as they exit, never left as zombies.
     sb::Server server(argc, argv, kModel, sb::Blocking::no, {SIGCHLD});
     std::unordered_set<pid_t> children;
-    sb::ConnectionLimit limit(
-        server.options.max_conns);  // a slot per child: taken at fork, given back at reaping
+    // A slot per child: taken at fork, given back at reaping.
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     server.announce_ready();
 
     pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
@@ -62,10 +62,7 @@ int main(int argc, char** argv) {
             // A steady stream of connections keeps this loop from going back to poll(), where
             // SIGCHLD is read: reap here too, or zombies pile up and count against --max-conns.
             reap_exited(children, limit);
-            if (!limit.try_take()) {
-                server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
+            if (!limit.try_take()) continue;  // refused (and counted): conn closes here
             pid_t pid = ::fork();
             if (pid == 0) serve_in_child(server, conn.get());
             if (pid > 0) {

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -51,18 +52,22 @@ struct UringConnection {
     sb::UniqueFd fd;
     sb::ConnectionStep step;  // what came in, the protocol, and the responses being sent
     std::int64_t last_active_ms = 0;
+    bool in_flight = false;    // its one recv or send is submitted and has not completed
     bool shut_down = false;    // closing: its operation in flight ends with an error, then it is freed
     bool recv_filled = false;  // the last recv filled the buffer: the next one gets a larger buffer
     std::vector<char> recv_buffer = std::vector<char>(kFirstRecvBytes);
 };
 
 // What a completion is about: a connection's recv or send (user_data is its address: a connection
-// is never freed while its operation is in flight), or one of these (never a valid address).
-enum Tag : std::uint64_t { kAccept = 1, kSignal = 2, kSweep = 3, kBacklog = 4 };
+// is never freed while its operation is in flight, asserted in close()), or one of these, which are
+// never a connection's address: each is below its alignment.
+enum Tag : std::uint64_t { kAccept = 1, kSignal = 2, kSweep = 3, kBacklog = 4, kLastTag = kBacklog };
+static_assert(alignof(UringConnection) > kLastTag, "a tag could be a connection's address");
 
 class UringServer {
 public:
-    explicit UringServer(sb::Server& server) : server_(server), limit_(server.options.max_conns) {
+    explicit UringServer(sb::Server& server)
+        : server_(server), limit_(server.options.max_conns, server.stats.rejected_at_limit) {
         // Only this thread submits, and completions' kernel-side work (task_work) runs when it
         // waits for them rather than interrupting it: fewer switches in and out of the kernel.
         // Kernels before 6.1 refuse these flags; then the ring is made without them.
@@ -130,7 +135,13 @@ private:
         io_uring_sqe_set_data64(e, tag);
         return e;
     }
-    io_uring_sqe* sqe(UringConnection& c) { return sqe(reinterpret_cast<std::uint64_t>(&c)); }
+    // The entry of c's one operation in flight: it alternates between a recv and a send, and its
+    // completion clears the flag (on_io_done).
+    io_uring_sqe* sqe(UringConnection& c) {
+        assert(!c.in_flight && "one operation in flight per connection");
+        c.in_flight = true;
+        return sqe(reinterpret_cast<std::uint64_t>(&c));
+    }
 
     void arm_accept() {
         if (multishot_accept_)
@@ -162,10 +173,7 @@ private:
     }
 
     void admit(sb::UniqueFd fd) {
-        if (!limit_.try_take()) {
-            server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-            return;  // closed here, at once
-        }
+        if (!limit_.try_take()) return;  // refused (and counted): closed here, at once
         std::unique_ptr<UringConnection>& slot = by_fd_[fd.get()];
         slot = std::make_unique<UringConnection>(std::move(fd), server_.responses);
         slot->last_active_ms = sb::monotonic_ms();
@@ -206,6 +214,8 @@ private:
 
     // A recv or a send of c completed. The connection was sending if it has output.
     void on_io_done(UringConnection& c, int res) {
+        assert(c.in_flight && "a completion ends the connection's operation in flight");
+        c.in_flight = false;
         if (res < 0 || c.shut_down) return close(c);  // reset, shut down by the sweep, ...
         c.last_active_ms = sb::monotonic_ms();
         if (!c.step.output().empty()) {  // a send
@@ -217,6 +227,7 @@ private:
             return proceed(c);
         }
         const auto received = static_cast<std::size_t>(res);
+        assert(received <= c.recv_buffer.size());
         c.recv_filled = received == c.recv_buffer.size();
         answer(c, {c.recv_buffer.data(), received});
     }
@@ -246,6 +257,7 @@ private:
     }
 
     void close(UringConnection& c) {
+        assert(!c.in_flight && "a connection is freed only once its operation has completed");
         by_fd_[c.fd.get()].reset();
         limit_.give_back();
     }

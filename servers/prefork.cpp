@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 #include "prefork_shared_memory.hpp"
 
 namespace {
@@ -70,15 +70,12 @@ void warm_up(const sb::Server& server) {
     sb::reset_signals_for_child();  // the parent's SIGTERM now ends this worker, wherever it blocks
     ::close(server.signals.fd());   // the parent's to read
     warm_up(server);
-    sb::ConnectionLimit limit(server.options.max_conns, tally.serving);
+    sb::ConnectionLimit limit(server.options.max_conns, tally.serving, tally.stats.rejected_at_limit);
     for (;;) {
         sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
         move_counts(server.stats, tally.stats);
         if (!conn) continue;
-        if (!limit.try_take()) {
-            tally.stats.rejected_at_limit += 1;
-            continue;  // conn closes here
-        }
+        if (!limit.try_take()) continue;  // refused (and counted in the tally): conn closes here
         serving = true;
         sb::serve_blocking(conn.get(), server);
         serving = false;
@@ -152,8 +149,8 @@ int main(int argc, char** argv) {
     const auto worker_count = static_cast<std::size_t>(server.options.workers);
     sb::SharedArray<Tally> tally(1, kModel);
     sb::SharedArray<std::atomic<bool>> serving(worker_count, kModel);
-    sb::ConnectionLimit limit(server.options.max_conns,
-                              tally[0].serving);  // the workers' limit, seen by the parent
+    // The workers' limit, seen by the parent (which only gives back the slots of dead workers).
+    sb::ConnectionLimit limit(server.options.max_conns, tally[0].serving, tally[0].stats.rejected_at_limit);
     std::vector<Worker> workers(worker_count);
 
     auto start = [&](std::size_t i) {

@@ -23,7 +23,7 @@ constexpr sb::ModelInfo kModel{
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
-    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit, sb::RequestWork::in_loop, FD_SETSIZE);
     const int listen_fd = server.listener.fd();
     const int signal_fd = server.signals.fd();

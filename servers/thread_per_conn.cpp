@@ -5,7 +5,7 @@
 #include <system_error>
 #include <thread>
 
-#include "core/blocking.hpp"
+#include "core/serve_blocking.hpp"
 
 namespace {
 
@@ -22,16 +22,13 @@ constexpr sb::ModelInfo kModel{
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::yes);
     sb::StopWatcher stop(server);
-    sb::ConnectionLimit limit(server.options.max_conns);
+    sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     server.announce_ready();
 
     while (!stop.stopping()) {
         sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
         if (!conn) continue;
-        if (!limit.try_take()) {
-            server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-            continue;  // conn closes here
-        }
+        if (!limit.try_take()) continue;  // refused (and counted): conn closes here
         try {
             std::thread([&server, &stop, &limit, conn = std::move(conn)]() mutable {
                 {

@@ -5,8 +5,8 @@
 
 #include <cassert>
 
-#include "core/blocking.hpp"
-#include "core/thread_pool.hpp"
+#include "core/serve_blocking.hpp"
+#include "core/worker_pool.hpp"
 
 namespace {
 
@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
     // queue's capacity because with --max-conns below --workers the queue alone would not bound it
     // (idle workers take every connection at once).
     const int max_conns = server.options.max_conns;
-    sb::ConnectionLimit limit(max_conns);
-    sb::ThreadPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
+    sb::ConnectionLimit limit(max_conns, server.stats.rejected_at_limit);
+    sb::WorkerPool<sb::UniqueFd> pool(static_cast<std::size_t>(server.options.workers),
                                       static_cast<std::size_t>(max_conns), [&](sb::UniqueFd& conn) {
                                           {
                                               sb::StopWatcher::Tracked tracked(stop, conn.get());
@@ -43,10 +43,7 @@ int main(int argc, char** argv) {
     while (!stop.stopping()) {
         sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
         if (!conn) continue;
-        if (!limit.try_take()) {
-            server.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-            continue;  // conn closes here
-        }
+        if (!limit.try_take()) continue;  // refused (and counted): conn closes here
         if (!pool.try_submit(conn)) {
             assert(false && "the queue holds --max-conns connections, and the limit admits no more");
             limit.give_back();  // never leak a slot

@@ -4,7 +4,8 @@
 #   build-tsan/ (-DSANITIZE=thread): the server tests of the thread-based models.
 # Servers run as child processes of the tests, so the sanitizer options below are exported to them:
 # a report aborts the server (or makes it exit non-zero), and the tests check every server's exit
-# status and scan its stderr for reports.
+# status and scan its stderr for reports. Both trees keep assert() on: the top CMakeLists.txt
+# undefines NDEBUG when SANITIZE is set, whatever the build type.
 set -euo pipefail
 
 usage() {

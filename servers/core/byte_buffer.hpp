@@ -3,6 +3,7 @@
 // reads append and partial writes consume without moving bytes on every call (muduo's Buffer idea).
 
 #include <algorithm>
+#include <cassert>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -19,8 +20,10 @@ public:
     std::size_t size() const noexcept { return end_ - begin_; }
     bool empty() const noexcept { return begin_ == end_; }
 
+    // Drops the first n readable bytes: at most what is readable (what was sent or parsed of it).
     void consume(std::size_t n) noexcept {
-        begin_ += std::min(n, size());
+        assert(n <= size() && "consume() takes no more than is readable");
+        begin_ += n;
         if (begin_ == end_) begin_ = end_ = 0;
     }
     void clear() noexcept { begin_ = end_ = 0; }
@@ -30,7 +33,10 @@ public:
         reserve_tail(min_bytes);
         return {data_.get() + end_, capacity_ - end_};
     }
-    void commit(std::size_t n) noexcept { end_ += n; }
+    void commit(std::size_t n) noexcept {
+        assert(n <= capacity_ - end_ && "commit() takes no more than writable() gave");
+        end_ += n;
+    }
 
     void append(std::string_view bytes) {
         if (bytes.empty())

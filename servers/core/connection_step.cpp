@@ -1,5 +1,7 @@
 #include "connection_step.hpp"
 
+#include <cassert>
+
 namespace sb {
 namespace {
 
@@ -15,6 +17,7 @@ FeedResult ConnectionStep::answer(std::span<const char> fresh) {
     const bool from_buffer = !in_.empty();
     const std::span<const char> input = from_buffer ? in_.readable() : fresh;
     const FeedResult r = session_.feed(input, out_);
+    assert(r.consumed <= input.size() && "the session consumes no more than it was given");
     if (from_buffer) {
         in_.consume(r.consumed);
         in_.shrink_if_empty(kKeptBufferBytes);

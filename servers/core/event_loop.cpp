@@ -85,10 +85,13 @@ ConnectionTable::~ConnectionTable() {
 }  // its connections close with it
 
 Connection* ConnectionTable::admit(UniqueFd fd) {
-    if (fd.get() >= fd_limit_ || !limit_.try_take()) {
-        server_.stats.rejected_at_limit.fetch_add(1, std::memory_order_relaxed);
-        return nullptr;  // fd closes here: the client sees its connection closed at once
+    // Refused (and counted by the limit): fd closes here, so the client sees its connection closed
+    // at once. A descriptor select cannot watch is refused as one over the limit.
+    if (fd.get() >= fd_limit_) {
+        limit_.refuse();
+        return nullptr;
     }
+    if (!limit_.try_take()) return nullptr;
     const int index = fd.get();
     std::unique_ptr<Connection>& slot = by_fd_[index];
     slot = std::make_unique<Connection>(std::move(fd), server_, work_);
@@ -122,6 +125,11 @@ void ConnectionTable::close(Connection& c) {
     by_fd_[c.fd()].reset();
     --count_;
     limit_.give_back();
+}
+
+void ConnectionTable::close_for_lack_of_resources(Connection& c) {
+    server_.stats.rejected_no_resources.fetch_add(1, std::memory_order_relaxed);
+    close(c);
 }
 
 int ConnectionTable::close_idle() {

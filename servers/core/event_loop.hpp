@@ -104,6 +104,12 @@ public:
 
     void close(Connection& c);
 
+    // Closes a connection the readiness mechanism had no room to watch (epoll_ctl: ENOMEM,
+    // ENOSPC), counted in the stop line with those refused for lack of resources.
+    void close_for_lack_of_resources(Connection& c);
+
+    const ModelInfo& model() const noexcept { return server_.model(); }
+
     // Closes connections idle past --idle-timeout-ms. One whose requests are in a worker's hands is
     // not idle: the server, not the client, is busy. A closed descriptor leaves every readiness
     // set by itself (epoll) or is not put in the next one (select, poll), so the models need not

@@ -1,15 +1,22 @@
 // Unit tests of what the event-loop models share without sockets: the connection step (answer
-// what arrived, back-pressure, closing), the --max-conns limit, the idle-sweep rule and the
-// descriptor table.
+// what arrived, back-pressure, closing) and its byte buffer, the --max-conns limit, the idle-sweep
+// rule, the descriptor table and what an epoll_ctl failure means. The death tests of asserted
+// invariants run only where assert() is on (Debug and sanitizer builds).
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "core/byte_buffer.hpp"
+#include "core/check_epoll_ctl.hpp"
 #include "core/clock.hpp"
 #include "core/connection_limit.hpp"
 #include "core/connection_step.hpp"
@@ -143,8 +150,33 @@ TEST(ConnectionStep, EchoReturnsEveryByte) {
     EXPECT_EQ(step.next(), Next::read);
 }
 
+TEST(ByteBuffer, ConsumeDropsWhatWasReadFromTheFront) {
+    sb::ByteBuffer b;
+    b.append("abcdef");
+    b.consume(2);
+    EXPECT_EQ(std::string_view(b.readable().data(), b.size()), "cdef");
+    b.consume(4);
+    EXPECT_TRUE(b.empty());
+    const std::span<char> room = b.writable(3);
+    ASSERT_GE(room.size(), 3u);
+    std::memcpy(room.data(), "xyz", 3);
+    b.commit(3);
+    EXPECT_EQ(std::string_view(b.readable().data(), b.size()), "xyz");
+}
+
+#ifndef NDEBUG
+TEST(ByteBufferDeathTest, ConsumingOrCommittingMoreThanThereIsIsABug) {
+    sb::ByteBuffer b;
+    b.append("ab");
+    EXPECT_DEATH(b.consume(3), "no more than is readable");
+    const std::size_t room = b.writable(1).size();
+    EXPECT_DEATH(b.commit(room + 1), "no more than writable");
+}
+#endif
+
 TEST(ConnectionLimit, RefusesBeyondItsMaximumAndTakesAgainAfterAGiveBack) {
-    sb::ConnectionLimit limit(2);
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit limit(2, refused);
     EXPECT_TRUE(limit.try_take());
     EXPECT_TRUE(limit.try_take());
     EXPECT_FALSE(limit.try_take());
@@ -155,9 +187,25 @@ TEST(ConnectionLimit, RefusesBeyondItsMaximumAndTakesAgainAfterAGiveBack) {
     EXPECT_EQ(limit.in_use(), 0);
 }
 
+TEST(ConnectionLimit, CountsEachRefusalWhereItIsTold) {
+    std::atomic<std::uint64_t> refused{5};  // as a server's stats, which other refusals add to
+    sb::ConnectionLimit limit(1, refused);
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_FALSE(limit.try_take());
+    EXPECT_FALSE(limit.try_take());
+    EXPECT_EQ(refused.load(), 7u);
+    limit.refuse();  // refused before asking (select's FD_SETSIZE)
+    EXPECT_EQ(limit.refused(), 8u);
+    EXPECT_EQ(limit.in_use(), 1);
+    limit.give_back();
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_EQ(refused.load(), 8u);  // a slot taken is no refusal
+}
+
 TEST(ConnectionLimit, TwoLimitsOverOneSharedCountCountTogether) {
     std::atomic<int> shared{0};  // as prefork's count in shared memory
-    sb::ConnectionLimit a(3, shared), b(3, shared);
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit a(3, shared, refused), b(3, shared, refused);
     EXPECT_TRUE(a.try_take());
     EXPECT_TRUE(b.try_take());
     EXPECT_TRUE(a.try_take());
@@ -165,11 +213,22 @@ TEST(ConnectionLimit, TwoLimitsOverOneSharedCountCountTogether) {
     b.give_back();  // a slot taken by a, given back by another process's view (prefork's parent)
     EXPECT_TRUE(a.try_take());
     EXPECT_EQ(shared.load(), 3);
+    EXPECT_EQ(refused.load(), 1u);
 }
+
+#ifndef NDEBUG
+TEST(ConnectionLimitDeathTest, AGiveBackOfASlotNeverTakenIsABug) {
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit limit(2, refused);
+    EXPECT_TRUE(limit.try_take());
+    EXPECT_DEATH(limit.give_back(2), "given back once");
+}
+#endif
 
 TEST(ConnectionLimit, NeverAdmitsMoreThanItsMaximumUnderContention) {
     constexpr int kMax = 5;
-    sb::ConnectionLimit limit(kMax);
+    std::atomic<std::uint64_t> refused{0};
+    sb::ConnectionLimit limit(kMax, refused);
     std::atomic<int> inside{0}, worst{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
@@ -218,11 +277,38 @@ TEST(FdTable, GrowsToHoldAnyDescriptorAndFindsNothingBeyondIt) {
     ASSERT_NE(table.find(3), nullptr);
     EXPECT_EQ(*table.find(3), 7);
     EXPECT_EQ(*table.find(100), 9);
-    EXPECT_EQ(table.find(-1), nullptr);
     EXPECT_EQ(table.find(100000), nullptr);
     int sum = 0;
     table.for_each([&](int fd, int& v) { sum += v != 0 ? fd : 0; });
     EXPECT_EQ(sum, 103);
+}
+
+#ifndef NDEBUG
+TEST(FdTableDeathTest, ANegativeDescriptorIsABug) {
+    sb::FdTable<int> table;
+    table[3] = 7;
+    EXPECT_DEATH(table.find(-1), "indexed by descriptors");
+    EXPECT_DEATH(table[-1] = 1, "indexed by descriptors");
+}
+#endif
+
+TEST(CheckEpollCtl, DoneOrNoRoomForTheConnection) {
+    constexpr sb::ModelInfo model{.name = "test", .summary = ""};
+    EXPECT_TRUE(sb::check_epoll_ctl(0, model));
+    errno = ENOMEM;
+    EXPECT_FALSE(sb::check_epoll_ctl(-1, model));
+    errno = ENOSPC;  // past fs.epoll.max_user_watches
+    EXPECT_FALSE(sb::check_epoll_ctl(-1, model));
+}
+
+TEST(CheckEpollCtlDeathTest, AnyOtherFailureIsABugAndAbortsInEveryBuild) {
+    constexpr sb::ModelInfo model{.name = "test", .summary = ""};
+    EXPECT_DEATH(
+        {
+            errno = EEXIST;
+            sb::check_epoll_ctl(-1, model);
+        },
+        "server-test: epoll_ctl: .*aborting");
 }
 
 TEST(Clock, MonotonicMsNeverGoesBack) {

@@ -14,12 +14,12 @@
 namespace sb {
 
 template <class Job>
-class ThreadPool {
+class WorkerPool {
 public:
     using Handler = std::function<void(Job&)>;
 
     // Starts up to `workers` threads (fewer if the system refuses more: see started()).
-    ThreadPool(std::size_t workers, std::size_t queue_capacity, Handler handler)
+    WorkerPool(std::size_t workers, std::size_t queue_capacity, Handler handler)
         : capacity_(queue_capacity), handler_(std::move(handler)) {
         threads_.reserve(workers);
         for (std::size_t i = 0; i < workers; ++i) {
@@ -31,7 +31,7 @@ public:
         }
     }
 
-    ~ThreadPool() {
+    ~WorkerPool() {
         {
             std::lock_guard lock(mutex_);
             closed_ = true;
@@ -41,8 +41,8 @@ public:
         for (auto& t : threads_) t.join();
     }
 
-    ThreadPool(const ThreadPool&) = delete;
-    ThreadPool& operator=(const ThreadPool&) = delete;
+    WorkerPool(const WorkerPool&) = delete;
+    WorkerPool& operator=(const WorkerPool&) = delete;
 
     // Queues the job unless the queue is full; on false the job is left with the caller.
     bool try_submit(Job& job) {

@@ -1,4 +1,4 @@
-#include "blocking.hpp"
+#include "serve_blocking.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
