@@ -3,7 +3,8 @@
 the docs follow:
 
 * the profile table of docs/running.md against serverbench/scenarios.py's PROFILES (points,
-  duration and warm-up, repeats, counting window, A/B trials, capacity sweeps);
+  duration and warm-up, repeats, counting window, A/B trials, capacity sweeps), and
+  docs/capacity.md's table of the sweeps against CAPACITY_PLANS;
 * the scenario tables of README.md and docs/running.md against SCENARIOS;
 * the flag table of docs/running.md against run_all.sh's parser (serverbench/cli.py);
 * the server and loadgen flag tables of docs/contract.md against the binaries' --help, and each
@@ -136,6 +137,29 @@ class Profiles(unittest.TestCase):
                 plan = p.capacity.scenarios if p.capacity else ()
                 for c in sc.CAPACITY_SCENARIOS:
                     self.assertEqual(mentions(c, points), c in plan, f"capacity sweep {c}")
+
+
+class CapacityProfiles(unittest.TestCase):
+    """docs/capacity.md's table of the sweeps per profile is CAPACITY_PLANS."""
+
+    def test_each_row_matches_its_plan(self):
+        _, rows = table_with(section(read("docs/capacity.md"), "## Profiles and budgets"), "profile")
+        visible = {p.name for p in sc.PROFILES.values() if not p.hidden and p.capacity}
+        self.assertEqual({plain(r[0]) for r in rows}, visible, "profiles with capacity sweeps")
+        for row in rows:
+            plan = sc.PROFILES[plain(row[0])].capacity
+            with self.subTest(profile=plain(row[0])):
+                m = re.fullmatch(r"(.+?) \((.+?)\), up to (.+?)(?: at low rates)?", row[2])
+                self.assertTrue(m, f"step cell {row[2]!r}")
+                self.assertEqual(seconds(m.group(1)), seconds(plan.duration), "step")
+                self.assertEqual(seconds(m.group(2)), seconds(plan.warmup), "step warm-up")
+                self.assertEqual(seconds(m.group(3)), seconds(plan.max_duration), "longest step")
+                self.assertEqual(int(row[3]), plan.repeats, "repeats")
+                self.assertEqual(float(row[4]), plan.resolution, "resolution")
+                self.assertEqual(int(row[5]), plan.max_steps, "max steps")
+                for c in sc.CAPACITY_SCENARIOS:
+                    if plan.scenarios and c in plan.scenarios:
+                        self.assertTrue(mentions(c, row[1]) or "all three" in row[1], f"sweep {c}")
 
 
 class Scenarios(unittest.TestCase):
