@@ -1,4 +1,4 @@
-"""The verdict table: DESIGN.md's claims judged from a run's numbers, with their margins.
+"""The verdict table: the claims of docs/contract.md judged from a run's numbers, with their margins.
 
 Each rule is explicit and written next to its claim, as one or more checks of the form
 "this ratio (or value) is at least / at most a threshold". A check measured over repeats is
@@ -325,7 +325,7 @@ CLAIMS = [
 
 
 def verdicts(run):
-    """[(claim, scenario, what was measured with margins, verdict)] in DESIGN.md's order."""
+    """[(claim, scenario, what was measured with margins, verdict)] in the order of docs/contract.md."""
     times = microbench_times_us(run.microbench)
     rows = []
     for claim, scenario, rule in CLAIMS:

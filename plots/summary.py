@@ -127,7 +127,7 @@ def microbench_section(times):
 
 
 def verdicts_section(run):
-    lines = ["## Verdicts: the claims of DESIGN.md, measured here", "",
+    lines = ["## Verdicts: the claims of docs/contract.md, measured here", "",
              "| claim | scenario | measured | verdict |", "|---|---|---|---|"]
     for claim, scenario, what, verdict in claims.verdicts(run):
         mark = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(verdict, verdict)

@@ -32,7 +32,7 @@ from .trial import seconds_of
 
 SCHEMA = "serverbench.capacity/1"
 CONNECTIONS = 50                 # below the pools' 64 workers: every client is served at once
-VALID_SHARE = 0.99               # loadgen's open-loop validity rule (DESIGN.md)
+VALID_SHARE = 0.99               # loadgen's open-loop validity rule (docs/contract.md)
 P50_GROWTH = 2.0                 # p50 within 2x its low-load value,
 P50_FLOOR_US = 1000              # and at least 1 ms above it: a 100 µs scheduling delay doubles a 50 µs p50
 # Saturation repeats within a step only where the steps are this fine or finer; a coarser sweep

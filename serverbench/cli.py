@@ -43,7 +43,7 @@ def build_parser():
     ap = OneLineParser(prog="run_all.sh", description=__doc__.splitlines()[0], epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="standard", help=f"how long and how wide: {profiles}; "
-                    "quick ~4 min (CI), standard ~15 min, full ~50 min (default standard)")
+                    "quick under 4 min (CI); standard and full: docs/measurements.md (default standard)")
     ap.add_argument("--models", help="only these models, comma-separated (names after server-; "
                     "default: every server-* binary built)")
     ap.add_argument("--scenarios", help=f"only these scenarios, comma-separated: {', '.join(sc.SCENARIO_NAMES)}")

@@ -4,7 +4,7 @@
 # Sourced by run_all.sh and tests/run_tests.sh; also runnable alone: tools/ensure_deps.sh [extra...]
 set -euo pipefail
 
-# cmake/g++/make build everything; the -dev packages are the libraries DESIGN.md names;
+# cmake/g++/make build everything; the -dev packages are the libraries the code uses;
 # liburing-dev adds server-io-uring; python3-matplotlib draws the charts, python3-scipy and
 # python3-numpy do the statistics of comparisons; util-linux has taskset.
 SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev

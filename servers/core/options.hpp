@@ -1,5 +1,5 @@
 #pragma once
-// The flags every server model takes (DESIGN.md's table), parsed identically in every binary.
+// The flags every server model takes (docs/contract.md's table), parsed identically in every binary.
 
 #include <cstdint>
 #include <string>
