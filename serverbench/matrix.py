@@ -81,6 +81,22 @@ class Matrix:
                     f"the remote host {server.host} (docs/hosts.md)")
         return None
 
+    def nothing_to_count(self, entry):
+        """Why a counting trial is not run when its point's timed trials all ran and served no
+        request (a pool whose workers the idle clients hold): counts per request need requests,
+        and such a trial waits out the same time-outs again. None otherwise."""
+        if not entry.count:
+            return None
+        timed = [p for p in self.run_dir.points() if p.get("kind") != "count" and p.get("side") == entry.side
+                 and (p["model"], p["scenario"], p["point"]) == entry.key[:3]]
+        if not timed or any(p["status"] != "ok" or not p.get("file") for p in timed):
+            return None
+        served = [(read_json(os.path.join(self.run_dir.path, p["file"])) or {}).get("totals", {}).get("requests")
+                  for p in timed]
+        if any(s is None or s > 0 for s in served):
+            return None
+        return "not counted: its timed trials served no request, so there is nothing to count per request"
+
     @property
     def ab(self):
         return "A" in self.sides
@@ -113,7 +129,7 @@ class Matrix:
             record["side"] = entry.side
         if entry.count:
             record["kind"] = "count"
-        skip = self.skip_reason(entry)
+        skip = self.skip_reason(entry) or self.nothing_to_count(entry)
         if skip is None:
             started = time.monotonic()
             record.update(self.measure(entry))

@@ -24,7 +24,8 @@ class RunAllWithFakesTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="serverbench-fakes-")
         make_fake_build(cls.tmp.name, {"epoll": "ok", "blocking": "ok", "crashy": "crash",
-                                       "io-uring": "unsupported", "dying": "die-mid-point"})
+                                       "io-uring": "unsupported", "dying": "die-mid-point",
+                                       "held-pool": "ok"})
         cls.out = os.path.join(cls.tmp.name, "run")
         started = time.monotonic()
         cls.proc = subprocess.run(
@@ -58,10 +59,10 @@ class RunAllWithFakesTest(unittest.TestCase):
             self.assertTrue(m[key], key)
         for key in ("uname", "cpu_model", "cpus"):
             self.assertTrue(m["machine"][key], key)
-        self.assertEqual(sorted(m["models"]), ["blocking", "crashy", "dying", "epoll", "io-uring"])
-        # 5 models x (2 keep-alive points + 1 idle point), and a counting trial of each applicable one
-        self.assertEqual(len(self.timed), 15)
-        self.assertEqual(len(self.counting), 14)
+        self.assertEqual(sorted(m["models"]), ["blocking", "crashy", "dying", "epoll", "held-pool", "io-uring"])
+        # 6 models x (2 keep-alive points + 1 idle point), and a counting trial of each applicable one
+        self.assertEqual(len(self.timed), 18)
+        self.assertEqual(len(self.counting), 17)
 
     def test_statuses(self):
         p = self.points
@@ -95,14 +96,23 @@ class RunAllWithFakesTest(unittest.TestCase):
         self.assertEqual(idle["closed_by_server"], 0)
 
     def test_progress_lines(self):
-        self.assertRegex(self.proc.stderr, r"\[\s*1/29\].*ETA")
-        self.assertRegex(self.proc.stderr, r"\[\s*29/29\].*count")
+        self.assertRegex(self.proc.stderr, r"\[\s*1/35\].*ETA")
+        self.assertRegex(self.proc.stderr, r"\[\s*35/35\].*count")
 
     def test_counting_trials_carry_counts(self):
         with open(os.path.join(self.run_dir, "points/epoll/http-keepalive/c10-count-r1.json")) as f:
             counts = json.load(f)["counts"]
         # perf counts here when it can; otherwise the point says why not, and the run goes on.
         self.assertTrue(counts.get("server") or counts.get("not_counted"), counts)
+
+    def test_a_point_that_served_nothing_is_not_counted(self):
+        held = {(p["point"], p.get("kind")): p for p in self.manifest["points"] if p["model"] == "held-pool"}
+        self.assertEqual(held[("c10", None)]["status"], "ok")
+        self.assertEqual(held[("c10", "count")]["status"], "not-applicable")
+        self.assertIn("served no request", held[("c10", "count")]["reason"])
+        self.assertEqual(self.points[("epoll", "http-keepalive", "c10")]["status"], "ok")
+        epoll_count = [p for p in self.counting if p["model"] == "epoll" and p["point"] == "c10"]
+        self.assertEqual(epoll_count[0]["status"], "ok")
 
     def test_nothing_left_running(self):
         self.assertEqual(processes_mentioning(self.tmp.name), [])

@@ -49,7 +49,8 @@ signal_window("enable")
 time.sleep(float(os.environ.get("SERVERBENCH_FAKE_POINT_S", "0.2")))  # a point takes time; a server that dies on connect is dead by the end
 signal_window("disable")
 base = 10000 + zlib.crc32((a.model or "").encode()) % 20000
-rps = base * min(a.connections, 4) / 4 if ok else 0.0
+# A model named held-*: every worker held, nothing served (a pool under idle clients).
+rps = base * min(a.connections, 4) / 4 if ok and not (a.model or "").startswith("held") else 0.0
 if a.rate:
     rps = float(a.rate)
 
