@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from . import comparison
+from . import comparison, recorded
 from .jsonfile import read_json
 from .log import log
 from .trial import Binaries
@@ -142,6 +142,6 @@ def compare_run(run_dir, settings, keys=None):
     rows = comparison.compare_trials(trials, method=method, min_effects=settings.min_effects)
     noise = None
     if is_a_a(settings):
-        noise = comparison.noise_floor(trials, method=method, min_effects=settings.min_effects)
+        noise = recorded.noise_floor(trials, method=method, min_effects=settings.min_effects)
     comparison.write_comparison(run_dir.path, rows, method=method, noise=noise)
     return rows

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """serverbench/comparison.py: rows and verdicts from trial records (which metric is gated
-where), the gate and its reruns, the A/A noise floor on real recorded trials
-(fixtures/aa-trials), and the writers (valid JSON, Markdown, PNG and SVG)."""
+where), the gate and its reruns, and the writers (valid JSON, Markdown, PNG and SVG);
+serverbench/recorded.py: the A/A noise floor on real recorded trials (fixtures/aa-trials) and
+the command line over stored trials."""
 import json
 import os
 import random
@@ -20,7 +21,7 @@ sys.path.insert(0, ROOT)
 try:
     import numpy as np
     import matplotlib  # noqa: F401  (the chart)
-    from serverbench import comparison, stats
+    from serverbench import comparison, recorded, stats
 except ImportError as e:  # Debian's python3-numpy, python3-scipy, python3-matplotlib
     print(f"skipped: {e}")
     sys.exit(77)
@@ -177,7 +178,7 @@ class AARunTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.runs = {name: comparison.load_trial_dir(os.path.join(AA_TRIALS, name))
+        cls.runs = {name: recorded.load_trial_dir(os.path.join(AA_TRIALS, name))
                     for name in ("shared", "contended")}
 
     def test_an_aa_run_flags_at_most_one_row(self):
@@ -189,7 +190,7 @@ class AARunTest(unittest.TestCase):
 
     def test_a_real_injected_cpu_cost_is_slower_on_cpu_per_request(self):
         """known-effect: B's server ran with --cpu-us 1 (1 µs of busy CPU per request)."""
-        rows = comparison.compare_trials(comparison.load_trial_dir(os.path.join(AA_TRIALS, "known-effect")))
+        rows = comparison.compare_trials(recorded.load_trial_dir(os.path.join(AA_TRIALS, "known-effect")))
         for model in ("epoll", "thread-pool"):
             cpu = row(rows, model, "cpu_us_per_request")
             self.assertEqual((cpu["verdict"], cpu["n_a"], cpu["n_b"]), (stats.SLOWER, 8, 8), model)
@@ -200,7 +201,7 @@ class AARunTest(unittest.TestCase):
 
     def test_noise_floor(self):
         trials = self.runs["shared"]
-        noise = comparison.noise_floor(trials, replications=40)
+        noise = recorded.noise_floor(trials, replications=40)
         self.assertEqual(len(noise["points"]), 6)  # 2 models x 3 metrics
         for p in noise["points"]:
             self.assertEqual(p["n"], 10)
@@ -212,7 +213,7 @@ class AARunTest(unittest.TestCase):
                          {("http-keepalive", m) for m in ("throughput_rps", "cpu_us_per_request", "p99_us")})
 
     def test_detect_command(self):
-        out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "detect",
+        out = subprocess.run([sys.executable, "-m", "serverbench.recorded", "detect",
                               os.path.join(AA_TRIALS, "shared"), "--n", "4", "8", "--replications", "20"],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -221,23 +222,23 @@ class AARunTest(unittest.TestCase):
 
     def test_compare_command(self):
         with tempfile.TemporaryDirectory() as d:
-            out = subprocess.run([sys.executable, "-m", "serverbench.comparison", "compare",
+            out = subprocess.run([sys.executable, "-m", "serverbench.recorded", "compare",
                                   os.path.join(AA_TRIALS, "known-effect"), "--out", d],
                                  cwd=ROOT, capture_output=True, text=True, timeout=120)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("6 rows; 2 changes (2 slower, 0 faster)", out.stdout)
             self.assertTrue(os.path.exists(os.path.join(d, "comparison.svg")))
-        empty = subprocess.run([sys.executable, "-m", "serverbench.comparison", "compare", HERE + "/no-such-dir"],
+        empty = subprocess.run([sys.executable, "-m", "serverbench.recorded", "compare", HERE + "/no-such-dir"],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
         self.assertEqual(empty.returncode, 2)
 
 
 class RepeatSpreadTest(unittest.TestCase):
     def test_spread_of_a_run_folders_repeats(self):
-        trials = comparison.load_repeat_dir(os.path.join(ROOT, "results", "baseline"))
+        trials = recorded.load_repeat_dir(os.path.join(ROOT, "results", "baseline"))
         epoll = [t for t in trials if (t["model"], t["scenario"], t["point"]) == ("epoll", "http-keepalive", "c50")]
         self.assertEqual(len(epoll), 3)  # c50-r1, -r2, -r3
-        lines = comparison.repeat_spread_table(trials)
+        lines = recorded.repeat_spread_table(trials)
         self.assertTrue(any(line.startswith("http-keepalive") for line in lines))
         self.assertTrue(all("cpu_us_per_request median cv" in line for line in lines))
 
@@ -248,7 +249,7 @@ class WritersTest(unittest.TestCase):
                   + trials_of("steady", "c50", 6, BASE, seed=9)
                   + trials_of("steady", "c1", 6, BASE, server_bound=False, seed=10))
         rows = comparison.compare_trials(trials, method=FAST)
-        noise = comparison.noise_floor(trials_of("steady", "c50", 6, BASE, seed=11), replications=20)
+        noise = recorded.noise_floor(trials_of("steady", "c50", 6, BASE, seed=11), replications=20)
         with tempfile.TemporaryDirectory() as d:
             paths = comparison.write_comparison(d, rows, method=FAST, noise=noise)
             with open(paths["json"]) as f:
