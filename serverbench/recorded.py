@@ -14,6 +14,7 @@ import os
 import sys
 
 from serverbench import comparison, stats
+from serverbench.power import POWER, min_detectable_effect
 
 # The detectable-effect search stops here: a point that cannot see a doubling sees nothing.
 MAX_EFFECT = 1.0
@@ -45,13 +46,13 @@ def _noise_summary(points):
     return out
 
 
-def noise_floor(trials, *, method=comparison.Method(), min_effects=None, rows=None, power=0.8,
-                replications=100, n_resamples=999):
+def noise_floor(trials, *, method=comparison.Method(), min_effects=None, rows=None, power=POWER,
+                replications=100):
     """The noise floor of an A/A run (both sides the same code), from its trial records.
 
     Per model x scenario x point x metric: n (trials per side, the smaller side), the
     coefficient of variation of all the point's trials, and the smallest effect the verdict
-    rule calls with `power` at that n (`stats.min_detectable_effect` on the pooled trials,
+    rule calls with `power` at that n (`power.min_detectable_effect` on the pooled trials,
     with the metric's minimum effect and Holm's bar for a family of `rows` rows: by default
     the number of gated rows of this run). Plus a summary per scenario x metric."""
     family = rows if rows is not None else max(1, _gated_family_size(trials, min_effects))
@@ -63,10 +64,10 @@ def noise_floor(trials, *, method=comparison.Method(), min_effects=None, rows=No
                 continue
             n = min(len(a), len(b))
             policy = comparison.metric_policy(metric, min_effects)
-            mde = stats.min_detectable_effect(
+            mde = min_detectable_effect(
                 a + b, n, power=power, alpha=method.alpha, rows=family, min_effect=policy.min_effect,
-                confidence=method.confidence, replications=replications, n_resamples=n_resamples,
-                seed=comparison.row_seed(method.seed, key + (metric,)), max_effect=MAX_EFFECT)
+                replications=replications, seed=comparison.row_seed(method.seed, key + (metric,)),
+                max_effect=MAX_EFFECT)
             points.append(dict(zip(("model", "scenario", "point"), key), metric=metric, n=n,
                                cv=stats.spread(a + b).cv, min_detectable_effect=mde.effect))
     return {"power": power, "family_rows": family, "replications": replications,
@@ -76,14 +77,15 @@ def noise_floor(trials, *, method=comparison.Method(), min_effects=None, rows=No
 def load_trial_dir(path):
     """Trial records from every *.json under path: each a serverbench.result/1 document (or
     a subset of it, as in tests/scripts/fixtures/aa-trials/) with an "ab" object
-    {"side": "A"|"B", "point": label}."""
+    {"side": "A"|"B", "point": label, "order": its place in the recorded sequence}."""
     trials = []
     for root, _, files in sorted(os.walk(path)):
         for name in sorted(files):
             if name.endswith(".json"):
                 with open(os.path.join(root, name)) as f:
                     result = json.load(f)
-                trials.append(comparison.trial_record(result, result["ab"]["side"], result["ab"]["point"]))
+                trial = comparison.trial_record(result, result["ab"]["side"], result["ab"]["point"])
+                trials.append(dict(trial, order=result["ab"].get("order")))
     return trials
 
 
@@ -96,8 +98,8 @@ def detectable_table(trials, ns, *, metrics=("throughput_rps", "cpu_us_per_reque
             pool = comparison.side_values(group, "A", metric) + comparison.side_values(group, "B", metric)
             if len(pool) < 2:
                 continue
-            effects = [stats.min_detectable_effect(pool, n, rows=rows, min_effect=min_effect,
-                                                   replications=replications, seed=seed).effect
+            effects = [min_detectable_effect(pool, n, rows=rows, min_effect=min_effect,
+                                             replications=replications, seed=seed).effect
                        for n in ns]
             cells = ["  >100%" if e is None else f"{e:7.1%}" for e in effects]
             lines.append(f"{'/'.join(key):32} {metric:20} n={len(pool):2} cv={stats.spread(pool).cv:6.1%} "

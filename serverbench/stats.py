@@ -1,23 +1,27 @@
 """Statistics for comparing repeated benchmark trials: one small module, SciPy underneath.
 
-Written to SciPy 1.10's API (Debian 12): `scipy.stats.bootstrap` takes `random_state`;
-SciPy 1.10 has no multiple-comparison correction, so Holm's few lines are written here.
+Written to SciPy 1.10's API (Debian 12): `scipy.stats.bootstrap` takes `random_state`,
+`scipy.stats.ttest_ind` returns neither its degrees of freedom nor an interval (1.11 does), and
+there is no multiple-comparison correction, so Holm's few lines are written here.
 
 * `compare(a, b)`: medians of A (baseline) and B (current), the ratio B/A, a seeded percentile
-  bootstrap interval of that ratio, and the two-sided Mann-Whitney U p-value.
+  bootstrap interval of that ratio, Welch's t-test on the log values (the decisive p-value, its
+  estimate of B/A and what an interval at any confidence needs) and the two-sided Mann-Whitney
+  U p-value (reported only: its floor, 2 / C(2N, N), blinds it in large families).
 * `holm(p_values)`: Holm's step-down adjusted p-values over the rows of a run.
-* `verdict(...)`: `slower`, `faster` or `no change`, called only when the interval excludes 1,
-  the ratio is at least the minimum effect away from 1 and the adjusted p-value is below alpha.
+* `verdict(...)`, `called(...)`: `slower`, `faster` or `no change`, called only when the
+  adjusted p-value is below alpha, the ratio is at least the minimum effect away from 1 and
+  Welch's estimate lies on the same side of 1.
 * `median(values)`: the median of the known values (None when there are none).
 * `spread(sample)`: median, a distribution-free interval of the median, IQR and CV.
 * `threshold_verdict(...)`: `holds`, `fails` or `inconclusive` for "X is at least k" claims.
-* `min_detectable_effect(...)`: the smallest multiplicative effect detected with the wanted
-  power at N trials per side, by resampling recorded A/A trials.
 
+What a rule can detect (per row, before a run, from recorded trials) is in serverbench/power.py.
 Everything random is seeded, so the same input gives the same output.
 """
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +32,8 @@ ALPHA = 0.05
 CONFIDENCE = 0.95
 MIN_EFFECT = 0.05
 N_RESAMPLES = 9999
+TEST = "Welch's t on log values, two-sided"
+RANK_TEST = "Mann-Whitney U, two-sided (reported, not decisive)"
 # Exact Mann-Whitney null distributions are cheap up to this many trials per side; the
 # normal approximation takes over beyond it (and whenever there are ties).
 EXACT_RANK_TEST_MAX_N = 30
@@ -44,7 +50,7 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def _sample(values):
+def sample_array(values):
     arr = np.asarray(list(values), dtype=float)
     if arr.ndim != 1 or not np.all(np.isfinite(arr)):
         raise ValueError("a sample is a flat list of finite numbers")
@@ -57,7 +63,7 @@ def _ratio_of_medians(x, y, axis=-1):
         return np.median(y, axis=axis) / np.median(x, axis=axis)
 
 
-def _is_pair_of_samples(x):
+def is_pair_of_samples(x):
     """(list, list), as opposed to one sample that happens to be a tuple of two numbers."""
     return isinstance(x, tuple) and len(x) == 2 and all(np.ndim(side) == 1 for side in x)
 
@@ -70,7 +76,7 @@ def ratio_interval(a, b, *, confidence=CONFIDENCE, seed=DEFAULT_SEED, n_resample
     With identical values on each side the percentile interval collapses onto the ratio
     itself. It is None when a side has fewer than two trials (nothing to resample) or when
     median(a) is 0 (no ratio)."""
-    a, b = _sample(a), _sample(b)
+    a, b = sample_array(a), sample_array(b)
     if len(a) < 2 or len(b) < 2 or np.median(a) == 0:
         return None, None
     if np.all(a == a[0]) and np.all(b == b[0]):
@@ -89,7 +95,7 @@ def rank_test_p(a, b):
     """Two-sided Mann-Whitney U p-value (exact without ties up to 30 trials per side,
     else the normal approximation with tie and continuity corrections). All values equal:
     1.0, since nothing separates the samples."""
-    a, b = _sample(a), _sample(b)
+    a, b = sample_array(a), sample_array(b)
     if len(a) == 0 or len(b) == 0:
         return None
     both = np.concatenate([a, b])
@@ -100,10 +106,52 @@ def rank_test_p(a, b):
     return float(p) if math.isfinite(p) else 1.0
 
 
+def min_trials_for_rank_test(alpha=ALPHA, rows=1):
+    """Smallest N per side at which the exact two-sided Mann-Whitney test can reach
+    p < alpha / rows at all (complete separation gives p = 2 / C(2N, N)); alpha / rows is
+    what Holm asks of the smallest p-value in a family of `rows` rows."""
+    n = 1
+    while 2 / math.comb(2 * n, n) >= alpha / rows:
+        n += 1
+    return n
+
+
+def welch_p(a_rows, b_rows):
+    """Two-sided p-values of Welch's t-test (`scipy.stats.ttest_ind`, equal_var=False), one per
+    row of a_rows and b_rows (trials along the last axis; one row may be a flat list). Both
+    sides constant: 1 when equal, 0 when not (the limit of an unbounded t). NaN when a side
+    has fewer than two trials."""
+    a_rows, b_rows = np.atleast_2d(a_rows), np.atleast_2d(b_rows)
+    if a_rows.shape[1] < 2 or b_rows.shape[1] < 2:
+        return np.full(len(a_rows), np.nan)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # "catastrophic cancellation" on near-constant rows
+        p = sps.ttest_ind(b_rows, a_rows, axis=1, equal_var=False).pvalue
+    flat = (np.ptp(a_rows, axis=1) == 0) & (np.ptp(b_rows, axis=1) == 0)
+    return np.where(flat, np.where(a_rows[:, 0] == b_rows[:, 0], 1.0, 0.0), p)
+
+
+def welch_terms(a, b):
+    """Welch's mean(b) - mean(a), its standard error and its Welch-Satterthwaite degrees of
+    freedom (along the last axis), which SciPy 1.10's ttest_ind does not return. Both sides
+    constant: se 0 and df n_a + n_b - 2."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = a.shape[-1], b.shape[-1]
+    va, vb = np.var(a, axis=-1, ddof=1) / na, np.var(b, axis=-1, ddof=1) / nb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+    df = np.where(va + vb == 0, na + nb - 2.0, df)
+    return np.mean(b, axis=-1) - np.mean(a, axis=-1), np.sqrt(va + vb), df
+
+
 @dataclass
 class Comparison:
     """Two samples compared. ratio is b_median / a_median (None when a_median is 0, unless
-    both medians are 0: then 1.0). ci_low/ci_high bound that ratio at `confidence`."""
+    both medians are 0: then 1.0). ci_low/ci_high bound that ratio at `confidence` (percentile
+    bootstrap). p_value is Welch's two-sided t-test on the log values (on the values themselves
+    when one is 0 or below: `on_logs` False), estimate its estimate of B/A (the ratio of
+    geometric means; of means off logs), diff/se/df its difference, standard error and degrees
+    of freedom on that scale. rank_p_value: Mann-Whitney U, reported only."""
     a_median: float
     b_median: float
     ratio: float
@@ -114,12 +162,30 @@ class Comparison:
     n_b: int
     min_effect: float
     confidence: float
+    rank_p_value: float = None
+    estimate: float = None
+    on_logs: bool = True
+    diff: float = None
+    se: float = None
+    df: float = None
 
     def verdict(self, higher_is_better, p_adjusted=None, alpha=ALPHA):
         """The verdict of this comparison alone (p_adjusted defaults to the raw p-value)."""
-        return verdict(self.ratio, self.ci_low, self.ci_high,
-                       self.p_value if p_adjusted is None else p_adjusted,
+        return verdict(self.ratio, self.estimate, self.p_value if p_adjusted is None else p_adjusted,
                        higher_is_better=higher_is_better, min_effect=self.min_effect, alpha=alpha)
+
+    def welch_interval(self, confidence):
+        """Welch's interval of B/A (the ratio of geometric means) at `confidence`:
+        exp(diff +- t(df) se) on the log values; (None, None) off logs or without a test."""
+        if not self.on_logs or self.se is None:
+            return None, None
+        half = float(sps.t.isf((1 - confidence) / 2, self.df)) * self.se if self.se > 0 else 0.0
+        return math.exp(self.diff - half), math.exp(self.diff + half)
+
+
+def _finite_or_none(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def compare(a, b, *, min_effect=MIN_EFFECT, confidence=CONFIDENCE, seed=DEFAULT_SEED,
@@ -127,9 +193,9 @@ def compare(a, b, *, min_effect=MIN_EFFECT, confidence=CONFIDENCE, seed=DEFAULT_
     """Compare baseline sample `a` with current sample `b` (lists of floats).
 
     Degenerate input does not raise: identical values give ratio 1, interval [1, 1] and
-    p = 1 (so `no change`); a side with one trial gives no interval (None) and so never a
-    called change; a baseline median of 0 gives no ratio (None), and no called change."""
-    a, b = _sample(a), _sample(b)
+    p = 1 (so `no change`); a side with one trial gives no interval and no p-value (None), so
+    never a called change; a baseline median of 0 gives no ratio (None), and no called change."""
+    a, b = sample_array(a), sample_array(b)
     if len(a) == 0 or len(b) == 0:
         raise ValueError("each side needs at least one trial")
     ma, mb = float(np.median(a)), float(np.median(b))
@@ -138,27 +204,42 @@ def compare(a, b, *, min_effect=MIN_EFFECT, confidence=CONFIDENCE, seed=DEFAULT_
     else:
         ratio = mb / ma
     low, high = ratio_interval(a, b, confidence=confidence, seed=seed, n_resamples=n_resamples)
+    on_logs = bool(np.all(a > 0) and np.all(b > 0))
+    xa, xb = (np.log(a), np.log(b)) if on_logs else (a, b)
+    testable = len(a) > 1 and len(b) > 1
+    diff, se, df = (_finite_or_none(x) for x in welch_terms(xa, xb)) if testable else (None, None, None)
+    if not testable:
+        estimate = None
+    elif on_logs:
+        estimate = math.exp(diff)
+    else:
+        estimate = float(np.mean(b) / np.mean(a)) if np.mean(a) > 0 else None
     return Comparison(a_median=ma, b_median=mb, ratio=ratio, ci_low=low, ci_high=high,
-                      p_value=rank_test_p(a, b), n_a=len(a), n_b=len(b),
-                      min_effect=min_effect, confidence=confidence)
+                      p_value=_finite_or_none(welch_p(xa, xb)[0]) if testable else None, n_a=len(a),
+                      n_b=len(b), min_effect=min_effect, confidence=confidence,
+                      rank_p_value=rank_test_p(a, b), estimate=estimate, on_logs=on_logs,
+                      diff=diff, se=se, df=df)
 
 
-def verdict(ratio, ci_low, ci_high, p_adjusted, *, higher_is_better, min_effect=MIN_EFFECT,
-            alpha=ALPHA):
-    """`slower`, `faster` or `no change`.
+def called(ratio, estimate, p_adjusted, *, min_effect=MIN_EFFECT, alpha=ALPHA):
+    """Whether the verdict rule calls a change (NumPy arrays or floats, elementwise): the
+    (corrected) p-value is below alpha, |ratio - 1| >= min_effect, and Welch's estimate lies
+    on the same side of 1 as the ratio of medians."""
+    ratio, estimate, p_adjusted = (np.asarray(x, dtype=float) for x in (ratio, estimate, p_adjusted))
+    same_side = ((ratio > 1) & (estimate > 1)) | ((ratio < 1) & (estimate < 1))
+    return same_side & (np.abs(ratio - 1) >= min_effect - _EFFECT_SLACK) & (p_adjusted < alpha)
 
-    A change is called only when all three hold: the interval lies wholly on one side of 1
-    (the side of the ratio), |ratio - 1| >= min_effect, and the (corrected) p-value < alpha.
-    Direction: a ratio above 1 is `faster` for a higher-is-better metric (throughput) and
-    `slower` for a lower-is-better one (CPU per request, latency, counts)."""
-    if ratio is None or ci_low is None or ci_high is None or p_adjusted is None:
+
+def verdict(ratio, estimate, p_adjusted, *, higher_is_better, min_effect=MIN_EFFECT, alpha=ALPHA):
+    """`slower`, `faster` or `no change`: a change only when `called` (estimate None: the
+    ratio alone gives the side). Direction: a ratio above 1 is `faster` for a higher-is-better
+    metric (throughput) and `slower` for a lower-is-better one (CPU per request, latency, counts)."""
+    if ratio is None or p_adjusted is None:
         return NO_CHANGE
-    up = ratio > 1 and ci_low > 1
-    down = ratio < 1 and ci_high < 1
-    big_enough = abs(ratio - 1) >= min_effect - _EFFECT_SLACK
-    if not ((up or down) and big_enough and p_adjusted < alpha):
+    estimate = ratio if estimate is None else estimate
+    if not called(ratio, estimate, p_adjusted, min_effect=min_effect, alpha=alpha):
         return NO_CHANGE
-    return FASTER if up == higher_is_better else SLOWER
+    return FASTER if (ratio > 1) == higher_is_better else SLOWER
 
 
 def holm(p_values):
@@ -208,7 +289,7 @@ def _order_statistic_rank(n, confidence):
 
 
 def spread(sample, *, confidence=CONFIDENCE):
-    x = np.sort(_sample(sample))
+    x = np.sort(sample_array(sample))
     n = len(x)
     if n == 0:
         raise ValueError("spread of an empty sample")
@@ -256,8 +337,8 @@ def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CON
     percentile bootstrap of that ratio (as in `compare`)."""
     if direction not in ("at_least", "at_most"):
         raise ValueError("direction is 'at_least' or 'at_most'")
-    if _is_pair_of_samples(sample):
-        num, den = _sample(sample[0]), _sample(sample[1])
+    if is_pair_of_samples(sample):
+        num, den = sample_array(sample[0]), sample_array(sample[1])
         if np.median(den) == 0:
             raise ValueError("the denominator's median is 0: no ratio")
         estimate = float(np.median(num) / np.median(den))
@@ -274,134 +355,3 @@ def threshold_verdict(sample, threshold, direction="at_least", *, confidence=CON
     best = sign * ((high if sign > 0 else low) - threshold)
     outcome = HOLDS if worst >= 0 else FAILS if best < 0 else INCONCLUSIVE
     return ThresholdVerdict(outcome, estimate, low, high, threshold, direction, margin, worst, coverage)
-
-
-# ------------------------------------------------------------------------- power
-
-
-def min_trials_for_rank_test(alpha=ALPHA, rows=1):
-    """Smallest N per side at which the exact two-sided Mann-Whitney test can reach
-    p < alpha / rows at all (complete separation gives p = 2 / C(2N, N)); alpha / rows is
-    what Holm asks of the smallest p-value in a family of `rows` rows."""
-    n = 1
-    while 2 / math.comb(2 * n, n) >= alpha / rows:
-        n += 1
-    return n
-
-
-@dataclass
-class Detectable:
-    """Smallest multiplicative effect (0.10 = B is 10% above A) detected with at least
-    `power` at n trials per side, or None if not even max_effect is. `resampling` says how
-    the trials were drawn: `disjoint` (without replacement, A and B never share a trial)
-    when the pool holds at least 2n trials, `with replacement` otherwise, `normal` when
-    the spread was given as a coefficient of variation."""
-    effect: float
-    n: int
-    power: float
-    replications: int
-    resampling: str
-
-
-def _draws(pool, n, replications, rng):
-    """Index pairs (A, B) of each replication, drawn once and reused for every effect, so
-    the detection rate is compared across effects on the same draws (monotone search)."""
-    size = len(pool)
-    if size >= 2 * n:
-        perms = np.array([rng.permutation(size)[: 2 * n] for _ in range(replications)])
-        return pool[perms[:, :n]], pool[perms[:, n:]], "disjoint"
-    return (pool[rng.integers(0, size, (replications, n))],
-            pool[rng.integers(0, size, (replications, n))], "with replacement")
-
-
-def _rank_test_p_rows(a_rows, b_rows):
-    """`rank_test_p` of each row pair, vectorised (the same choice of exact or asymptotic)."""
-    both = np.concatenate([a_rows, b_rows], axis=1)
-    srt = np.sort(both, axis=1)
-    tied = np.any(srt[:, 1:] == srt[:, :-1], axis=1)
-    exact = ~tied & (max(a_rows.shape[1], b_rows.shape[1]) <= EXACT_RANK_TEST_MAX_N)
-    p = np.ones(len(a_rows))
-    for mask, method in ((exact, "exact"), (~exact, "asymptotic")):
-        if np.any(mask):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                p[mask] = sps.mannwhitneyu(a_rows[mask], b_rows[mask], axis=1, alternative="two-sided",
-                                           method=method).pvalue
-    p[~np.isfinite(p) | np.all(srt == srt[:, :1], axis=1)] = 1.0
-    return p
-
-
-def _ratio_intervals_rows(a_rows, b_rows, *, confidence, n_resamples, rng, chunk=50):
-    """`ratio_interval` of each row pair at once: the same percentile bootstrap of the ratio
-    of medians, in NumPy, because one scipy.stats.bootstrap call per simulated comparison
-    made an A/A run's noise floor take minutes. Rows without a finite interval are NaN."""
-    if a_rows.shape[1] < 2 or b_rows.shape[1] < 2:  # as ratio_interval: nothing to resample
-        return np.full(len(a_rows), np.nan), np.full(len(a_rows), np.nan)
-    lows, highs = [], []
-    tail = 50 * (1 - confidence)
-    for start in range(0, len(a_rows), chunk):
-        a, b = a_rows[start:start + chunk], b_rows[start:start + chunk]
-        rows = np.arange(len(a))[:, None, None]
-        ma = np.median(a[rows, rng.integers(0, a.shape[1], (len(a), n_resamples, a.shape[1]))], axis=2)
-        mb = np.median(b[rows, rng.integers(0, b.shape[1], (len(b), n_resamples, b.shape[1]))], axis=2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            low, high = np.percentile(mb / ma, [tail, 100 - tail], axis=1)
-        lows.append(low)
-        highs.append(high)
-    low, high = np.concatenate(lows), np.concatenate(highs)
-    bad = ~(np.isfinite(low) & np.isfinite(high))
-    low[bad], high[bad] = np.nan, np.nan
-    return low, high
-
-
-def _detection_rate(a_draws, b_draws, intervals, effect, rule):
-    """Share of the draws whose B, multiplied by 1 + effect, the verdict rule calls a change.
-    The ratio of medians and its bootstrap interval scale exactly with B, so the intervals
-    of the unscaled draws (same resamples) serve every effect."""
-    scale = 1 + effect
-    p = _rank_test_p_rows(a_draws, b_draws * scale)
-    ratio = scale * np.median(b_draws, axis=1) / np.median(a_draws, axis=1)
-    low, high = scale * intervals[0], scale * intervals[1]
-    excludes_one = ((ratio > 1) & (low > 1)) | ((ratio < 1) & (high < 1))
-    big_enough = np.abs(ratio - 1) >= rule["min_effect"] - _EFFECT_SLACK
-    called = excludes_one & big_enough & (p < rule["alpha"] / rule["rows"])
-    return float(np.mean(called))
-
-
-def min_detectable_effect(samples, n, *, power=0.8, alpha=ALPHA, rows=1, min_effect=0.0,
-                          confidence=CONFIDENCE, replications=200, n_resamples=999,
-                          seed=DEFAULT_SEED, max_effect=1.0, resolution=0.0025):
-    """Smallest effect e such that B = A * (1 + e) is called a change in at least `power` of
-    `replications` resampled comparisons of n trials per side.
-
-    `samples`: the trials of one point from an A/A run (a list, or a pair of lists that are
-    pooled, since under A/A both sides measure the same thing), or a float: a coefficient of
-    variation, for normal noise around 1. Each replication draws A and B from that pool,
-    multiplies B by 1 + e and applies the verdict rule: p < alpha / rows (Holm's bar for the
-    smallest p of `rows` rows), |ratio - 1| >= min_effect, and the bootstrap interval
-    excludes 1. The search is a bisection on e down to `resolution`, on the same draws for
-    every e. Deterministic for a given seed."""
-    rng = np.random.default_rng(seed)
-    if isinstance(samples, (int, float)):
-        a_draws = 1 + samples * rng.standard_normal((replications, n))
-        b_draws = 1 + samples * rng.standard_normal((replications, n))
-        resampling = "normal"
-    else:
-        if _is_pair_of_samples(samples):
-            samples = list(samples[0]) + list(samples[1])
-        pool = _sample(samples)
-        if len(pool) < 2:
-            raise ValueError("need at least two recorded trials to resample")
-        a_draws, b_draws, resampling = _draws(pool, n, replications, rng)
-    rule = dict(alpha=alpha, rows=rows, min_effect=min_effect)
-    intervals = _ratio_intervals_rows(a_draws, b_draws, confidence=confidence,
-                                      n_resamples=n_resamples, rng=rng)
-    if _detection_rate(a_draws, b_draws, intervals, max_effect, rule) < power:
-        return Detectable(None, n, power, replications, resampling)
-    low, high = 0.0, max_effect
-    while high - low > resolution:
-        mid = (low + high) / 2
-        if _detection_rate(a_draws, b_draws, intervals, mid, rule) >= power:
-            high = mid
-        else:
-            low = mid
-    return Detectable(high, n, power, replications, resampling)

@@ -254,7 +254,7 @@ class WritersTest(unittest.TestCase):
             paths = comparison.write_comparison(d, rows, method=FAST, noise=noise)
             with open(paths["json"]) as f:
                 doc = json.load(f)
-            self.assertEqual(doc["schema"], "serverbench.comparison/1")
+            self.assertEqual(doc["schema"], "serverbench.comparison/2")
             self.assertEqual((doc["method"]["correction"], doc["method"]["n_resamples"]), ("holm", 1999))
             self.assertEqual(len(doc["rows"]), len(rows))
             self.assertEqual(doc["summary"]["gate_failures"], 1)
