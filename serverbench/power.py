@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
+from scipy import integrate, optimize
 from scipy import stats as sps
 
 from serverbench import stats
@@ -70,13 +70,24 @@ def detectable_effect(se, df, *, alpha=stats.ALPHA, power=POWER, min_effect=0.0)
     return max(min_effect, math.expm1(noncentrality * se))
 
 
+def expected_welch_df(n):
+    """The mean of Welch-Satterthwaite's degrees of freedom for n trials per side of equal
+    variance: (n - 1)(1 + R)^2 / (1 + R^2), R the ratio of the two sample variances, F(n-1, n-1)
+    distributed. Below the 2n - 2 of a known equal variance; with 2n - 2 the power is overstated
+    (74% where 80% was asked, at 6 trials per side and 30 rows)."""
+    k = n - 1
+    mean, _ = integrate.quad(lambda r: k * (1 + r) ** 2 / (1 + r * r) * sps.f.pdf(r, k, k), 0, np.inf)
+    return mean
+
+
 def effect_at_cv(n, rows, cv, *, alpha=stats.ALPHA, power=POWER):
     """detectable_effect for log-normal trials of coefficient of variation cv, n per side, in a
-    family of `rows` rows (Holm's first bar alpha / rows). None below two trials per side."""
+    family of `rows` rows (Holm's first bar alpha / rows), at Welch's expected degrees of
+    freedom. None below two trials per side."""
     if n < 2:
         return None
     sd = math.sqrt(math.log1p(cv * cv))
-    return detectable_effect(sd * math.sqrt(2 / n), 2 * n - 2, alpha=alpha / max(1, rows), power=power)
+    return detectable_effect(sd * math.sqrt(2 / n), expected_welch_df(n), alpha=alpha / max(1, rows), power=power)
 
 
 def _reaches(n, rows, cv, effect, alpha, power):

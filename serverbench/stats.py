@@ -82,9 +82,10 @@ def ratio_interval(a, b, *, confidence=CONFIDENCE, seed=DEFAULT_SEED, n_resample
     if np.all(a == a[0]) and np.all(b == b[0]):
         r = float(b[0] / a[0])
         return r, r
-    res = sps.bootstrap((a, b), _ratio_of_medians, vectorized=True, paired=False,
-                        n_resamples=n_resamples, confidence_level=confidence,
-                        method="percentile", random_state=seed)
+    with np.errstate(divide="ignore", invalid="ignore"):  # resamples of A whose median is 0
+        res = sps.bootstrap((a, b), _ratio_of_medians, vectorized=True, paired=False,
+                            n_resamples=n_resamples, confidence_level=confidence,
+                            method="percentile", random_state=seed)
     low, high = res.confidence_interval
     if not (math.isfinite(low) and math.isfinite(high)):
         return None, None  # a resample with median(a) == 0: the ratio is unbounded

@@ -221,5 +221,144 @@ class DetectableEffectTest(unittest.TestCase):
         self.assertFalse(math.isnan(first.effect))
 
 
+def lognormal(n, centre, cv, seed):
+    """n log-normal values around centre whose coefficient of variation is cv."""
+    rng = np.random.default_rng(seed)
+    return list(centre * np.exp(math.sqrt(math.log1p(cv * cv)) * rng.standard_normal(n)))
+
+
+class WelchTest(unittest.TestCase):
+    def test_terms_are_scipys(self):
+        """welch_terms' difference, standard error and Welch-Satterthwaite df give back
+        scipy.stats.ttest_ind's t and p (SciPy 1.10 returns neither df nor an interval)."""
+        from scipy import stats as sps
+        a, b = np.log(lognormal(6, 100, 0.05, 1)), np.log(lognormal(8, 110, 0.12, 2))
+        diff, se, df = stats.welch_terms(a, b)
+        ref = sps.ttest_ind(b, a, equal_var=False)
+        self.assertAlmostEqual(diff / se, ref.statistic)
+        self.assertAlmostEqual(2 * sps.t.sf(abs(diff / se), df), ref.pvalue)
+        self.assertAlmostEqual(stats.welch_p(a, b)[0], ref.pvalue)
+
+    def test_the_issues_regression_is_called_where_the_rank_test_could_not(self):
+        """epoll c1 CPU per request 1.497x, interval 1.48-1.52, 6 trials a side, 30 gated rows:
+        the rank test's floor 2/924 times 30 is 0.065, so it said `no change`; Welch's is not
+        bounded below."""
+        a = lognormal(6, 20.0, 0.01, 3)
+        c = stats.compare(a, [1.497 * x for x in lognormal(6, 20.0, 0.01, 4)])
+        self.assertGreater(30 * c.rank_p_value, 0.05)
+        adjusted = stats.holm([c.p_value] + [1.0] * 29)[0]
+        self.assertLess(adjusted, 0.05)
+        self.assertEqual(c.verdict(higher_is_better=False, p_adjusted=adjusted), stats.SLOWER)
+        low, high = c.welch_interval(1 - 0.05 / 30)
+        self.assertTrue(1.4 < low < 1.497 < high < 1.6, (low, high))
+
+    def test_family_interval_excludes_one_exactly_when_p_is_below_its_level(self):
+        for seed in range(12):
+            c = stats.compare(lognormal(6, 100, 0.05, 10 + seed), lognormal(6, 104, 0.05, 30 + seed))
+            for level in (0.05, 0.005):
+                low, high = c.welch_interval(1 - level)
+                self.assertEqual(not low <= 1 <= high, c.p_value < level, (seed, level, low, high, c.p_value))
+
+    def test_the_test_needs_two_trials_a_side_and_positive_values_for_logs(self):
+        one = stats.compare([1.0], [2.0, 2.1])
+        self.assertEqual((one.p_value, one.estimate, one.welch_interval(0.95)), (None, None, (None, None)))
+        raw = stats.compare([0.0, 1.0, 2.0], [3.0, 4.0, 5.0])
+        self.assertFalse(raw.on_logs)
+        self.assertAlmostEqual(raw.estimate, 4.0)  # the ratio of means off logs
+        self.assertEqual(raw.welch_interval(0.95), (None, None))
+        self.assertLess(raw.p_value, 0.05)
+        constant = stats.compare([2.0, 2.0, 2.0], [2.5, 2.5, 2.5])
+        self.assertEqual((constant.p_value, constant.welch_interval(0.99)), (0.0, (1.25, 1.25)))
+
+    def test_medians_and_welchs_estimate_must_agree_on_the_side(self):
+        self.assertEqual(stats.verdict(1.2, 0.9, 1e-6, higher_is_better=False), stats.NO_CHANGE)
+        self.assertEqual(stats.verdict(1.2, 1.1, 1e-6, higher_is_better=False), stats.SLOWER)
+        self.assertEqual(stats.verdict(0.8, 0.9, 1e-6, higher_is_better=True), stats.SLOWER)
+        called = stats.called(np.array([1.2, 1.2, 1.02, 0.8]), np.array([1.1, 0.9, 1.02, 0.8]),
+                              np.array([1e-6, 1e-6, 1e-6, 0.2]))
+        self.assertEqual(called.tolist(), [True, False, False, False])
+
+
+class PowerTest(unittest.TestCase):
+    def test_detectable_effect_has_the_power_it_claims(self):
+        """At the effect detectable_effect names, log-normal trials are called in 80% of
+        4000 simulated comparisons (Welch at alpha / rows)."""
+        n, rows, cv = 6, 30, 0.05
+        effect = power.effect_at_cv(n, rows, cv)
+        rng = np.random.default_rng(7)
+        sd = math.sqrt(math.log1p(cv * cv))
+        a = sd * rng.standard_normal((4000, n))
+        b = sd * rng.standard_normal((4000, n)) + math.log1p(effect)
+        self.assertAlmostEqual(float(np.mean(stats.welch_p(a, b) < 0.05 / rows)), 0.8, delta=0.025)
+
+    def test_analytic_and_resampled_effects_agree(self):
+        """The resampled search also asks the medians' side; it lands a point or two above."""
+        for n, rows, cv in ((6, 30, 0.05), (8, 60, 0.10)):
+            analytic = power.effect_at_cv(n, rows, cv)
+            resampled = power.min_detectable_effect(cv, n, rows=rows, replications=1000).effect
+            self.assertGreaterEqual(resampled, analytic - 0.01)
+            self.assertLess(resampled, analytic + 0.03)
+
+    def test_detectable_effect_edges(self):
+        self.assertEqual(power.detectable_effect(0.0, 10, min_effect=0.05), 0.05)
+        self.assertIsNone(power.detectable_effect(None, 10))
+        self.assertIsNone(power.detectable_effect(0.1, 0))
+        self.assertIsNone(power.detectable_effect(0.1, 1, alpha=1e-12))  # a t beyond MAX_T
+        self.assertEqual(power.detectable_effect(0.001, 20, min_effect=0.05), 0.05)
+
+    def test_resolution_check(self):
+        ok = power.resolution_check(6, 30)
+        self.assertTrue(ok.can_call)
+        self.assertIn("within reach", ok.text())
+        blind = power.resolution_check(2, 404)
+        self.assertFalse(blind.can_call)
+        self.assertEqual(blind.trials_needed, 5)
+        self.assertIn("blind", blind.text())
+        self.assertIn("--trials 5", blind.text())
+        self.assertFalse(power.resolution_check(1, 1).can_call)
+
+    def test_largest_family_far_beyond_the_rank_tests(self):
+        """The rank test at 6 a side can call nothing in a family of 24 or more, at 8 a side of
+        322 or more; Welch's t calls 1.5x at 5% CV in families far larger."""
+        self.assertEqual(stats.min_trials_for_rank_test(rows=24), 7)
+        self.assertEqual(stats.min_trials_for_rank_test(rows=322), 9)
+        self.assertGreater(power.largest_family(6, cv=0.05), 10000)
+        self.assertGreater(power.largest_family(8, cv=0.10), 1000)
+        self.assertEqual(power.largest_family(2, cv=0.10), 0)
+
+
+class DrawsTest(unittest.TestCase):
+    def test_abba_replay_cancels_a_linear_drift(self):
+        """Blocks of four consecutive trials read ABBA or BAAB: a linear drift adds the same
+        to both sides of every block, as in a run (ab.abba_order)."""
+        sequence = np.arange(20.0)
+        for n in (4, 6, 10):
+            a, b = power.abba_draws(sequence, n, 200, np.random.default_rng(n))
+            self.assertEqual(a.shape, (200, n))
+            self.assertTrue(np.all(a.sum(axis=1) == b.sum(axis=1)))
+            both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+            self.assertTrue(np.all(both[:, 1:] > both[:, :-1]))  # no trial twice
+        a, b = power.abba_draws(sequence, 5, 50, np.random.default_rng(1))
+        self.assertTrue(np.all(np.abs(a.sum(axis=1) - b.sum(axis=1)) == 1))  # the odd pair
+        with self.assertRaises(ValueError):
+            power.abba_draws(sequence, 11, 1, np.random.default_rng(1))
+
+    def test_exchangeable_draws_ignore_the_order(self):
+        a, b, how = power.exchangeable_draws(np.arange(20.0), 6, 200, np.random.default_rng(2))
+        self.assertEqual(how, "disjoint")
+        self.assertFalse(np.all(a.sum(axis=1) == b.sum(axis=1)))
+
+    def test_false_call_rate_of_lognormal_families(self):
+        """40-row A/A families of log-normal trials: Holm keeps the rate of any call under 5%;
+        the same seed gives the same figure."""
+        pools = [(lognormal(20, 100, 0.05 + 0.01 * i, 60 + i), 0.0) for i in range(4)]
+        first = power.family_false_call_rate(pools, 6, 40, replications=300, resampling="exchangeable")
+        self.assertLessEqual(first.rate, 0.05)
+        self.assertEqual(first, power.family_false_call_rate(pools, 6, 40, replications=300,
+                                                             resampling="exchangeable"))
+        flat = power.family_false_call_rate([([5.0] * 20, 0.0)], 8, 10, replications=50)
+        self.assertEqual(flat.rate, 0.0)
+
+
 if __name__ == "__main__":
     unittest.main()
