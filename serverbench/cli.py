@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, capacity_run, comparison, network
+from . import ab, capacity_run, comparison, network, resolution
 from . import scenarios as sc
 from .hosts_file import HostsFileError, parse_hosts_file
 from .log import log
@@ -248,6 +248,7 @@ def prepare(argv):
     if not settings.ab:
         return args, settings, run_dir, {None: current}
     try:
+        resolution.check(settings, args.gate)
         commit, baseline = ab.baseline_binaries(settings, current)
     except ab.BaselineError as e:
         raise UsageError(str(e))

@@ -21,7 +21,9 @@ sys.path.insert(0, ROOT)
 try:
     import numpy as np
     import matplotlib  # noqa: F401  (the chart)
-    from serverbench import comparison, recorded, stats
+    from serverbench import ab, cli, comparison, power, recorded, resolution, stats
+    from serverbench import scenarios as sc
+    from serverbench.settings import Settings
 except ImportError as e:  # Debian's python3-numpy, python3-scipy, python3-matplotlib
     print(f"skipped: {e}")
     sys.exit(77)
@@ -231,6 +233,139 @@ class AARunTest(unittest.TestCase):
         empty = subprocess.run([sys.executable, "-m", "serverbench.recorded", "compare", HERE + "/no-such-dir"],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
         self.assertEqual(empty.returncode, 2)
+
+
+def lognormal_trials(model, n, factor, cv, seed, metric="cpu_us_per_request"):
+    """n A and n B trials of one metric, log-normal with coefficient of variation cv; B x factor."""
+    rng = np.random.default_rng(seed)
+    sd = np.sqrt(np.log1p(cv * cv))
+    return [{"model": model, "scenario": "http-keepalive", "point": "c50", "side": side, "server_bound": True,
+             "metrics": {metric: 8.0 * (factor if side == "B" else 1.0) * float(np.exp(sd * rng.standard_normal()))}}
+            for side in "AB" for _ in range(n)]
+
+
+class RowsSayWhatTheyCanSeeTest(unittest.TestCase):
+    def test_detectable_effect_is_from_each_sides_own_spread(self):
+        """A real 1.5x change with 2% noise per side: pooling A and B would count the change
+        as noise (CV about 20%); each side's own spread detects under 10%."""
+        rows = comparison.compare_trials(lognormal_trials("m", 8, 1.5, 0.02, 1), method=FAST)
+        r = row(rows, "m", "cpu_us_per_request")
+        self.assertEqual(r["verdict"], stats.SLOWER)
+        self.assertLess(r["min_detectable_effect"], 0.10)
+        self.assertAlmostEqual(r["cv_a"], 0.02, delta=0.01)
+        self.assertEqual((r["family"], r["family_confidence"]), ("gated", 1 - 0.05 / 1))
+        self.assertGreater(r["family_ci_low"], 1.0)
+
+    def test_bimodal_points_are_named_with_what_the_gate_did(self):
+        trials = trials_of("mixed", "c50", 6, BASE, seed=13) + trials_of("steady", "c50", 6, BASE, seed=14)
+        for t in trials[:12]:
+            t["server_bound"] = t["side"] == "B"  # mixed: every B trial server-bound, no A trial
+        trials += [{"model": "steady", "scenario": "http-keepalive", "point": "c50", "side": side,
+                    "metrics": {"syscalls_per_request": 2.0 + 0.01 * i}, "server_bound": None}
+                   for i, side in enumerate("AAAAAABBBBBB")]
+        rows = comparison.compare_trials(trials, method=FAST)
+        mixed = row(rows, "mixed", "throughput_rps")
+        self.assertEqual((mixed["server_bound_a"], mixed["server_bound_b"], mixed["bimodal"]), (0, 6, True))
+        self.assertFalse(mixed["gated"])  # half the trials server-bound: not most
+        self.assertFalse(row(rows, "steady", "cpu_us_per_request")["bimodal"])
+        self.assertIsNone(row(rows, "steady", "syscalls_per_request")["bimodal"])  # counting trials
+        [(key, point_rows)] = power.bimodal_points(rows)
+        self.assertEqual(key, ("mixed", "http-keepalive", "c50"))
+        line = power.bimodal_line(key, point_rows)
+        self.assertIn("server-bound in 0 of 6 A trials and 6 of 6 B trials", line)
+        self.assertIn("throughput_rps not gated (not gated)", line)
+        md = comparison.comparison_markdown(rows, FAST)
+        self.assertIn("## Bimodal points", md)
+        self.assertIn("* mixed http-keepalive c50: server-bound in 0 of 6", md)
+
+    def test_rows_that_cannot_detect_ten_percent_are_named(self):
+        trials = lognormal_trials("quiet", 8, 1.0, 0.01, 2) + lognormal_trials("loud", 8, 1.0, 0.30, 3)
+        rows = comparison.compare_trials(trials, method=FAST)
+        self.assertEqual([r["model"] for r in power.undetectable_rows(rows)], ["loud"])
+        md = comparison.comparison_markdown(rows, FAST)
+        section = md.split("## Gated rows that cannot detect a 10% change")[1].split("##")[0]
+        self.assertIn("* loud http-keepalive c50 cpu_us_per_request: detects", section)
+        self.assertNotIn("quiet", section)
+
+
+class ResolutionTest(unittest.TestCase):
+    def test_planned_gated_rows(self):
+        """The gate profile: keep-alive c50 for all twelve models, close c50 for three; per point
+        CPU, throughput (as if server-bound) and the two gated counts."""
+        gate = sc.PROFILES["gate"]
+        self.assertEqual(resolution.planned_gated_rows(sc.MODEL_ORDER, gate.scenarios, gate, 8), 60)
+        self.assertEqual(resolution.planned_gated_rows(["epoll"], ["http-keepalive"], gate, 8), 4)
+
+    def settings(self, trials):
+        return Settings(profile="quick", repeat=1, warmup="200ms", duration="500ms", models=("epoll", "poll"),
+                        scenarios=("http-keepalive",), started_at="", git_rev="x", build_dir="/tmp",
+                        trials=trials, baseline_bin="/tmp")
+
+    def test_check_logs_and_a_blind_gate_is_a_usage_error(self):
+        found = resolution.check(self.settings(6), gate=True)
+        self.assertTrue(found.can_call)
+        self.assertEqual(found.rows, 2 * 2 * 4)
+        with self.assertRaises(ab.BaselineError) as raised:  # the driver's usage error: exit 2
+            resolution.check(self.settings(2), gate=True)
+        self.assertIn("blind", str(raised.exception))
+        self.assertFalse(resolution.check(self.settings(2), gate=False).can_call)
+
+    def test_the_driver_exits_2_before_measuring(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "bin"))
+            for name in ("server-epoll", "loadgen"):
+                path = os.path.join(d, "bin", name)
+                with open(path, "w") as f:
+                    f.write("#!/bin/sh\nexit 3\n")
+                os.chmod(path, 0o755)
+            code = cli.main(["--no-build", "--build-dir", d, "--baseline-bin", os.path.join(d, "bin"),
+                             "--trials", "2", "--gate", "--out", os.path.join(d, "run")])
+            self.assertEqual(code, 2)
+            self.assertFalse(os.path.exists(os.path.join(d, "run")))
+
+
+class EveryProfileCanCallTest(unittest.TestCase):
+    """The arithmetic pinned: at every profile's trials per side and its largest family (all
+    twelve models, its default scenarios), a 1.5x change with 3% trial CV is called `slower`
+    and none of the family's A/A rows is called."""
+
+    def test_a_large_change_is_called_and_noise_is_not(self):
+        for name, n, rows in resolution.profile_families():
+            with self.subTest(profile=name, trials=n, rows=rows):
+                self.assertTrue(power.resolution_check(n, rows).can_call)
+                trials = lognormal_trials("regressed", n, 1.5, 0.03, 1)
+                for i in range(rows - 1):
+                    trials += lognormal_trials(f"m{i:03}", n, 1.0, 0.03, 100 + i)
+                family = comparison.compare_trials(trials, method=comparison.Method(n_resamples=199))
+                self.assertEqual(sum(r["gated"] for r in family), rows)
+                called = [(r["model"], r["verdict"]) for r in family if r["verdict"] != stats.NO_CHANGE]
+                self.assertEqual(called, [("regressed", stats.SLOWER)])
+
+
+class FalseCallRateTest(unittest.TestCase):
+    """The chance that an A/A run calls any gated row, by resampling the recorded A/A trials
+    (fixtures/aa-trials, shared and contended: six gated pools of 20 trials)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pools = resolution.aa_pools()
+
+    def test_pools(self):
+        self.assertEqual([len(values) for values, _ in self.pools], [20] * 6)
+
+    def test_at_most_five_percent_at_every_profile(self):
+        """Replayed in the run's own ABBA blocks, 400 families per profile."""
+        for name, n, rows in resolution.profile_families():
+            with self.subTest(profile=name):
+                found = power.family_false_call_rate(self.pools, n, rows, replications=400)
+                self.assertLessEqual(found.rate, 0.05, found)
+
+    def test_the_gate_even_as_if_trials_were_exchangeable(self):
+        """The stress case: trials drawn with no regard to their order, so a drift between
+        machine states can land on one side; the gate profile (8 a side, 60 rows) still holds."""
+        gate = dict((name, (n, rows)) for name, n, rows in resolution.profile_families())["gate"]
+        found = power.family_false_call_rate(self.pools, *gate, replications=400, resampling="exchangeable")
+        self.assertLessEqual(found.rate, 0.05, found)
 
 
 class RepeatSpreadTest(unittest.TestCase):
