@@ -1,5 +1,6 @@
 """The A/B comparison chart, comparison.png and comparison.svg: per gated metric, each row's
-ratio B/A with its interval, coloured by verdict.
+ratio B/A with its 95% interval and, wide and pale behind it, Welch's interval at the family's
+level (the one the verdict answers to), coloured by verdict.
 
 serverbench.comparison computes the rows and calls draw_comparison_chart from write_comparison;
 so this module imports serverbench.stats only, never serverbench.comparison, and matplotlib
@@ -30,6 +31,9 @@ def _chart_panel(ax, metric, rows, not_gated):
         if r["ratio"] is None:
             continue
         colour = colours.get(r["verdict"], "#555555")
+        if r.get("family_ci_low") is not None:
+            ax.plot([r["family_ci_low"], r["family_ci_high"]], [y, y], color=colour, alpha=0.25, linewidth=6,
+                    solid_capstyle="butt", zorder=1.5)
         if r["ci_low"] is not None:
             ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, linewidth=1.2, zorder=2)
         hollow = r["verdict"] == not_gated
@@ -58,8 +62,10 @@ def draw_comparison_chart(rows, png_path, svg_path, *, not_gated):
     metrics = [m for m in dict.fromkeys(r["metric"] for r in rows)
                if any(r["gated"] for r in rows if r["metric"] == m)]
     per_panel = max([sum(r["metric"] == m for r in rows) for m in metrics] or [1])
+    legend_columns = 6 if len(metrics) > 1 else 3   # the six entries fit one line from two panels up
+    legend_lines = 6 // legend_columns
     fig, axes = plt.subplots(1, max(1, len(metrics)), squeeze=False,
-                             figsize=(4.2 * max(1, len(metrics)) + 2, 1.2 + 0.2 * per_panel))
+                             figsize=(4.2 * max(1, len(metrics)) + 2, 1.2 + 0.2 * per_panel + 0.25 * legend_lines))
     for ax, metric in zip(axes[0], metrics):
         _chart_panel(ax, metric, [r for r in rows if r["metric"] == metric], not_gated)
     if not metrics:
@@ -67,9 +73,10 @@ def draw_comparison_chart(rows, png_path, svg_path, *, not_gated):
     handles = [Line2D([], [], color=c, marker="o", linestyle="-", label=v,
                       markerfacecolor="white" if v == not_gated else c)
                for v, c in verdict_colours(not_gated).items()]
+    handles.append(Line2D([], [], color="#555555", alpha=0.25, linewidth=6, label="family interval"))
     handles.append(Patch(color="#dddddd", label="within the minimum effect"))
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.legend(handles=handles, loc="upper center", ncol=legend_columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 * (legend_lines + 0.2) / fig.get_figheight()))
     fig.savefig(png_path, dpi=110)
     fig.savefig(svg_path)
     plt.close(fig)

@@ -4,6 +4,7 @@ A/B comparison, the claim verdicts, the microbenchmarks and the counted work."""
 import glob
 import os
 
+from serverbench import power
 from serverbench.jsonfile import read_json
 from serverbench.units import per_request
 
@@ -53,28 +54,58 @@ def markdown_table(text):
     return table([h.strip() for h in rows[0]], body) + "".join(f'<p class="note">{E(n)}</p>' for n in notes)
 
 
+def _ab_row(r):
+    def band(low, high):
+        return f"{fmt(r.get(low))}–{fmt(r.get(high))}" if r.get(low) is not None else "—"
+    detectable = r.get("min_detectable_effect")
+    bound = (f"{r['server_bound_a']}/{r.get('n_a')} · {r['server_bound_b']}/{r.get('n_b')}"
+             + (" mixed" if r.get("bimodal") else "")) if r.get("server_bound_a") is not None else "—"
+    return [model_td(r.get("model", "?")), td(r.get("scenario")), td(r.get("point")), td(r.get("metric")),
+            td(fmt(r.get("a_median")), r.get("a_median")), td(fmt(r.get("b_median")), r.get("b_median")),
+            td(fmt(r.get("ratio")), r.get("ratio")), td(band("ci_low", "ci_high"), r.get("ci_low")),
+            td(band("family_ci_low", "family_ci_high"), r.get("family_ci_low")),
+            td(fmt(r.get("p_value")), r.get("p_value")), td(fmt(r.get("p_adjusted")), r.get("p_adjusted")),
+            td(r.get("verdict")), td("—" if detectable is None else power.effect_text(detectable), detectable),
+            td(bound), td(f"{r.get('n_a')}/{r.get('n_b')}")]
+
+
+def _ab_visibility(rows):
+    """The gated rows that cannot detect 10%, and the bimodal points, named (schema 2 and later)."""
+    if rows and "min_detectable_effect" not in rows[0]:
+        return ('<p class="note">What each row could detect and which points were bimodal: not in this '
+                'comparison.json (schema 1, written before rows said so).</p>')
+    blind = [power.undetectable_line(r) for r in power.undetectable_rows(rows)]
+    bimodal = [power.bimodal_line(key, point) for key, point in power.bimodal_points(rows)]
+    parts = [f"<h4>Gated rows that cannot detect a {power.VISIBLE_EFFECT:.0%} change</h4>",
+             "<ul>" + "".join(f"<li>{E(line)}</li>" for line in blind) + "</ul>" if blind else
+             f"<p>None: every gated row detects a change of {power.VISIBLE_EFFECT:.0%} or less.</p>",
+             "<h4>Bimodal points</h4>",
+             '<p class="note">Server-bound in some trials and not in others: throughput is gated only where most '
+             'trials were server-bound, CPU per request and counts as everywhere; the two regimes widen the '
+             'spread, so these rows detect less.</p>',
+             "<ul>" + "".join(f"<li>{E(line)}</li>" for line in bimodal) + "</ul>" if bimodal else
+             "<p>None: every point's trials were all server-bound or all not.</p>"]
+    return "".join(parts)
+
+
 def comparison_section(run):
     doc = read_json(os.path.join(run.path, "comparison.json"))
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         return f"<p>A/B comparison: {NOT_MEASURED} (no baseline was given: <code>--baseline REV</code>).</p>"
     method = doc.get("method") or {}
-    rows = []
-    for r in doc["rows"]:
-        band = (f"{fmt(r.get('ci_low'))}–{fmt(r.get('ci_high'))}" if r.get("ci_low") is not None else "—")
-        rows.append([model_td(r.get("model", "?")), td(r.get("scenario")), td(r.get("point")), td(r.get("metric")),
-                     td(fmt(r.get("a_median")), r.get("a_median")), td(fmt(r.get("b_median")), r.get("b_median")),
-                     td(fmt(r.get("ratio")), r.get("ratio")), td(band, r.get("ci_low")),
-                     td(fmt(r.get("p_value")), r.get("p_value")), td(r.get("verdict")),
-                     td(f"{r.get('n_a')}/{r.get('n_b')}")])
+    rows = [_ab_row(r) for r in doc["rows"]]
     summary = doc.get("summary") or {}
+    test = method.get("test") or method.get("rank_test", "rank test")  # schema 1: the rank test decided
     text = (f'<p>{summary.get("rows", len(rows))} rows; {summary.get("slower", 0)} slower, {summary.get("faster", 0)} '
             f'faster; gate failures: {summary.get("gate_failures", 0)}. Ratio = B/A (current over baseline), '
-            f'{E(str(method.get("bootstrap", "bootstrap")))} interval at {method.get("confidence", 0.95):.0%}, '
-            f'{E(str(method.get("rank_test", "rank test")))}, {E(str(method.get("correction", "")))} correction. '
-            f'The whole table is in comparison.md.</p>')
+            f'{E(str(method.get("bootstrap", "bootstrap")))} interval at {method.get("confidence", 0.95):.0%}; '
+            f'the verdict: {E(str(test))}, {E(str(method.get("correction", "")))} correction over the gated rows; '
+            f'the family interval is Welch\'s at the family\'s level, and "detectable" the smallest change a row '
+            f'calls with {method.get("power", 0.8):.0%} power. The whole table is in comparison.md.</p>')
     fig = inline_svg(run.path, "comparison", "Ratios B/A with their confidence intervals, per model and point")
     return text + (fig or "") + table(["model", "scenario", "point", "metric", "A median", "B median", "B/A",
-                                       "95% CI", "p", "verdict", "n A/B"], rows)
+                                       "95% CI", "family CI", "p", "p (Holm)", "verdict", "detectable",
+                                       "server-bound A · B", "n A/B"], rows) + _ab_visibility(doc["rows"])
 
 
 def claims_section(run):

@@ -368,6 +368,38 @@ class FalseCallRateTest(unittest.TestCase):
         self.assertLessEqual(found.rate, 0.05, found)
 
 
+class ReportSectionTest(unittest.TestCase):
+    """The report's A/B section (plots/report_findings.py) reads schema 2 and still schema 1."""
+
+    def section(self, doc):
+        from types import SimpleNamespace
+        from plots.report_findings import comparison_section
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "comparison.json"), "w") as f:
+                json.dump(doc, f)
+            return comparison_section(SimpleNamespace(path=d))
+
+    def test_schema_2_names_what_the_rows_cannot_see(self):
+        rows = comparison.compare_trials(lognormal_trials("loud", 6, 1.0, 0.3, 4), method=FAST)
+        html = self.section(comparison.comparison_document(rows, FAST))
+        self.assertIn("family CI", html)
+        self.assertIn("Welch&#x27;s t on log values", html)
+        self.assertIn("<li>loud http-keepalive c50 cpu_us_per_request: detects", html)
+
+    def test_schema_1_is_still_read(self):
+        row_v1 = {"model": "epoll", "scenario": "http-keepalive", "point": "c50", "metric": "cpu_us_per_request",
+                  "a_median": 6.9, "b_median": 9.6, "ratio": 1.386, "ci_low": 1.17, "ci_high": 1.54,
+                  "p_value": 0.00016, "p_adjusted": 0.00031, "verdict": "slower", "gated": True,
+                  "min_effect": 0.05, "n_a": 8, "n_b": 8}
+        html = self.section({"schema": "serverbench.comparison/1", "rows": [row_v1],
+                             "method": {"correction": "holm", "rank_test": "Mann-Whitney U, two-sided"},
+                             "summary": {"rows": 1, "slower": 1, "faster": 0, "gate_failures": 1}})
+        self.assertIn("Mann-Whitney U, two-sided", html)
+        self.assertIn("1.386", html)
+        self.assertIn("schema 1", html)
+        self.assertNotIn("<li>epoll", html)  # no detectable effect recorded: nothing named blind
+
+
 class RepeatSpreadTest(unittest.TestCase):
     def test_spread_of_a_run_folders_repeats(self):
         trials = recorded.load_repeat_dir(os.path.join(ROOT, "results", "baseline"))
