@@ -58,15 +58,13 @@ def _ab_row(r):
     def band(low, high):
         return f"{fmt(r.get(low))}–{fmt(r.get(high))}" if r.get(low) is not None else "—"
     detectable = r.get("min_detectable_effect")
-    bound = (f"{r['server_bound_a']}/{r.get('n_a')} · {r['server_bound_b']}/{r.get('n_b')}"
-             + (" mixed" if r.get("bimodal") else "")) if r.get("server_bound_a") is not None else "—"
     return [model_td(r.get("model", "?")), td(r.get("scenario")), td(r.get("point")), td(r.get("metric")),
             td(fmt(r.get("a_median")), r.get("a_median")), td(fmt(r.get("b_median")), r.get("b_median")),
             td(fmt(r.get("ratio")), r.get("ratio")), td(band("ci_low", "ci_high"), r.get("ci_low")),
             td(band("family_ci_low", "family_ci_high"), r.get("family_ci_low")),
             td(fmt(r.get("p_value")), r.get("p_value")), td(fmt(r.get("p_adjusted")), r.get("p_adjusted")),
             td(r.get("verdict")), td("—" if detectable is None else power.effect_text(detectable), detectable),
-            td(bound), td(f"{r.get('n_a')}/{r.get('n_b')}")]
+            td(power.bound_text(r) or "—"), td(f"{r.get('n_a')}/{r.get('n_b')}")]
 
 
 def _ab_visibility(rows):

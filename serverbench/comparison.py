@@ -260,21 +260,15 @@ def _interval(low, high):
     return units.NONE if low is None else f"{units.ratio(low)}–{units.ratio(high)}"
 
 
-def _bound(r):
-    if r.get("server_bound_a") is None:
-        return units.NONE
-    mixed = " mixed" if r.get("bimodal") else ""
-    return f"{r['server_bound_a']}/{r['n_a']} · {r['server_bound_b']}/{r['n_b']}{mixed}"
-
-
 def _row_line(r):
     verdict = f"**{r['verdict']}**" if r["verdict"] in CHANGES else r["verdict"]
+    detectable = r["min_detectable_effect"]
     cells = [r["model"], r["scenario"], r["point"], r["metric"], units.number(r["a_median"]),
              units.number(r["b_median"]), units.ratio(r["ratio"]), _interval(r["ci_low"], r["ci_high"]),
              _interval(r["family_ci_low"], r["family_ci_high"]), units.p_value(r["p_value"]),
              units.p_value(r["p_adjusted"]), units.p_value(r["rank_p_value"]), verdict,
-             "yes" if r["gated"] else "no", units.NONE if r["min_detectable_effect"] is None else power.effect_text(r["min_detectable_effect"]), _bound(r),
-             f"{r['n_a']}/{r['n_b']}"]
+             "yes" if r["gated"] else "no", units.NONE if detectable is None else power.effect_text(detectable),
+             power.bound_text(r) or units.NONE, f"{r['n_a']}/{r['n_b']}"]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -319,6 +319,14 @@ def undetectable_line(row):
             f"{row.get('n_a')}/{row.get('n_b')} trials)")
 
 
+def bound_text(row):
+    """'3/8 · 8/8 mixed': a row's server-bound trials, A · B; None when its records do not say."""
+    if row.get("server_bound_a") is None:
+        return None
+    return (f"{row['server_bound_a']}/{row.get('n_a')} · {row['server_bound_b']}/{row.get('n_b')}"
+            + (" mixed" if row.get("bimodal") else ""))
+
+
 def bimodal_points(rows):
     """[(model, scenario, point), [its rows]] of the points some of whose trials were
     server-bound and others not (a row's `bimodal`), in the rows' order."""
@@ -334,6 +342,9 @@ def bimodal_line(key, point_rows):
     first = point_rows[0]
     bound = (f"server-bound in {first['server_bound_a']} of {first['n_a']} A trials and "
              f"{first['server_bound_b']} of {first['n_b']} B trials")
-    fates = [f"{r['metric']} {'gated, detects ' + effect_text(r.get('min_detectable_effect')) if r['gated'] else 'not gated'}"
-             f" ({r['verdict']})" for r in point_rows]
-    return f"{' '.join(key)}: {bound}; " + "; ".join(fates)
+    return f"{' '.join(key)}: {bound}; " + "; ".join(f"{r['metric']} {_gate_fate(r)}" for r in point_rows)
+
+
+def _gate_fate(row):
+    gated = f"gated, detects {effect_text(row.get('min_detectable_effect'))}" if row["gated"] else "not gated"
+    return f"{gated} ({row['verdict']})"
