@@ -7,7 +7,7 @@ A package run from the repository root (or with it on PYTHONPATH, as run_all.sh 
     python3 -m plots.counts RUN_DIR              the counted-work table (markdown)
     python3 -m plots.capacity_plots RUN_DIR      the capacity and over-time charts alone
 
-It reads the driver's definitions (serverbench.scenarios, .stats, .jsonfile, .steady); those
-never import plots. Importing the package itself loads nothing: serverbench.comparison imports
+It reads the driver's definitions (serverbench.scenarios, .stats, .power, .jsonfile, .steady);
+those never import plots. Importing the package itself loads nothing: serverbench.comparison imports
 one module of it (comparison_chart) without needing matplotlib until a chart is drawn.
 """
