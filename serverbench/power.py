@@ -28,9 +28,9 @@ from scipy import stats as sps
 from serverbench import stats
 
 POWER = 0.8
-# The pre-run check's reference: can the rule call a 1.5x change (the regression) in a
-# row whose trials vary by 5% (CPU per request at most points of results/baseline), and what
-# does it detect at 10% (the noisier recordings of docs/statistics.md)?
+# The pre-run check's reference: can the rule call a 1.5x change in a row whose trials vary by 5%
+# (CPU per request at the keep-alive and cpu-bound points of results/baseline), and what does it
+# detect at 10% (the noisier scenarios and recordings of docs/statistics.md)?
 REFERENCE_CV = 0.05
 NOISY_CV = 0.10
 LARGE_EFFECT = 0.5
