@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, capacity_run, comparison, network, resolution
+from . import ab, capacity_run, comparison, network, units, resolution
 from . import scenarios as sc
 from .hosts_file import HostsFileError, parse_hosts_file
 from .log import log
@@ -315,7 +315,9 @@ def compare_sides(sup, run_dir, settings, sides, gate, net):
     confirmed = comparison.confirmed_failures(rows, ab.compare_run(confirm, settings, set(keys)))
     for r in confirmed:
         log(f"== gate: {r['model']} {r['scenario']} {r['point']} {r['metric']} slower: "
-            f"B/A {r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], confirmed by a rerun")
+            f"B/A {units.ratio(r['ratio'])}, family interval [{units.ratio(r['family_ci_low'])}, "
+            f"{units.ratio(r['family_ci_high'])}], "
+            "confirmed by a rerun")
     if not confirmed:
         log("== gate: the rerun did not confirm them: no change detected")
     return not confirmed

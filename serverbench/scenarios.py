@@ -44,8 +44,8 @@ class Profile:
     distance_rate: int = 5000
     count_warmup: str = "100ms"
     count_duration: str = "500ms"
-    # Trials per side in an A/B run: the rank test needs at least 4 per side to reach p < 0.05 at
-    # all, and 6-10 to survive a correction over many rows (docs/statistics.md).
+    # Trials per side in an A/B run: Welch's t-test has no floor at small N, but the smallest
+    # change a row can call shrinks with the trials (docs/statistics.md, serverbench/power.py).
     ab_trials: int = 8
     capacity: object = None      # CapacityPlan: which capacity sweeps run, and how long their steps are
 
