@@ -6,7 +6,8 @@ Three layers, because each alone leaves a gap:
 * every direct child gets PR_SET_PDEATHSIG(SIGKILL), so it dies with the driver even when the
   driver is killed outright (SIGKILL runs no handler);
 * a watchdog process, told each group as it starts, kills the groups that are still alive when
-  the driver's pipe to it closes: that reaches the grandchildren PDEATHSIG cannot.
+  the driver's pipe to it closes: that reaches the grandchildren PDEATHSIG cannot. It is told the
+  cgroups of counting trials too (cgroups.py), and removes them, with whatever is left in them.
 """
 import ctypes
 import os
@@ -58,6 +59,12 @@ class Watchdog:
     def forget(self, pgid):
         self._say(f"-{pgid}")
 
+    def watch_cgroup(self, path):
+        self._say(f"+{path}")
+
+    def forget_cgroup(self, path):
+        self._say(f"-{path}")
+
     def _say(self, line):
         try:
             self.proc.stdin.write(line + "\n")
@@ -72,25 +79,47 @@ class Watchdog:
         self.proc.wait()
 
 
-# The watchdog reads +PGID / -PGID lines; at end of input (the driver exited, or was killed) it
-# kills every group still registered. Ignoring SIGINT keeps a Ctrl-C at the terminal, which
+# The watchdog reads +PGID / -PGID lines, and +PATH / -PATH for cgroups; at end of input (the
+# driver exited, or was killed) it kills every group still registered, then empties and removes
+# every cgroup (a cgroup can only be removed once no process is left in it, and its processes
+# take a moment to be gone after SIGKILL). Ignoring SIGINT keeps a Ctrl-C at the terminal, which
 # reaches the whole foreground group, from stopping it before it has done its job.
 _WATCHDOG_SOURCE = """
-import os, signal, sys
+import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-groups = set()
+groups, cgroups = set(), set()
 for line in sys.stdin:
     line = line.strip()
+    kind = cgroups if line[1:2] == '/' else groups
+    item = line[1:] if kind is cgroups else int(line[1:] or 0)
     if line.startswith('+'):
-        groups.add(int(line[1:]))
+        kind.add(item)
     elif line.startswith('-'):
-        groups.discard(int(line[1:]))
+        kind.discard(item)
 for pgid in groups:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+for path in cgroups:
+    try:
+        with open(path + '/cgroup.kill', 'w') as f:
+            f.write('1')
+    except OSError:  # before Linux 5.14: no cgroup.kill
+        try:
+            for pid in open(path + '/cgroup.procs').read().split():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            break
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.02)
 """
 
 
@@ -132,6 +161,13 @@ class Supervisor:
         proc.wait()
         self.watchdog.forget(proc.pid)
         self.children.pop(proc.pid, None)
+
+    def watch_cgroup(self, path):
+        """path (a cgroup) is removed by the watchdog if the driver ends before forget_cgroup."""
+        self.watchdog.watch_cgroup(path)
+
+    def forget_cgroup(self, path):
+        self.watchdog.forget_cgroup(path)
 
     def stop_all(self):
         for proc, _ in list(self.children.values()):
