@@ -1,13 +1,18 @@
 """Counted work: system calls, context switches, CPU migrations and page faults per request,
 for the server (every thread and child process) and for the load generator.
 
-Counted with Debian's `perf stat` rather than perf_event_open in the suite: perf already
-inherits counters into every thread and child a server makes, knows every system call's
-tracepoint by name, and takes its on/off switch from a FIFO (--control), which is what makes
-the measured window exact. Both the server and loadgen run under their own `perf stat -D -1`
-(counting disabled at start); loadgen announces its measured window on --window-fifo, and the
-driver relays each `enable` / `disable` to both perfs and acknowledges it back to loadgen only
-once both have acknowledged, so start-up and warm-up are never counted.
+Counted with Debian's `perf stat` rather than perf_event_open in the suite: perf knows every
+system call's tracepoint by name, counts a cgroup or a task with its threads and children, and
+takes its on/off switch from a FIFO (--control), which is what makes the measured window exact.
+
+Each side (the server, loadgen) runs in a cgroup of its own (cgroups.py) under its own
+`perf stat -a -G GROUP -D -1` (counting disabled at start): switching the counters on costs the
+same whatever the side's threads. Where cgroups cannot be used (not root, no cgroup v2, perf
+refuses), each side runs under a per-task `perf stat -D -1` instead, as the counts record
+(`method`). loadgen announces its measured window on --window-fifo, and the driver relays each
+`enable` / `disable` to both perfs and acknowledges it back to loadgen only once both have
+acknowledged, so start-up and warm-up are never counted. A server on another host is counted
+there (remote_counting.py), switched at the driver's window edges.
 
 Counting costs time (a tracepoint per system call), so it runs in counting trials of its own,
 never in the timed trials that comparisons and capacity sweeps use.
@@ -22,15 +27,17 @@ import tempfile
 import threading
 import time
 
+from .cgroups import Cgroup, CgroupUnavailable, cleanup_leftovers
 from .jsonfile import read_json, write_json
+from .log import log
 from .point import run_trial
 
 # The system calls counted by name: what a server, its threads and loadgen make. Each is the one
 # raw_syscalls:sys_enter tracepoint with an in-kernel filter on the call's number: perf sets that
 # up in milliseconds, where it takes about 35 ms per syscalls:sys_enter_<name> tracepoint (1.4 s
 # for these, per perf, per trial). raw_syscalls unfiltered counts all of them.
-# Every counter is switched on task by task (a prefork server has 65), so the list is kept to the
-# calls the models make per request or per connection.
+# Per-task counting (the fallback) switches every counter on task by task (a prefork server has
+# 65), so the list is kept to the calls the models make per request or per connection.
 NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "accept4", "close", "epoll_wait",
                   "epoll_ctl", "poll", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4",
                   "setsockopt", "rt_sigprocmask", "madvise")
@@ -61,6 +68,12 @@ def event_args():
     return args, names
 
 
+def cgroup_args(cgroup_rel, names):
+    """perf's -G after every event: perf 6.1 gives the Nth name of the list to the Nth event (one
+    name alone would go to the events defined so far only), so the name is given once per event."""
+    return ["-G", ",".join([cgroup_rel] * len(names))]
+
+
 ACK_TIMEOUT_S = 2.0
 # Fewer requests than this in a counting window (a starved server on a loaded machine) make
 # per-request figures of start-up noise: the point says so instead.
@@ -88,6 +101,55 @@ def perf_unavailable():
         except (OSError, subprocess.TimeoutExpired) as e:
             _availability["reason"] = f"perf is not available: {e}"
     return _availability["reason"]
+
+
+# per-task forces per-task counting (docs/counts.md compares both methods with it).
+METHOD_ENV = "SERVERBENCH_COUNT_METHOD"
+
+
+def counting_method(sup):
+    """("cgroup", None) when perf counts a cgroup of ours here, else ("per-task", why not). Found
+    once per run, at its first counting trial, which first removes what dead drivers left."""
+    if "method" not in _availability:
+        removed = cleanup_leftovers()
+        if removed:
+            log(f"== removed counting cgroups of earlier runs: {', '.join(removed)}")
+        _availability["method"] = choose_method(sup)
+    return _availability["method"]
+
+
+def choose_method(sup):
+    if os.environ.get(METHOD_ENV) == "per-task":
+        return "per-task", f"{METHOD_ENV}=per-task"
+    try:
+        group = Cgroup(sup, "probe")
+    except CgroupUnavailable as e:
+        return "per-task", str(e)
+    try:
+        problem = cgroup_probe(group)
+    finally:
+        group.remove()
+    return ("per-task", problem) if problem else ("cgroup", None)
+
+
+def cgroup_probe(group):
+    """None when `perf stat -a -G` counts every event of ours in group (the filtered tracepoints
+    too) for a process that joined it, else why not."""
+    args, names = event_args()
+    fd, out = tempfile.mkstemp(prefix="serverbench-perf-probe-", suffix=".csv")
+    os.close(fd)
+    argv = ["perf", "stat", "-a", "-x,", "-o", out, *args, *cgroup_args(group.rel, names), "--",
+            *group.join_argv(["true"])]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"perf stat -a -G: {e}"
+    counts = parse_perf_csv(out, names, group.rel)
+    os.remove(out)
+    if proc.returncode != 0 or counts.get("_missing"):
+        said = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return f"perf stat -a -G did not count a cgroup (exit {proc.returncode}, {counts.get('_missing')}): {said}"
+    return None
 
 
 class Fifo:
@@ -121,9 +183,9 @@ class Fifo:
 
 
 class CountedTrial:
-    """The FIFOs and perf output files of one counting trial, and the relay between them."""
+    """The FIFOs, perf output files and cgroups of one counting trial, and the relay between them."""
 
-    def __init__(self, work_dir):
+    def __init__(self, work_dir, sup=None, method=("per-task", None)):
         self.dir = work_dir
         os.makedirs(work_dir, exist_ok=True)
         self.fifos = {name: Fifo(os.path.join(work_dir, name)) for name in
@@ -131,14 +193,38 @@ class CountedTrial:
         self.outputs = {side: os.path.join(work_dir, f"{side}.perf.csv") for side in ("server", "loadgen")}
         self.relayed = []
         self.events, self.event_names = event_args()
+        self.method, self.method_note = method
+        self.groups = self._make_groups(sup) if self.method == "cgroup" else {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
 
+    def _make_groups(self, sup):
+        """{side: Cgroup}; on failure none, and the trial counts per task, saying why."""
+        groups = {}
+        try:
+            for side in ("server", "loadgen"):
+                groups[side] = Cgroup(sup, side)
+        except CgroupUnavailable as e:
+            for group in groups.values():
+                group.remove()
+            self.method, self.method_note = "per-task", str(e)
+            return {}
+        return groups
+
     def wrap(self, side, argv):
-        """argv under `perf stat`, counting off until the window opens."""
+        """argv under `perf stat`, counting off until the window opens: its cgroup counted on every
+        CPU (-a -G), or per task where there is none."""
         f = self.fifos
-        return ["perf", "stat", "-D", "-1", "--control", f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}",
-                "-x,", "-o", self.outputs[side], *self.events, "--", *argv]
+        group = self.groups.get(side)
+        perf = ["perf", "stat", *(["-a"] if group else []), "-D", "-1", "--control",
+                f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}", "-x,", "-o", self.outputs[side], *self.events]
+        if group is None:
+            return [*perf, "--", *argv]
+        return [*perf, *cgroup_args(group.rel, self.event_names), "--", *group.join_argv(argv)]
+
+    def cgroup_of(self, side):
+        group = self.groups.get(side)
+        return group.rel if group else None
 
     def loadgen_flags(self):
         return ("--window-fifo", f"{self.fifos['window'].path},{self.fifos['window.ack'].path}")
@@ -152,20 +238,31 @@ class CountedTrial:
             command = window.read_line(0.2)
             if command not in ("enable", "disable"):
                 continue
-            acked = all(self._tell_perf(side, command) for side in ("server", "loadgen"))
+            acked = self._tell_perfs(command)
             self.relayed.append((command, acked, time.monotonic()))
             ack.write_line("ack")
 
-    def _tell_perf(self, side, command):
-        self.fifos[f"{side}.ctl"].write_line(command)
-        return self.fifos[f"{side}.ack"].read_line(ACK_TIMEOUT_S) == "ack"
+    def _tell_perfs(self, command):
+        """True when both perfs acknowledged command. Both are told before either is waited for:
+        each perf needs a turn on CPUs the server and loadgen keep busy, and the window's error
+        is the time until the later one has switched."""
+        sides = ("server", "loadgen")
+        for side in sides:
+            self.fifos[f"{side}.ctl"].write_line(command)
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        answers = [self.fifos[f"{side}.ack"].read_line(max(0.0, deadline - time.monotonic())) for side in sides]
+        return answers == ["ack", "ack"]
 
     def close(self):
+        """Ends the relay, closes the FIFOs and removes the cgroups with anything left in them
+        (a point that failed or was interrupted leaves its server there)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
         for fifo in self.fifos.values():
             fifo.close()
+        for group in self.groups.values():
+            group.remove()
 
     def window_problem(self):
         """None when the window opened and closed with both perfs acknowledging, else why not."""
@@ -175,9 +272,10 @@ class CountedTrial:
         return None
 
 
-def parse_perf_csv(path, names):
+def parse_perf_csv(path, names, cgroup=None):
     """{name: count} from `perf stat -x,` output, whose counter lines come in the order of the
-    events given (names); a counter perf could not count is left out and listed under "_missing"."""
+    events given (names); a counter perf could not count, or counted outside cgroup (the fourth
+    field names the cgroup when perf counted one), is left out and listed under "_missing"."""
     counts, missing = {}, []
     try:
         with open(path) as f:
@@ -189,6 +287,8 @@ def parse_perf_csv(path, names):
         return {"_missing": [f"perf printed {len(rows)} counters for {len(names)} events"]}
     for name, fields in zip(names, rows):
         try:
+            if cgroup is not None and (len(fields) < 4 or fields[3] != cgroup):
+                raise ValueError(f"counted outside {cgroup}")
             counts[name] = float(fields[0])
         except ValueError:
             missing.append(name)
@@ -235,7 +335,7 @@ def run_counting_trial(sup, trial):
         _add_counts(trial.out, {"tool": None, "not_counted": reason})
         return outcome
     work = tempfile.mkdtemp(prefix="serverbench-perf-")
-    counted = CountedTrial(work)
+    counted = CountedTrial(work, sup, counting_method(sup))
     try:
         trial = dataclasses.replace(trial, counted=counted,
                                     extra_loadgen_flags=(*trial.extra_loadgen_flags, *counted.loadgen_flags()))
@@ -248,26 +348,31 @@ def run_counting_trial(sup, trial):
 
 
 def counts_of(counted, result):
+    tool = {"tool": "perf stat", "method": counted.method}
+    if counted.method_note:
+        tool["method_note"] = f"per-task counting, as cgroups cannot be used here: {counted.method_note}"
     problem = counted.window_problem()
     if problem or not result:
-        return {"tool": "perf stat", "not_counted": problem or "no result"}
+        return {**tool, "not_counted": problem or "no result"}
     late = switch_too_slow(result)
     if late:
-        return {"tool": "perf stat", "requests": result["totals"]["requests"], "not_counted": late}
+        return {**tool, "requests": result["totals"]["requests"], "not_counted": late}
     requests = result["totals"]["requests"]
     if requests < MIN_REQUESTS:
-        return {"tool": "perf stat", "requests": requests,
+        return {**tool, "requests": requests,
                 "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
     server = result.get("server") or {}
     split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
     scale = window_scale(result)
     # perf's counts scaled to loadgen's window: the same as dividing by the requests of perf's.
     perf_requests = requests / scale
-    return {"tool": "perf stat", "window": "loadgen's measured window (--window-fifo)", "requests": requests,
+
+    def side(name):
+        return parse_perf_csv(counted.outputs[name], counted.event_names, counted.cgroup_of(name))
+    return {**tool, "window": "loadgen's measured window (--window-fifo)", "requests": requests,
             "window_scale": round(scale, 4),
-            "server": per_request(parse_perf_csv(counted.outputs["server"], counted.event_names), perf_requests,
-                                  [v * scale for v in split] if None not in split else None),
-            "loadgen": per_request(parse_perf_csv(counted.outputs["loadgen"], counted.event_names), perf_requests)}
+            "server": per_request(side("server"), perf_requests, [v * scale for v in split] if None not in split else None),
+            "loadgen": per_request(side("loadgen"), perf_requests)}
 
 
 def window_scale(result):
