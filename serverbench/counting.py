@@ -79,12 +79,19 @@ ACK_TIMEOUT_S = 2.0
 # per-request figures of start-up noise: the point says so instead.
 MIN_REQUESTS = 100
 # perf counts from the moment it handles `enable` to the moment it handles `disable`, each somewhere
-# between loadgen's write and perf's acknowledgement (switching 25 counters on in 65 tasks takes
-# perf 15-30 ms); loadgen counts requests from its write. The counts are scaled to loadgen's window
-# by the midpoints of both switches (window_scale), which leaves an error of at most half the
-# switches' time; a switch slower than this share of the window (a starved perf on a loaded
-# machine) says so instead of a skewed figure.
+# between loadgen's write and both perfs' acknowledgements reaching the relay (edge_times); loadgen
+# counts requests from its write. The counts are scaled to loadgen's window by the midpoints of
+# both switches (window_scale), which leaves an error of at most half the switches' time; a switch
+# slower than this share of the window (a starved perf on a loaded machine) says so instead of a
+# skewed figure.
 MAX_SWITCH_SHARE = 0.15
+# perf and the relay run at this real-time priority where the driver may set one (root): each
+# needs a turn on CPUs that the server and loadgen keep busy (perf -a visits every CPU to switch
+# its counters there), which took up to 130 ms at SCHED_OTHER on the 2-CPU VM, under 1 ms at
+# SCHED_FIFO. They sleep outside the window's edges and the end's read-out, and with
+# SCHED_RESET_ON_FORK the server and loadgen perf starts run at the ordinary policy.
+SWITCH_PRIORITY = 10
+CHRT = ("chrt", "--fifo", "--reset-on-fork", str(SWITCH_PRIORITY))
 TOP_SYSCALLS = 8
 _availability = {}
 
@@ -101,6 +108,25 @@ def perf_unavailable():
         except (OSError, subprocess.TimeoutExpired) as e:
             _availability["reason"] = f"perf is not available: {e}"
     return _availability["reason"]
+
+
+def perf_priority():
+    """CHRT when perf may run at a real-time priority here, else () (perf then waits its turn)."""
+    if "priority" not in _availability:
+        try:
+            ok = subprocess.run([*CHRT, "true"], capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        _availability["priority"] = CHRT if ok else ()
+    return _availability["priority"]
+
+
+def raise_own_priority():
+    """The calling thread (the relay) at SWITCH_PRIORITY when allowed; nothing otherwise."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(SWITCH_PRIORITY))
+    except OSError:
+        pass
 
 
 # per-task forces per-task counting (docs/counts.md compares both methods with it).
@@ -216,7 +242,7 @@ class CountedTrial:
         CPU (-a -G), or per task where there is none."""
         f = self.fifos
         group = self.groups.get(side)
-        perf = ["perf", "stat", *(["-a"] if group else []), "-D", "-1", "--control",
+        perf = [*perf_priority(), "perf", "stat", *(["-a"] if group else []), "-D", "-1", "--control",
                 f"fifo:{f[side + '.ctl'].path},{f[side + '.ack'].path}", "-x,", "-o", self.outputs[side], *self.events]
         if group is None:
             return [*perf, "--", *argv]
@@ -233,13 +259,16 @@ class CountedTrial:
         self._thread.start()
 
     def _relay(self):
+        """loadgen's window lines to both perfs; relayed gets (command, acknowledged by both,
+        CLOCK_MONOTONIC ns when both acknowledged), the clock loadgen stamps its lines with."""
+        raise_own_priority()
         window, ack = self.fifos["window"], self.fifos["window.ack"]
         while not self._stop.is_set():
             command = window.read_line(0.2)
             if command not in ("enable", "disable"):
                 continue
             acked = self._tell_perfs(command)
-            self.relayed.append((command, acked, time.monotonic()))
+            self.relayed.append((command, acked, time.monotonic_ns()))
             ack.write_line("ack")
 
     def _tell_perfs(self, command):
@@ -354,7 +383,9 @@ def counts_of(counted, result):
     problem = counted.window_problem()
     if problem or not result:
         return {**tool, "not_counted": problem or "no result"}
-    late = switch_too_slow(result)
+    length_us = ((result.get("window") or {}).get("length_s") or 0) * 1e6
+    edges = edge_times(counted, result)
+    late = switch_too_slow(length_us, edges)
     if late:
         return {**tool, "requests": result["totals"]["requests"], "not_counted": late}
     requests = result["totals"]["requests"]
@@ -363,38 +394,48 @@ def counts_of(counted, result):
                 "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
     server = result.get("server") or {}
     split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
-    scale = window_scale(result)
+    scale = window_scale(length_us, edges)
     # perf's counts scaled to loadgen's window: the same as dividing by the requests of perf's.
     perf_requests = requests / scale
 
     def side(name):
         return parse_perf_csv(counted.outputs[name], counted.event_names, counted.cgroup_of(name))
     return {**tool, "window": "loadgen's measured window (--window-fifo)", "requests": requests,
-            "window_scale": round(scale, 4),
+            "window_scale": round(scale, 4), "switch_ms": {edge: round(us / 1000, 2) for edge, us in edges.items()},
             "server": per_request(side("server"), perf_requests, [v * scale for v in split] if None not in split else None),
             "loadgen": per_request(side("loadgen"), perf_requests)}
 
 
-def window_scale(result):
-    """loadgen's window over perf's, perf's taken from the midpoints of its switches (1 when the
-    result does not say)."""
-    window = result.get("window") or {}
-    control = window.get("counter_control") or {}
-    length_us = (window.get("length_s") or 0) * 1e6
-    on, off = control.get("enable_ack_us"), control.get("disable_ack_us")
+def edge_times(counted, result):
+    """{edge: µs from loadgen's line to both perfs' acknowledgement at the relay}. Not loadgen's
+    own enable_ack_us, which also holds its sampling of the server's /proc at that edge (100-300
+    ms for 1000 threads or processes here): that sampling delays loadgen's reading of the ack, not
+    perf. Falls back to loadgen's figure when the relay has no time for an edge."""
+    control = (result.get("window") or {}).get("counter_control") or {}
+    acked = {command: at for command, ok, at in counted.relayed if ok}
+    edges = {}
+    for edge in ("enable", "disable"):
+        sent = control.get(f"{edge}_monotonic_ns")
+        if sent and edge in acked:
+            edges[edge] = max(0, acked[edge] - sent) / 1000
+        elif control.get(f"{edge}_ack_us") is not None:
+            edges[edge] = control[f"{edge}_ack_us"]
+    return edges
+
+
+def window_scale(length_us, edges):
+    """loadgen's window over perf's, perf's taken from the midpoints of its switches (1 when an
+    edge's time is unknown)."""
+    on, off = edges.get("enable"), edges.get("disable")
     if not length_us or on is None or off is None:
         return 1.0
     return length_us / (length_us - on / 2 + off / 2)
 
 
-def switch_too_slow(result):
+def switch_too_slow(length_us, edges):
     """Why the counters' window does not match loadgen's, or None."""
-    window = result.get("window") or {}
-    control = window.get("counter_control") or {}
-    length_us = (window.get("length_s") or 0) * 1e6
-    for edge in ("enable", "disable"):
-        took = control.get(f"{edge}_ack_us")
-        if took is not None and length_us and took > MAX_SWITCH_SHARE * length_us:
+    for edge, took in edges.items():
+        if length_us and took > MAX_SWITCH_SHARE * length_us:
             return (f"perf took {took / 1000:.1f} ms to {edge} its counters, over "
                     f"{MAX_SWITCH_SHARE:.0%} of the {length_us / 1000:.0f} ms window")
     return None
