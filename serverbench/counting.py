@@ -42,6 +42,11 @@ NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "acc
                   "epoll_ctl", "poll", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4",
                   "setsockopt", "rt_sigprocmask", "madvise")
 BASE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter")
+# The voluntary switches: sched_switch away from a task that sleeps (prev_state holds a task state,
+# mask 0xff; a preempted task shows 0 or TASK_REPORT_MAX, 0x100), the kernel's own rule for nvcsw.
+# Counted by perf over the window itself, with the threads and children that ended in it, which
+# /proc (loadgen's sampler, at edges it reaches late when it reads 1000 threads) cannot.
+VOLUNTARY = ("voluntary-switches", ("-e", "sched:sched_switch", "--filter", "prev_state & 255"))
 UNISTD_HEADERS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm-generic/unistd.h")
 
 
@@ -61,7 +66,7 @@ def syscall_numbers():
 
 def event_args():
     """perf stat's -e/--filter arguments, and the name of each counter line in output order."""
-    args, names = ["-e", ",".join(BASE_EVENTS)], list(BASE_EVENTS)
+    args, names = ["-e", ",".join(BASE_EVENTS), *VOLUNTARY[1]], [*BASE_EVENTS, VOLUNTARY[0]]
     for name, number in syscall_numbers().items():
         args += ["-e", "raw_syscalls:sys_enter", "--filter", f"id == {number}"]
         names.append(f"syscall:{name}")
@@ -327,8 +332,8 @@ def parse_perf_csv(path, names, cgroup=None):
 
 
 def per_request(counts, requests, ctx_split=None):
-    """The counts of one side, per request; ctx_split: the voluntary/involuntary context
-    switches /proc gave for the same window (perf has no such split)."""
+    """The counts of one side, per request. The voluntary/involuntary split of the switches is
+    perf's (VOLUNTARY); without it, ctx_split's: what /proc gave for about the same window."""
     if not requests:
         return None
     syscalls = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("syscall:")}
@@ -342,6 +347,9 @@ def per_request(counts, requests, ctx_split=None):
            "page_faults_per_request": _div(counts.get("page-faults"), requests),
            "task_clock_us_per_request": _div(counts.get("task-clock"), requests / 1000.0),
            "top_syscalls_per_request": {name: round(v, 4) for name, v in top}}
+    voluntary, total = counts.get(VOLUNTARY[0]), counts.get("context-switches")
+    if voluntary is not None and total is not None:
+        ctx_split = (voluntary, max(0.0, total - voluntary))
     if ctx_split:
         out["voluntary_switches_per_request"] = _div(ctx_split[0], requests)
         out["involuntary_switches_per_request"] = _div(ctx_split[1], requests)
