@@ -19,7 +19,6 @@ never in the timed trials that comparisons and capacity sweeps use.
 """
 import dataclasses
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -30,66 +29,10 @@ import time
 from .cgroups import Cgroup, CgroupUnavailable, cleanup_leftovers
 from .jsonfile import read_json, write_json
 from .log import log
+from .perf_counts import BASE_EVENTS, cgroup_args, counts_document, event_args, parse_perf_csv
 from .point import run_trial
 
-# The system calls counted by name: what a server, its threads and loadgen make. Each is the one
-# raw_syscalls:sys_enter tracepoint with an in-kernel filter on the call's number: perf sets that
-# up in milliseconds, where it takes about 35 ms per syscalls:sys_enter_<name> tracepoint (1.4 s
-# for these, per perf, per trial). raw_syscalls unfiltered counts all of them.
-# Per-task counting (the fallback) switches every counter on task by task (a prefork server has
-# 65), so the list is kept to the calls the models make per request or per connection.
-NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "accept4", "close", "epoll_wait",
-                  "epoll_ctl", "poll", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4",
-                  "setsockopt", "rt_sigprocmask", "madvise")
-BASE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter")
-# The voluntary switches: sched_switch away from a task that sleeps (prev_state holds a task state,
-# mask 0xff; a preempted task shows 0 or TASK_REPORT_MAX, 0x100), the kernel's own rule for nvcsw.
-# Counted by perf over the window itself, with the threads and children that ended in it, which
-# /proc (loadgen's sampler, at edges it reaches late when it reads 1000 threads) cannot.
-VOLUNTARY = ("voluntary-switches", ("-e", "sched:sched_switch", "--filter", "prev_state & 255"))
-UNISTD_HEADERS = ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm-generic/unistd.h")
-
-
-def syscall_numbers():
-    """{name: number} of NAMED_SYSCALLS on this machine, from the kernel's headers (linux-libc-dev,
-    which the compiler brings); empty when none is readable: then only totals are counted."""
-    for header in UNISTD_HEADERS:
-        try:
-            with open(header) as f:
-                text = f.read()
-        except OSError:
-            continue
-        numbers = dict(re.findall(r"#define __NR_(\w+)\s+(\d+)\b", text))
-        return {name: int(numbers[name]) for name in NAMED_SYSCALLS if name in numbers}
-    return {}
-
-
-def event_args():
-    """perf stat's -e/--filter arguments, and the name of each counter line in output order."""
-    args, names = ["-e", ",".join(BASE_EVENTS), *VOLUNTARY[1]], [*BASE_EVENTS, VOLUNTARY[0]]
-    for name, number in syscall_numbers().items():
-        args += ["-e", "raw_syscalls:sys_enter", "--filter", f"id == {number}"]
-        names.append(f"syscall:{name}")
-    return args, names
-
-
-def cgroup_args(cgroup_rel, names):
-    """perf's -G after every event: perf 6.1 gives the Nth name of the list to the Nth event (one
-    name alone would go to the events defined so far only), so the name is given once per event."""
-    return ["-G", ",".join([cgroup_rel] * len(names))]
-
-
 ACK_TIMEOUT_S = 2.0
-# Fewer requests than this in a counting window (a starved server on a loaded machine) make
-# per-request figures of start-up noise: the point says so instead.
-MIN_REQUESTS = 100
-# perf counts from the moment it handles `enable` to the moment it handles `disable`, each somewhere
-# between loadgen's write and both perfs' acknowledgements reaching the relay (edge_times); loadgen
-# counts requests from its write. The counts are scaled to loadgen's window by the midpoints of
-# both switches (window_scale), which leaves an error of at most half the switches' time; a switch
-# slower than this share of the window (a starved perf on a loaded machine) says so instead of a
-# skewed figure.
-MAX_SWITCH_SHARE = 0.15
 # perf and the relay run at this real-time priority where the driver may set one (root): each
 # needs a turn on CPUs that the server and loadgen keep busy (perf -a visits every CPU to switch
 # its counters there), which took up to 130 ms at SCHED_OTHER on the 2-CPU VM, under 1 ms at
@@ -97,7 +40,6 @@ MAX_SWITCH_SHARE = 0.15
 # SCHED_RESET_ON_FORK the server and loadgen perf starts run at the ordinary policy.
 SWITCH_PRIORITY = 10
 CHRT = ("chrt", "--fifo", "--reset-on-fork", str(SWITCH_PRIORITY))
-TOP_SYSCALLS = 8
 _availability = {}
 
 
@@ -224,7 +166,7 @@ class CountedTrial:
         self.outputs = {side: os.path.join(work_dir, f"{side}.perf.csv") for side in ("server", "loadgen")}
         self.relayed = []
         self.events, self.event_names = event_args()
-        self.method, self.method_note = method
+        self.method, self.method_note = method[0], per_task_note(method[1])
         self.groups = self._make_groups(sup) if self.method == "cgroup" else {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
@@ -238,7 +180,7 @@ class CountedTrial:
         except CgroupUnavailable as e:
             for group in groups.values():
                 group.remove()
-            self.method, self.method_note = "per-task", str(e)
+            self.method, self.method_note = "per-task", per_task_note(str(e))
             return {}
         return groups
 
@@ -252,10 +194,6 @@ class CountedTrial:
         if group is None:
             return [*perf, "--", *argv]
         return [*perf, *cgroup_args(group.rel, self.event_names), "--", *group.join_argv(argv)]
-
-    def cgroup_of(self, side):
-        group = self.groups.get(side)
-        return group.rel if group else None
 
     def loadgen_flags(self):
         return ("--window-fifo", f"{self.fifos['window'].path},{self.fifos['window.ack'].path}")
@@ -298,6 +236,10 @@ class CountedTrial:
         for group in self.groups.values():
             group.remove()
 
+    # ----------------------------------------------- what perf_counts.counts_document asks
+
+    window_text = "loadgen's measured window (--window-fifo)"
+
     def window_problem(self):
         """None when the window opened and closed with both perfs acknowledging, else why not."""
         commands = [(c, ok) for c, ok, _ in self.relayed]
@@ -305,61 +247,29 @@ class CountedTrial:
             return f"the measured window was not relayed to perf as enable, disable: {commands}"
         return None
 
+    @staticmethod
+    def window_length_us(result):
+        return ((result.get("window") or {}).get("length_s") or 0) * 1e6
 
-def parse_perf_csv(path, names, cgroup=None):
-    """{name: count} from `perf stat -x,` output, whose counter lines come in the order of the
-    events given (names); a counter perf could not count, or counted outside cgroup (the fourth
-    field names the cgroup when perf counted one), is left out and listed under "_missing"."""
-    counts, missing = {}, []
-    try:
-        with open(path) as f:
-            lines = [line for line in f.read().splitlines() if line and not line.startswith("#")]
-    except OSError:
-        return {"_missing": ["no perf output"]}
-    rows = [line.split(",") for line in lines if len(line.split(",")) >= 3]
-    if len(rows) != len(names):
-        return {"_missing": [f"perf printed {len(rows)} counters for {len(names)} events"]}
-    for name, fields in zip(names, rows):
-        try:
-            if cgroup is not None and (len(fields) < 4 or fields[3] != cgroup):
-                raise ValueError(f"counted outside {cgroup}")
-            counts[name] = float(fields[0])
-        except ValueError:
-            missing.append(name)
-    if missing:
-        counts["_missing"] = missing
-    return counts
+    def edge_times(self, result):
+        """{edge: µs from loadgen's line to both perfs' acknowledgement at the relay}. Not loadgen's
+        own enable_ack_us, which also holds its sampling of the server's /proc at that edge (100-300
+        ms for 1000 threads or processes here): that sampling delays loadgen's reading of the ack, not
+        perf. Falls back to loadgen's figure when the relay has no time for an edge."""
+        control = (result.get("window") or {}).get("counter_control") or {}
+        acked = {command: at for command, ok, at in self.relayed if ok}
+        edges = {}
+        for edge in ("enable", "disable"):
+            sent = control.get(f"{edge}_monotonic_ns")
+            if sent and edge in acked:
+                edges[edge] = max(0, acked[edge] - sent) / 1000
+            elif control.get(f"{edge}_ack_us") is not None:
+                edges[edge] = control[f"{edge}_ack_us"]
+        return edges
 
-
-def per_request(counts, requests, ctx_split=None):
-    """The counts of one side, per request. The voluntary/involuntary split of the switches is
-    perf's (VOLUNTARY); without it, ctx_split's: what /proc gave for about the same window."""
-    if not requests:
-        return None
-    syscalls = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("syscall:")}
-    top = sorted(((name, v / requests) for name, v in syscalls.items() if v), key=lambda kv: -kv[1])[:TOP_SYSCALLS]
-    if counts.get("raw_syscalls:sys_enter") is not None:
-        other = counts["raw_syscalls:sys_enter"] - sum(v for _, v in top) * requests
-        top.append(("(others)", max(0.0, other) / requests))
-    out = {"syscalls_per_request": _div(counts.get("raw_syscalls:sys_enter"), requests),
-           "context_switches_per_request": _div(counts.get("context-switches"), requests),
-           "cpu_migrations_per_request": _div(counts.get("cpu-migrations"), requests),
-           "page_faults_per_request": _div(counts.get("page-faults"), requests),
-           "task_clock_us_per_request": _div(counts.get("task-clock"), requests / 1000.0),
-           "top_syscalls_per_request": {name: round(v, 4) for name, v in top}}
-    voluntary, total = counts.get(VOLUNTARY[0]), counts.get("context-switches")
-    if voluntary is not None and total is not None:
-        ctx_split = (voluntary, max(0.0, total - voluntary))
-    if ctx_split:
-        out["voluntary_switches_per_request"] = _div(ctx_split[0], requests)
-        out["involuntary_switches_per_request"] = _div(ctx_split[1], requests)
-    if counts.get("_missing"):
-        out["not_counted"] = counts["_missing"]
-    return out
-
-
-def _div(value, requests):
-    return None if value is None else round(value / requests, 4)
+    def side_counts(self, side):
+        group = self.groups.get(side)
+        return parse_perf_csv(self.outputs[side], self.event_names, group.rel if group else None)
 
 
 def run_counting_trial(sup, trial):
@@ -379,74 +289,13 @@ def run_counting_trial(sup, trial):
         outcome = run_trial(sup, trial)
     finally:
         counted.close()
-    _add_counts(trial.out, counts_of(counted, read_json(trial.out)))
+    _add_counts(trial.out, counts_document(counted, read_json(trial.out)))
     shutil.rmtree(work, ignore_errors=True)
     return outcome
 
 
-def counts_of(counted, result):
-    tool = {"tool": "perf stat", "method": counted.method}
-    if counted.method_note:
-        tool["method_note"] = f"per-task counting, as cgroups cannot be used here: {counted.method_note}"
-    problem = counted.window_problem()
-    if problem or not result:
-        return {**tool, "not_counted": problem or "no result"}
-    length_us = ((result.get("window") or {}).get("length_s") or 0) * 1e6
-    edges = edge_times(counted, result)
-    late = switch_too_slow(length_us, edges)
-    if late:
-        return {**tool, "requests": result["totals"]["requests"], "not_counted": late}
-    requests = result["totals"]["requests"]
-    if requests < MIN_REQUESTS:
-        return {**tool, "requests": requests,
-                "not_counted": f"only {requests} requests in the counting window (fewer than {MIN_REQUESTS})"}
-    server = result.get("server") or {}
-    split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
-    scale = window_scale(length_us, edges)
-    # perf's counts scaled to loadgen's window: the same as dividing by the requests of perf's.
-    perf_requests = requests / scale
-
-    def side(name):
-        return parse_perf_csv(counted.outputs[name], counted.event_names, counted.cgroup_of(name))
-    return {**tool, "window": "loadgen's measured window (--window-fifo)", "requests": requests,
-            "window_scale": round(scale, 4), "switch_ms": {edge: round(us / 1000, 2) for edge, us in edges.items()},
-            "server": per_request(side("server"), perf_requests, [v * scale for v in split] if None not in split else None),
-            "loadgen": per_request(side("loadgen"), perf_requests)}
-
-
-def edge_times(counted, result):
-    """{edge: µs from loadgen's line to both perfs' acknowledgement at the relay}. Not loadgen's
-    own enable_ack_us, which also holds its sampling of the server's /proc at that edge (100-300
-    ms for 1000 threads or processes here): that sampling delays loadgen's reading of the ack, not
-    perf. Falls back to loadgen's figure when the relay has no time for an edge."""
-    control = (result.get("window") or {}).get("counter_control") or {}
-    acked = {command: at for command, ok, at in counted.relayed if ok}
-    edges = {}
-    for edge in ("enable", "disable"):
-        sent = control.get(f"{edge}_monotonic_ns")
-        if sent and edge in acked:
-            edges[edge] = max(0, acked[edge] - sent) / 1000
-        elif control.get(f"{edge}_ack_us") is not None:
-            edges[edge] = control[f"{edge}_ack_us"]
-    return edges
-
-
-def window_scale(length_us, edges):
-    """loadgen's window over perf's, perf's taken from the midpoints of its switches (1 when an
-    edge's time is unknown)."""
-    on, off = edges.get("enable"), edges.get("disable")
-    if not length_us or on is None or off is None:
-        return 1.0
-    return length_us / (length_us - on / 2 + off / 2)
-
-
-def switch_too_slow(length_us, edges):
-    """Why the counters' window does not match loadgen's, or None."""
-    for edge, took in edges.items():
-        if length_us and took > MAX_SWITCH_SHARE * length_us:
-            return (f"perf took {took / 1000:.1f} ms to {edge} its counters, over "
-                    f"{MAX_SWITCH_SHARE:.0%} of the {length_us / 1000:.0f} ms window")
-    return None
+def per_task_note(reason):
+    return reason and f"per-task counting, as cgroups cannot be used here: {reason}"
 
 
 def _add_counts(path, counts):
