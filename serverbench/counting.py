@@ -203,15 +203,17 @@ class CountedTrial:
 
     def _relay(self):
         """loadgen's window lines to both perfs; relayed gets (command, acknowledged by both,
-        CLOCK_MONOTONIC ns when both acknowledged), the clock loadgen stamps its lines with."""
+        CLOCK_MONOTONIC ns when the line was read and when both acknowledged), the clock loadgen
+        stamps its lines with."""
         raise_own_priority()
         window, ack = self.fifos["window"], self.fifos["window.ack"]
         while not self._stop.is_set():
             command = window.read_line(0.2)
             if command not in ("enable", "disable"):
                 continue
+            read_at = time.monotonic_ns()
             acked = self._tell_perfs(command)
-            self.relayed.append((command, acked, time.monotonic_ns()))
+            self.relayed.append((command, acked, read_at, time.monotonic_ns()))
             ack.write_line("ack")
 
     def _tell_perfs(self, command):
@@ -242,7 +244,7 @@ class CountedTrial:
 
     def window_problem(self):
         """None when the window opened and closed with both perfs acknowledging, else why not."""
-        commands = [(c, ok) for c, ok, _ in self.relayed]
+        commands = [(c, ok) for c, ok, *_ in self.relayed]
         if commands != [("enable", True), ("disable", True)]:
             return f"the measured window was not relayed to perf as enable, disable: {commands}"
         return None
@@ -252,19 +254,23 @@ class CountedTrial:
         return ((result.get("window") or {}).get("length_s") or 0) * 1e6
 
     def edge_times(self, result):
-        """{edge: µs from loadgen's line to both perfs' acknowledgement at the relay}. Not loadgen's
-        own enable_ack_us, which also holds its sampling of the server's /proc at that edge (100-300
-        ms for 1000 threads or processes here): that sampling delays loadgen's reading of the ack, not
-        perf. Falls back to loadgen's figure when the relay has no time for an edge."""
-        control = (result.get("window") or {}).get("counter_control") or {}
-        acked = {command: at for command, ok, at in self.relayed if ok}
+        """{edge: (µs, µs)}: the span after loadgen's window edge (its start or end, which its
+        line follows once loadgen's thread wakes) in which both perfs switched: from the relay's
+        reading of the line to both acknowledgements (loadgen's clock and the relay's are both
+        CLOCK_MONOTONIC). Not loadgen's own enable_ack_us, which also holds its sampling of the
+        server's /proc at that edge (100-470 ms for 1000 threads or processes here): that delays
+        loadgen's reading of the ack, not perf. loadgen's figure (0 to it) where the relay has no
+        time for an edge."""
+        window = result.get("window") or {}
+        control = window.get("counter_control") or {}
+        relayed = {command: (read, acked) for command, ok, read, acked in self.relayed if ok}
         edges = {}
-        for edge in ("enable", "disable"):
-            sent = control.get(f"{edge}_monotonic_ns")
-            if sent and edge in acked:
-                edges[edge] = max(0, acked[edge] - sent) / 1000
+        for edge, bound in (("enable", "start"), ("disable", "end")):
+            at = window.get(f"{bound}_monotonic_ns") or control.get(f"{edge}_monotonic_ns")
+            if at and edge in relayed:
+                edges[edge] = tuple(max(0, t - at) / 1000 for t in relayed[edge])
             elif control.get(f"{edge}_ack_us") is not None:
-                edges[edge] = control[f"{edge}_ack_us"]
+                edges[edge] = (0.0, control[f"{edge}_ack_us"])
         return edges
 
     def side_counts(self, side):

@@ -55,9 +55,9 @@ def cgroup_args(cgroup_rel, names):
 # Fewer requests than this in a counting window (a starved server on a loaded machine) make
 # per-request figures of start-up noise: the point says so instead.
 MIN_REQUESTS = 100
-# perf counts from the moment it handles `enable` to the moment it handles `disable`, each somewhere
-# between loadgen's write and both perfs' acknowledgements reaching the relay (edge_times); loadgen
-# counts requests from its write. The counts are scaled to loadgen's window by the midpoints of
+# perf counts from the moment it handles `enable` to the moment it handles `disable`, each within a
+# span known after loadgen's write (edge_times: from the relay's reading of the line to both perfs'
+# acknowledgements); loadgen counts requests from its write. The counts are scaled to loadgen's window by the midpoints of
 # both switches (window_scale), which leaves an error of at most half the switches' time; a switch
 # slower than this share of the window (a starved perf on a loaded machine) says so instead of a
 # skewed figure.
@@ -149,7 +149,7 @@ def counts_document(counted, result):
     split = (server.get("ctx_switches_voluntary"), server.get("ctx_switches_involuntary"))
     loadgen = counted.side_counts("loadgen")
     return {**tool, "window": counted.window_text, "requests": requests, "window_scale": round(scale, 4),
-            "switch_ms": {edge: round(us / 1000, 2) for edge, us in edges.items()},
+            "switch_ms": {edge: [round(us / 1000, 2) for us in span] for edge, span in edges.items()},
             "server": per_request(counted.side_counts("server"), perf_requests,
                                   [v * scale for v in split] if None not in split else None),
             "loadgen": per_request(loadgen, perf_requests) if loadgen is not None else None,
@@ -157,20 +157,18 @@ def counts_document(counted, result):
 
 
 def window_scale(length_us, edges):
-    """loadgen's window over perf's, perf's taken from the midpoints of its switches (1 when an
-    edge's time is unknown)."""
+    """loadgen's window over perf's, perf's switches taken at the middle of the span each is known
+    to lie in (1 when an edge is unknown)."""
     on, off = edges.get("enable"), edges.get("disable")
     if not length_us or on is None or off is None:
         return 1.0
-    return length_us / (length_us - on / 2 + off / 2)
+    return length_us / (length_us - sum(on) / 2 + sum(off) / 2)
 
 
 def switch_too_slow(length_us, edges):
     """Why the counters' window does not match loadgen's, or None."""
-    for edge, took in edges.items():
+    for edge, (_, took) in edges.items():
         if length_us and took > MAX_SWITCH_SHARE * length_us:
             return (f"perf took {took / 1000:.1f} ms to {edge} its counters, over "
                     f"{MAX_SWITCH_SHARE:.0%} of the {length_us / 1000:.0f} ms window")
     return None
-
-
