@@ -27,19 +27,15 @@ import threading
 import time
 
 from .cgroups import Cgroup, CgroupUnavailable, cleanup_leftovers
+from .hosts_file import is_remote
 from .jsonfile import read_json, write_json
 from .log import log
-from .perf_counts import BASE_EVENTS, cgroup_args, counts_document, event_args, parse_perf_csv
+from .perf_counts import BASE_EVENTS, CHRT, SWITCH_PRIORITY, cgroup_args, counts_document, event_args, parse_perf_csv
 from .point import run_trial
+from .remote_counting import RemoteCounted
+from .trial import seconds_of
 
 ACK_TIMEOUT_S = 2.0
-# perf and the relay run at this real-time priority where the driver may set one (root): each
-# needs a turn on CPUs that the server and loadgen keep busy (perf -a visits every CPU to switch
-# its counters there), which took up to 130 ms at SCHED_OTHER on the 2-CPU VM, under 1 ms at
-# SCHED_FIFO. They sleep outside the window's edges and the end's read-out, and with
-# SCHED_RESET_ON_FORK the server and loadgen perf starts run at the ordinary policy.
-SWITCH_PRIORITY = 10
-CHRT = ("chrt", "--fifo", "--reset-on-fork", str(SWITCH_PRIORITY))
 _availability = {}
 
 
@@ -282,6 +278,8 @@ def run_counting_trial(sup, trial):
     """Runs trial under perf (see the module's docstring) and adds `counts` to its result JSON:
     per request, for the server and for loadgen, or the reason there are none. Returns the
     trial's Outcome."""
+    if is_remote(trial.server_host):
+        return run_remote_counting_trial(sup, trial)
     reason = perf_unavailable()
     if reason:
         outcome = run_trial(sup, trial)
@@ -297,6 +295,16 @@ def run_counting_trial(sup, trial):
         counted.close()
     _add_counts(trial.out, counts_document(counted, read_json(trial.out)))
     shutil.rmtree(work, ignore_errors=True)
+    return outcome
+
+
+def run_remote_counting_trial(sup, trial):
+    """run_counting_trial with the server on another host: perf counts it there
+    (remote_counting.py); loadgen runs on the clients, uncounted."""
+    counted = RemoteCounted(seconds_of(trial.duration))
+    trial = dataclasses.replace(trial, counted=counted)
+    outcome = run_trial(sup, trial)
+    _add_counts(trial.out, counts_document(counted, read_json(trial.out)))
     return outcome
 
 

@@ -75,10 +75,6 @@ class Matrix:
         """Why entry is not measured (its record says not-applicable), or None."""
         if not sc.applicable(entry.model, entry.spec, self.profile):
             return sc.NOT_APPLICABLE_REASON
-        server = self.settings.server
-        if entry.count and is_remote(server):
-            return ("not counted: perf counts the server and loadgen on this machine, and the server runs on "
-                    f"the remote host {server.host} (docs/hosts.md)")
         return None
 
     def nothing_to_count(self, entry):
@@ -143,11 +139,13 @@ class Matrix:
         self.progress(record)
 
     def trial_for(self, entry, rel):
-        # Counting trials keep loadgen here: perf must count its side of the window too.
+        # Counting trials keep loadgen here, so that perf counts its side of the window too; with
+        # the server on a host of its own, they run as its timed trials do (perf counts it there).
         warmup, duration = ((self.profile.count_warmup, self.profile.count_duration) if entry.count
                             else (self.settings.warmup, self.settings.duration))
+        local_count = entry.count and not is_remote(self.settings.server)
         return trial_at(self.run_dir.path, rel, entry.model, entry.spec, self.sides[entry.side], warmup=warmup,
-                        duration=duration, net=self.net, hosts=None if entry.count else self.settings.hosts)
+                        duration=duration, net=self.net, hosts=None if local_count else self.settings.hosts)
 
     def measure(self, entry):
         label = entry.spec.label + ("-count" if entry.count else "")

@@ -17,17 +17,26 @@ from .trial import CpuLayout
 # The server on a remote host: started in a session (process group) of its own, pinned; when the
 # ssh session's stdin ends (the driver stops the point, or is gone) it gets SIGTERM, then SIGKILL
 # after 5 s, and what it left in its group (a fork model's children) is killed when it exits.
-# Its readiness line goes to stdout as it comes, then its exit code.
+# Its readiness line goes to stdout as it comes, then its exit code. Each line on the session's
+# stdin before its end goes to the forward step: a counting trial's switch of perf
+# (remote_counting.COUNTED_STEPS, whose start, stop and report steps replace PLAIN_STEPS').
 SERVER_SCRIPT = r"""exec 4<&0 </dev/null
-setsid "$@" & srv=$!
-{ cat >/dev/null; kill -TERM $srv; sleep 5; kill -KILL -$srv; } <&4 >/dev/null 2>&1 &
+start "$@"
+{ while IFS= read -r line; do forward "$line"; done; stop; sleep 5; kill -KILL -$srv; } <&4 >/dev/null 2>&1 &
 reader=$!
-exec 4<&-
+exec 4<&- 3>&-
 wait $srv; code=$?
 kill -KILL -$srv 2>/dev/null
 kill $reader 2>/dev/null
 echo "exit $code"
+report
 exit $code
+"""
+PLAIN_STEPS = r"""
+start() { setsid "$@" & srv=$!; }
+forward() { :; }
+stop() { kill -TERM $srv; }
+report() { :; }
 """
 SERVER_STOP_EXTRA_S = 3.0    # the stop's round trip over ssh, on top of the local grace
 
@@ -49,10 +58,16 @@ class RemoteServer(ServerHandle):
         self.loadgen, _ = on_behalf_of(name, session.binary_path, trial.binaries.loadgen, "loadgen",
                                        self.entry.loadgen)
         self.cpus = self.entry.cpus or CpuLayout.for_point(max(session.cpus, 1), trial.spec.all_cpus).server
+        self.counted = trial.counted  # remote_counting.RemoteCounted in a counting trial
+        if self.counted:
+            self.at_edge = lambda command, edge_at: self.counted.switch(self.proc, command, edge_at)
 
     def argv(self, server_argv):
-        """The ssh command that runs server_argv (taskset, the binary, its flags) there."""
-        return self.session.ssh(sh_command(SERVER_SCRIPT, *server_argv))
+        """The ssh command that runs server_argv (taskset, the binary, its flags) there, under
+        perf in a counting trial where perf counts there."""
+        wrapper = self.counted and self.counted.wrapper(self.sup, self)
+        steps, args = wrapper or (PLAIN_STEPS, [])
+        return self.session.ssh(sh_command(steps + SERVER_SCRIPT, *args, *server_argv))
 
     def started(self, proc, pid):
         self.proc, self.pid = proc, pid
@@ -79,7 +94,10 @@ class RemoteServer(ServerHandle):
             pass
         said = read_until_eof(self.proc.stdout, time.monotonic() + grace_s + SERVER_STOP_EXTRA_S)
         code, note = self.sup.stop(self.proc, 0.5)
-        exits = re.findall(rb"^exit (\d+)$", said, re.M)
+        if self.counted:
+            self.counted.take_report(said)
+        # perf's acks end in a NUL, which can land before the exit line.
+        exits = re.findall(rb"^exit (\d+)$", said.replace(b"\0", b""), re.M)
         if exits:
             return int(exits[-1]), ""
         return code, note or f"on {self.host}: no exit code came back through ssh (ssh exited {code})"

@@ -18,13 +18,15 @@ SAMPLE_LINE = re.compile(r"^\{.*\}$")
 class ServerHandle:
     """What LocalServer and remote_server.RemoteServer share: `loadgen sample-server` of the server, run
     where the server runs (through command()) from its first use until the server stops. A
-    handle has sup, pid, loadgen (the path where the server runs), host and sampler_log."""
+    handle has sup, pid, loadgen (the path where the server runs), host and sampler_log; and
+    at_edge, what a counting trial does at each window edge (remote_server.RemoteServer's)."""
     _sampler = None
+    at_edge = None
 
     def sampler(self):
         if self._sampler is None:
             argv = self.command([self.loadgen, "sample-server", "--pid", str(self.pid)])
-            self._sampler = Sampler(self.sup, argv, self.sampler_log, self.host)
+            self._sampler = Sampler(self.sup, argv, self.sampler_log, self.host, self.at_edge)
         return self._sampler
 
     def close_sampler(self):
@@ -65,7 +67,8 @@ class Sampler:
     of the server's process tree per line asked, by loadgen's own rule (loadgen/proc_sampler.cpp,
     the one --server-pid uses)."""
 
-    def __init__(self, sup, argv, log, where):
+    def __init__(self, sup, argv, log, where, at_edge=None):
+        self.at_edge = at_edge  # at_edge(command, edge time): "enable" or "disable" a count there
         with open(log, "ab") as err:
             self.proc = sup.start(argv, subprocess.PIPE, err, f"server sampler on {where}", stdin=subprocess.PIPE)
         self.sup, self.where = sup, where
@@ -109,14 +112,22 @@ class ServerWindow:
     def tick(self, now):
         """Takes what is due; returns the seconds until the next thing to take."""
         if self.start is None and now >= self.opens_at:
+            self.switch("enable", self.opens_at)
             self.start = self.sample()
         if self.end is None and now >= self.closes_at:
+            self.switch("disable", self.closes_at)
             self.end = self.sample()
         if now >= self.next_peak and self.end is None:
             self.sample()
             self.next_peak = now + 1.0
         due = [t for t, done in ((self.opens_at, self.start), (self.closes_at, self.end)) if done is None]
         return max(0.0, min(due + ([self.next_peak] if self.end is None else [])) - now) if due else 3600.0
+
+    def switch(self, command, edge_at):
+        """A counting trial's counters switched at the edge, before the sample: both edges then
+        wait for the same two round trips, and the window keeps its length."""
+        if self.sampler.at_edge:
+            self.sampler.at_edge(command, edge_at)
 
     def sample(self):
         snap = self.sampler.sample()

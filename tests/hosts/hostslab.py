@@ -119,10 +119,13 @@ class Sshd:
     alias. It runs in a mount namespace of its own (ip netns exec makes one) with a private tmpfs
     on /run and one on /tmp: privilege separation needs /run/sshd, and each host has its own
     /tmp, as real hosts do (what the driver makes there is seen at tmp_path()). The system's sshd
-    and /etc/ssh, /root/.ssh are not touched. Its files are copied to /run before /tmp is covered."""
+    and /etc/ssh, /root/.ssh are not touched. Its files are copied to /run before /tmp is covered.
+    With cgroup2, the cgroup v2 hierarchy is mounted at /sys/fs/cgroup there, as on a real host
+    (ip netns exec mounts a /sys of its own, without it): counting trials count the server host's
+    server in a cgroup."""
 
-    def __init__(self, ns, address, alias, folder, client_key_pub):
-        self.ns, self.address, self.alias = ns, address, alias
+    def __init__(self, ns, address, alias, folder, client_key_pub, cgroup2=False):
+        self.ns, self.address, self.alias, self.cgroup2 = ns, address, alias, cgroup2
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.host_key = self.folder / "host_key"
@@ -145,13 +148,14 @@ class Sshd:
     @classmethod
     def of_server_host(cls, lab, folder, client_key_pub):
         """The sshd of the server host namespace, alias hs."""
-        return cls(lab.server_host_ns, SERVER_HOST_MANAGEMENT[1], SERVER_HOST, folder, client_key_pub)
+        return cls(lab.server_host_ns, SERVER_HOST_MANAGEMENT[1], SERVER_HOST, folder, client_key_pub, cgroup2=True)
 
     def known_hosts_line(self):
         return f"{self.address} {' '.join(Path(str(self.host_key) + '.pub').read_text().split()[:2])}\n"
 
     def start(self):
-        script = (f"mount -t tmpfs -o mode=755 serverbench-sshd /run && mkdir -m 755 /run/sshd && "
+        script = (("mount -t cgroup2 serverbench-cgroup2 /sys/fs/cgroup && " if self.cgroup2 else "") +
+                  f"mount -t tmpfs -o mode=755 serverbench-sshd /run && mkdir -m 755 /run/sshd && "
                   f"cp -a {self.folder} {_SSHD_RUN} && mount -t tmpfs -o mode=1777 serverbench-tmp /tmp && "
                   f"exec {SSHD} -D -e -f {_SSHD_RUN}/sshd_config")
         with open(self.log, "ab") as log:

@@ -5,7 +5,8 @@ host with a real sshd; the load crosses the hub, which forwards between its link
 It shows that the server ran on hs, started through hs's sshd from the copy checked by hash
 (`hosts.server`) and pinned to CPU 0, that its CPU was measured there (`loadgen sample-server`),
 that hs's kernel saw each client's connections come from that client's own data address, that
-counting trials are not-applicable (perf must count the server here), that a server host whose
+counting trials count the server on hs (perf there, in a cgroup of its own, switched at the
+driver's window edges through the server's ssh session) and leave no cgroup, that a server host whose
 sshd is down fails every timed point with the reason, that a driver stopped mid-window (SIGINT,
 SIGKILL) ends the remote server and loadgens within seconds, and that nothing is left afterwards:
 no sshd, server, loadgen, namespace or remote folder (each host has a /tmp of its own). Skipped
@@ -51,17 +52,17 @@ class RemoteServer(HostsChecks, unittest.TestCase):
             self.assertEqual(run.returncode, 0, run.stderr[-3000:])
             got = points(lab.tmp / "run")
             timed = {label: record for (label, kind), record in got.items() if kind is None}
-            counts = [record for (_, kind), record in got.items() if kind == "count"]
+            counts = {label: record for (label, kind), record in got.items() if kind == "count"}
             self.assertEqual({r["status"] for r in timed.values()}, {"ok"}, timed)
             c10 = point_json(lab.tmp / "run", timed["c10"])
             c1 = point_json(lab.tmp / "run", timed["c1"])
+            counted = {label: point_json(lab.tmp / "run", record) for label, record in counts.items()
+                       if record["status"] == "ok"}
             accepted = {sshd.alias: sshd.accepted_from() for sshd in lab.sshds}
             self.assert_run_left_nothing(lab)
-        # Counting trials need perf around the server on the driver's machine: not here.
-        self.assertTrue(counts)
-        for record in counts:
-            self.assertEqual(record["status"], "not-applicable", record)
-            self.assertRegex(record["reason"] or "", rf"the remote host {hostslab.SERVER_HOST}\b")
+        self.assertEqual({r["status"] for r in counts.values()}, {"ok"}, counts)
+        for label, point in counted.items():
+            self.assert_counted_on_hs(point)
         self.assertEqual(accepted, {"h1": {"10.215.101.1"}, "h2": {"10.215.102.1"},
                                     "hs": {hostslab.SERVER_HOST_MANAGEMENT[0]}})
         for point in (c1, c10):
@@ -84,6 +85,27 @@ class RemoteServer(HostsChecks, unittest.TestCase):
         self.assertGreater(server["pid"], 1)
         self.assertGreater(point["server"]["cpu_us_per_request"], 0)
         self.assertIn("sample-server", point["server"]["measured_by"])
+
+    def assert_counted_on_hs(self, point):
+        """A counting trial of epoll with its server on hs: counted there in a cgroup, about two
+        system calls per request at 10 connections (read and write, and a share of epoll_wait),
+        three at one (the wait every time); loadgen, on the clients, not counted."""
+        self.assert_server_on_hs(point)
+        counts = point["counts"]
+        server = counts.get("server") or {}
+        self.assertEqual((counts["method"], counts.get("not_counted"), server.get("not_counted")),
+                         ("cgroup", None, None), counts)
+        self.assertIn("server's ssh session", counts["window"])
+        self.assertIsNone(counts["loadgen"])
+        self.assertIn("clients", counts["loadgen_not_counted"])
+        calls = server["top_syscalls_per_request"]
+        self.assertAlmostEqual(calls["read"], 1.0, delta=0.1, msg=counts)
+        self.assertAlmostEqual(calls["write"], 1.0, delta=0.1, msg=counts)
+        expected = 3.0 if point["config"]["connections"] == 1 else 2.0
+        self.assertGreater(server["syscalls_per_request"], expected - 0.3, counts)
+        self.assertLess(server["syscalls_per_request"], 3.6, counts)
+        for edge in ("enable", "disable"):
+            self.assertLess(counts["switch_ms"][edge][1], 0.15 * 1000 * point["config"]["duration_s"], counts)
 
     def test_a_capacity_sweep_from_two_clients_to_the_server_host(self):
         """Every step's rate is split over h1 and h2 (exactly), the server ran on hs, and the sweep
