@@ -6,6 +6,7 @@ questions for a server on a host of its own.
 import json
 import re
 import subprocess
+import time
 
 from . import processes
 from .processes import wait_ready
@@ -109,8 +110,10 @@ class ServerWindow:
         self.peaks = {"rss_kib": 0, "threads": 0, "processes": 0}
         self.next_peak = opens_at
 
-    def tick(self, now):
-        """Takes what is due; returns the seconds until the next thing to take."""
+    def tick(self, now, clock=time.monotonic):
+        """Takes what is due; returns the seconds until the next thing to take, from the clock's
+        time after taking it: each sample is a round trip (an ssh one for a remote server), and a
+        wait counted from `now` would reach the window's end that much late (12-22 ms here)."""
         if self.start is None and now >= self.opens_at:
             self.switch("enable", self.opens_at)
             self.start = self.sample()
@@ -121,7 +124,7 @@ class ServerWindow:
             self.sample()
             self.next_peak = now + 1.0
         due = [t for t, done in ((self.opens_at, self.start), (self.closes_at, self.end)) if done is None]
-        return max(0.0, min(due + ([self.next_peak] if self.end is None else [])) - now) if due else 3600.0
+        return max(0.0, min(due + ([self.next_peak] if self.end is None else [])) - clock()) if due else 3600.0
 
     def switch(self, command, edge_at):
         """A counting trial's counters switched at the edge, before the sample: both edges then
