@@ -154,8 +154,9 @@ class Fifo:
 class CountedTrial:
     """The FIFOs, perf output files and cgroups of one counting trial, and the relay between them."""
 
-    def __init__(self, work_dir, sup=None, method=("per-task", None)):
+    def __init__(self, work_dir, sup=None, method=("per-task", None), duration_s=None):
         self.dir = work_dir
+        self.duration_s = duration_s or float("inf")  # the measured window's length
         os.makedirs(work_dir, exist_ok=True)
         self.fifos = {name: Fifo(os.path.join(work_dir, name)) for name in
                       ("server.ctl", "server.ack", "loadgen.ctl", "loadgen.ack", "window", "window.ack")}
@@ -199,18 +200,31 @@ class CountedTrial:
 
     def _relay(self):
         """loadgen's window lines to both perfs; relayed gets (command, acknowledged by both,
-        CLOCK_MONOTONIC ns when the line was read and when both acknowledged), the clock loadgen
-        stamps its lines with."""
+        CLOCK_MONOTONIC ns when it was sent to them and when both acknowledged), the clock
+        loadgen stamps its lines with. The counters go off at the window's end by the relay's
+        own clock when loadgen's `disable` comes later: loadgen sends it after its /proc sample
+        of the window's start, which outlasted the 250 ms window at 1000 forked processes."""
         raise_own_priority()
         window, ack = self.fifos["window"], self.fifos["window.ack"]
+        disable_at = None
         while not self._stop.is_set():
-            command = window.read_line(0.2)
+            wait = 0.2 if disable_at is None else max(0.0, disable_at - time.monotonic())
+            command = window.read_line(min(wait, 0.2))
+            read_at = time.monotonic()
+            if command is None and disable_at is not None and time.monotonic() >= disable_at:
+                self._switch("disable")
+                disable_at = None
             if command not in ("enable", "disable"):
                 continue
-            read_at = time.monotonic_ns()
-            acked = self._tell_perfs(command)
-            self.relayed.append((command, acked, read_at, time.monotonic_ns()))
+            if not (command == "disable" and self.relayed and self.relayed[-1][0] == "disable"):
+                self._switch(command)
+                disable_at = read_at + self.duration_s if command == "enable" else None
             ack.write_line("ack")
+
+    def _switch(self, command):
+        sent_at = time.monotonic_ns()
+        acked = self._tell_perfs(command)
+        self.relayed.append((command, acked, sent_at, time.monotonic_ns()))
 
     def _tell_perfs(self, command):
         """True when both perfs acknowledged command. Both are told before either is waited for:
@@ -252,7 +266,7 @@ class CountedTrial:
     def edge_times(self, result):
         """{edge: (µs, µs)}: the span after loadgen's window edge (its start or end, which its
         line follows once loadgen's thread wakes) in which both perfs switched: from the relay's
-        reading of the line to both acknowledgements (loadgen's clock and the relay's are both
+        command to both acknowledgements (loadgen's clock and the relay's are both
         CLOCK_MONOTONIC). Not loadgen's own enable_ack_us, which also holds its sampling of the
         server's /proc at that edge (100-470 ms for 1000 threads or processes here): that delays
         loadgen's reading of the ack, not perf. loadgen's figure (0 to it) where the relay has no
@@ -286,7 +300,7 @@ def run_counting_trial(sup, trial):
         _add_counts(trial.out, {"tool": None, "not_counted": reason})
         return outcome
     work = tempfile.mkdtemp(prefix="serverbench-perf-")
-    counted = CountedTrial(work, sup, counting_method(sup))
+    counted = CountedTrial(work, sup, counting_method(sup), seconds_of(trial.duration))
     try:
         trial = dataclasses.replace(trial, counted=counted,
                                     extra_loadgen_flags=(*trial.extra_loadgen_flags, *counted.loadgen_flags()))
