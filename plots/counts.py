@@ -41,8 +41,9 @@ def counts_table_md(run):
     if not pts:
         return lines + ["Not measured in this run (no counting trial carried perf counts).", ""]
     lines += ["Counted with `perf stat` over loadgen's measured window only, in counting trials of their "
-              "own (see docs/counts.md). Voluntary/involuntary switches come from /proc and miss threads "
-              "that ended during the window.", "", "![counts](counts_per_request.png)", "",
+              "own (see docs/counts.md). Switches are all of them; voluntary ones (the thread slept) are "
+              "counted by perf too, threads that ended during the window included.", "",
+              "![counts](counts_per_request.png)", "",
               "| scenario | point | model | " + " | ".join(t for _, t in COLUMNS) +
               " | top system calls per request | loadgen syscalls/req |",
               "|---|---|---|" + "---:|" * len(COLUMNS) + "---|---:|"]
