@@ -20,6 +20,8 @@ from .trial import CpuLayout
 # Its readiness line goes to stdout as it comes, then its exit code. Each line on the session's
 # stdin before its end goes to the forward step: a counting trial's switch of perf
 # (remote_counting.COUNTED_STEPS, whose start, stop and report steps replace PLAIN_STEPS').
+# Once the server has exited, SIGPIPE is ignored: the session may be gone (a driver killed
+# outright), and the report step must still clean up after its writes to it fail.
 SERVER_SCRIPT = r"""exec 4<&0 </dev/null
 start "$@"
 { while IFS= read -r line; do forward "$line"; done; stop; sleep 5; kill -KILL -$srv; } <&4 >/dev/null 2>&1 &
@@ -28,6 +30,7 @@ exec 4<&- 3>&-
 wait $srv; code=$?
 kill -KILL -$srv 2>/dev/null
 kill $reader 2>/dev/null
+trap '' PIPE
 echo "exit $code"
 report
 exit $code

@@ -24,6 +24,7 @@ import unittest
 from pathlib import Path
 
 from serverbench_path import ROOT
+from serverbench import cgroups
 import hostslab
 from hostsfixture import REMOTE_LOADGEN, REMOTE_SERVER, HostsChecks, Lab, commands, point_json, points, \
     run_tests, wait_for
@@ -38,6 +39,13 @@ SERVER_ITSELF = rb"^/tmp/serverbench-loadgen\.\w+/server-epoll-[0-9a-f]+ "
 def cpus_allowed(pid):
     status = Path(f"/proc/{pid}/status").read_text()
     return next(line.split(":")[1].strip() for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
+
+
+def counting_cgroups():
+    """The counting cgroups on the machine: hs shares its cgroup tree (one kernel)."""
+    mount = cgroups.perf_cgroup_mount()
+    return {os.path.join(folder, d) for folder, subdirs, _ in os.walk(mount) for d in subdirs
+            if d.startswith(cgroups.PREFIX)}
 
 
 def sha256_of(path):
@@ -61,8 +69,10 @@ class RemoteServer(HostsChecks, unittest.TestCase):
             accepted = {sshd.alias: sshd.accepted_from() for sshd in lab.sshds}
             self.assert_run_left_nothing(lab)
         self.assertEqual({r["status"] for r in counts.values()}, {"ok"}, counts)
+        self.assertEqual(set(counted), {"c1", "c10"})
         for label, point in counted.items():
             self.assert_counted_on_hs(point)
+        self.assertEqual(counting_cgroups(), set())
         self.assertEqual(accepted, {"h1": {"10.215.101.1"}, "h2": {"10.215.102.1"},
                                     "hs": {hostslab.SERVER_HOST_MANAGEMENT[0]}})
         for point in (c1, c10):
@@ -158,6 +168,28 @@ class RemoteServer(HostsChecks, unittest.TestCase):
                 # The sessions' other remote sides (the folders' keepers) end too, and remove the folders.
                 self.assert_run_left_nothing(lab)
             self.assert_nothing_left(lab)
+
+    def test_a_driver_killed_in_a_counting_trial_leaves_no_cgroup_on_the_server_host(self):
+        """SIGKILL while perf counts the server in its cgroup on hs: the driver's sessions end, so
+        the wrapper there stops the server and removes its cgroup."""
+        with Lab(BUILD, server_host=True) as lab:
+            driver = subprocess.Popen(lab.run_all_argv(lab.tmp / "run"), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+            try:
+                def counting_on_hs():
+                    return [g for g in counting_cgroups() if g.endswith("-server")
+                            and (Path(g) / "cgroup.procs").read_text().split()]
+                self.assertTrue(wait_for(lambda: driver.poll() is not None or counting_on_hs(), 120)
+                                and counting_on_hs(), "no counting trial counted the server on hs")
+                driver.kill()
+                driver.wait(timeout=30)
+            finally:
+                if driver.poll() is None:
+                    driver.kill()
+                    driver.wait()
+            self.assertTrue(wait_for(lambda: not counting_cgroups(), 10), counting_cgroups())
+            self.assert_run_left_nothing(lab)
+        self.assert_nothing_left(lab)
 
     def stop_driver_mid_point(self, lab, how):
         """Sends how to the driver in a point's window; its exit code and when it was sent. The full
