@@ -111,10 +111,11 @@ def cgroup_probe(group):
             *group.join_argv(["true"])]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        counts = parse_perf_csv(out, names, group.rel)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"perf stat -a -G: {e}"
-    counts = parse_perf_csv(out, names, group.rel)
-    os.remove(out)
+    finally:
+        os.remove(out)
     if proc.returncode != 0 or counts.get("_missing"):
         said = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return f"perf stat -a -G did not count a cgroup (exit {proc.returncode}, {counts.get('_missing')}): {said}"
@@ -206,19 +207,19 @@ class CountedTrial:
         of the window's start, which outlasted the 250 ms window at 1000 forked processes."""
         raise_own_priority()
         window, ack = self.fifos["window"], self.fifos["window.ack"]
-        disable_at = None
+        disable_at = None  # while the counters are on: when the window ends, by the relay's clock
         while not self._stop.is_set():
-            wait = 0.2 if disable_at is None else max(0.0, disable_at - time.monotonic())
-            command = window.read_line(min(wait, 0.2))
+            wait = 0.2 if disable_at is None else min(0.2, max(0.0, disable_at - time.monotonic()))
+            command = window.read_line(wait)
             read_at = time.monotonic()
-            if command is None and disable_at is not None and time.monotonic() >= disable_at:
+            if command is None and disable_at is not None and read_at >= disable_at:
                 self._switch("disable")
                 disable_at = None
             if command not in ("enable", "disable"):
                 continue
-            if not (command == "disable" and self.relayed and self.relayed[-1][0] == "disable"):
+            if command == "enable" or disable_at is not None:  # else the relay's clock was first
                 self._switch(command)
-                disable_at = read_at + self.duration_s if command == "enable" else None
+            disable_at = read_at + self.duration_s if command == "enable" else None
             ack.write_line("ack")
 
     def _switch(self, command):

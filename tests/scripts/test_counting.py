@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -128,6 +129,65 @@ class Window(unittest.TestCase):
     def test_without_relay_times_loadgens_figure(self):
         trial = self.counted([("enable", True, 0, 0)][:0])
         self.assertEqual(trial.edge_times(self.result()), {"enable": (0.0, 300000.0), "disable": (0.0, 1000.0)})
+
+
+def other_end(path):
+    """A counting.Fifo on a FIFO that exists: the end loadgen or perf opens."""
+    fifo = counting.Fifo.__new__(counting.Fifo)
+    fifo.path, fifo.fd, fifo.pending = path, os.open(path, os.O_RDWR), b""
+    return fifo
+
+
+class Relay(unittest.TestCase):
+    """The relay between loadgen's window FIFO and both perfs' control FIFOs, with stand-in perfs."""
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="serverbench-relay-test-")
+        self.trial = counting.CountedTrial(self.work, duration_s=0.1)
+        self.told = []
+        self.perfs = [threading.Thread(target=self.perf, args=(side,), daemon=True) for side in ("server", "loadgen")]
+        for perf in self.perfs:
+            perf.start()
+        self.trial.start_relay()
+        self.window = other_end(os.path.join(self.work, "window"))  # loadgen's
+        self.ack = other_end(os.path.join(self.work, "window.ack"))
+
+    def tearDown(self):
+        self.trial.close()
+        for fifo in (self.window, self.ack):
+            fifo.close()
+        subprocess.run(["rm", "-rf", self.work])
+
+    def perf(self, side):
+        """A stand-in perf: acknowledges two commands as perf does (with a NUL)."""
+        ctl, ack = other_end(self.trial.fifos[f"{side}.ctl"].path), other_end(self.trial.fifos[f"{side}.ack"].path)
+        for _ in range(2):
+            command = ctl.read_line(5)
+            if command is None:
+                return
+            self.told.append((side, command, time.monotonic()))
+            os.write(ack.fd, b"ack\n\0")
+
+    def test_the_counters_go_off_at_the_windows_end_when_loadgens_line_is_late(self):
+        self.window.write_line("enable")
+        self.assertEqual(self.ack.read_line(5), "ack")
+        enabled = time.monotonic()
+        time.sleep(0.3)  # loadgen still sampling /proc when its window ended
+        self.window.write_line("disable")
+        self.assertEqual(self.ack.read_line(5), "ack")
+        self.assertEqual([(c, ok) for c, ok, *_ in self.trial.relayed], [("enable", True), ("disable", True)])
+        self.assertIsNone(self.trial.window_problem())
+        off = [at for side, command, at in self.told if command == "disable"]
+        self.assertEqual(len(off), 2)
+        self.assertLess(max(off) - enabled, 0.2, "the counters waited for loadgen's late line")
+
+    def test_an_early_disable_goes_through_at_once(self):
+        self.window.write_line("enable")
+        self.assertEqual(self.ack.read_line(5), "ack")
+        self.window.write_line("disable")
+        self.assertEqual(self.ack.read_line(5), "ack")
+        self.assertEqual(sorted(command for _, command, _ in self.told), ["disable", "disable", "enable", "enable"])
+        self.assertIsNone(self.trial.window_problem())
 
 
 class RemoteReport(unittest.TestCase):
