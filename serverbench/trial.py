@@ -45,6 +45,17 @@ class Counting(Protocol):
     def start_relay(self) -> None: ...
 
 
+class RemoteCounting(Protocol):
+    """What remote_server.RemoteServer asks of a counting trial whose server is on another host
+    (remote_counting.RemoteCounted): its wrapper's counting steps, the switch at each window edge
+    through the server's session, and the wrapper's report at the end."""
+    def wrapper(self, sup, server) -> tuple | None: ...
+
+    def switch(self, proc, command: str, edge_at: float) -> None: ...
+
+    def take_report(self, said: bytes) -> None: ...
+
+
 @dataclass
 class Trial:
     """Everything one run of one point needs."""
@@ -58,7 +69,7 @@ class Trial:
     cpus: CpuLayout
     net: Loopback                    # network.py (Loopback or a subclass): where the traffic goes
     extra_loadgen_flags: tuple = ()
-    counted: Counting = None         # a counting trial: server and loadgen counted (counting.py)
+    counted: Counting | RemoteCounting = None  # a counting trial (counting.py, remote_counting.py)
     clients: tuple[Client, ...] = () # loadgen runs on these (--hosts), not here
     server_host: Server = None       # where the server runs (--hosts); None: here
 
