@@ -10,11 +10,12 @@ A side joins its cgroup before it starts (join_argv: a shell that writes its own
 cgroup.procs, then execs the side). The cgroup is a child of the driver's own cgroup, with no
 controller enabled for it, so the side stays under the same resource controls as in a timed trial.
 
-Every name is serverbench-<owner pid>-<n>-<side>. A cgroup is removed, with anything still in
-it, at the end of its trial (a normal end, a failed point, Ctrl-C or SIGTERM of the driver);
-the Supervisor's watchdog removes it when the driver is killed outright; and
+Every name is serverbench-<pid namespace>-<owner pid>-<n>-<side>. A cgroup is removed, with
+anything still in it, at the end of its trial (a normal end, a failed point, Ctrl-C or SIGTERM of
+the driver); the Supervisor's watchdog removes it when the driver is killed outright; and
 cleanup_leftovers() removes those of owners that are gone (a watchdog killed too), at the first
-counting trial of the next run.
+counting trial of the next run. An owner's pid means something only in its pid namespace (a
+container may share the cgroup tree and not the pids), so only cgroups named with ours are swept.
 """
 import itertools
 import os
@@ -25,7 +26,7 @@ import time
 from .processes import alive
 
 PREFIX = "serverbench-"
-_NAME = re.compile(r"^serverbench-(\d+)-\d+-\w+$")
+_NAME = re.compile(r"^serverbench-(\d+)-(\d+)-\d+-\w+$")
 _counter = itertools.count()
 # The side's first step: join the cgroup ($0), then become the side. Its pid is the side's pid.
 JOIN = 'echo $$ >"$0/cgroup.procs" && exec "$@"'
@@ -71,12 +72,26 @@ def own_cgroup(mount):
     return own if own and os.path.isdir(os.path.join(mount, own)) else ""
 
 
+def pid_namespace():
+    """Our pid namespace's inode: the pids of names made here mean something only there."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def owner_gone(name):
+    """True for a name of ours (our pid namespace) whose owner pid is gone."""
+    match = _NAME.match(name)
+    return bool(match) and int(match.group(1)) == pid_namespace() and not alive(int(match.group(2)))
+
+
 class Cgroup:
     """One cgroup made for one side of one trial; the Supervisor's watchdog is told of it."""
 
     def __init__(self, sup, side):
         mount = perf_cgroup_mount()
-        name = f"{PREFIX}{os.getpid()}-{next(_counter)}-{side}"
+        name = f"{PREFIX}{pid_namespace()}-{os.getpid()}-{next(_counter)}-{side}"
         self.rel = "/".join(part for part in (own_cgroup(mount), name) if part)  # what perf -G takes
         self.path = os.path.join(mount, self.rel)
         self.sup = sup
@@ -136,13 +151,10 @@ def remove_cgroup(path, bound_s=REMOVE_BOUND_S):
 
 
 def leftovers(mount):
-    """The cgroups under mount named by a serverbench owner whose pid is gone."""
+    """The cgroups under mount named by a serverbench owner of our pid namespace that is gone."""
     found = []
     for folder, subdirs, _ in os.walk(mount):
-        for name in subdirs:
-            match = _NAME.match(name)
-            if match and not alive(int(match.group(1))):
-                found.append(os.path.join(folder, name))
+        found += [os.path.join(folder, name) for name in subdirs if owner_gone(name)]
         subdirs[:] = [d for d in subdirs if not _NAME.match(d)]
     return found
 

@@ -12,6 +12,7 @@ and run, shows which works. The cgroup is removed by the wrapper when the server
 does when the session ends however the driver ends; one left by a wrapper killed outright is
 removed by the next counting trial on that host.
 """
+import os
 import re
 import shlex
 import subprocess
@@ -27,8 +28,10 @@ ACK_LINE = re.compile(r"^\W*ack$")
 
 # Shell functions of the probe and of the server's wrapper: find the cgroup v2 that perf -G names
 # are relative to (perf 6.1: a v1 perf_event hierarchy first, else the last cgroup2 mount), make
-# ours under the wrapper's own cgroup (serverbench-<pid>-0-<side>, like counting.py's), remove one
-# with whatever is left in it, and sweep those of owners that are gone.
+# ours under the wrapper's own cgroup, remove one with whatever is left in it, and sweep those of
+# owners that are gone. A name is serverbench-<pid namespace>-<owner pid>-<driver pid>-<side>, in
+# cgroups.py's pattern: the owner is the wrapper (its pid on that host), the driver's pid (on its
+# own machine) says which run made it; only names of the wrapper's pid namespace are swept.
 CGROUP_SH = r"""
 find_cgroup() {
     cgroot=; v1=; own=
@@ -40,14 +43,15 @@ find_cgroup() {
     while IFS= read -r line; do case $line in 0::*) own=${line#0::} ;; esac; done </proc/self/cgroup
     own=${own#/}; own=${own%/}
     [ -z "$own" ] || [ -d "$cgroot/$own" ] || own=
-    for old in "$cgroot/${own:+$own/}"serverbench-*; do
-        p=${old##*/serverbench-}; p=${p%%-*}
+    ns=$(readlink /proc/self/ns/pid); ns=${ns#pid:?}; ns=${ns%?}    # pid:[N] -> N
+    for old in "$cgroot/${own:+$own/}"serverbench-"$ns"-*; do
+        p=${old##*/serverbench-"$ns"-}; p=${p%%-*}
         case $p in ''|*[!0-9]*) continue ;; esac
         [ ! -d "$old" ] || [ -d "/proc/$p" ] || remove_cgroup "$old"
     done
 }
 make_cgroup() {
-    rel=${own:+$own/}serverbench-$$-0-$1; cg=$cgroot/$rel
+    rel=${own:+$own/}serverbench-$ns-$$-$driver-$1; cg=$cgroot/$rel
     mkdir "$cg" 2>/dev/null || { why="cannot make a cgroup at $cg"; rel=; cg=; return 1; }
 }
 remove_cgroup() {
@@ -65,8 +69,9 @@ JOIN='exec 3>&-; echo $$ >"$0" && { [ -z "$1" ] || echo $$ >"$1/cgroup.procs"; }
 """
 
 # The probe: `method cgroup|per-task|none WHY` for this host, by counting `true` with our events.
+# Arguments: DRIVER_PID COUNT EVENTS.
 PROBE_SCRIPT = CGROUP_SH + r"""
-count=$1; events=$2; why=
+driver=$1; count=$2; events=$3; why=
 d=$(mktemp -d "${TMPDIR:-/tmp}/serverbench-count.XXXXXX") || { echo "method none no temporary folder"; exit 0; }
 counts_all() {
     perf_args
@@ -89,12 +94,12 @@ rm -rf "$d"
 """
 
 # The wrapper's steps when it counts (remote_server.SERVER_SCRIPT runs start, forward, stop and
-# report). Arguments: METHOD COUNT EVENTS SERVER_ARGV...; EVENTS is perf's event options, quoted
-# for the shell. perf takes its switch on fd 3 (a FIFO the forward step writes to) and writes its
+# report). Arguments: DRIVER_PID METHOD COUNT EVENTS SERVER_ARGV...; EVENTS is perf's event
+# options, quoted for the shell. perf takes its switch on fd 3 (a FIFO the forward step writes to) and writes its
 # acks on fd 1, the session's stdout.
 COUNTED_STEPS = CGROUP_SH + r"""
 start() {
-    method=$1; count=$2; events=$3; shift 3; rel=; cg=; why=
+    driver=$1; method=$2; count=$3; events=$4; shift 4; rel=; cg=; why=
     d=$(mktemp -d "${TMPDIR:-/tmp}/serverbench-count.XXXXXX") || exit 97
     if [ "$method" = cgroup ] && ! { find_cgroup && make_cgroup server; }; then method=per-task; fi
     perf_args
@@ -121,7 +126,7 @@ def probe_method(sup, server, event_count, events):
     """(method, why) on the server's host, asked once per host and run."""
     key = server.host
     if key not in _methods:
-        argv = server.session.ssh(sh_command(PROBE_SCRIPT, str(event_count), events))
+        argv = server.session.ssh(sh_command(PROBE_SCRIPT, str(os.getpid()), str(event_count), events))
         with open(server.sampler_log, "ab") as err:
             proc = sup.start(argv, subprocess.PIPE, err, f"count probe on {server.host}")
             try:
@@ -158,7 +163,7 @@ class RemoteCounted:
         self.method_note = why and f"{self.method} on {server.host}: {why}"
         if self.method == "none":
             return None
-        return COUNTED_STEPS, [self.method, str(len(self.event_names)), quoted]
+        return COUNTED_STEPS, [str(os.getpid()), self.method, str(len(self.event_names)), quoted]
 
     def switch(self, proc, command, edge_at):
         """command to perf through the session's stdin, its ack awaited on the session's stdout;

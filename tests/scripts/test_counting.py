@@ -48,10 +48,15 @@ def cgroup_counting_unavailable():
 SKIP = cgroup_counting_unavailable()
 
 
-def _walk(mount):
-    """Every serverbench-* cgroup under mount."""
-    return {os.path.join(folder, d) for folder, subdirs, _ in os.walk(mount) for d in subdirs
-            if d.startswith(cgroups.PREFIX)}
+def cgroups_of(owners, field=2):
+    """The serverbench cgroups on the machine whose name's owner pid (field 2: serverbench-<pid
+    namespace>-<owner pid>-...) is one of owners: other runs on the machine have their own."""
+    owners = {str(pid) for pid in owners}
+    found = set()
+    for folder, subdirs, _ in os.walk(cgroups.perf_cgroup_mount()):
+        fields = [d.split("-") for d in subdirs if d.startswith(cgroups.PREFIX)]
+        found |= {os.path.join(folder, "-".join(f)) for f in fields if len(f) > field and f[field] in owners}
+    return found
 
 
 def wait_for(predicate, timeout_s, step_s=0.05):
@@ -288,62 +293,68 @@ class NoCgroupLeft(unittest.TestCase):
         self.build = make_fake_build(self.tmp.name, {"epoll": "forking"})
         self.run_dir = os.path.join(self.tmp.name, "run")
         self.env = dict(os.environ, SERVERBENCH_FAKE_POINT_S="1.0")
-        self.before = _walk(cgroups.perf_cgroup_mount())
 
     def tearDown(self):
         self.tmp.cleanup()
 
-    def driver(self, *args):
-        return [os.path.join(ROOT, "run_all.sh"), "--no-build", "--no-plots", "--no-microbench",
-                "--build-dir", self.build, *args]
-
-    def new_cgroups(self):
-        return _walk(cgroups.perf_cgroup_mount()) - self.before
-
-    def signal_in_a_counting_trial(self, sig):
-        """A run, signalled while a counting trial's server runs in its cgroup; the driver's exit code."""
-        proc = subprocess.Popen(self.driver("--profile", "smoke", "--scenarios", "http-keepalive",
-                                            "--out", self.run_dir), env=self.env,
+    def driver(self, *args, env=None):
+        """The driver (run_all.sh execs it: its pid is the Popen's, the owner in its cgroups' names)."""
+        return subprocess.Popen([os.path.join(ROOT, "run_all.sh"), "--no-build", "--no-plots", "--no-microbench",
+                                 "--build-dir", self.build, *args], env=env or self.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def finish(self, proc, timeout_s=120):
         try:
-            def counting_server():
-                return [g for g in self.new_cgroups() if g.endswith("-server") and _procs(g)]
-            self.assertTrue(wait_for(counting_server, 60), "no counting trial ran in a cgroup")
-            proc.send_signal(sig)
-            proc.communicate(timeout=30)
+            _, stderr = proc.communicate(timeout=timeout_s)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        return proc.returncode
+        return proc.returncode, stderr
+
+    def signal_in_a_counting_trial(self, sig):
+        """A run, signalled while a counting trial's server runs in its cgroup: (its pid, exit code)."""
+        proc = self.driver("--profile", "smoke", "--scenarios", "http-keepalive", "--out", self.run_dir)
+
+        def counting_server():
+            return [g for g in cgroups_of({proc.pid}) if g.endswith("-server") and _procs(g)]
+        try:
+            self.assertTrue(wait_for(lambda: proc.poll() is not None or counting_server(), 60) and counting_server(),
+                            "no counting trial ran in a cgroup")
+            proc.send_signal(sig)
+        finally:
+            code, _ = self.finish(proc, 30)
+        return proc.pid, code
 
     def test_sigint(self):
-        self.assertEqual(self.signal_in_a_counting_trial(signal.SIGINT), 130)
-        self.assertEqual(self.new_cgroups(), set())
+        pid, code = self.signal_in_a_counting_trial(signal.SIGINT)
+        self.assertEqual(code, 130)
+        self.assertEqual(cgroups_of({pid}), set())
 
     def test_sigkill_then_another_run(self):
-        self.assertEqual(self.signal_in_a_counting_trial(signal.SIGKILL), -signal.SIGKILL)
+        pid, code = self.signal_in_a_counting_trial(signal.SIGKILL)
+        self.assertEqual(code, -signal.SIGKILL)
         # The driver's watchdog removes them once the driver is gone.
-        self.assertTrue(wait_for(lambda: not self.new_cgroups(), 5), self.new_cgroups())
-        proc = subprocess.run(self.driver("--resume", self.run_dir), env=self.env, capture_output=True,
-                              text=True, timeout=120)
-        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-        self.assertEqual(self.new_cgroups(), set())
+        self.assertTrue(wait_for(lambda: not cgroups_of({pid}), 5), cgroups_of({pid}))
+        resumed = self.driver("--resume", self.run_dir)
+        code, stderr = self.finish(resumed)
+        self.assertEqual(code, 0, stderr[-3000:])
+        self.assertEqual(cgroups_of({pid, resumed.pid}), set())
 
     def test_a_dead_drivers_cgroup_is_removed_by_the_next_run(self):
         """What a driver left when its watchdog died with it: its cgroup, a process still in it."""
         gone = subprocess.Popen(["true"])
         gone.wait()
-        left = os.path.join(cgroups.perf_cgroup_mount(), f"{cgroups.PREFIX}{gone.pid}-0-server")
+        left = os.path.join(cgroups.perf_cgroup_mount(), f"{cgroups.PREFIX}{cgroups.pid_namespace()}-{gone.pid}-0-server")
         os.mkdir(left)
         sleeper = subprocess.Popen(["sh", "-c", f'echo $$ >"{left}/cgroup.procs"; exec sleep 60'])
         try:
             self.assertTrue(wait_for(lambda: _procs(left), 5))
-            proc = subprocess.run(self.driver("--profile", "smoke", "--scenarios", "http-keepalive",
-                                              "--out", self.run_dir), env=dict(self.env, SERVERBENCH_FAKE_POINT_S="0.2"),
-                                  capture_output=True, text=True, timeout=120)
-            self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-            self.assertIn("removed counting cgroups of earlier runs", proc.stderr)
+            run = self.driver("--profile", "smoke", "--scenarios", "http-keepalive", "--out", self.run_dir,
+                              env=dict(self.env, SERVERBENCH_FAKE_POINT_S="0.2"))
+            code, stderr = self.finish(run)
+            self.assertEqual(code, 0, stderr[-3000:])
+            self.assertIn("removed counting cgroups of earlier runs", stderr)
             self.assertFalse(os.path.exists(left))
             self.assertEqual(sleeper.wait(timeout=5), -signal.SIGKILL)
         finally:
@@ -351,7 +362,17 @@ class NoCgroupLeft(unittest.TestCase):
                 sleeper.kill()
             if os.path.exists(left):
                 cgroups.remove_cgroup(left)
-        self.assertEqual(self.new_cgroups(), set())
+        self.assertEqual(cgroups_of({run.pid}), set())
+
+    def test_another_pid_namespaces_cgroup_is_left_alone(self):
+        """A name of another pid namespace: its owner's pid means nothing here, so it is not swept."""
+        other = os.path.join(cgroups.perf_cgroup_mount(), f"{cgroups.PREFIX}{cgroups.pid_namespace() + 1}-999999-0-server")
+        os.mkdir(other)
+        try:
+            self.assertNotIn(other, cgroups.cleanup_leftovers())
+            self.assertTrue(os.path.isdir(other))
+        finally:
+            os.rmdir(other)
 
 
 def _procs(path):
