@@ -280,7 +280,9 @@ class ForkedInTheWindow(unittest.TestCase):
         calls = server["top_syscalls_per_request"]
         for call in ("read", "write"):  # the children's alone
             self.assertGreater(calls.get(call, 0), 0.9, counts)
-        self.assertGreater(calls.get("clone", 0) + calls.get("clone3", 0), 0.9, counts)
+        # A child per accepted connection (the window's edges cut a few requests from their fork).
+        self.assertGreater(calls.get("accept4", 0), 0.5, counts)
+        self.assertGreaterEqual(calls.get("clone", 0) + calls.get("clone3", 0), 0.9 * calls["accept4"], counts)
         self.assertGreater(server["page_faults_per_request"], 1, counts)  # the copied address space
 
 
