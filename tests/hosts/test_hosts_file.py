@@ -190,8 +190,9 @@ class Wrapper(unittest.TestCase):
 
 
 class ServerWrapper(unittest.TestCase):
-    """SERVER_SCRIPT, the sh wrapper of a server on another host: here around a stand-in server
-    that forks a child (as the fork models do), prints a readiness line and waits for SIGTERM."""
+    """SERVER_SCRIPT with its plain steps, the sh wrapper of a server on another host: here around
+    a stand-in server that forks a child (as the fork models do), prints a readiness line and
+    waits for SIGTERM."""
 
     STAND_IN = ("import os, signal, sys, time\n"
                 "signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(sys.argv[1])))\n"
@@ -202,7 +203,8 @@ class ServerWrapper(unittest.TestCase):
                 "time.sleep(600)\n")
 
     def run_wrapper(self, code):
-        proc = subprocess.Popen(["sh", "-c", remote_server.SERVER_SCRIPT, "sh", sys.executable, "-c", self.STAND_IN, str(code)],
+        proc = subprocess.Popen(["sh", "-c", remote_server.PLAIN_STEPS + remote_server.SERVER_SCRIPT, "sh", sys.executable,
+                                 "-c", self.STAND_IN, str(code)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             ready = proc.stdout.readline().decode()
