@@ -11,7 +11,7 @@ import sys
 from serverbench.units import per_request
 
 from .marks import model_style
-from .run_results import RunError, load_run
+from .run_results import print_run_table
 
 COLUMNS = [("syscalls_per_request", "system calls"), ("context_switches_per_request", "switches"),
            ("voluntary_switches_per_request", "voluntary"), ("involuntary_switches_per_request", "involuntary"),
@@ -86,17 +86,7 @@ def counts_chart(run, out_dir, save):
 
 def main(argv=None):
     """python3 -m plots.counts RUN_DIR: print the counted-work table of a run (markdown)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python3 -m plots.counts RUN_DIR", file=sys.stderr)
-        return 2
-    try:
-        run = load_run(args[0])
-    except RunError as e:
-        print(f"plots.counts: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(counts_table_md(run)))
-    return 0
+    return print_run_table("plots.counts", counts_table_md, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 from serverbench.units import compact
 
 from . import marks
-from .run_results import RunError, load_run
+from .run_results import print_run_table
 
 COLUMNS = [("http-keepalive", "c50", "keep-alive, 50"), ("http-close", "c50", "close, 50"),
            ("cpu-bound", "c50", "cpu-bound, 50"), ("io-wait", "c50", "io-wait, 50"),
@@ -39,17 +39,7 @@ def headline_table(run):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python3 -m plots.headline RUN_DIR", file=sys.stderr)
-        return 2
-    try:
-        run = load_run(argv[0])
-    except RunError as e:
-        print(f"plots.headline: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(headline_table(run)))
-    return 0
+    return print_run_table("plots.headline", headline_table, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ summary and the claims use.
 """
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 
 from serverbench.jsonfile import read_json
@@ -204,6 +205,21 @@ def load_run(path):
     models += [p.model for p in points.values() if p.model not in models]
     return Run(path=path, manifest=manifest, points=points, models=ordered_models(set(models)),
                microbench=read_json(os.path.join(path, manifest.get("microbench") or "microbench.json")))
+
+
+def print_run_table(prog, table, argv):
+    """The command line of a module that prints one Markdown table of a run folder: `prog RUN_DIR`,
+    exit 2 on bad usage or a folder that is not a run."""
+    if len(argv) != 1:
+        print(f"usage: python3 -m {prog} RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        run = load_run(argv[0])
+    except RunError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(table(run)))
+    return 0
 
 
 def read_manifest(path):
