@@ -194,13 +194,16 @@ class ServerWrapper(unittest.TestCase):
     a stand-in server that forks a child (as the fork models do), prints a readiness line and
     waits for SIGTERM."""
 
+    # SIGTERM is blocked and then awaited with sigwait: a Python handler can miss a signal that
+    # lands between its last check and the sleep's system call. The child keeps it blocked, so
+    # it outlives a SIGTERM as a fork model's child may.
     STAND_IN = ("import os, signal, sys, time\n"
-                "signal.signal(signal.SIGTERM, lambda *_: sys.exit(int(sys.argv[1])))\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
                 "child = os.fork()\n"
-                "if child == 0:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    time.sleep(600)\n"
-                "    os._exit(0)\n"
+                "if child == 0:\n    time.sleep(600)\n    os._exit(0)\n"
                 "print(f'port=1234 pid={os.getpid()} model=stand-in child={child}', flush=True)\n"
-                "time.sleep(600)\n")
+                "signal.sigwait({signal.SIGTERM})\n"
+                "sys.exit(int(sys.argv[1]))\n")
 
     def run_wrapper(self, code):
         proc = subprocess.Popen(["sh", "-c", remote_server.PLAIN_STEPS + remote_server.SERVER_SCRIPT, "sh", sys.executable,
