@@ -119,6 +119,9 @@ def check_args(args):
         raise UsageError(f"--resume {args.resume}: no manifest.json there (not a run folder)")
     if args.resume and args.out:
         raise UsageError("--resume RUN_DIR is the run folder; drop --out")
+    if args.out and os.path.exists(os.path.join(args.out, "manifest.json")):
+        raise UsageError(f"--out {args.out} holds a run already; finish it with --resume {args.out}, "
+                         "or name a new folder")
     if args.baseline and args.baseline_bin:
         raise UsageError("--baseline and --baseline-bin name the same side; give one")
     ab = args.baseline or args.baseline_bin

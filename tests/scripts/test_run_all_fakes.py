@@ -119,7 +119,8 @@ class RunAllWithFakesTest(unittest.TestCase):
 
     def test_usage_errors_exit_2(self):
         for args in (["--profile", "nope"], ["--bogus"], ["--scenarios", "nope"],
-                     ["--no-build", "--build-dir", self.tmp.name + "/nothing"]):
+                     ["--no-build", "--build-dir", self.tmp.name + "/nothing"],
+                     ["--no-build", "--out", self.run_dir]):  # its points would mix with the new run's
             proc = subprocess.run([os.path.join(ROOT, "run_all.sh"), *args], capture_output=True, text=True,
                                   timeout=30)
             self.assertEqual(proc.returncode, 2, (args, proc.stderr))
