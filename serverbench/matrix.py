@@ -145,7 +145,8 @@ class Matrix:
                             else (self.settings.warmup, self.settings.duration))
         local_count = entry.count and not is_remote(self.settings.server)
         return trial_at(self.run_dir.path, rel, entry.model, entry.spec, self.sides[entry.side], warmup=warmup,
-                        duration=duration, net=self.net, hosts=None if local_count else self.settings.hosts)
+                        duration=duration, net=self.net, timeout=self.profile.timeout,
+                        hosts=None if local_count else self.settings.hosts)
 
     def measure(self, entry):
         label = entry.spec.label + ("-count" if entry.count else "")

@@ -19,12 +19,12 @@ from .processes import last_line
 from .remote_server import remote_server
 from .server_handle import LocalServer
 from .ssh_session import ClientFailure
-from .trial import Outcome, loadgen_command
+from .trial import Outcome, loadgen_command, seconds_of
 
 READY_TIMEOUT_S = 10
-# The idle holder's own bounds: it opens its connections within HOLD_CONNECT_S, then waits up to
-# HOLD_SETTLE_S for the server to accept them all, and only then says it is ready.
-HOLD_CONNECT_S, HOLD_SETTLE_S = 8, 5
+# The idle holder opens its connections within HOLD_CONNECT_S, then waits up to the trial's
+# timeout for the server to accept them all, and only then says it is ready.
+HOLD_CONNECT_S = 8
 STOP_GRACE_S = 2.0
 SERVER_READY = re.compile(r"port=(\d+)(?:.*?\bpid=(\d+))?")
 HOLDER_READY = re.compile(r"^ready ")
@@ -94,12 +94,13 @@ def start_server(sup, trial, outcome):
 
 
 def start_holder(sup, trial, port, server, outcome):
+    settle_s = seconds_of(trial.timeout)
     argv = trial.net.client_argv([sys.executable, IDLE_HOLDER, *server.target_flags(trial, port),
                                   "--count", str(trial.spec.idle), "--connect-timeout", str(HOLD_CONNECT_S),
-                                  "--settle-timeout", str(HOLD_SETTLE_S), "--out", trial.log_base + ".idle.json"])
+                                  "--settle-timeout", str(settle_s), "--out", trial.log_base + ".idle.json"])
     with open(trial.log_base + ".idle.log", "wb") as err:
         proc = sup.start(argv, subprocess.PIPE, err, "idle holder")
-    match, failure = processes.wait_ready(proc, HOLDER_READY, HOLD_CONNECT_S + HOLD_SETTLE_S + 5)
+    match, failure = processes.wait_ready(proc, HOLDER_READY, HOLD_CONNECT_S + settle_s + 5)
     if match is None:
         sup.stop(proc, 0.5)
         outcome.reasons.append(f"idle holder {failure}")

@@ -42,6 +42,11 @@ class Profile:
     # and an open loop at one rate over many connections.
     distance_conns: tuple = (1, 10, 100, 1000)
     distance_rate: int = 5000
+    # How long a request may go unanswered (loadgen's --timeout), and so how long a trial waits
+    # after its window for the answers still due (a blocking server's queued clients, a pool whose
+    # workers idle connections hold never answer); the idle holder waits as long for the server
+    # to accept its connections.
+    timeout: str = "5s"
     count_warmup: str = "100ms"
     count_duration: str = "500ms"
     # Trials per side in an A/B run: Welch's t-test has no floor at small N, but the smallest
@@ -95,7 +100,7 @@ PROFILES = {p.name: p for p in [
             active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
             capacity=CAPACITY_PLANS["smoke"]),
     Profile("quick", "200ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
-            count_duration="250ms", capacity=CAPACITY_PLANS["quick"]),
+            timeout="1s", count_duration="250ms", capacity=CAPACITY_PLANS["quick"]),
     # Three repeats: the fewest from which the report ranks models (a median with an interval).
     Profile("standard", "400ms", "1500ms", 3, 0.05, (1, 10, 50, 200), (1, 10, 50),
             capacity=CAPACITY_PLANS["standard"]),

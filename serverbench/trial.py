@@ -68,6 +68,7 @@ class Trial:
     duration: str
     cpus: CpuLayout
     net: Loopback                    # network.py (Loopback or a subclass): where the traffic goes
+    timeout: str = "5s"              # loadgen's --timeout, and the idle holder's settle bound
     extra_loadgen_flags: tuple = ()
     counted: Counting | RemoteCounting = None  # a counting trial (counting.py, remote_counting.py)
     clients: tuple[Client, ...] = () # loadgen runs on these (--hosts), not here
@@ -85,7 +86,7 @@ class Trial:
         return seconds_of(self.warmup) + seconds_of(self.duration)
 
 
-def trial_at(run_path, rel, model, spec, binaries, *, warmup, duration, net, hosts=None, extra=()):
+def trial_at(run_path, rel, model, spec, binaries, *, warmup, duration, net, timeout="5s", hosts=None, extra=()):
     """The Trial whose result is rel (points/...json) in the run folder run_path, its logs at the
     same name under logs/. hosts: the run's settings.HostsSettings, whose clients then make the
     load (and the server listens on every address so that their links reach it)."""
@@ -94,7 +95,7 @@ def trial_at(run_path, rel, model, spec, binaries, *, warmup, duration, net, hos
     return Trial(model=model, spec=listening_everywhere(spec) if clients else spec, binaries=binaries,
                  out=os.path.join(run_path, rel),
                  log_base=os.path.join(run_path, "logs", rel[len("points/"):-len(".json")]),
-                 warmup=warmup, duration=duration, net=net, extra_loadgen_flags=tuple(extra),
+                 warmup=warmup, duration=duration, net=net, timeout=timeout, extra_loadgen_flags=tuple(extra),
                  cpus=CpuLayout.for_point(os.cpu_count() or 1, spec.all_cpus),
                  clients=clients, server_host=hosts.server if clients else None)
 
@@ -144,7 +145,7 @@ def loadgen_command(trial, loadgen, target, *, connections, threads, cpus, out, 
     flags = list(spec.loadgen_flags) if rate is None else [*without_flag(spec.loadgen_flags, "--rate"),
                                                            "--rate", str(rate)]
     argv = [loadgen, *target, *flags, "--connections", str(connections), "--threads", str(threads),
-            "--duration", trial.duration, "--warmup", trial.warmup, "--model", trial.model,
+            "--duration", trial.duration, "--warmup", trial.warmup, "--timeout", trial.timeout, "--model", trial.model,
             "--scenario", spec.scenario, "--server-flags", " ".join(spec.server_flags),
             *trial.extra_loadgen_flags, *extra, "--out", out, "--quiet"]
     return ["taskset", "-c", cpus, *argv, "--cpus", cpus] if cpus else argv

@@ -18,7 +18,7 @@ import zlib
 from fake_loadgen_curve import capacity_curve
 
 ap = argparse.ArgumentParser()
-for flag in ("--window-fifo", "--marker", "--host", "--protocol", "--mode", "--duration", "--warmup", "--cpus", "--out",
+for flag in ("--window-fifo", "--marker", "--host", "--protocol", "--mode", "--duration", "--warmup", "--timeout", "--cpus", "--out",
              "--model", "--scenario", "--server-flags", "--rate", "--message-bytes", "--interval"):
     ap.add_argument(flag)
 for flag in ("--port", "--connections", "--threads", "--server-pid"):
