@@ -2,6 +2,8 @@
 CPU per request, memory and threads, idle-connection capacity, one chart per scenario, the
 microbenchmarks; then the capacity, over-time (capacity_plots.py) and counted-work (counts.py)
 charts. `python3 -m plots` draws them all (Charts.draw_all)."""
+import concurrent.futures
+import multiprocessing
 import os
 
 import matplotlib
@@ -385,20 +387,48 @@ class Charts:
         ax.grid(axis="x", alpha=0.3, which="both")
         self.save(fig, "microbench_dispatch", "Per-connection dispatch costs (microbenchmarks)", model_legend=False)
 
-    def draw_all(self):
-        self.throughput_vs_connections()
-        self.latency_percentiles()
-        self.server_cpu()
-        self.memory_and_threads()
-        self.idle_capacity()
-        for scenario in self.run.scenarios():
-            self.scenario_chart(scenario)
-        self.microbench_readiness()
-        self.microbench_dispatch()
+    def capacity_charts(self):
         self.written += capacity_plots.capacity_charts(self.run.path, self.out_dir)
+
+    def timeseries_charts(self):
         self.written += capacity_plots.timeseries_charts(self.run.path, self.out_dir)
+
+    def counts_chart(self):
         counts.counts_chart(self.run, self.out_dir, self.save_plain)
+
+    def chart_jobs(self):
+        """Every chart of the run, as (method, arguments): each draws one or a few files."""
+        return [("throughput_vs_connections", ()), ("latency_percentiles", ()), ("server_cpu", ()),
+                ("memory_and_threads", ()), ("idle_capacity", ()),
+                *(("scenario_chart", (scenario,)) for scenario in self.run.scenarios()),
+                ("microbench_readiness", ()), ("microbench_dispatch", ()), ("capacity_charts", ()),
+                ("timeseries_charts", ()), ("counts_chart", ())]
+
+    def draw_all(self):
+        """Every chart, in order. Rendering is most of a redraw's time and each chart stands alone,
+        so processes forked from this one draw them, one per CPU."""
+        processes = min(len(os.sched_getaffinity(0)), 4)
+        with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                                    initializer=_start_drawing, initargs=(self,)) as pool:
+            for written in pool.map(_draw, self.chart_jobs()):
+                self.written += written
 
     def save_plain(self, fig, name, title):
         """save() with the model legend the chart draws itself."""
         self.save(fig, name, title, model_legend=False)
+
+
+_charts = None   # in a drawing process: its copy of the Charts, inherited through fork
+
+
+def _start_drawing(charts):
+    global _charts
+    _charts = charts
+
+
+def _draw(job):
+    """One of Charts.chart_jobs, in a drawing process: the paths it wrote."""
+    method, args = job
+    before = len(_charts.written)
+    getattr(_charts, method)(*args)
+    return _charts.written[before:]
