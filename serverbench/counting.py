@@ -243,6 +243,7 @@ class CountedTrial:
         (a point that failed or was interrupted leaves its server there)."""
         self._stop.set()
         if self._thread.is_alive():
+            self.fifos["window"].write_line("stop")  # wakes the relay from its wait at once
             self._thread.join()
         for fifo in self.fifos.values():
             fifo.close()
