@@ -99,7 +99,7 @@ PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
             active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
             capacity=CAPACITY_PLANS["smoke"]),
-    Profile("quick", "200ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
+    Profile("quick", "100ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
             timeout="1s", count_duration="250ms", capacity=CAPACITY_PLANS["quick"]),
     # Three repeats: the fewest from which the report ranks models (a median with an interval).
     Profile("standard", "400ms", "1500ms", 3, 0.05, (1, 10, 50, 200), (1, 10, 50),
