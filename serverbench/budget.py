@@ -19,18 +19,18 @@ from .matrix import plan_entries
 from .rundir import RunDir
 from .trial import seconds_of
 
-TRIAL_START_STOP_S = 0.35        # a timed trial beyond its window: processes started, ready, stopped
-COUNT_START_STOP_S = 0.6         # a counting trial beyond its window: perf and the cgroups too
-IDLE_HOLD_S_PER_1000 = 1.6       # the holder's 1000 connects and their accepts, averaged over the models
-RUN_FIXED_S = 27.0               # the two drift points, microbenchmarks, table, charts, report
+TRIAL_START_STOP_S = 0.11        # a timed trial beyond its window: processes started, ready, stopped
+COUNT_START_STOP_S = 0.27        # a counting trial beyond its window: perf and the cgroups too
+IDLE_HOLD_S_PER_1000 = 0.55      # the holder's 1000 connects and their accepts, averaged over the models
+RUN_FIXED_S = 14.0               # the two drift points, microbenchmarks, table, charts, report
 
 QUICK_LIMIT_S = 240              # the quick profile, all twelve models, on a 2-CPU machine (CI)
-# What the next additions may take of it (their issues state these allowances).
+# What the scenarios planned to join the quick profile may take of it.
 ALLOWANCES_S = {"production servers": 20, "UDP": 30}
 # What each of the quick profile's scenarios may take: the plan must fit (tests/scripts/test_budget.py).
 QUICK_BUDGETS_S = {
-    "http-keepalive": 50, "http-close": 23, "echo": 45, "cpu-bound": 23, "io-wait": 23, "idle-conns": 58,
-    "open-loop": 23, "capacity-io-wait": 40,
+    "http-keepalive": 32, "http-close": 15, "echo": 30, "cpu-bound": 15, "io-wait": 15, "idle-conns": 27,
+    "open-loop": 15, "capacity-io-wait": 26,
 }
 
 
@@ -76,6 +76,21 @@ def measured(run_path):
     return dict(out)
 
 
+def overheads(run_path, windows):
+    """What a run's trials took beyond their windows ({counting: seconds}), on average, as the
+    constants above name them: (timed trial, counting trial, idle holder per 1000 connections)."""
+    beyond = {False: [], True: []}
+    idle = []
+    for point in RunDir(run_path).points():
+        if not point.get("wall_s"):
+            continue
+        count = point.get("kind") == "count"
+        (idle if point.get("idle_connections") else beyond[count]).append((point, point["wall_s"] - windows[count]))
+    mean = {count: sum(s for _, s in pairs) / max(len(pairs), 1) for count, pairs in beyond.items()}
+    held = [(s - mean[p.get("kind") == "count"]) * 1000 / p["idle_connections"] for p, s in idle]
+    return mean[False], mean[True], sum(held) / max(len(held), 1)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m serverbench.budget", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a finished run folder of the quick profile")
@@ -90,6 +105,12 @@ def main(argv=None):
         budget = QUICK_BUDGETS_S.get(scenario, "–")
         print(f"| `{scenario}` | {plan[scenario]:.0f} | {took.get(scenario, 0):.0f} | {budget} |")
     print(f"| total | {sum(plan.values()):.0f} | {sum(took.values()):.0f} | {sum(QUICK_BUDGETS_S.values())} |")
+    windows = {False: seconds_of(manifest["warmup"]) + seconds_of(manifest["duration"]),
+               True: seconds_of(profile.count_warmup) + seconds_of(profile.count_duration)}
+    timed, counting, held = overheads(args.run_dir, windows)
+    print(f"\nBeyond their windows, on average: a timed trial {timed:.2f} s (TRIAL_START_STOP_S "
+          f"{TRIAL_START_STOP_S}), a counting trial {counting:.2f} s (COUNT_START_STOP_S {COUNT_START_STOP_S}), "
+          f"the idle holder {held:.2f} s per 1000 connections (IDLE_HOLD_S_PER_1000 {IDLE_HOLD_S_PER_1000}).")
     return 0
 
 

@@ -83,7 +83,7 @@ CAPACITY_PLANS = {
     "smoke": CapacityPlan(warmup="100ms", duration="300ms", closed_duration="300ms", min_samples=0,
                           max_duration="300ms", repeats=2, resolution=1.25, max_steps=16),
     "quick": CapacityPlan(models=("epoll", "thread-pool"), scenarios=("capacity-io-wait",), warmup="200ms",
-                          duration="500ms", closed_duration="300ms", min_samples=300, max_duration="1s",
+                          duration="500ms", closed_duration="300ms", min_samples=300, max_duration="700ms",
                           repeats=3, resolution=1.25, max_steps=12),
     "standard": CapacityPlan(scenarios=("capacity", "capacity-io-wait"), warmup="250ms", duration="500ms",
                              min_samples=400, max_duration="1s", repeats=3, resolution=1.05, max_steps=20),
