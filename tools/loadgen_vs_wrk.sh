@@ -6,7 +6,7 @@
 # both tools), p50 and mean latency, the mean a closed loop must show by Little's law
 # (connections / throughput: every connection always has one request out; a tool whose mean is
 # well under it leaves time out of its latency), and nginx's CPU µs per request (how the client's
-# pattern changes the server's cost). This is issue 3's acceptance check.
+# pattern changes the server's cost).
 set -euo pipefail
 
 usage() {

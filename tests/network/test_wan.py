@@ -1,4 +1,4 @@
-"""Link('wan') through linkemu: real RTT (the physics of issue 15), jitter without reordering."""
+"""Link('wan') through linkemu: real RTT, jitter without reordering."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-// Hostile clients and exhausted resources, against every server model (issue 6).
+// Hostile clients and exhausted resources, against every server model.
 //
 // Each test starts a real server, attacks it, and then checks that it is still well: a normal
 // request is answered, its descriptors, threads and children are back to where they were before
