@@ -111,7 +111,7 @@ PROFILES = {p.name: p for p in [
     # short trials, 8 per side, since the power comes from the number of trials (docs/statistics.md).
     Profile("gate", "200ms", "500ms", 1, 0.01, (50,), (50,), scenarios=("http-keepalive", "http-close"),
             focus=(("http-keepalive", None), ("http-close", ("thread-per-conn", "fork-per-conn", "epoll"))),
-            ab_trials=8, count_duration="300ms"),
+            ab_trials=8, timeout="1s", count_duration="300ms"),
 ]}
 
 

@@ -128,6 +128,7 @@ class Profiles(unittest.TestCase):
                 self.assertEqual(seconds(window), seconds(p.count_duration), "counting window")
                 self.assertEqual(seconds(count_warmup), seconds(p.count_warmup), "counting warm-up")
                 self.assertEqual(int(trials), p.ab_trials, "A/B trials per side")
+                self.assertEqual(seconds(row[6]), seconds(p.timeout), "request timeout")
                 runs = sc.default_scenarios(p, "loopback")
                 for label, values, scenario in (("keep-alive", p.keepalive_conns, "http-keepalive"),
                                                 ("close", p.close_conns, "http-close"),
