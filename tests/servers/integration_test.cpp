@@ -60,8 +60,6 @@ bool request_ok(int fd, std::string& pending, std::string_view request = get()) 
 class ServerTest : public testing::TestWithParam<std::string> {
 protected:
     const std::string& model() const { return GetParam(); }
-    // The blocking model serves one connection at a time: tests of concurrency differ there.
-    bool serves_one_at_a_time() const { return model() == "blocking"; }
 
     // Runs the model with args that must be refused: exit 2, one line on stderr, no readiness
     // line. Returns what it wrote on stderr, for the caller's own checks of that line.
@@ -104,6 +102,11 @@ private:
     std::vector<std::unique_ptr<ServerProcess>> servers_;
 };
 
+// Clients served side by side: every model but blocking, which serves one connection at a time
+// and leaves the others in the backlog (OneAtATimeServerTest checks that instead).
+class ConcurrentServerTest : public ServerTest {};
+class OneAtATimeServerTest : public ServerTest {};
+
 #define START_SERVER(var, ...)     \
     auto var = start(__VA_ARGS__); \
     ASSERT_TRUE(var->ok()) << var->error()
@@ -117,9 +120,7 @@ TEST_P(ServerTest, SingleGet) {
     EXPECT_TRUE(r->has_header("Content-Length", "13"));
 }
 
-TEST_P(ServerTest, ConcurrentKeepAliveClients) {
-    if (serves_one_at_a_time())
-        GTEST_SKIP() << "one connection at a time: see SequentialClientsAndQueuedSecond";
+TEST_P(ConcurrentServerTest, ConcurrentKeepAliveClients) {
     START_SERVER(server);
     constexpr int clients = 8, requests_each = 50;
     std::atomic<int> ok{0}, failed_clients{0};
@@ -148,9 +149,7 @@ TEST_P(ServerTest, ConcurrentKeepAliveClients) {
     EXPECT_EQ(ok.load(), clients * requests_each);
 }
 
-TEST_P(ServerTest, SecondClientServedWhileFirstStaysOpen) {
-    if (serves_one_at_a_time())
-        GTEST_SKIP() << "one connection at a time: see SequentialClientsAndQueuedSecond";
+TEST_P(ConcurrentServerTest, SecondClientServedWhileFirstStaysOpen) {
     START_SERVER(server);
     sb::UniqueFd first = sbtest::connect_to(server->port());
     ASSERT_TRUE(first);
@@ -164,8 +163,7 @@ TEST_P(ServerTest, SecondClientServedWhileFirstStaysOpen) {
     EXPECT_TRUE(request_ok(first.get(), pending_first));
 }
 
-TEST_P(ServerTest, SequentialClientsAndQueuedSecond) {
-    if (!serves_one_at_a_time()) GTEST_SKIP() << "only the blocking model serves one connection at a time";
+TEST_P(OneAtATimeServerTest, SequentialClientsAndQueuedSecond) {
     START_SERVER(server);
     for (int i = 0; i < 20; ++i) {
         auto r = sbtest::http_get(server->port(), "/seq" + std::to_string(i));
@@ -546,8 +544,7 @@ TEST_P(ServerTest, BadFlagOrValuePrintsOneLineAndExitsTwo) {
     }
 }
 
-TEST_P(ServerTest, MaxConnsClosesTheExtraConnectionAtOnce) {
-    if (serves_one_at_a_time()) GTEST_SKIP() << "the blocking model leaves extra clients in the backlog";
+TEST_P(ConcurrentServerTest, MaxConnsClosesTheExtraConnectionAtOnce) {
     START_SERVER(server, {"--max-conns", "2"});
     sb::UniqueFd a = sbtest::connect_to(server->port()), b = sbtest::connect_to(server->port());
     ASSERT_TRUE(a && b);
@@ -732,5 +729,8 @@ std::string model_test_name(const testing::TestParamInfo<std::string>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ServerTest, testing::ValuesIn(sbtest::server_models()), model_test_name);
+INSTANTIATE_TEST_SUITE_P(Models, ConcurrentServerTest, testing::ValuesIn(sbtest::concurrent_server_models()),
+                         model_test_name);
+INSTANTIATE_TEST_SUITE_P(Models, OneAtATimeServerTest, testing::Values(std::string("blocking")), model_test_name);
 
 }  // namespace

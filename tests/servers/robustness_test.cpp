@@ -503,8 +503,10 @@ TEST_P(Robustness, RandomBytesEchoedExactly) {
     expect_healthy();
 }
 
-TEST_P(Robustness, MaxConnsIsEnforced) {
-    if (serves_one_at_a_time(model())) GTEST_SKIP() << "n.a.: serves one connection at a time by design";
+// Every model but blocking, which serves one connection at a time by design.
+class ConcurrentRobustness : public Robustness {};
+
+TEST_P(ConcurrentRobustness, MaxConnsIsEnforced) {
     start({"--max-conns", "3", "--idle-timeout-ms", "10000"});
     std::vector<UniqueFd> admitted;
     std::string pending;
@@ -594,11 +596,14 @@ TEST_P(Robustness, ThreadOrProcessCreationFailure) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModels, Robustness, ::testing::ValuesIn(sbtest::server_models()),
-                         [](const testing::TestParamInfo<std::string>& param_info) {
-                             std::string name = param_info.param;
-                             std::replace(name.begin(), name.end(), '-', '_');
-                             return name;
-                         });
+std::string model_test_name(const testing::TestParamInfo<std::string>& info) {
+    std::string name = info.param;
+    std::replace(name.begin(), name.end(), '-', '_');
+    return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModels, Robustness, ::testing::ValuesIn(sbtest::server_models()), model_test_name);
+INSTANTIATE_TEST_SUITE_P(AllModels, ConcurrentRobustness, ::testing::ValuesIn(sbtest::concurrent_server_models()),
+                         model_test_name);
 
 }  // namespace

@@ -88,6 +88,12 @@ std::vector<std::string> server_models() {
     return models;
 }
 
+std::vector<std::string> concurrent_server_models() {
+    std::vector<std::string> models = server_models();
+    std::erase(models, "blocking");
+    return models;
+}
+
 // ---- Process ----
 
 Process::Process(pid_t pid, sb::UniqueFd out, sb::UniqueFd err) noexcept

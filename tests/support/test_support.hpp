@@ -23,6 +23,8 @@ std::string bin_dir();
 
 // Every server model built, from servers/CMakeLists.txt's list: a new model is tested with no edit here.
 std::vector<std::string> server_models();
+// Every model but blocking, which serves one connection at a time.
+std::vector<std::string> concurrent_server_models();
 
 // A child process, killed (SIGKILL) and reaped when this object dies unless it already ended.
 class Process {
