@@ -37,7 +37,7 @@ class InterruptedRunTest(unittest.TestCase):
         self.root = self.tmp.name
         self.build = make_fake_build(self.root, {"epoll": "forking", "thread-pool": "forking"})
         self.run_dir = os.path.join(self.root, "run")
-        self.env = dict(os.environ, SERVERBENCH_FAKE_POINT_S="1.0")
+        self.env = dict(os.environ, SERVERBENCH_FAKE_POINT_S="0.3")
 
     def tearDown(self):
         for pid in processes_mentioning(self.root):
