@@ -356,7 +356,9 @@ class NoCgroupLeft(unittest.TestCase):
                               env=dict(self.env, SERVERBENCH_FAKE_POINT_S="0.2"))
             code, stderr = self.finish(run)
             self.assertEqual(code, 0, stderr[-3000:])
-            self.assertIn("removed counting cgroups of earlier runs", stderr)
+            # Every driver sweeps what gone drivers left, so a driver of another test running
+            # beside this one may sweep it first (and this run's log then does not mention it):
+            # what must hold is that it is gone, its process killed, once this run has counted.
             self.assertFalse(os.path.exists(left))
             self.assertEqual(sleeper.wait(timeout=5), -signal.SIGKILL)
         finally:
