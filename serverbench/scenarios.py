@@ -15,6 +15,9 @@ def ordered_models(models):
     return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else len(MODEL_ORDER), m))
 
 
+REQUEST_TIMEOUT = "5s"   # a profile's by default, and a capacity step's (its plan sets none)
+
+
 @dataclass(frozen=True)
 class Profile:
     """How long each point runs, how often it repeats, and which points exist."""
@@ -46,7 +49,7 @@ class Profile:
     # after its window for the answers still due (a blocking server's queued clients, a pool whose
     # workers idle connections hold never answer); the idle holder waits as long for the server
     # to accept its connections.
-    timeout: str = "5s"
+    timeout: str = REQUEST_TIMEOUT
     count_warmup: str = "100ms"
     count_duration: str = "500ms"
     # Trials per side in an A/B run: Welch's t-test has no floor at small N, but the smallest

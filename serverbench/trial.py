@@ -8,7 +8,7 @@ from typing import Protocol
 
 from .hosts_file import Client, Server, listening_everywhere
 from .network import Loopback
-from .scenarios import PointSpec
+from .scenarios import REQUEST_TIMEOUT, PointSpec
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Trial:
     duration: str
     cpus: CpuLayout
     net: Loopback                    # network.py (Loopback or a subclass): where the traffic goes
-    timeout: str = "5s"              # loadgen's --timeout, and the idle holder's settle bound
+    timeout: str                     # loadgen's --timeout, and the idle holder's settle bound
     extra_loadgen_flags: tuple = ()
     counted: Counting | RemoteCounting = None  # a counting trial (counting.py, remote_counting.py)
     clients: tuple[Client, ...] = () # loadgen runs on these (--hosts), not here
@@ -86,7 +86,8 @@ class Trial:
         return seconds_of(self.warmup) + seconds_of(self.duration)
 
 
-def trial_at(run_path, rel, model, spec, binaries, *, warmup, duration, net, timeout="5s", hosts=None, extra=()):
+def trial_at(run_path, rel, model, spec, binaries, *, warmup, duration, net, timeout=REQUEST_TIMEOUT, hosts=None,
+             extra=()):
     """The Trial whose result is rel (points/...json) in the run folder run_path, its logs at the
     same name under logs/. hosts: the run's settings.HostsSettings, whose clients then make the
     load (and the server listens on every address so that their links reach it)."""
