@@ -22,15 +22,11 @@ MIN_EFFECT = 0.2
 
 
 def side_b_bin(root):
-    """A bin folder like BIN whose server-epoll carries the injected regression."""
-    b = os.path.join(root, "build-b", "bin")
-    os.makedirs(b)
-    for name in ("loadgen", "server-poll"):
-        os.symlink(os.path.join(BIN, name), os.path.join(b, name))
-    with open(os.path.join(b, "server-epoll"), "w") as f:
-        f.write(f'#!/bin/sh\nexec "{BIN}/server-epoll" --inject-cpu-us {INJECTED_US} "$@"\n')
-    os.chmod(os.path.join(b, "server-epoll"), 0o755)
-    return os.path.dirname(b)
+    """A build folder like BIN's whose server-epoll carries the injected regression."""
+    b = os.path.join(root, "build-b")
+    subprocess.run([os.path.join(ROOT, "tools", "inject_regression.sh"), b, f"epoll={INJECTED_US}",
+                    "--build-dir", os.path.dirname(BIN)], check=True, stdout=subprocess.DEVNULL)
+    return b
 
 
 class AbRunTest(unittest.TestCase):
