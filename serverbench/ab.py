@@ -84,7 +84,7 @@ def baseline_binaries(settings, current):
     loadgen = os.path.join(bin_dir, "loadgen") if settings.baseline_loadgen else current.loadgen
     if not os.access(loadgen, os.X_OK):
         raise BaselineError(f"baseline loadgen: {loadgen} is not an executable")
-    return label, Binaries(bin_dir, loadgen)
+    return label, Binaries(bin_dir, loadgen, current.server_files)
 
 
 def seeded_rng(seed):

@@ -145,9 +145,11 @@ def run_selected(sup, run_dir, settings: Settings, sides, net):
 
 def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override, net, hosts=None):
     slo = slo_override or sc.CAPACITY_SCENARIOS[scenario].slo_p99_ms
-    if model == "blocking":
+    refusal = sc.not_applicable(model, sc.capacity_spec(scenario, "sweep", CONNECTIONS), None,
+                                binaries.server_file(model), net.kind)
+    if refusal:
         return {"model": model, "scenario": scenario, "connections": CONNECTIONS, "slo_p99_ms": slo,
-                "status": "not-applicable", "reason": sc.NOT_APPLICABLE_REASON, "steps": [],
+                "status": "not-applicable", "reason": refusal, "steps": [],
                 "saturation_rps": None, "capacity_rps": None, "bound": None, "closed_loop_max_rps": None}
     record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo, net, hosts).run()
     log(f"== capacity {model} {scenario}: saturation {record['saturation_text']}; capacity at p99 <= {slo:g} ms: "

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, capacity_run, comparison, network, resolution, units
+from . import ab, capacity_run, comparison, network, resolution, server_file, units
 from . import scenarios as sc
 from .hosts_file import HostsFileError, parse_hosts_file
 from .log import log
@@ -44,8 +44,14 @@ def build_parser():
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="standard", help=f"how long and how wide: {profiles}; "
                     "quick under 4 min (CI); standard and full: docs/measurements.md (default standard)")
-    ap.add_argument("--models", help="only these models, comma-separated (names after server-; "
-                    "default: every server-* binary built)")
+    ap.add_argument("--models", help="only these models, comma-separated: names after server-, of bundled "
+                    f"server files ({', '.join(server_file.bundled())}) or of --server-file files (default: "
+                    "every server-* binary built, the profile's bundled servers and every --server-file)")
+    ap.add_argument("--server-file", action="append", default=[], metavar="FILE",
+                    help="run the server FILE describes beside the models (docs/contract.md#server-files); "
+                    "repeatable")
+    ap.add_argument("--no-references", action="store_true",
+                    help="without --models: leave out the profile's bundled production servers")
     ap.add_argument("--scenarios", help=f"only these scenarios, comma-separated: {', '.join(sc.SCENARIO_NAMES)}")
     ap.add_argument("--repeat", type=positive_int, help="repetitions per point (default: the profile's)")
     ap.add_argument("--out", help="the run folder (default results/<UTC timestamp>/; results/latest "
@@ -171,21 +177,65 @@ def run_or_exit(argv):
         sys.exit(2)
 
 
-def discover_models(bin_dir, wanted):
-    """Models are discovered, never listed: a new server-* binary joins the matrix by existing."""
+def discover_models(bin_dir, wanted, files=()):
+    """Models are discovered, never listed: a new server-* binary joins the matrix by existing.
+    files: the names of the run's server files, which join it too."""
     found = []
     if os.path.isdir(bin_dir):
         for name in os.listdir(bin_dir):
             path = os.path.join(bin_dir, name)
             if name.startswith("server-") and os.path.isfile(path) and os.access(path, os.X_OK):
                 found.append(name[len("server-"):])
+    for name in files:
+        if name in found:
+            raise UsageError(f"server file '{name}' has the name of the model {bin_dir}/server-{name}; rename it")
+    found += files
     for want in wanted:
         if want not in found:
-            raise UsageError(f"model '{want}' not found as {bin_dir}/server-{want}")
+            raise UsageError(f"model '{want}' not found as {bin_dir}/server-{want}, a bundled server file "
+                             "or a --server-file")
     models = [m for m in found if not wanted or m in wanted]
     if not models:
         raise UsageError(f"no server binaries in {bin_dir} (build first, or pass --build-dir)")
     return sc.ordered_models(models)
+
+
+def server_file_paths(args, wanted):
+    """{name: path} of the run's server files: each --server-file, and the bundled files that
+    --models names, or without --models the profile's references (unless --no-references)."""
+    paths = {}
+    for path in args.server_file:
+        name = load_server_file(path, installed=False).name
+        if name in paths or name in server_file.bundled():
+            raise UsageError(f"{path}: name: '{name}' is the name of another server file; rename it")
+        paths[name] = os.path.abspath(path)
+    bundled = server_file.bundled()
+    references = () if args.no_references else sc.PROFILES[args.profile].references
+    for name in [m for m in wanted if m in bundled] if wanted else references:
+        paths[name] = bundled[name]
+    return paths
+
+
+def load_server_file(path, installed=True):
+    try:
+        return server_file.load(path, installed)
+    except server_file.ServerFileError as e:
+        raise UsageError(str(e))
+
+
+def install_references(paths):
+    """Installs the Debian packages of the server files whose program is missing (as root, without
+    starting their services), or names the command to run; then checks every file."""
+    missing = {}
+    for path in paths.values():
+        described = load_server_file(path, installed=False)
+        if described.binary() is None and described.package:
+            missing[described.package] = path
+    if missing and os.geteuid() == 0 and not os.environ.get("SERVERBENCH_NO_INSTALL"):
+        log(f"== installing the production servers' packages: {' '.join(missing)}")
+        if subprocess.call([os.path.join(ROOT, "tools", "ensure_deps.sh"), *missing], stdout=sys.stderr) != 0:
+            raise UsageError(f"installing {' '.join(missing)} failed")
+    return tuple(load_server_file(path) for path in paths.values())
 
 
 def git_rev():
@@ -214,10 +264,8 @@ def on_signal(signum, _frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def settings_for(args, models):
-    """The run's settings: from the command line, or from the manifest of the run being resumed."""
-    if args.resume:
-        return Settings.from_json(RunDir(args.resume).read_manifest())
+def settings_for(args, models, server_files):
+    """The run's settings, from the command line."""
     profile = sc.PROFILES[args.profile]
     wanted = split_list(args.scenarios) or sc.default_scenarios(profile, args.net)
     ab_run = bool(args.baseline or args.baseline_bin)
@@ -233,7 +281,7 @@ def settings_for(args, models):
                                         args.slo_p99_ms),
         trials=(args.trials or profile.ab_trials) if ab_run else None, baseline=args.baseline,
         baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
-        baseline_loadgen=args.baseline_loadgen)
+        baseline_loadgen=args.baseline_loadgen, server_files=dict(server_files))
 
 
 def prepare(argv):
@@ -241,13 +289,18 @@ def prepare(argv):
     check_args(args)
     build_if_needed(args)
     bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
-    models = discover_models(bin_dir, split_list(args.models))
+    resumed = Settings.from_json(RunDir(args.resume).read_manifest()) if args.resume else None
+    paths = resumed.server_files if resumed else server_file_paths(args, split_list(args.models))
+    if paths and (args.hosts or (resumed and resumed.hosts)):
+        raise UsageError("server files run on this machine only: drop --hosts, or name only the suite's models")
+    files = install_references(paths)
+    models = discover_models(bin_dir, split_list(args.models), [f.name for f in files])
     loadgen = os.path.join(bin_dir, "loadgen")
     if not os.access(loadgen, os.X_OK):
         raise UsageError(f"no load generator at {loadgen} (build first)")
-    settings = settings_for(args, models)
+    settings = resumed or settings_for(args, models, paths)
     run_dir = RunDir(args.resume or args.out or os.path.join(ROOT, "results", new_run_id()))
-    current = Binaries(bin_dir, loadgen)
+    current = Binaries(bin_dir, loadgen, files)
     if not settings.ab:
         return args, settings, run_dir, {None: current}
     try:

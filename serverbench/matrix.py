@@ -35,17 +35,20 @@ class Entry:
 
 
 
-def plan_entries(models, scenarios, profile, repeat, trials=None, seed=1):
+def plan_entries(models, scenarios, profile, repeat, trials=None, seed=1, refusal=None):
     """Every Entry of a run, in the order they run. Plain (trials None): the repeats as whole
     passes, then one pass of counting trials. A/B: per point, the timed trials in ABBA order, then
-    as many counting trials, in ABBA order too."""
+    as many counting trials, in ABBA order too. refusal(model, spec): why a point does not run
+    (default: scenarios.not_applicable of the suite's models); such a point gets one record."""
+    refusal = refusal or (lambda model, spec: sc.not_applicable(model, spec, profile))
     specs = [(model, spec) for model in models for scenario in scenarios if sc.in_focus(model, scenario, profile)
              for spec in sc.scenario_points(scenario, profile)]
+    runs = [(model, spec) for model, spec in specs if refusal(model, spec) is None]
     if not trials:
         return ([Entry(model, spec, rep) for rep in range(1, repeat + 1) for model, spec in specs]
-                + [Entry(model, spec, 1, count=True) for model, spec in specs if sc.applicable(model, spec, profile)])
+                + [Entry(model, spec, 1, count=True) for model, spec in runs])
     rng = seeded_rng(seed)
-    return [Entry(model, spec, k, side, count) for model, spec in specs if sc.applicable(model, spec, profile)
+    return [Entry(model, spec, k, side, count) for model, spec in runs
             for count in (False, True) for side, k in abba_order(trials, rng)]
 
 
@@ -73,9 +76,11 @@ class Matrix:
 
     def skip_reason(self, entry):
         """Why entry is not measured (its record says not-applicable), or None."""
-        if not sc.applicable(entry.model, entry.spec, self.profile):
-            return sc.NOT_APPLICABLE_REASON
-        return None
+        return self.refusal(entry.model, entry.spec)
+
+    def refusal(self, model, spec):
+        server_file = next(iter(self.sides.values())).server_file(model)  # both sides have the same files
+        return sc.not_applicable(model, spec, self.profile, server_file, self.settings.network.kind)
 
     def nothing_to_count(self, entry):
         """Why a counting trial is not run when its point's timed trials all ran and served no
@@ -99,7 +104,8 @@ class Matrix:
 
     def all_entries(self):
         s = self.settings
-        return plan_entries(s.models, s.scenarios, self.profile, s.repeat, s.trials if self.ab else None, s.seed)
+        return plan_entries(s.models, s.scenarios, self.profile, s.repeat, s.trials if self.ab else None, s.seed,
+                            self.refusal)
 
     def run(self):
         """Runs what is left to run; returns the number of failed points in the whole run."""

@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 # readiness loops, completion, coroutines); any other model follows, alphabetically.
 MODEL_ORDER = ["blocking", "thread-per-conn", "thread-pool", "fork-per-conn", "prefork", "select",
                "poll", "epoll", "epoll-reuseport", "epoll-pool", "io-uring", "coroutine"]
+# The production servers of the bundled server files (servers/references/), after the models:
+# Apache's three MPMs (prefork, worker, event), then the event loops.
+REFERENCE_ORDER = ["apache-prefork", "apache-worker", "apache-event", "nginx", "nginx-reuseport", "lighttpd", "h2o"]
+DISPLAY_ORDER = MODEL_ORDER + REFERENCE_ORDER
 
 
 def ordered_models(models):
-    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else len(MODEL_ORDER), m))
+    return sorted(models, key=lambda m: (DISPLAY_ORDER.index(m) if m in DISPLAY_ORDER else len(DISPLAY_ORDER), m))
 
 
 REQUEST_TIMEOUT = "5s"   # a profile's by default, and a capacity step's (its plan sets none)
@@ -56,6 +60,9 @@ class Profile:
     # change a row can call shrinks with the trials (docs/statistics.md, serverbench/power.py).
     ab_trials: int = 8
     capacity: object = None      # CapacityPlan: which capacity sweeps run, and how long their steps are
+    # The bundled production servers it runs beside the models when --models does not name them
+    # (--no-references drops them); the driver installs their packages first.
+    references: tuple = ()
 
 
 # ---------------------------------------------------------------- capacity sweeps (serverbench/capacity.py)
@@ -103,12 +110,13 @@ PROFILES = {p.name: p for p in [
             active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
             capacity=CAPACITY_PLANS["smoke"]),
     Profile("quick", "100ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
-            timeout="1s", count_duration="250ms", capacity=CAPACITY_PLANS["quick"]),
+            timeout="1s", count_duration="250ms", capacity=CAPACITY_PLANS["quick"], references=("nginx",)),
     # Three repeats: the fewest from which the report ranks models (a median with an interval).
     Profile("standard", "400ms", "1500ms", 3, 0.05, (1, 10, 50, 200), (1, 10, 50),
-            capacity=CAPACITY_PLANS["standard"]),
+            capacity=CAPACITY_PLANS["standard"], references=tuple(REFERENCE_ORDER)),
     Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
-            ab_trials=10, distance_conns=(1, 10, 100, 1000, 4000), capacity=CAPACITY_PLANS["full"]),
+            ab_trials=10, distance_conns=(1, 10, 100, 1000, 4000), capacity=CAPACITY_PLANS["full"],
+            references=tuple(REFERENCE_ORDER)),
     # The CI gate: every model at 50 keep-alive clients, and a connection per request for the
     # models whose price is per connection (a thread, a fork) and for epoll as their reference;
     # short trials, 8 per side, since the power comes from the number of trials (docs/statistics.md).
@@ -311,6 +319,14 @@ def applicable(model, spec, profile):
     if model != "blocking" or spec.connections == 1:
         return True
     return spec.scenario == "http-keepalive" and spec.connections == blocking_probe_connections(profile)
+
+
+def not_applicable(model, spec, profile, server_file=None, net_kind="loopback"):
+    """Why model does not run this point (its record says not-applicable), or None. server_file:
+    the model's server_file.ServerFile when it is a server of a server file."""
+    if server_file is not None:
+        return server_file.refusal(spec.scenario, net_kind)
+    return None if applicable(model, spec, profile) else NOT_APPLICABLE_REASON
 
 
 def default_scenarios(profile, net_kind):

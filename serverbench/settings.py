@@ -71,6 +71,8 @@ class Settings:
     baseline_bin: str = None
     baseline_loadgen: bool = False
     baseline_commit: str = None
+    # The models that are servers of server files (server_file.py): {name: the file's path}.
+    server_files: dict = field(default_factory=dict)
 
     @property
     def ab(self):
@@ -107,6 +109,7 @@ class Settings:
         return Settings(**{**kept, "models": tuple(doc.get("models") or ()),
                            "scenarios": tuple(doc.get("scenarios") or ()),
                            "min_effects": dict(doc.get("min_effects") or {}),
+                           "server_files": dict(doc.get("server_files") or {}),
                            "network": NetworkSettings(**network),
                            "hosts": HostsSettings.from_json(doc.get("hosts")),
                            "capacity": CapacitySelection(tuple(capacity.get("models") or ()),

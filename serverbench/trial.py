@@ -3,6 +3,7 @@ hosts), for how long, and where its result and logs go. Built in one place (tria
 point.run_trial or counting.run_counting_trial.
 """
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -11,14 +12,31 @@ from .network import Loopback
 from .scenarios import REQUEST_TIMEOUT, PointSpec
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A server file's server is started by serverbench.launch_server, of this checkout (env execs: the
+# pid stays the launcher's).
+LAUNCHER = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-P", "-m", "serverbench.launch_server"]
+
+
 @dataclass(frozen=True)
 class Binaries:
-    """Where a side's executables are: server-<model> in bin_dir, and the loadgen that measures."""
+    """Where a side's executables are: server-<model> in bin_dir, and the loadgen that measures;
+    and the run's server files (server_file.ServerFile), each run like a model by launch_server.py."""
     bin_dir: str
     loadgen: str
+    server_files: tuple = ()
 
     def server(self, model):
         return os.path.join(self.bin_dir, f"server-{model}")
+
+    def server_file(self, model):
+        """The model's server_file.ServerFile, or None for one of the suite's binaries."""
+        return next((f for f in self.server_files if f.name == model), None)
+
+    def server_argv(self, model):
+        """The command that starts the model, before its flags."""
+        server_file = self.server_file(model)
+        return [*LAUNCHER, server_file.path] if server_file else [self.server(model)]
 
 
 @dataclass(frozen=True)
