@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, capacity_run, comparison, network, resolution, server_file, units
+from . import ab, capacity_run, comparison, network, pairs, resolution, server_file, units
 from . import scenarios as sc
 from .hosts_file import HostsFileError, parse_hosts_file
 from .log import log
@@ -231,10 +231,13 @@ def install_references(paths):
         described = load_server_file(path, installed=False)
         if described.binary() is None and described.package:
             missing[described.package] = path
-    if missing and os.geteuid() == 0 and not os.environ.get("SERVERBENCH_NO_INSTALL"):
+    if missing and os.geteuid() == 0:
         log(f"== installing the production servers' packages: {' '.join(missing)}")
-        if subprocess.call([os.path.join(ROOT, "tools", "ensure_deps.sh"), *missing], stdout=sys.stderr) != 0:
-            raise UsageError(f"installing {' '.join(missing)} failed")
+        done = subprocess.run([os.path.join(ROOT, "tools", "ensure_deps.sh"), *missing], capture_output=True, text=True)
+        if done.returncode != 0:
+            said = ((done.stderr + done.stdout).strip().splitlines() or ["?"])[-1]
+            package = next(iter(missing))
+            raise UsageError(f"{missing[package]}: package: installing {' '.join(missing)} failed: {said}")
     return tuple(load_server_file(path) for path in paths.values())
 
 
@@ -331,6 +334,8 @@ def main(argv=None):
         run_dir.write_manifest(settings, state)
         matrix = Matrix(sup, run_dir, settings, sides, net, resumed=bool(args.resume))
         failed = matrix.run()
+        if "A" not in sides:
+            print_text(pairs.write_pairs(run_dir, settings.models, sides[None].server_files, settings.seed))
         gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate, net) if "A" in sides else True
         failed += capacity_run.run_selected(sup, run_dir, settings, sides, net)  # the capacity scenarios' sweeps
         if not args.no_microbench:
@@ -377,6 +382,11 @@ def compare_sides(sup, run_dir, settings, sides, gate, net):
     if not confirmed:
         log("== gate: the rerun did not confirm them: no change detected")
     return not confirmed
+
+
+def print_text(text):
+    if text:
+        sys.stderr.write(text)
 
 
 def print_file(path):

@@ -93,8 +93,10 @@ def in_child():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS | {signal.SIGCHLD})
 
 
-def ready(server, values, output, unix):
+def ready(server, values, output, unix, pid):
     """True once the server is ready, by the file's rule."""
+    if server.ready_workers and tree_threads(pid) < int(values["workers"]) + 1:
+        return False
     if server.ready == "log":
         with open(output, errors="replace") as f:
             return re.search(server.ready_log, f.read(), re.MULTILINE) is not None
@@ -104,6 +106,26 @@ def ready(server, values, output, unix):
         return s.connect_ex(where) == 0
 
 
+def tree_threads(pid):
+    """The threads of pid and of every process below it."""
+    parents, threads = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+                threads[int(entry)] = int(fields[17])
+            except (OSError, IndexError, ValueError):
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += threads.get(p, 0)
+        todo += parents.get(p, [])
+    return total
+
+
 def wait_ready(server, proc, values, output, unix):
     """None once ready, else why not."""
     deadline = time.monotonic() + READY_S
@@ -111,7 +133,7 @@ def wait_ready(server, proc, values, output, unix):
         if proc.poll() is not None:
             return f"exited with code {proc.returncode} before it was ready"
         try:
-            if ready(server, values, output, unix):
+            if ready(server, values, output, unix, proc.pid):
                 return None
         except OSError:
             pass

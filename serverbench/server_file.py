@@ -43,7 +43,7 @@ OWN_ONLY = {
 }
 NETS = ("loopback", "unix", "veth", "wan")
 FIELDS = {"name", "package", "about", "counterpart", "sendfile", "command", "config", "config_name", "ready",
-          "ready_log", "stop_signal", "scenarios", "listen_tcp", "listen_unix"}
+          "ready_log", "ready_workers", "stop_signal", "scenarios", "listen_tcp", "listen_unix"}
 PLACEHOLDER_RE = re.compile(r"\{\{([^{}]*)\}\}")  # {{name}}: nginx's and h2o's own braces stay as they are
 
 
@@ -64,6 +64,7 @@ class ServerFile:
     config_name: str = "server.conf"
     ready: str = "port"              # "port": the port accepts; "log": ready_log appears in its output
     ready_log: str = None            # a regular expression
+    ready_workers: bool = False      # also wait until its tree has {{workers}} + 1 threads (a master's pool)
     stop_signal: str = "TERM"
     scenarios: tuple = HTTP_SCENARIOS
     listen_tcp: str = "{{address}}:{{port}}"
@@ -124,8 +125,9 @@ def parse(path, doc, installed=True):
                   "listen_unix", "stop_signal", "ready"):
         if field in doc and not isinstance(doc[field], str):
             raise bad(field, "expected a string")
-    if "sendfile" in doc and not isinstance(doc["sendfile"], bool):
-        raise bad("sendfile", "expected true or false")
+    for field in ("sendfile", "ready_workers"):
+        if field in doc and not isinstance(doc[field], bool):
+            raise bad(field, "expected true or false")
     for field in ("command", "config", "listen_tcp", "listen_unix"):
         for text in (doc[field] if field == "command" else [doc.get(field) or ""]):
             for placeholder in PLACEHOLDER_RE.findall(text):

@@ -15,7 +15,8 @@ usage: tools/loadgen_vs_wrk.sh [--rounds 3] [--duration 5] [--connections 50[,N.
                                [--build-dir build] [--server-cpu 0] [--client-cpu 1]
                                [--port PORT] [--keep DIR]
 
-Starts nginx (worker_processes 1, pinned to --server-cpu, 13-byte "Hello, World!" body), then
+Starts the nginx of servers/references/nginx.toml (one worker, 13-byte "Hello, World!" body)
+pinned to --server-cpu, through serverbench.launch_server as a run starts it, then
 per connection count and round runs wrk -t1 --latency and loadgen --threads 1, both pinned to
 --client-cpu, against it. --connections takes a list, e.g. 1,10,50: at low counts neither tool
 queues requests inside itself, so their latencies are directly comparable.
@@ -59,14 +60,48 @@ check_tools() {
     [[ -x $loadgen ]] || { echo "loadgen_vs_wrk.sh: $loadgen not built" >&2; exit 2; }
 }
 
-# shellcheck source=tools/nginx_one_worker.sh
-source "$(dirname "${BASH_SOURCE[0]}")/nginx_one_worker.sh"
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
-cleanup() { stop_nginx; rm -rf "$work"; }
+launcher_pid="" nginx_pid=""
+cleanup() {
+    if [[ -n $launcher_pid ]]; then kill "$launcher_pid" 2>/dev/null || true; wait "$launcher_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
-# CPU seconds (user+sys) nginx has used so far; 0 when the server is not ours (--port).
-server_cpu_s() { if [[ -n $nginx_pid ]]; then process_cpu_s "$nginx_pid"; else echo 0; fi; }
+# The bundled nginx server file, started as a run starts it; sets launcher_pid, nginx_pid, port.
+start_nginx() {
+    taskset -c "$server_cpu" env PYTHONPATH="$root" /usr/bin/python3 -P -m serverbench.launch_server \
+        "$root/servers/references/nginx.toml" --port 0 >"$work/ready" 2>"$work/nginx.log" &
+    launcher_pid=$!
+    for _ in $(seq 200); do
+        grep -q '^port=' "$work/ready" && break
+        kill -0 "$launcher_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    port=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$work/ready")
+    nginx_pid=$(sed -n 's/.* pid=\([0-9]*\).*/\1/p' "$work/ready")
+    [[ -n $port ]] || { echo "loadgen_vs_wrk.sh: nginx did not start: $(tail -n 1 "$work/nginx.log")" >&2; exit 1; }
+}
+
+# Waits (at most 5 s) until something accepts on 127.0.0.1:$1.
+wait_for_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "loadgen_vs_wrk.sh: nothing listening on port $1 after 5 s" >&2
+    return 1
+}
+
+# CPU seconds (user+sys) nginx's master and worker have used so far; 0 when the server is not
+# ours (--port).
+server_cpu_s() {
+    [[ -n $nginx_pid ]] || { echo 0; return; }
+    local p
+    for p in "$nginx_pid" $(pgrep -P "$nginx_pid"); do sed 's/^.*) //' "/proc/$p/stat"; done 2>/dev/null |
+        awk -v hz="$(getconf CLK_TCK)" '{s += $12 + $13} END {printf "%.3f", s / hz}'
+}
 
 # measure TOOL CONNS TAG: runs run_TOOL; prints its figures and the server's CPU µs per request.
 measure() {
@@ -147,7 +182,7 @@ PY
 main() {
     parse_args "$@"
     check_tools
-    if [[ -z $port ]]; then start_nginx "$server_cpu" "$work"; port=$nginx_port; else wait_for_port "$port"; fi
+    if [[ -z $port ]]; then start_nginx; else wait_for_port "$port"; fi
     echo "server: ${nginx_pid:+nginx pid $nginx_pid on CPU $server_cpu, }port $port; clients on CPU $client_cpu," \
          "connections $connections, ${duration}s, $rounds rounds" >&2
     printf "$row_format" conns round tool "req/s" "cpu_us/req" "p50_us" "mean_us" "little_us" "srv_us/req"
