@@ -118,8 +118,8 @@ class Charts:
             ax.bar(x, v, width, color=st["color"], alpha=0.55, hatch=HATCH, edgecolor="#333333", linewidth=0.5)
         else:
             ax.bar(x, v, width, color=st["color"])
-        ax.plot(x, v, marker=st["marker"], color=st["color"], markersize=5, markeredgecolor="#222222",
-                markeredgewidth=0.4, markerfacecolor="white" if kind == marks.BAD else st["color"], linestyle="")
+        ax.plot(x, v, marker=st["marker"], color=st["color"], markersize=5, **marks.marker_edge(st, 0.4),
+                markerfacecolor="white" if kind == marks.BAD else st["color"], linestyle="")
         shown = [v]
         samples = metric(p) if callable(metric) else p.samples.get(metric) if metric else None
         span = marks.interval(samples)
@@ -215,7 +215,7 @@ class Charts:
         ax.plot([x(p) for p in points], [y(p) for p in points], color=st["color"], linestyle=":", linewidth=0.8,
                 alpha=0.6)
         ax.plot([x(p) for p in clean], [y(p) for p in clean], color=st["color"], marker=st["marker"],
-                linestyle=st["linestyle"], markersize=8, markeredgecolor="#222222", markeredgewidth=0.5)
+                linestyle=st["linestyle"], markersize=8, **marks.marker_edge(st))
         for p in points:
             span = marks.interval(p.samples.get(metric)) if metric else None
             if span and y(p) == y(p):

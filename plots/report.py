@@ -19,7 +19,7 @@ from importlib import resources
 from serverbench.scenarios import SCENARIO_TITLES
 
 from .report_findings import (claims_section, comparison_section, counts_section, microbench_section,
-                              over_time_section)
+                              over_time_section, pairs_section)
 from .report_html import E, section
 from .report_run import run_section
 from .report_scenarios import headline_section, reading_section, scenario_section
@@ -42,6 +42,7 @@ def sections(run, out_dir):
         out.append((f"scenario-{s}", f"Scenario {s}: {SCENARIO_TITLES.get(s, s)}", scenario_section(run, s, out_dir)))
     out += [("over-time", "Capacity and latency over time", over_time_section(run, out_dir)),
             ("comparison", "A/B comparison", comparison_section(run)),
+            ("pairs", "The models beside their production forms", pairs_section(run)),
             ("claims", "Claim verdicts", claims_section(run)),
             ("microbench", "Microbenchmarks", microbench_section(run, out_dir)),
             ("counts", "Counted work", counts_section(run, out_dir))]

@@ -1,6 +1,7 @@
 """The report's sections beyond the matrix, each from its own file or computation and each saying
 "not measured in this run" when the run lacks it: capacity curves and latency over time, the
-A/B comparison, the claim verdicts, the microbenchmarks and the counted work."""
+A/B comparison, the models beside their production forms, the claim verdicts, the
+microbenchmarks and the counted work."""
 import glob
 import os
 
@@ -104,6 +105,27 @@ def comparison_section(run):
     return text + (fig or "") + table(["model", "scenario", "point", "metric", "A median", "B median", "B/A",
                                        "95% CI", "family CI", "p", "p (Holm)", "verdict", "detectable",
                                        "server-bound A · B", "n A/B"], rows) + _ab_visibility(doc["rows"])
+
+
+def pairs_section(run):
+    """Each model beside its production forms (serverbench/pairs.py's pairs.json)."""
+    doc = read_json(os.path.join(run.path, "pairs.json"))
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        return (f"<p>Production counterparts: {NOT_MEASURED} (the run has no model together with a server "
+                "file that names it as its counterpart, such as epoll and nginx: docs/references.md).</p>")
+    rows = []
+    for r in doc["rows"]:
+        band = f"{fmt(r['ci_low'])}–{fmt(r['ci_high'])}" if r.get("ci_low") is not None else "—"
+        verdict = r["verdict"] + (f" ({r['why']})" if r.get("why") else "")
+        rows.append([model_td(r["model"]), model_td(r["reference"]), td(r["scenario"]), td(r["point"]),
+                     td(r["title"]), td(fmt(r.get("ratio")), r.get("ratio")), td(band, r.get("ci_low")),
+                     td(verdict), td(f"{r['n_model']}/{r['n_reference']}")])
+    return (f'<p>Ratio production server / model of the medians of their trials, which alternate through the '
+            f'run (its repeats), with the 95% bootstrap interval; at least {doc.get("min_trials")} trials a side, '
+            f'else "cannot tell". What each production server does per request that the models do not: '
+            f'docs/references.md.</p>'
+            + table(["model", "production server", "scenario", "point", "metric", "ratio", "95% CI", "verdict",
+                     "n model/production"], rows))
 
 
 def claims_section(run):

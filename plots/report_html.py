@@ -81,12 +81,15 @@ def legend_svg(model):
     return (f'<svg class="legend" width="28" height="14" viewBox="0 0 28 14" aria-hidden="true">'
             f'<line x1="0" y1="7" x2="28" y2="7" stroke="{st["color"]}" stroke-width="1.6"'
             + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
-            f'<path d="{" ".join(d)}" fill="{st["color"]}" stroke="#222" stroke-width="0.4"/></svg>')
+            + (f'<path d="{" ".join(d)}" fill="{st["color"]}" stroke="#222" stroke-width="0.4"/></svg>'
+               if style.is_filled() else
+               f'<path d="{" ".join(d)}" fill="none" stroke="{st["color"]}" stroke-width="1.4"/></svg>'))
 
 
 MARKER_NAMES = {"o": "circle", "s": "square", "^": "triangle up", "v": "triangle down", "D": "diamond",
                 "P": "plus", "X": "cross", "*": "star", "h": "hexagon", "<": "triangle left",
-                ">": "triangle right", "p": "pentagon"}
+                ">": "triangle right", "p": "pentagon", "1": "tri down", "2": "tri up", "3": "tri left",
+                "4": "tri right", "+": "thin plus", "x": "thin cross", "d": "thin diamond"}
 
 
 def marker_name(marker):

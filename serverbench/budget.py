@@ -14,6 +14,7 @@ import os
 import sys
 
 from . import scenarios as sc
+from . import server_file
 from .jsonfile import read_json
 from .matrix import plan_entries
 from .rundir import RunDir
@@ -50,18 +51,27 @@ def sweep_seconds(plan):
     return probe + plan.max_steps * step + (plan.max_steps + 1) * TRIAL_START_STOP_S
 
 
+def refusal_of(profile):
+    """refusal(model, spec) of a run of the models and the bundled server files (read without
+    checking that their programs are installed)."""
+    bundled = {name: server_file.load(path, installed=False) for name, path in server_file.bundled().items()}
+    return lambda model, spec: sc.not_applicable(model, spec, profile, bundled.get(model))
+
+
 def planned(profile, models=tuple(sc.MODEL_ORDER), scenarios=None):
-    """{scenario: seconds} of a run of these models (default: all twelve) and scenarios (default:
-    the profile's), its capacity sweeps at their bound."""
+    """{scenario: seconds} of a run of these models (default: all twelve; bundled server files
+    too) and scenarios (default: the profile's), its capacity sweeps at their bound."""
     scenarios = scenarios or sc.default_scenarios(profile, "loopback")
     matrix = [s for s in scenarios if s not in sc.CAPACITY_SCENARIOS]
     out = collections.Counter()
-    for entry in plan_entries(models, matrix, profile, profile.repeat):
-        if sc.applicable(entry.model, entry.spec, profile):
+    refusal = refusal_of(profile)
+    for entry in plan_entries(models, matrix, profile, profile.repeat, refusal=refusal):
+        if refusal(entry.model, entry.spec) is None:
             out[entry.spec.scenario] += trial_seconds(entry, profile)
     plan = profile.capacity
     for scenario in (s for s in scenarios if s in sc.CAPACITY_SCENARIOS and plan and s in plan.scenarios):
-        swept = [m for m in models if m != "blocking" and (not plan.models or m in plan.models)]
+        spec = sc.capacity_spec(scenario, "sweep", 50)
+        swept = [m for m in models if refusal(m, spec) is None and (not plan.models or m in plan.models)]
         out[scenario] += len(swept) * sweep_seconds(plan)
     return dict(out)
 
@@ -105,6 +115,12 @@ def main(argv=None):
         budget = QUICK_BUDGETS_S.get(scenario, "–")
         print(f"| `{scenario}` | {plan[scenario]:.0f} | {took.get(scenario, 0):.0f} | {budget} |")
     print(f"| total | {sum(plan.values()):.0f} | {sum(took.values()):.0f} | {sum(QUICK_BUDGETS_S.values())} |")
+    references = [m for m in manifest["models"] if m not in sc.MODEL_ORDER]
+    if references:
+        print(f"\nOf these, the production servers ({', '.join(references)}): planned "
+              f"{sum(planned(profile, tuple(references), tuple(manifest['scenarios'])).values()):.0f} s, measured "
+              f"{sum(p.get('wall_s') or 0 for p in RunDir(args.run_dir).points() if p['model'] in references):.0f} s "
+              f"(allowance {ALLOWANCES_S['production servers']} s).")
     windows = {False: seconds_of(manifest["warmup"]) + seconds_of(manifest["duration"]),
                True: seconds_of(profile.count_warmup) + seconds_of(profile.count_duration)}
     timed, counting, held = overheads(args.run_dir, windows)

@@ -5,8 +5,9 @@
 It takes a model's flags (docs/contract.md), fills the file's placeholders, writes its config
 into a private folder, starts the server in the foreground, waits until it is ready (its port
 accepts, or its output shows the file's log line), prints the models' readiness line
-`port=N pid=P model=NAME` with the server's own pid (the sampler and perf follow its process
-tree from there), and forwards SIGTERM or SIGINT as the file's stop signal. It exits with 0 when
+`port=N pid=P model=NAME stop_pid=L` with the server's own pid (the sampler and perf follow its
+process tree from there) and its own (the driver stops the server through it), and forwards
+SIGTERM or SIGINT as the file's stop signal. It exits with 0 when
 the server stopped on that signal, and copies the server's output to stderr (the point's server
 log). A flag a server file cannot honour is refused as the models refuse one: `unsupported` on
 stderr and exit code 2.
@@ -162,7 +163,7 @@ def serve(server, args):
             print(f"serverbench.launch_server: {server.name} {problem} ({server.path})", file=sys.stderr)
             return 1
         unix = f" unix={args.unix}" if args.unix else ""
-        print(f"port={values['port']} pid={proc.pid} model={server.name}{unix}", flush=True)
+        print(f"port={values['port']} pid={proc.pid} model={server.name}{unix} stop_pid={os.getpid()}", flush=True)
         os.close(sys.stdout.fileno())
         return wait_and_stop(server, proc, output)
     finally:

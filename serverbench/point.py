@@ -26,7 +26,8 @@ READY_TIMEOUT_S = 10
 # timeout for the server to accept them all, and only then says it is ready.
 HOLD_CONNECT_S = 8
 STOP_GRACE_S = 2.0
-SERVER_READY = re.compile(r"port=(\d+)(?:.*?\bpid=(\d+))?")
+# A server file's launcher adds stop_pid=, its own pid: the one to signal (serverbench/launch_server.py).
+SERVER_READY = re.compile(r"port=(\d+)(?:.*?\bpid=(\d+))?(?:.*?\bstop_pid=(\d+))?")
 HOLDER_READY = re.compile(r"^ready ")
 IDLE_HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "idle_holder.py")
 
@@ -90,7 +91,8 @@ def start_server(sup, trial, outcome):
         return remote.started(proc, server_pid), int(match.group(1))
     # Nothing more is read from a local server's stdout: the readiness line was all of it.
     proc.stdout.close()
-    return LocalServer(sup, trial, proc, server_pid), int(match.group(1))
+    stop_pid = int(match.group(3)) if match.group(3) else server_pid
+    return LocalServer(sup, trial, proc, server_pid, stop_pid), int(match.group(1))
 
 
 def start_holder(sup, trial, port, server, outcome):

@@ -40,8 +40,10 @@ class LocalServer(ServerHandle):
     address = None  # clients on other hosts reach it at their hosts-file address
     host = "local"
 
-    def __init__(self, sup, trial, proc, pid):
-        self.sup, self.trial, self.proc, self.pid = sup, trial, proc, pid
+    def __init__(self, sup, trial, proc, pid, stop_pid=None):
+        """pid: the server's, sampled; stop_pid: the process a stop signals (a server file's
+        launcher, which stops its server by the file's rule), pid by default."""
+        self.sup, self.trial, self.proc, self.pid, self.stop_pid = sup, trial, proc, pid, stop_pid or pid
         self.loadgen, self.sampler_log = trial.binaries.loadgen, trial.log_base + ".sampler.log"
 
     def alive(self):
@@ -55,7 +57,7 @@ class LocalServer(ServerHandle):
 
     def stop(self, sup, grace_s):
         self.close_sampler()
-        return sup.stop(self.proc, grace_s, signal_pid=self.pid)
+        return sup.stop(self.proc, grace_s, signal_pid=self.stop_pid)
 
     def record(self):
         return {"host": "local", "cpus": self.trial.cpus.server, "pid": self.pid}

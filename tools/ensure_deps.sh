@@ -10,8 +10,10 @@ set -euo pipefail
 SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev
                       liburing-dev python3 python3-matplotlib python3-numpy python3-scipy util-linux)
 
-# A package's service (openssh-server's sshd) must not start listening on this machine: the tests
-# run their own daemons inside namespaces. policy-rc.d is Debian's switch for that during install.
+# A package's service (openssh-server's sshd, the web servers of the bundled server files) must not
+# start listening on this machine: the tests and runs start their own. policy-rc.d is Debian's
+# switch for that during install; the services are then disabled, so that a boot does not start them.
+declare -A SERVICE_OF=([openssh-server]=ssh [nginx-light]=nginx [lighttpd]=lighttpd [h2o]=h2o)
 install_without_starting_services() {
     local policy=/usr/sbin/policy-rc.d own_policy=0
     if [[ ! -e $policy ]]; then
@@ -19,7 +21,12 @@ install_without_starting_services() {
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || { (( own_policy )) && rm -f "$policy"; return 1; }
     (( own_policy )) && rm -f "$policy"
-    if command -v systemctl >/dev/null; then systemctl disable ssh >/dev/null 2>&1 || true; fi
+    local pkg
+    if command -v systemctl >/dev/null; then
+        for pkg in "$@"; do
+            if [[ -n ${SERVICE_OF[$pkg]:-} ]]; then systemctl disable "${SERVICE_OF[$pkg]}" >/dev/null 2>&1 || true; fi
+        done
+    fi
 }
 
 ensure_deps() {

@@ -36,6 +36,12 @@ class QuickBudget(unittest.TestCase):
         over = {s: round(seconds, 1) for s, seconds in plan.items() if seconds > budget.QUICK_BUDGETS_S[s]}
         self.assertEqual(over, {}, "planned seconds over the scenario's budget")
 
+    def test_the_quick_profile_s_production_servers_fit_their_allowance(self):
+        self.assertEqual(QUICK.references, ("nginx",))
+        plan = budget.planned(QUICK, models=QUICK.references)
+        self.assertGreater(sum(plan.values()), 0)
+        self.assertLessEqual(sum(plan.values()), budget.ALLOWANCES_S["production servers"], plan)
+
     def test_the_budgets_and_the_allowances_fit_four_minutes(self):
         total = sum(budget.QUICK_BUDGETS_S.values()) + sum(budget.ALLOWANCES_S.values()) + budget.RUN_FIXED_S
         self.assertLessEqual(total, budget.QUICK_LIMIT_S)
