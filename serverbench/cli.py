@@ -225,7 +225,7 @@ def load_server_file(path, installed=True):
 
 def install_references(paths):
     """Installs the Debian packages of the server files whose program is missing (as root, without
-    starting their services), or names the command to run; then checks every file."""
+    starting their services); then checks every file, whose error names a package still missing."""
     missing = {}
     for path in paths.values():
         described = load_server_file(path, installed=False)
@@ -238,7 +238,11 @@ def install_references(paths):
             said = ((done.stderr + done.stdout).strip().splitlines() or ["?"])[-1]
             package = next(iter(missing))
             raise UsageError(f"{missing[package]}: package: installing {' '.join(missing)} failed: {said}")
-    return tuple(load_server_file(path) for path in paths.values())
+    try:
+        return tuple(server_file.load(path) for path in paths.values())
+    except server_file.ServerFileError as e:
+        bundled = any(os.path.dirname(path) == server_file.BUNDLED_DIR for path in paths.values())
+        raise UsageError(f"{e}; install it{', or run with --no-references' if bundled else ''}")
 
 
 def git_rev():
@@ -294,8 +298,6 @@ def prepare(argv):
     bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
     resumed = Settings.from_json(RunDir(args.resume).read_manifest()) if args.resume else None
     paths = resumed.server_files if resumed else server_file_paths(args, split_list(args.models))
-    if paths and (args.hosts or (resumed and resumed.hosts)):
-        raise UsageError("server files run on this machine only: drop --hosts, or name only the suite's models")
     files = install_references(paths)
     models = discover_models(bin_dir, split_list(args.models), [f.name for f in files])
     loadgen = os.path.join(bin_dir, "loadgen")

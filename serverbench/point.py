@@ -60,7 +60,7 @@ def server_command(sup, trial):
     flags = ["--port", "0", *trial.spec.server_flags]
     if is_remote(trial.server_host):
         remote = remote_server(sup, trial)  # its binary is there, trial.cpus.server its CPUs
-        return remote.argv(["taskset", "-c", trial.cpus.server, remote.binary, *flags]), remote
+        return remote.argv(["taskset", "-c", trial.cpus.server, *remote.program, *flags]), remote
     argv = trial.net.server_argv(["taskset", "-c", trial.cpus.server, *trial.binaries.server_argv(trial.model), *flags],
                                  trial.name)
     return (trial.counted.wrap("server", argv) if trial.counted else argv), None

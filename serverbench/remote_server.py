@@ -2,11 +2,15 @@
 checked, started pinned through the host's ssh session under a wrapper that ends it when the
 session ends, and measured there.
 """
+import atexit
 import dataclasses
 import os
 import re
 import shlex
+import shutil
+import tempfile
 import time
+import zipapp
 
 from .server_handle import ServerHandle
 from .ssh_session import on_behalf_of, read_until_eof, session_for, sh_command
@@ -54,10 +58,20 @@ class RemoteServer(ServerHandle):
         self.address = self.entry.address or session.ssh_connection.split()[2]
         self.proc = self.pid = None
         name = f"server {self.entry.host}"
-        local_server = trial.binaries.server(trial.model)
-        preset = self.entry.bin and f"{self.entry.bin}/{os.path.basename(local_server)}"
-        self.binary, self.digest = on_behalf_of(name, session.binary_path, local_server,
-                                                os.path.basename(local_server), preset)
+        server_file = trial.binaries.server_file(trial.model)
+        if server_file:
+            # A server file's server: the launcher (one zip of the driver's modules it needs, run
+            # by the host's python3) and the file, copied there; its program is the host's own.
+            launcher, _ = on_behalf_of(name, session.binary_path, launcher_zipapp(), "launch_server.pyz")
+            self.binary, self.digest = on_behalf_of(name, session.binary_path, server_file.path,
+                                                    f"{trial.model}.toml")
+            self.program = ["python3", launcher, self.binary]
+        else:
+            local_server = trial.binaries.server(trial.model)
+            preset = self.entry.bin and f"{self.entry.bin}/{os.path.basename(local_server)}"
+            self.binary, self.digest = on_behalf_of(name, session.binary_path, local_server,
+                                                    os.path.basename(local_server), preset)
+            self.program = [self.binary]
         self.loadgen, _ = on_behalf_of(name, session.binary_path, trial.binaries.loadgen, "loadgen",
                                        self.entry.loadgen)
         self.cpus = self.entry.cpus or CpuLayout.for_point(max(session.cpus, 1), trial.spec.all_cpus).server
@@ -109,6 +123,27 @@ class RemoteServer(ServerHandle):
         return {"host": self.entry.host, "address": self.address, "cpus": self.cpus, "binary": self.binary,
                 "binary_sha256": self.digest, "copied": self.digest is not None,
                 "ssh_connection": self.session.ssh_connection, "pid": self.pid, "sampler": self.loadgen}
+
+
+_launcher = {}
+
+
+def launcher_zipapp():
+    """serverbench.launch_server and the modules it imports as one file that any python3 (3.11 or
+    later: tomllib) runs: made once per driver, in a folder removed at exit."""
+    if "path" not in _launcher:
+        work = tempfile.mkdtemp(prefix="serverbench-launcher-")
+        atexit.register(shutil.rmtree, work, True)
+        package = os.path.join(work, "src", "serverbench")
+        os.makedirs(package)
+        here = os.path.dirname(os.path.abspath(__file__))
+        for module in ("__init__.py", "launch_server.py", "server_file.py", "scenarios.py"):
+            shutil.copy(os.path.join(here, module), package)
+        with open(os.path.join(work, "src", "__main__.py"), "w") as f:
+            f.write("import sys\nfrom serverbench.launch_server import main\nsys.exit(main())\n")
+        _launcher["path"] = os.path.join(work, "launch_server.pyz")
+        zipapp.create_archive(os.path.join(work, "src"), _launcher["path"])
+    return _launcher["path"]
 
 
 def remote_server(sup, trial):

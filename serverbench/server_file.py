@@ -58,7 +58,7 @@ class ServerFile:
     command: tuple
     package: str = None
     about: str = ""
-    counterpart: str = None          # the suite's model it is the production form of
+    counterpart: str = None          # the model it is paired with (serverbench/pairs.py)
     sendfile: bool = False
     config: str = None               # template of the config file, written to {config}
     config_name: str = "server.conf"

@@ -165,11 +165,11 @@ def commands(pids):
     return found
 
 
-def points(run_dir):
-    """The epoll points of a run, by (point, kind): kind None for a timed point, "count" for a
+def points(run_dir, model="epoll"):
+    """The points of a run's model, by (point, kind): kind None for a timed point, "count" for a
     counting trial."""
     with open(run_dir / "points.jsonl") as f:
-        return {(p["point"], p.get("kind")): p for p in map(json.loads, f) if p["model"] == "epoll"}
+        return {(p["point"], p.get("kind")): p for p in map(json.loads, f) if p["model"] == model}
 
 
 def point_json(run_dir, record):

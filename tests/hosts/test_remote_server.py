@@ -121,6 +121,30 @@ class RemoteServer(HostsChecks, unittest.TestCase):
         for edge in ("enable", "disable"):
             self.assertLess(counts["switch_ms"][edge][1], 0.15 * 1000 * point["config"]["duration_s"], counts)
 
+    def test_a_production_server_on_its_own_host(self):
+        """The bundled nginx on hs, as a model there: the launcher and the server file copied by
+        hash, the host's own nginx started, measured and counted there (hs shares the machine's
+        installed programs), and nothing of it left."""
+        with Lab(BUILD, server_host=True) as lab:
+            argv = [{"epoll": "nginx", "http-keepalive": "http-close"}.get(a, a)
+                    for a in lab.run_all_argv(lab.tmp / "run")]
+            run = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=ROOT)
+            self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+            got = points(lab.tmp / "run", "nginx")
+            results = {kind: point_json(lab.tmp / "run", record) for (_, kind), record in got.items()}
+            left = lab.lab_processes(rb"nginx")
+            self.assert_run_left_nothing(lab)
+        self.assertEqual({r["status"] for r in got.values()}, {"ok"}, got)
+        self.assertEqual(left, [])
+        for point in results.values():
+            server = point["hosts"]["server"]
+            self.assertEqual((server["host"], server["copied"]), (hostslab.SERVER_HOST, True), server)
+            self.assertRegex(server["binary"], r"/nginx\.toml-[0-9a-f]{16}$")
+            self.assertEqual(point["model"], "nginx")
+        counts = results["count"]["counts"]
+        self.assertEqual((counts["method"], counts.get("not_counted")), ("cgroup", None), counts)
+        self.assertGreater(counts["server"]["syscalls_per_request"], 2, counts)
+
     def test_a_capacity_sweep_from_two_clients_to_the_server_host(self):
         """Every step's rate is split over h1 and h2 (exactly), the server ran on hs, and the sweep
         finds a saturation."""

@@ -105,6 +105,22 @@ class BundledFiles(unittest.TestCase):
             self.assertEqual(snap["processes"], 65, snap)   # the master and its 64 workers
 
 
+class MasterWithWorkersCounted(unittest.TestCase):
+    def test_a_counting_trial_counts_apache_prefork_s_65_processes(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = os.path.join(tmp, "run")
+            proc = run_all("--profile", "smoke", "--models", "apache-prefork", "--scenarios", "http-close",
+                           "--out", run_dir)
+            self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+            counted = [p for p in points(run_dir) if p.get("kind") == "count"]
+            self.assertEqual([p["status"] for p in counted], ["ok"], counted)
+            doc = result(run_dir, counted[0])
+            self.assertEqual(doc["server"]["peak_processes"], 65)
+            # The workers answer, the master only waits: counted whole, a request costs Apache
+            # several system calls (accept, read, stat, open, write, close...).
+            self.assertGreater(doc["counts"]["server"]["syscalls_per_request"], 4, doc["counts"])
+
+
 def descendants(pid):
     """pid and every process below it."""
     children = {}
