@@ -106,59 +106,80 @@ def load(path, installed=True):
     return parse(os.path.abspath(path), doc, installed)
 
 
+STRING_FIELDS = ("package", "about", "counterpart", "config", "config_name", "ready", "ready_log", "stop_signal",
+                 "listen_tcp", "listen_unix")
+BOOL_FIELDS = ("sendfile", "ready_workers")
+
+
 def parse(path, doc, installed=True):
+    """The ServerFile of a parsed TOML document; ServerFileError names the first field that is wrong."""
     def bad(field, problem):
         return ServerFileError(f"{path}: {field}: {problem}")
 
+    for check in (check_fields, check_placeholders, check_ready, check_scenarios):
+        problem = check(doc)
+        if problem:
+            raise bad(*problem)
+    kept = {k: doc[k] for k in FIELDS - {"command", "scenarios"} if k in doc}
+    server = ServerFile(path=path, command=tuple(doc["command"]),
+                        scenarios=tuple(doc.get("scenarios", HTTP_SCENARIOS)), **kept)
+    if installed and server.binary() is None:
+        hint = f" (its package: {server.package})" if server.package else ""
+        raise bad("command", f"'{server.command[0]}' is not installed{hint}")
+    return server
+
+
+def check_fields(doc):
+    """(field, problem) of the first field missing, unknown or of the wrong type, else None."""
     unknown = sorted(set(doc) - FIELDS)
     if unknown:
-        raise bad(unknown[0], f"unknown field (known: {', '.join(sorted(FIELDS))})")
-    for field in ("name", "command"):
-        if field not in doc:
-            raise bad(field, "missing")
+        return unknown[0], f"unknown field (known: {', '.join(sorted(FIELDS))})"
+    missing = [field for field in ("name", "command") if field not in doc]
+    if missing:
+        return missing[0], "missing"
     name, command = doc["name"], doc["command"]
     if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
-        raise bad("name", f"'{name}' is not a model name (lower-case letters, digits, '.', '_', '-')")
+        return "name", f"'{name}' is not a model name (lower-case letters, digits, '.', '_', '-')"
     if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
-        raise bad("command", "expected a list of strings, the program first")
-    for field in ("package", "about", "counterpart", "config", "config_name", "ready_log", "listen_tcp",
-                  "listen_unix", "stop_signal", "ready"):
-        if field in doc and not isinstance(doc[field], str):
-            raise bad(field, "expected a string")
-    for field in ("sendfile", "ready_workers"):
-        if field in doc and not isinstance(doc[field], bool):
-            raise bad(field, "expected true or false")
+        return "command", "expected a list of strings, the program first"
+    wrong = [(f, "expected a string") for f in STRING_FIELDS if f in doc and not isinstance(doc[f], str)]
+    wrong += [(f, "expected true or false") for f in BOOL_FIELDS if f in doc and not isinstance(doc[f], bool)]
+    return wrong[0] if wrong else None
+
+
+def check_placeholders(doc):
     for field in ("command", "config", "listen_tcp", "listen_unix"):
         for text in (doc[field] if field == "command" else [doc.get(field) or ""]):
-            for placeholder in PLACEHOLDER_RE.findall(text):
-                if placeholder not in PLACEHOLDERS:
-                    raise bad(field, f"unknown placeholder {{{{{placeholder}}}}} (known: {', '.join(PLACEHOLDERS)})")
-    ready = doc.get("ready", "port")
+            unknown = [p for p in PLACEHOLDER_RE.findall(text) if p not in PLACEHOLDERS]
+            if unknown:
+                return field, f"unknown placeholder {{{{{unknown[0]}}}}} (known: {', '.join(PLACEHOLDERS)})"
+    return None
+
+
+def check_ready(doc):
+    ready, stop = doc.get("ready", "port"), doc.get("stop_signal", "TERM")
     if ready not in ("port", "log"):
-        raise bad("ready", f"'{ready}': expected \"port\" or \"log\"")
-    if ready == "log":
-        try:
-            re.compile(doc.get("ready_log") or "")
-        except re.error as e:
-            raise bad("ready_log", f"not a regular expression: {e}")
-        if not doc.get("ready_log"):
-            raise bad("ready_log", "missing (ready = \"log\" waits for it)")
-    stop = doc.get("stop_signal", "TERM")
-    if not hasattr(signal, "SIG" + stop):
-        raise bad("stop_signal", f"'{stop}' is not a signal name (TERM, QUIT, INT, ...)")
-    scenarios = doc.get("scenarios", list(HTTP_SCENARIOS))
-    if not isinstance(scenarios, list):
-        raise bad("scenarios", "expected a list of scenario names")
+        return "ready", f"'{ready}': expected \"port\" or \"log\""
+    if ready == "log" and not doc.get("ready_log"):
+        return "ready_log", "missing (ready = \"log\" waits for it)"
+    try:
+        re.compile(doc.get("ready_log") or "")
+    except re.error as e:
+        return "ready_log", f"not a regular expression: {e}"
+    if "SIG" + stop not in signal.Signals.__members__:
+        return "stop_signal", f"'{stop}' is not a signal name (TERM, QUIT, INT, ...)"
+    return None
+
+
+def check_scenarios(doc):
+    scenarios = doc.get("scenarios", HTTP_SCENARIOS)
+    if not isinstance(scenarios, (list, tuple)):
+        return "scenarios", "expected a list of scenario names"
     for scenario in scenarios:
         if scenario not in HTTP_SCENARIOS:
             why = OWN_ONLY.get(scenario, "not a scenario" if scenario not in sc.SCENARIO_NAMES else "not HTTP")
-            raise bad("scenarios", f"'{scenario}' cannot be served by a server file ({why})")
-    kept = {k: doc[k] for k in FIELDS - {"command", "scenarios"} if k in doc}
-    server = ServerFile(path=path, command=tuple(command), scenarios=tuple(scenarios), **kept)
-    if installed and server.binary() is None:
-        hint = f" (its package: {server.package})" if server.package else ""
-        raise bad("command", f"'{command[0]}' is not installed{hint}")
-    return server
+            return "scenarios", f"'{scenario}' cannot be served by a server file ({why})"
+    return None
 
 
 def bundled():
