@@ -139,7 +139,8 @@ def wait_ready(server, proc, values, output, unix):
         except OSError:
             pass
         time.sleep(0.02)
-    return f"not ready within {READY_S:g} s ({'its port never accepted' if server.ready == 'port' else 'no line matching ' + repr(server.ready_log)})"
+    awaited = "its port never accepted" if server.ready == "port" else f"no line matching {server.ready_log!r}"
+    return f"not ready within {READY_S:g} s ({awaited})"
 
 
 def serve(server, args):
@@ -181,8 +182,8 @@ def kill_leftovers(proc):
 
 
 def wait_and_stop(server, proc, output):
-    """Waits for SIGTERM or SIGINT (then stops the server) or for the server's exit (the driver
-    signals the pid of the readiness line itself); 0 when it stopped cleanly, else its code."""
+    """Waits for SIGTERM or SIGINT (then stops the server) or for the server's own exit; 0 when
+    it stopped cleanly, else its code."""
     stopped = False
     while proc.poll() is None:
         got = signal.sigtimedwait(STOP_SIGNALS | {signal.SIGCHLD}, 1.0)
