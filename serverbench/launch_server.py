@@ -26,7 +26,6 @@ import time
 
 from serverbench.server_file import BODY, DEFAULT_WORKERS, ServerFileError, load, render
 
-READY_S = 8.0        # below the driver's 10 s for a readiness line, so the log says why
 STOP_S = 5.0
 _PR_SET_PDEATHSIG = 1
 
@@ -129,7 +128,7 @@ def tree_threads(pid):
 
 def wait_ready(server, proc, values, output, unix):
     """None once ready, else why not."""
-    deadline = time.monotonic() + READY_S
+    deadline = time.monotonic() + server.ready_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return f"exited with code {proc.returncode} before it was ready"
@@ -140,7 +139,7 @@ def wait_ready(server, proc, values, output, unix):
             pass
         time.sleep(0.02)
     awaited = "its port never accepted" if server.ready == "port" else f"no line matching {server.ready_log!r}"
-    return f"not ready within {READY_S:g} s ({awaited})"
+    return f"not ready within {server.ready_timeout_s:g} s ({awaited})"
 
 
 def serve(server, args):

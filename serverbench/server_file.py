@@ -43,7 +43,10 @@ OWN_ONLY = {
 }
 NETS = ("loopback", "unix", "veth", "wan")
 FIELDS = {"name", "package", "about", "counterpart", "sendfile", "command", "config", "config_name", "ready",
-          "ready_log", "ready_workers", "stop_signal", "scenarios", "listen_tcp", "listen_unix"}
+          "ready_log", "ready_workers", "ready_timeout_s", "stop_signal", "scenarios", "listen_tcp", "listen_unix"}
+# How long a server may take to become ready: below the driver's 10 s for a readiness line, so
+# that the launcher's own message says why.
+MAX_READY_S = 8.0
 PLACEHOLDER_RE = re.compile(r"\{\{([^{}]*)\}\}")  # {{name}}: nginx's and h2o's own braces stay as they are
 
 
@@ -65,6 +68,7 @@ class ServerFile:
     ready: str = "port"              # "port": the port accepts; "log": ready_log appears in its output
     ready_log: str = None            # a regular expression
     ready_workers: bool = False      # also wait until its tree has {{workers}} + 1 threads (a master's pool)
+    ready_timeout_s: float = MAX_READY_S
     stop_signal: str = "TERM"
     scenarios: tuple = HTTP_SCENARIOS
     listen_tcp: str = "{{address}}:{{port}}"
@@ -166,6 +170,9 @@ def check_ready(doc):
         re.compile(doc.get("ready_log") or "")
     except re.error as e:
         return "ready_log", f"not a regular expression: {e}"
+    timeout = doc.get("ready_timeout_s", MAX_READY_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_READY_S:
+        return "ready_timeout_s", f"{timeout!r}: expected seconds, more than 0 and at most {MAX_READY_S:g}"
     if "SIG" + stop not in signal.Signals.__members__:
         return "stop_signal", f"'{stop}' is not a signal name (TERM, QUIT, INT, ...)"
     return None

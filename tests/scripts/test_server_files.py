@@ -156,6 +156,7 @@ class BadInput(unittest.TestCase):
         "not installed": ('name = "odd"\ncommand = ["no-such-server-binary"]\n', "command"),
         "wrong type": ('name = "odd"\ncommand = "sleep 30"\n', "command"),
         "log readiness without its line": (GOOD + 'ready = "log"\n', "ready_log"),
+        "readiness longer than the driver waits": (GOOD + 'ready_timeout_s = 30\n', "ready_timeout_s"),
         "scenario it cannot serve": (GOOD + 'scenarios = ["echo"]\n', "scenarios"),
         "not TOML": ("name = \n", "not TOML"),
     }
@@ -242,7 +243,7 @@ class NeverReady(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "mute.toml")
             with open(path, "w") as f:
-                f.write('name = "mute"\ncommand = ["sleep", "60"]\nscenarios = ["http-close"]\n')
+                f.write('name = "mute"\ncommand = ["sleep", "60"]\nscenarios = ["http-close"]\nready_timeout_s = 1\n')
             run_dir = os.path.join(tmp, "run")
             proc = run_all("--profile", "smoke", "--server-file", path, "--models", "mute,epoll",
                            "--scenarios", "http-close", "--out", run_dir)
