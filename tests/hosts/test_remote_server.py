@@ -2,8 +2,7 @@
 the hub namespace, the server in a server host namespace (hs) and two clients in two more, each
 host with a real sshd; the load crosses the hub, which forwards between its links.
 
-It shows, for epoll and for the bundled nginx beside it (a server file runs there as a model
-does), that the server ran on hs, started through hs's sshd from the copy checked by hash
+It shows that the server ran on hs, started through hs's sshd from the copy checked by hash
 (`hosts.server`) and pinned to CPU 0, that its CPU was measured there (`loadgen sample-server`),
 that hs's kernel saw each client's connections come from that client's own data address, that
 counting trials count the server on hs (perf there, in a cgroup of its own, switched at the
@@ -11,7 +10,9 @@ driver's window edges through the server's ssh session) and leave no cgroup, tha
 sshd is down fails every timed point with the reason, that a driver stopped mid-window (SIGINT,
 SIGKILL) ends the remote server and loadgens within seconds, and that nothing is left afterwards:
 no sshd, server, loadgen, namespace or remote folder (each host has a /tmp of its own). Skipped
-(77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd.
+(77) only without root or without OpenSSH's ssh, ssh-keygen and /usr/sbin/sshd. The bundled nginx
+runs beside epoll on hs, as a server file does there: its launcher and file copied by hash, hs's
+own nginx measured and counted there, and none of it left.
 """
 
 import hashlib
