@@ -2,7 +2,8 @@
 """A stand-in for a server-* binary, for testing run_all.sh without the real build.
 
 --behaviour ok: listens, prints the readiness line, accepts and holds connections until
-SIGTERM (exit 0). crash: exits 1 at start. unsupported: exits 2 saying "unsupported"
+SIGTERM (exit 0); a connection that sends bytes gets one short HTTP answer and is closed, so the
+idle holder's probe settles at once instead of waiting out its timeout. crash: exits 1 at start. unsupported: exits 2 saying "unsupported"
 (like server-io-uring on a kernel that refuses io_uring). die-mid-point: ready, then
 exits 3 as soon as it accepts a connection. forking: like ok, plus a child process in its
 process group that sleeps (a prefork worker left behind), to test that nothing outlives a run.
@@ -38,15 +39,25 @@ listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", args.port))
 listener.listen(4096)
 print(f"listening port={listener.getsockname()[1]} pid={os.getpid()} model={args.model}", flush=True)
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
 conns = []
 deadline = time.monotonic() + 3600
 while time.monotonic() < deadline:
     if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
         sys.exit(0)
-    ready, _, _ = select.select([listener], [], [], 0.05)
-    if ready:
-        conns.append(listener.accept()[0])
-        if args.behaviour == "die-mid-point":
-            sys.stderr.write(f"server-{args.model}: simulated death mid-point\n")
-            sys.exit(3)
+    ready, _, _ = select.select([listener, *conns], [], [], 0.05)
+    for sock in ready:
+        if sock is listener:
+            conns.append(listener.accept()[0])
+            if args.behaviour == "die-mid-point":
+                sys.stderr.write(f"server-{args.model}: simulated death mid-point\n")
+                sys.exit(3)
+            continue
+        try:
+            if sock.recv(4096):
+                sock.sendall(ANSWER)
+        except OSError:
+            pass
+        conns.remove(sock)
+        sock.close()
 sys.exit(0)
