@@ -108,7 +108,7 @@ CAPACITY_PLANS = {
 PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
             active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
-            capacity=CAPACITY_PLANS["smoke"]),
+            timeout="1s", capacity=CAPACITY_PLANS["smoke"]),
     Profile("quick", "100ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
             timeout="1s", count_duration="250ms", capacity=CAPACITY_PLANS["quick"], references=("nginx",)),
     # Three repeats: the fewest from which the report ranks models (a median with an interval).
