@@ -18,8 +18,10 @@ from serverbench_path import ROOT, namespaces
 import hostslab
 
 SKIP = 77
-REMOTE_LOADGEN = rb"serverbench-loadgen\.\w+/loadgen-"
-REMOTE_SERVER = rb"serverbench-loadgen\.\w+/server-"
+# The remote copies running themselves: not the shell that copies them there, whose command line
+# names the same path.
+REMOTE_LOADGEN = rb"^/tmp/serverbench-loadgen\.\w+/loadgen-[0-9a-f]+ "
+REMOTE_SERVER = rb"^/tmp/serverbench-loadgen\.\w+/server-"
 # What a run starts on the lab's hosts, besides their sshds' listeners: loadgens and their
 # wrappers, the server, the ssh sessions and masters, the remote folders' keepers.
 RUN_PROCESSES = rb"loadgen|server-epoll|BatchMode=yes"
@@ -143,14 +145,16 @@ class HostsChecks:
         self.assertTrue(gone, f"left: {commands(lab.lab_processes(RUN_PROCESSES))} {lab.remote_dirs()}")
 
     def assert_nothing_left(self, lab):
-        """After a Lab has closed: no namespace or sshd of it, and no process naming this checkout's
-        binaries or the lab's files (ssh -F) anywhere on the machine."""
+        """After a Lab has closed: no namespace or sshd of it, no process naming this checkout's
+        binaries in the lab's namespaces (deleted or not), and none naming the lab's files (ssh -F)
+        anywhere on the machine. Other tests may run this checkout's binaries meanwhile, outside them."""
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         self.assertFalse([ns for ns in lab.lab.namespaces() if ns in listed])
         for sshd in lab.sshds:
             self.assertIsNotNone(sshd.process.poll(), f"the sshd of {sshd.alias} is still running")
-        ours = [str(lab.build / "bin" / "loadgen"), str(lab.build / "bin" / "server-"), str(lab.tmp)]
-        left = hostslab.processes_matching(b"|".join(re.escape(p.encode()) for p in ours))
+        binaries = [str(lab.build / "bin" / "loadgen"), str(lab.build / "bin" / "server-")]
+        left = (hostslab.processes_in_inodes(lab.lab.namespace_inodes, b"|".join(re.escape(p.encode()) for p in binaries))
+                + hostslab.processes_matching(re.escape(str(lab.tmp).encode())))
         self.assertEqual(left, [], commands(left))
 
 

@@ -21,6 +21,7 @@ them, with every process left inside (sshd, server, loadgen).
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -84,6 +85,8 @@ class HostsLab(namespaces.Link):
         except BaseException:
             self.close()
             raise
+        # Kept past close: a process left inside a deleted namespace still holds its inode.
+        self.namespace_inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in self.namespaces()}
         return self
 
     def _add_server_host(self):
@@ -154,7 +157,12 @@ class Sshd:
         return f"{self.address} {' '.join(Path(str(self.host_key) + '.pub').read_text().split()[:2])}\n"
 
     def start(self):
+        # An empty home of its own, as a fresh host has: the login shell of every remote command
+        # would otherwise run the start-up files of the home of the machine running the tests
+        # (a version manager's there can take half a second per command).
+        home = shlex.quote(os.path.expanduser("~"))
         script = (("mount -t cgroup2 serverbench-cgroup2 /sys/fs/cgroup && " if self.cgroup2 else "") +
+                  f"mount -t tmpfs -o mode=700 serverbench-home {home} && "
                   f"mount -t tmpfs -o mode=755 serverbench-sshd /run && mkdir -m 755 /run/sshd && "
                   f"cp -a {self.folder} {_SSHD_RUN} && mount -t tmpfs -o mode=1777 serverbench-tmp /tmp && "
                   f"exec {SSHD} -D -e -f {_SSHD_RUN}/sshd_config")
@@ -219,6 +227,19 @@ def processes_matching(pattern):
             continue
         if re.search(pattern, cmdline):
             found.append(int(proc.name))
+    return found
+
+
+def processes_in_inodes(inodes, pattern):
+    """Pids whose network namespace is one of inodes and whose command line matches pattern
+    (bytes regex): found even after their namespace's name was deleted."""
+    found = []
+    for pid in processes_matching(pattern):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+                found.append(pid)
+        except OSError:
+            pass
     return found
 
 
