@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Server files (docs/contract.md#server-files): every bundled file parses and its server starts,
-answers and stops; a master with its workers is sampled whole; each bad input is one line and
-exit code 2; and a user's server, added by the contract's worked example alone, runs through a
-timed point, a counting trial, a capacity sweep and an A/B comparison.
+answers and stops; a master with its workers is sampled whole; and a user's server, added by the
+contract's worked example alone, runs through a timed point, a counting trial, a capacity sweep
+and an A/B comparison. Bad server files are test_server_file_input.py's.
 
 usage: test_server_files.py BUILD_DIR (the build tree whose bin/ the test uses)."""
 import json
@@ -145,37 +145,6 @@ def alive(pid):
             return f.read().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
-
-
-class BadInput(unittest.TestCase):
-    GOOD = 'name = "odd"\ncommand = ["sleep", "30"]\n'
-    CASES = {
-        "missing field": ('command = ["sleep", "30"]\n', "name"),
-        "unknown field": (GOOD + 'colour = "red"\n', "colour"),
-        "unknown placeholder": ('name = "odd"\ncommand = ["sleep", "{{seconds}}"]\n', "command"),
-        "not installed": ('name = "odd"\ncommand = ["no-such-server-binary"]\n', "command"),
-        "wrong type": ('name = "odd"\ncommand = "sleep 30"\n', "command"),
-        "log readiness without its line": (GOOD + 'ready = "log"\n', "ready_log"),
-        "readiness longer than the driver waits": (GOOD + 'ready_timeout_s = 30\n', "ready_timeout_s"),
-        "scenario it cannot serve": (GOOD + 'scenarios = ["echo"]\n', "scenarios"),
-        "not TOML": ("name = \n", "not TOML"),
-    }
-
-    def test_each_case_is_one_line_naming_file_and_field_and_exit_2(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            for case, (text, field) in self.CASES.items():
-                with self.subTest(case):
-                    path = os.path.join(tmp, "odd.toml")
-                    with open(path, "w") as f:
-                        f.write(text)
-                    out = os.path.join(tmp, "run")
-                    proc = run_all("--profile", "smoke", "--server-file", path, "--out", out, timeout=60)
-                    self.assertEqual(proc.returncode, 2, proc.stderr)
-                    lines = proc.stderr.strip().splitlines()
-                    self.assertEqual(len(lines), 1, proc.stderr)
-                    self.assertIn(path, lines[0])
-                    self.assertIn(field, lines[0])
-                    self.assertFalse(os.path.exists(out), "nothing runs after a bad server file")
 
 
 def worked_example():
