@@ -106,7 +106,7 @@ CAPACITY_PLANS = {
 # quick must stay under 4 minutes for all twelve models on a 2-core machine (CI); smoke is a
 # hidden few-point profile for the driver's own tests.
 PROFILES = {p.name: p for p in [
-    Profile("smoke", "200ms", "1s", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
+    Profile("smoke", "200ms", "500ms", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
             active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
             timeout="1s", capacity=CAPACITY_PLANS["smoke"]),
     Profile("quick", "100ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),

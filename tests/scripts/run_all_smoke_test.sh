@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Smoke test of run_all.sh with the real binaries: the hidden "smoke" profile (1 s points)
+# Smoke test of run_all.sh with the real binaries: the hidden "smoke" profile (500 ms points)
 # on two models and one scenario, then the charts. Exit 77 (skipped) when the binaries or
 # matplotlib are missing. usage: run_all_smoke_test.sh [BUILD_DIR]
 set -euo pipefail
