@@ -147,13 +147,13 @@ class HostsChecks:
     def assert_nothing_left(self, lab):
         """After a Lab has closed: no namespace or sshd of it, no process naming this checkout's
         binaries in the lab's namespaces (deleted or not), and none naming the lab's files (ssh -F)
-        anywhere on the machine. Other tests may run this checkout's binaries meanwhile, outside them."""
+        anywhere on the machine: other tests may run this checkout's binaries meanwhile, elsewhere."""
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         self.assertFalse([ns for ns in lab.lab.namespaces() if ns in listed])
         for sshd in lab.sshds:
             self.assertIsNotNone(sshd.process.poll(), f"the sshd of {sshd.alias} is still running")
-        binaries = [str(lab.build / "bin" / "loadgen"), str(lab.build / "bin" / "server-")]
-        left = (hostslab.processes_in_inodes(lab.lab.namespace_inodes, b"|".join(re.escape(p.encode()) for p in binaries))
+        binaries = b"|".join(re.escape(str(lab.build / "bin" / name).encode()) for name in ("loadgen", "server-"))
+        left = (hostslab.processes_in_inodes(lab.lab.namespace_inodes, binaries)
                 + hostslab.processes_matching(re.escape(str(lab.tmp).encode())))
         self.assertEqual(left, [], commands(left))
 

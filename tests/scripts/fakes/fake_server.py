@@ -3,10 +3,11 @@
 
 --behaviour ok: listens, prints the readiness line, accepts and holds connections until
 SIGTERM (exit 0); a connection that sends bytes gets one short HTTP answer and is closed, so the
-idle holder's probe settles at once instead of waiting out its timeout. crash: exits 1 at start. unsupported: exits 2 saying "unsupported"
-(like server-io-uring on a kernel that refuses io_uring). die-mid-point: ready, then
-exits 3 as soon as it accepts a connection. forking: like ok, plus a child process in its
-process group that sleeps (a prefork worker left behind), to test that nothing outlives a run.
+idle holder's probe settles at once instead of waiting out its timeout. crash: exits 1 at
+start. unsupported: exits 2 saying "unsupported" (like server-io-uring on a kernel that refuses
+io_uring). die-mid-point: ready, then exits 3 as soon as it accepts a connection. forking: like
+ok, plus a child process in its process group that sleeps (a prefork worker left behind), to
+test that nothing outlives a run.
 """
 import argparse
 import os
