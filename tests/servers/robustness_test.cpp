@@ -548,7 +548,11 @@ TEST_P(Robustness, DescriptorExhaustion) {
     const double cpu0 = cpu_seconds(pid());
     sleep_for(1000ms);
     const double cpu_used = cpu_seconds(pid()) - cpu0;
-    EXPECT_LT(cpu_used, 0.5) << "the server spins with its descriptors exhausted (" << cpu_used << " s of CPU in 1 s)";
+    // A server that spins on EMFILE burns a whole CPU; one that waits uses a fraction of it, more
+    // under a sanitizer, where serving the admitted clients alone has taken half a second.
+    const double spin_bound_s = SB_UNDER_SANITIZER ? 0.9 : 0.5;
+    EXPECT_LT(cpu_used, spin_bound_s) << "the server spins with its descriptors exhausted (" << cpu_used
+                                      << " s of CPU in 1 s)";
 
     Tally t = await_first_responses(clients, 2000ms, 20000ms);
     std::cerr << "[ nofile64 ] server-" << model() << ": " << t << "\n";
