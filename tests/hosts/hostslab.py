@@ -86,7 +86,7 @@ class HostsLab(namespaces.Link):
             self.close()
             raise
         # Kept past close: a process left inside a deleted namespace still holds its inode.
-        self.namespace_inodes = {os.stat(f"/run/netns/{ns}").st_ino for ns in self.namespaces()}
+        self.namespace_inodes = {namespace_inode(ns) for ns in self.namespaces()}
         return self
 
     def _add_server_host(self):
@@ -230,6 +230,15 @@ def processes_matching(pattern):
     return found
 
 
+def namespace_inode(name):
+    """The inode of a named network namespace (what /proc/PID/ns/net of its processes points
+    to), or None when no namespace has that name."""
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except FileNotFoundError:
+        return None
+
+
 def processes_in_inodes(inodes, pattern):
     """Pids whose network namespace is one of inodes and whose command line matches pattern
     (bytes regex): found even after their namespace's name was deleted."""
@@ -240,14 +249,10 @@ def processes_in_inodes(inodes, pattern):
                 found.append(pid)
         except OSError:
             pass
-    return found
+    return sorted(found)
 
 
 def processes_in(namespaces, pattern):
-    """Pids of processes in these network namespaces whose command line matches pattern (bytes
-    regex): only what the lab's own hosts run, whatever other tests run on the machine."""
-    inside = set()
-    for ns in namespaces:
-        listed = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        inside.update(int(pid) for pid in listed.stdout.split() if pid.isdigit())
-    return sorted(inside & set(processes_matching(pattern)))
+    """Pids of processes in these named network namespaces whose command line matches pattern
+    (bytes regex): only what the lab's own hosts run, whatever other tests run on the machine."""
+    return processes_in_inodes({namespace_inode(ns) for ns in namespaces} - {None}, pattern)
