@@ -59,6 +59,9 @@ class Profile:
     # Trials per side in an A/B run: Welch's t-test has no floor at small N, but the smallest
     # change a row can call shrinks with the trials (docs/statistics.md, serverbench/power.py).
     ab_trials: int = 8
+    # Counting trials per side in an A/B run (None: as many as the timed trials). Counts per
+    # request hardly move from trial to trial, so fewer of them still resolve a few percent.
+    ab_count_trials: int = None
     capacity: object = None      # CapacityPlan: which capacity sweeps run, and how long their steps are
     # The bundled production servers it runs beside the models when --models does not name them
     # (--no-references drops them); the driver installs their packages first.
@@ -117,12 +120,15 @@ PROFILES = {p.name: p for p in [
     Profile("full", "1s", "4s", 3, 0.2, (1, 10, 50, 200, 1000), (1, 10, 50), idle_counts=(1000, 10000),
             ab_trials=10, distance_conns=(1, 10, 100, 1000, 4000), capacity=CAPACITY_PLANS["full"],
             references=tuple(REFERENCE_ORDER)),
-    # The CI gate: every model at 50 keep-alive clients, and a connection per request for the
-    # models whose price is per connection (a thread, a fork) and for epoll as their reference;
+    # The CI gate: every model at 1 and 50 keep-alive clients, and a connection per request for
+    # the models whose price is per connection (a thread, a fork) and for epoll as their reference;
     # short trials, 8 per side, since the power comes from the number of trials (docs/statistics.md).
-    Profile("gate", "200ms", "500ms", 1, 0.01, (50,), (50,), scenarios=("http-keepalive", "http-close"),
+    # Two keep-alive points give each model two CPU rows of different kinds (one client: a wake-up
+    # per request; 50: as many requests per wake-up as are ready); a shift of a shared machine's
+    # state within a point widens one row's spread, rarely both (docs/statistics.md).
+    Profile("gate", "200ms", "500ms", 1, 0.01, (1, 50), (50,), scenarios=("http-keepalive", "http-close"),
             focus=(("http-keepalive", None), ("http-close", ("thread-per-conn", "fork-per-conn", "epoll"))),
-            ab_trials=8, timeout="1s", count_duration="300ms"),
+            ab_trials=8, ab_count_trials=6, timeout="1s", count_duration="300ms"),
 ]}
 
 

@@ -37,7 +37,7 @@ class AbRunTest(unittest.TestCase):
         cls.proc = subprocess.run(
             [os.path.join(ROOT, "run_all.sh"), "--profile", "gate", "--no-build", "--no-microbench", "--no-plots",
              "--build-dir", side_b_bin(cls.tmp.name), "--baseline-bin", BIN, "--models", "epoll,poll",
-             "--scenarios", "http-keepalive", "--trials", "6", "--out", cls.run_dir,
+             "--scenarios", "http-keepalive", "--trials", "4", "--out", cls.run_dir,
              "--min-effect", f"cpu_us_per_request={MIN_EFFECT}", "--gate"],
             capture_output=True, text=True, timeout=600)
         with open(os.path.join(cls.run_dir, "comparison.json")) as f:
@@ -53,7 +53,7 @@ class AbRunTest(unittest.TestCase):
         self.assertEqual(r["verdict"], "slower", r)
         self.assertGreater(r["ci_low"], 1.0, r)
         self.assertGreater(r["ratio"], 1.5, r)
-        self.assertEqual((r["n_a"], r["n_b"]), (6, 6))
+        self.assertEqual((r["n_a"], r["n_b"]), (4, 4))
 
     def test_unchanged_model_is_not_flagged(self):
         for metric in ("cpu_us_per_request", "throughput_rps"):

@@ -290,11 +290,11 @@ class RowsSayWhatTheyCanSeeTest(unittest.TestCase):
 
 class ResolutionTest(unittest.TestCase):
     def test_planned_gated_rows(self):
-        """The gate profile: keep-alive c50 for all twelve models, close c50 for three; per point
-        CPU, throughput (as if server-bound) and the two gated counts."""
+        """The gate profile: keep-alive c1 and c50 for all twelve models, close c50 for three; per
+        point CPU, throughput (as if server-bound) and the two gated counts."""
         gate = sc.PROFILES["gate"]
-        self.assertEqual(resolution.planned_gated_rows(sc.MODEL_ORDER, gate.scenarios, gate, 8), 60)
-        self.assertEqual(resolution.planned_gated_rows(["epoll"], ["http-keepalive"], gate, 8), 4)
+        self.assertEqual(resolution.planned_gated_rows(sc.MODEL_ORDER, gate.scenarios, gate, 8), 108)
+        self.assertEqual(resolution.planned_gated_rows(["epoll"], ["http-keepalive"], gate, 8), 8)
 
     def settings(self, trials):
         return Settings(profile="quick", repeat=1, warmup="200ms", duration="500ms", models=("epoll", "poll"),
@@ -362,7 +362,7 @@ class FalseCallRateTest(unittest.TestCase):
 
     def test_the_gate_even_as_if_trials_were_exchangeable(self):
         """The stress case: trials drawn with no regard to their order, so a drift between
-        machine states can land on one side; the gate profile (8 a side, 60 rows) still holds."""
+        machine states can land on one side; the gate profile (8 a side, 108 rows) still holds."""
         gate = dict((name, (n, rows)) for name, n, rows in resolution.profile_families())["gate"]
         found = power.family_false_call_rate(self.pools, *gate, replications=400, resampling="exchangeable")
         self.assertLessEqual(found.rate, 0.05, found)

@@ -127,7 +127,9 @@ class Profiles(unittest.TestCase):
                 window, count_warmup = re.fullmatch(r"(.+?) \((.+)\)", counting).groups()
                 self.assertEqual(seconds(window), seconds(p.count_duration), "counting window")
                 self.assertEqual(seconds(count_warmup), seconds(p.count_warmup), "counting warm-up")
-                self.assertEqual(int(trials), p.ab_trials, "A/B trials per side")
+                timed, counted = re.fullmatch(r"(\d+)(?: \(counting: (\d+)\))?", trials).groups()
+                self.assertEqual(int(timed), p.ab_trials, "A/B trials per side")
+                self.assertEqual(int(counted or timed), p.ab_count_trials or p.ab_trials, "A/B counting trials")
                 self.assertEqual(seconds(row[6]), seconds(p.timeout), "request timeout")
                 runs = sc.default_scenarios(p, "loopback")
                 for label, values, scenario in (("keep-alive", p.keepalive_conns, "http-keepalive"),
