@@ -124,8 +124,8 @@ PROFILES = {p.name: p for p in [
     # the models whose price is per connection (a thread, a fork) and for epoll as their reference;
     # short trials, 8 per side, since the power comes from the number of trials (docs/statistics.md).
     # Two keep-alive points give each model two CPU rows of different kinds (one client: a wake-up
-    # per request; 50: as many requests per wake-up as are ready); a shift of a shared machine's
-    # state within a point widens one row's spread, rarely both (docs/statistics.md).
+    # per request; 50: as many requests per wake-up as are ready): a shift of a shared machine's
+    # state within a point widens that point's rows, and the other may escape it (docs/statistics.md).
     Profile("gate", "200ms", "500ms", 1, 0.01, (1, 50), (50,), scenarios=("http-keepalive", "http-close"),
             focus=(("http-keepalive", None), ("http-close", ("thread-per-conn", "fork-per-conn", "epoll"))),
             ab_trials=8, ab_count_trials=6, timeout="1s", count_duration="300ms"),

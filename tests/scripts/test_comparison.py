@@ -296,6 +296,19 @@ class ResolutionTest(unittest.TestCase):
         self.assertEqual(resolution.planned_gated_rows(sc.MODEL_ORDER, gate.scenarios, gate, 8), 108)
         self.assertEqual(resolution.planned_gated_rows(["epoll"], ["http-keepalive"], gate, 8), 8)
 
+    def test_the_gate_runs_fewer_counting_trials(self):
+        """Per point of an A/B run: the timed trials, then the profile's counting trials, each
+        balanced in ABBA blocks; never more counting trials than timed ones."""
+        from serverbench.matrix import plan_entries
+        gate = sc.PROFILES["gate"]
+        for trials, counted in ((8, gate.ab_count_trials), (4, 4)):
+            entries = plan_entries(["epoll"], ["http-keepalive"], gate, 1, trials)
+            for label in ("c1", "c50"):
+                point = [e for e in entries if e.spec.label == label]
+                for count, n in ((False, trials), (True, counted)):
+                    sides = [e.side for e in point if e.count == count]
+                    self.assertEqual((sides.count("A"), sides.count("B")), (n, n), (label, count))
+
     def settings(self, trials):
         return Settings(profile="quick", repeat=1, warmup="200ms", duration="500ms", models=("epoll", "poll"),
                         scenarios=("http-keepalive",), started_at="", git_rev="x", build_dir="/tmp",
