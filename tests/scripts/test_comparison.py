@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 try:
     import numpy as np
     import matplotlib  # noqa: F401  (the chart)
-    from serverbench import ab, cli, comparison, power, recorded, resolution, stats
+    from serverbench import ab, cli, comparison, matrix, power, recorded, resolution, stats
     from serverbench import scenarios as sc
     from serverbench.settings import Settings
 except ImportError as e:  # Debian's python3-numpy, python3-scipy, python3-matplotlib
@@ -299,10 +299,9 @@ class ResolutionTest(unittest.TestCase):
     def test_the_gate_runs_fewer_counting_trials(self):
         """Per point of an A/B run: the timed trials, then the profile's counting trials, each
         balanced in ABBA blocks; never more counting trials than timed ones."""
-        from serverbench.matrix import plan_entries
         gate = sc.PROFILES["gate"]
         for trials, counted in ((8, gate.ab_count_trials), (4, 4)):
-            entries = plan_entries(["epoll"], ["http-keepalive"], gate, 1, trials)
+            entries = matrix.plan_entries(["epoll"], ["http-keepalive"], gate, 1, trials)
             for label in ("c1", "c50"):
                 point = [e for e in entries if e.spec.label == label]
                 for count, n in ((False, trials), (True, counted)):
