@@ -38,7 +38,7 @@ class Entry:
 def plan_entries(models, scenarios, profile, repeat, trials=None, seed=1, refusal=None):
     """Every Entry of a run, in the order they run. Plain (trials None): the repeats as whole
     passes, then one pass of counting trials. A/B: per point, the timed trials in ABBA order, then
-    the profile's counting trials (ab_count_trials, at most as many), in ABBA order too.
+    the profile's counting trials (Profile.count_trials), in ABBA order too.
     refusal(model, spec): why a point does not run (default: scenarios.not_applicable of the
     suite's models); such a point gets one record."""
     refusal = refusal or (lambda model, spec: sc.not_applicable(model, spec, profile))
@@ -49,7 +49,7 @@ def plan_entries(models, scenarios, profile, repeat, trials=None, seed=1, refusa
         return ([Entry(model, spec, rep) for rep in range(1, repeat + 1) for model, spec in specs]
                 + [Entry(model, spec, 1, count=True) for model, spec in runs])
     rng = seeded_rng(seed)
-    sizes = ((False, trials), (True, min(trials, profile.ab_count_trials or trials)))
+    sizes = ((False, trials), (True, profile.count_trials(trials)))
     return [Entry(model, spec, k, side, count) for model, spec in runs
             for count, n in sizes for side, k in abba_order(n, rng)]
 

@@ -67,6 +67,10 @@ class Profile:
     # (--no-references drops them); the driver installs their packages first.
     references: tuple = ()
 
+    def count_trials(self, trials):
+        """Counting trials per side of an A/B run with `trials` timed trials per side."""
+        return min(trials, self.ab_count_trials or trials)
+
 
 # ---------------------------------------------------------------- capacity sweeps (serverbench/capacity.py)
 

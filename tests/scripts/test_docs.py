@@ -129,7 +129,7 @@ class Profiles(unittest.TestCase):
                 self.assertEqual(seconds(count_warmup), seconds(p.count_warmup), "counting warm-up")
                 timed, counted = re.fullmatch(r"(\d+)(?: \(counting: (\d+)\))?", trials).groups()
                 self.assertEqual(int(timed), p.ab_trials, "A/B trials per side")
-                self.assertEqual(int(counted or timed), p.ab_count_trials or p.ab_trials, "A/B counting trials")
+                self.assertEqual(int(counted or timed), p.count_trials(p.ab_trials), "A/B counting trials")
                 self.assertEqual(seconds(row[6]), seconds(p.timeout), "request timeout")
                 runs = sc.default_scenarios(p, "loopback")
                 for label, values, scenario in (("keep-alive", p.keepalive_conns, "http-keepalive"),
