@@ -64,9 +64,20 @@ void StartGate::decide(std::optional<Timeline> timeline) {
 
 // --------------------------------------------------------------------------------- the worker
 
+LoadWorker::LoadWorker(WorkerPlan plan, LiveCounters& live) : plan_(std::move(plan)), live_(live) {
+    set_timeline({plan_.start_ns, plan_.measure_start_ns, plan_.measure_end_ns});
+}
+
+void LoadWorker::pin_thread() const {
+    if (plan_.cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(plan_.cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);  // best effort: main already pinned the process
+}
+
 Worker::Worker(WorkerPlan plan, LiveCounters& live)
-    : plan_(std::move(plan)),
-      live_(live),
+    : LoadWorker(std::move(plan), live),
       connections_(static_cast<std::size_t>(plan_.connections)),
       read_buffer_(kReadBufferBytes) {
     const auto depth = static_cast<std::size_t>(plan_.pipeline);
@@ -80,10 +91,9 @@ Worker::Worker(WorkerPlan plan, LiveCounters& live)
     refills_.reserve(connections_.size());
     due_scratch_.resize(depth);
     timeout_check_interval_ns_ = std::clamp<std::uint64_t>(plan_.timeout_ns / 10, 1'000'000, 100'000'000);
-    set_timeline({plan_.start_ns, plan_.measure_start_ns, plan_.measure_end_ns});
 }
 
-void Worker::set_timeline(const Timeline& timeline) {
+void LoadWorker::set_timeline(const Timeline& timeline) {
     plan_.start_ns = timeline.start_ns;
     plan_.measure_start_ns = timeline.measure_start_ns;
     plan_.measure_end_ns = timeline.measure_end_ns;
@@ -118,14 +128,6 @@ void Worker::run() {
         send_refills();
     }
     finish(monotonic_ns());
-}
-
-void Worker::pin_thread() const {
-    if (plan_.cpu < 0) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(plan_.cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);  // best effort: main already pinned the process
 }
 
 // False if the thread cannot work at all (no epoll instance): every connection is then an error.
@@ -436,7 +438,7 @@ void Worker::open_connection(Connection& c, std::uint64_t now) {
         fail(c, ErrorKind::connect, errno, now);  // EMFILE, ENFILE: backs off and retries
         return;
     }
-    if (target.is_tcp() && target.tcp_nodelay) {
+    if (target.is_inet() && target.tcp_nodelay) {
         const int one = 1;
         setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
@@ -625,7 +627,7 @@ std::uint32_t Worker::send_budget(std::uint32_t wanted, std::uint64_t now) const
     return static_cast<std::uint32_t>(std::min<std::uint64_t>(wanted, plan_.request_quota - sent_for_quota_));
 }
 
-void Worker::count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now) {
+void LoadWorker::count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now) {
     stats_.errors[static_cast<std::size_t>(kind)] += count;
     if (err > 0)
         stats_.errors_by_errno[static_cast<std::size_t>(err) < stats_.errors_by_errno.size() ? err : 0] +=
@@ -634,7 +636,7 @@ void Worker::count_error(ErrorKind kind, int err, std::uint64_t count, std::uint
 }
 
 // The drain after the window's end is counted in its last interval.
-IntervalStats* Worker::interval_of(std::uint64_t now) {
+IntervalStats* LoadWorker::interval_of(std::uint64_t now) {
     std::uint64_t index = (now - plan_.measure_start_ns) / plan_.interval_ns;
     if (window_intervals_ != 0 && index >= window_intervals_) index = window_intervals_ - 1;
     if (index != current_interval_index_) {
@@ -645,7 +647,7 @@ IntervalStats* Worker::interval_of(std::uint64_t now) {
     return current_interval_;
 }
 
-void Worker::publish_live() {
+void LoadWorker::publish_live() {
     live_.requests.store(stats_.requests, std::memory_order_relaxed);
     live_.errors.store(stats_.total_errors(), std::memory_order_relaxed);
 }

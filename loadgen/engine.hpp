@@ -31,7 +31,7 @@ struct Target {
     sockaddr_storage address{};
     socklen_t length = 0;
     bool tcp_nodelay = true;  // applied to TCP sockets only
-    bool is_tcp() const noexcept { return address.ss_family == AF_INET; }
+    bool is_inet() const noexcept { return address.ss_family == AF_INET; }
 };
 
 // When the connections open, the warm-up ends (the measured window opens) and the window ends.
@@ -69,8 +69,9 @@ private:
 struct WorkerPlan {
     Target target;
     Protocol protocol = Protocol::http;
+    Transport transport = Transport::tcp;
     ConnectionMode mode = ConnectionMode::keepalive;
-    std::string request;  // the bytes of one request (precomputed once)
+    std::string request;  // the bytes of one request (precomputed once; over UDP, its size only)
     int connections = 1;
     int pipeline = 1;
     double rate = 0;        // this thread's arrivals/s; 0 = closed loop
@@ -92,14 +93,42 @@ struct LiveCounters {
     std::atomic<bool> done{false};
 };
 
-class Worker {
+// What a load-generating thread is, whatever the transport: its plan, its timeline, its counters
+// and the measured window's timeseries. Worker drives TCP and Unix streams; DatagramWorker drives
+// UDP and Unix datagram flows (datagram_worker.hpp).
+class LoadWorker {
+public:
+    LoadWorker(WorkerPlan plan, LiveCounters& live);
+    virtual ~LoadWorker() = default;
+    LoadWorker(const LoadWorker&) = delete;
+    LoadWorker& operator=(const LoadWorker&) = delete;
+
+    virtual void run() = 0;  // the thread body: returns when the run is over
+    const RunStats& stats() const { return stats_; }
+
+protected:
+    void pin_thread() const;
+    void set_timeline(const Timeline& timeline);
+    bool recording(std::uint64_t now) const noexcept { return now >= plan_.measure_start_ns; }
+    void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);
+    IntervalStats* interval_of(std::uint64_t now);
+    void publish_live();
+
+    WorkerPlan plan_;
+    LiveCounters& live_;
+    RunStats stats_;
+
+private:
+    std::uint64_t window_intervals_ = 0;  // 0: open-ended (request quota)
+    IntervalStats* current_interval_ = nullptr;
+    std::uint64_t current_interval_index_ = UINT64_MAX;
+};
+
+class Worker final : public LoadWorker {
 public:
     Worker(WorkerPlan plan, LiveCounters& live);
-    Worker(const Worker&) = delete;
-    Worker& operator=(const Worker&) = delete;
 
-    void run();  // the thread body: returns when the run is over
-    const RunStats& stats() const { return stats_; }
+    void run() override;
 
 private:
     enum class State { closed, connecting, open, backoff };
@@ -125,11 +154,9 @@ private:
     };
 
     // --- the loop
-    void pin_thread() const;
     bool start_connections();
     bool hold_until_go(bool started);
     void wait_for_connects();
-    void set_timeline(const Timeline& timeline);
     void begin_load(std::uint64_t now);
     std::size_t count_open() const noexcept;
     bool window_over(std::uint64_t now) const noexcept;
@@ -161,7 +188,6 @@ private:
     void dispatch_arrivals(std::uint64_t now);
     void make_available(Connection& c);
 
-    bool recording(std::uint64_t now) const noexcept { return now >= plan_.measure_start_ns; }
     bool sending_allowed(std::uint64_t now) const noexcept;
     std::uint32_t send_budget(std::uint32_t wanted, std::uint64_t now) const noexcept;
     void begin_stop(std::uint64_t now);
@@ -169,14 +195,8 @@ private:
     std::uint32_t index_of(const Connection& c) const noexcept {
         return static_cast<std::uint32_t>(&c - connections_.data());
     }
-    void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);
-    IntervalStats* interval_of(std::uint64_t now);
     std::uint64_t outstanding() const noexcept;
-    void publish_live();
 
-    WorkerPlan plan_;
-    LiveCounters& live_;
-    RunStats stats_;
     UniqueFd epoll_;
     std::vector<Connection> connections_;
     std::vector<std::uint32_t> free_list_;  // open loop: connections that can take an arrival
@@ -192,10 +212,7 @@ private:
     std::uint64_t timeout_check_interval_ns_ = 0;
     std::uint64_t drain_deadline_ns_ = 0;
     std::uint64_t last_progress_ns_ = 0;
-    std::uint64_t window_intervals_ = 0;  // 0: open-ended (request quota)
     std::vector<std::uint64_t> due_scratch_;
-    IntervalStats* current_interval_ = nullptr;
-    std::uint64_t current_interval_index_ = UINT64_MAX;
 };
 
 }  // namespace loadgen

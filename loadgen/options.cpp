@@ -40,6 +40,8 @@ constexpr double kMinIntervalS = 0.1;
 constexpr double kMaxIntervals = 10'000;
 
 constexpr std::size_t kUnixPathMax = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
+constexpr std::size_t kMinDatagramBytes = 16;       // loadgen's datagram header
+constexpr std::size_t kMaxUdpPayloadBytes = 65507;  // 65535 less the IPv4 and UDP headers
 
 [[noreturn]] void invalid(const std::string& flag, const std::string& value, const std::string& why = "") {
     throw UsageError("invalid value for " + flag + ": '" + value + "'" +
@@ -123,6 +125,15 @@ void store_protocol(Options& o, const std::string& v) {
         invalid("--protocol", v);
 }
 
+void store_transport(Options& o, const std::string& v) {
+    if (v == "tcp")
+        o.transport = Transport::tcp;
+    else if (v == "udp")
+        o.transport = Transport::udp;
+    else
+        invalid("--transport", v, "tcp or udp");
+}
+
 void store_mode(Options& o, const std::string& v) {
     if (v == "keepalive" || v == "keep-alive")
         o.mode = ConnectionMode::keepalive;
@@ -150,8 +161,14 @@ void add_target_flags(CLI::App& app, Options& o) {
     })->group(group);
     add_value(app, "--port", "N", "server port (required)", store_integer("--port", o.port, 1, 65535))
         ->group(group);
+    add_value(app, "--transport", "tcp|udp",
+              "udp: one datagram per request on --connections connected UDP flows, each reply matched, "
+              "unanswered ones counted lost (default tcp)",
+              [&o](const std::string& v) { store_transport(o, v); })
+        ->group(group);
     add_value(app, "--unix", "PATH",
-              "Unix domain stream socket instead of --host/--port (TCP-only flags then unused)",
+              "Unix domain socket (stream, or datagram with --transport udp) instead of --host/--port "
+              "(TCP-only flags then unused)",
               [&o](const std::string& v) {
                   if (v.empty() || v.size() >= kUnixPathMax) invalid("--unix", v);
                   o.unix_path = v;
@@ -178,7 +195,7 @@ void add_target_flags(CLI::App& app, Options& o) {
         ->expected(1)
         ->take_all()
         ->group(group);
-    add_value(app, "--message-bytes", "B", "echo payload bytes per request (default 64)",
+    add_value(app, "--message-bytes", "B", "echo payload bytes per request, a datagram's size over udp (default 64)",
               store_integer("--message-bytes", o.message_bytes, 1, 16 << 20))
         ->group(group);
 }
@@ -220,7 +237,9 @@ void add_load_flags(CLI::App& app, Options& o) {
     add_value(app, "--pipeline", "N", "requests in flight per connection (default 1)",
               store_integer("--pipeline", o.pipeline, 1, 1024))
         ->group(group);
-    add_value(app, "--timeout", "D", "per-request (and connect) timeout (default 5s)",
+    add_value(app, "--timeout", "D",
+              "per-request (and connect) timeout; over udp the reply timeout, after which a request is lost "
+              "(default 5s, over udp 200ms)",
               store_duration("--timeout", o.timeout_s, false))
         ->group(group);
     add_value(app, "--cpus", "LIST", "pin the threads: \"1\", \"0-1\", \"1,3\"", [&o](const std::string& v) {
@@ -334,6 +353,18 @@ void reject_run_flags(const CLI::App& app, const CLI::App& subcommand) {
             throw UsageError(opt->get_name() + " is a flag of the run form, not of " + subcommand.get_name());
 }
 
+// A request is one datagram in loadgen's own format (flow, sequence number, padding), echoed back.
+void check_datagram_options(const CLI::App& app, Options& o) {
+    if (app.get_option("--protocol")->count() > 0 && o.protocol == Protocol::http)
+        invalid("--protocol", "http", "echo: a datagram is echoed, --transport udp has no HTTP");
+    if (o.mode == ConnectionMode::close) invalid("--mode", "close", "keepalive: a flow has no connection to close");
+    if (o.message_bytes < kMinDatagramBytes || o.message_bytes > kMaxUdpPayloadBytes)
+        invalid("--message-bytes", std::to_string(o.message_bytes),
+                "16..65507 over udp: a datagram holds a 16-byte header");
+    o.protocol = Protocol::echo;
+    if (app.get_option("--timeout")->count() == 0) o.timeout_s = kUdpReplyTimeoutS;
+}
+
 void check_run_options(const CLI::App& app, Options& o) {
     if (app.get_option("--port")->count() == 0 && o.unix_path.empty())
         throw UsageError("missing required flag --port (or --unix)");
@@ -348,6 +379,7 @@ void check_run_options(const CLI::App& app, Options& o) {
             "histogram per thread): use a longer --interval");
     if (o.mode == ConnectionMode::close && o.pipeline > 1)
         invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
+    if (o.transport == Transport::udp) check_datagram_options(app, o);
     if (o.threads > o.connections) o.threads = o.connections;  // a thread without connections idles
 }
 
@@ -422,6 +454,10 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
 const char* to_string(Protocol p) {
     return p == Protocol::http ? "http" : "echo";
 }
+const char* to_string(Transport t) {
+    return t == Transport::tcp ? "tcp" : "udp";
+}
+
 const char* to_string(ConnectionMode m) {
     return m == ConnectionMode::keepalive ? "keepalive" : "close";
 }

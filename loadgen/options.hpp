@@ -12,6 +12,7 @@ namespace loadgen {
 
 enum class Protocol { http, echo };
 enum class ConnectionMode { keepalive, close };
+enum class Transport { tcp, udp };  // udp: datagrams (UDP, or Unix datagram sockets with --unix)
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -21,7 +22,8 @@ struct UsageError : std::runtime_error {
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;
-    std::string unix_path;    // non-empty: a Unix domain stream socket instead of host:port
+    std::string unix_path;    // non-empty: a Unix domain socket instead of host:port
+    Transport transport = Transport::tcp;
     bool tcp_nodelay = true;  // TCP_NODELAY on loadgen's TCP sockets
     Protocol protocol = Protocol::http;
     std::string path = "/";
@@ -36,7 +38,7 @@ struct Options {
     ConnectionMode mode = ConnectionMode::keepalive;
     int pipeline = 1;
     std::size_t message_bytes = 64;
-    double timeout_s = 5;
+    double timeout_s = 5;  // over UDP, unless given: kUdpReplyTimeoutS
     std::vector<int> cpus;  // empty: not pinned
     std::string cpus_text;
     int server_pid = 0;  // 0: no server sampling
@@ -79,5 +81,11 @@ std::vector<int> parse_cpu_list(const std::string& flag, const std::string& text
 
 const char* to_string(Protocol p);
 const char* to_string(ConnectionMode m);
+const char* to_string(Transport t);
+
+// How long a UDP request waits for its reply before it counts as lost (--timeout's default over
+// UDP): many times the queueing delay of a full default receive buffer (about 300 datagrams) at
+// 100 µs each, yet short enough that a closed-loop flow stalled by one loss resumes quickly.
+constexpr double kUdpReplyTimeoutS = 0.2;
 
 }  // namespace loadgen

@@ -180,6 +180,12 @@ json errors_by_errno_json(const RunStats& stats) {
     return by_errno;
 }
 
+const char* transport_name(const Options& o) {
+    const bool datagrams = o.transport == Transport::udp;
+    if (o.unix_path.empty()) return datagrams ? "udp" : "tcp";
+    return datagrams ? "unix-dgram" : "unix";
+}
+
 json config_json(const Options& o) {
     const bool tcp = o.unix_path.empty();
     return {{"connections", o.connections},
@@ -194,7 +200,7 @@ json config_json(const Options& o) {
             {"protocol", to_string(o.protocol)},
             {"message_bytes", o.message_bytes},
             {"timeout_s", o.timeout_s},
-            {"transport", tcp ? "tcp" : "unix"},
+            {"transport", transport_name(o)},
             {"unix_path", tcp ? json(nullptr) : json(o.unix_path)},
             {"host", tcp ? json(o.host) : json(nullptr)},
             {"port", tcp ? json(o.port) : json(nullptr)},
@@ -297,10 +303,52 @@ json window_json(const WindowRecord& w) {
             {"counter_control", control}};
 }
 
-json open_loop_json(const Options& o, const RunStats& stats, double rps) {
-    return {{"target_rps", o.rate},           {"achieved_rps", rps},
-            {"late_sends", stats.late_sends}, {"unsent", stats.unsent_arrivals},
-            {"late_threshold_us", 1000},      {"valid", rps >= 0.99 * o.rate}};
+json share_of_sent(std::uint64_t n, std::uint64_t sent) {
+    return sent ? json(static_cast<double>(n) / static_cast<double>(sent)) : json(nullptr);
+}
+
+json udp_drops_json(const std::optional<UdpKernelCounters>& c) {
+    if (!c) return nullptr;
+    return {{"udp_in_errors", c->in_errors},
+            {"udp_rcvbuf_errors", c->rcvbuf_errors},
+            {"udp_sndbuf_errors", c->sndbuf_errors},
+            {"server_socket_drops", c->server_socket_drops},
+            {"loadgen_socket_drops", c->loadgen_socket_drops},
+            {"softnet_drops", c->softnet_drops}};
+}
+
+// Over UDP: what became of the window's datagrams (sent = answered + late + lost), and what the
+// kernel counted dropped meanwhile.
+json datagrams_json(const RunContext& ctx, const DatagramCounts& d) {
+    const auto ratio = [&d](std::uint64_t n) { return share_of_sent(n, d.sent); };
+    return {{"sent", d.sent},
+            {"answered", d.answered},
+            {"late", d.late},
+            {"lost", d.lost},
+            {"loss_ratio", ratio(d.lost)},
+            {"unanswered_in_time_ratio", ratio(d.lost + d.late)},
+            {"duplicates", d.duplicates},
+            {"reordered", d.reordered},
+            {"wrong", d.wrong},
+            {"send_blocked", d.send_blocked},
+            {"kernel_drops", udp_drops_json(ctx.udp_drops)},
+            {"socket_rcvbuf_bytes", ctx.udp_buffers ? json(ctx.udp_buffers->rcvbuf) : json(nullptr)},
+            {"socket_sndbuf_bytes", ctx.udp_buffers ? json(ctx.udp_buffers->sndbuf) : json(nullptr)}};
+}
+
+// Valid when loadgen kept the schedule: over TCP every request it sent is answered, so the answers
+// are the measure; over UDP a lost datagram is the server's result, not loadgen's shortfall, so
+// the datagrams sent are.
+json open_loop_json(const Options& o, const RunStats& stats, double rps, double duration) {
+    json r = {{"target_rps", o.rate},           {"achieved_rps", rps},
+              {"late_sends", stats.late_sends}, {"unsent", stats.unsent_arrivals},
+              {"late_threshold_us", 1000},      {"valid", rps >= 0.99 * o.rate}};
+    if (o.transport == Transport::udp) {
+        const double sent_rps = static_cast<double>(stats.datagrams.sent) / duration;
+        r["sent_rps"] = sent_rps;
+        r["valid"] = sent_rps >= 0.99 * o.rate;
+    }
+    return r;
 }
 
 }  // namespace
@@ -333,7 +381,8 @@ json make_result(const RunContext& ctx, const RunStats& stats) {
         {"threads", o.threads}};
     r["saturation"] = saturation_json(ctx, duration);
     r["window"] = window_json(ctx.window);
-    if (o.rate > 0) r["open_loop"] = open_loop_json(o, stats, rps);
+    if (o.rate > 0) r["open_loop"] = open_loop_json(o, stats, rps, duration);
+    if (o.transport == Transport::udp) r["datagrams"] = datagrams_json(ctx, stats.datagrams);
     r["valid"] = o.rate > 0 ? r["open_loop"]["valid"].get<bool>() : true;
     return r;
 }
@@ -517,6 +566,21 @@ void merge_window(json& m, const std::vector<json>& results) {
     w["length_s"] = w["end_unix_s"].get<double>() - w["start_unix_s"].get<double>();
 }
 
+// Each process counted its own datagrams: they add. The kernel's counters are the namespace's,
+// read by each over overlapping windows: the largest delta is the merged one.
+void merge_datagrams(json& m, const std::vector<json>& results) {
+    if (!m.contains("datagrams")) return;
+    auto& d = m["datagrams"];
+    for (const char* key : {"sent", "answered", "late", "lost", "duplicates", "reordered", "wrong", "send_blocked"})
+        d[key] = sum_u(results, std::string("/datagrams/") + key);
+    const auto sent = d["sent"].get<std::uint64_t>(), lost = d["lost"].get<std::uint64_t>();
+    d["loss_ratio"] = share_of_sent(lost, sent);
+    d["unanswered_in_time_ratio"] = share_of_sent(lost + d["late"].get<std::uint64_t>(), sent);
+    if (!d["kernel_drops"].is_object()) return;
+    for (auto& [key, value] : d["kernel_drops"].items())
+        value = static_cast<std::uint64_t>(max_d(results, "/datagrams/kernel_drops/" + key));
+}
+
 void merge_validity(json& m, const std::vector<json>& results) {
     bool valid =
         std::all_of(results.begin(), results.end(), [](const json& r) { return r.value("valid", true); });
@@ -526,7 +590,13 @@ void merge_validity(json& m, const std::vector<json>& results) {
         ol["achieved_rps"] = m["totals"]["throughput_rps"];
         ol["late_sends"] = sum_u(results, "/open_loop/late_sends");
         ol["unsent"] = sum_u(results, "/open_loop/unsent");
-        valid = valid && ol["achieved_rps"].get<double>() >= 0.99 * ol["target_rps"].get<double>();
+        double kept = ol["achieved_rps"].get<double>();
+        if (ol.contains("sent_rps")) {
+            const double duration = m["totals"]["duration_s"].get<double>();
+            kept = duration > 0 ? static_cast<double>(m["datagrams"]["sent"].get<std::uint64_t>()) / duration : 0.0;
+            ol["sent_rps"] = kept;
+        }
+        valid = valid && kept >= 0.99 * ol["target_rps"].get<double>();
         ol["valid"] = valid;
     }
     m["valid"] = valid;
@@ -546,6 +616,7 @@ json merge_results(const std::vector<json>& results) {
     m["timeseries"] = merge_timeseries(results);
     merge_cpu(m, results);
     merge_window(m, results);
+    merge_datagrams(m, results);
     merge_validity(m, results);
     m["pipelined"] = std::any_of(results.begin(), results.end(),
                                  [](const json& r) { return r.value("pipelined", false); });

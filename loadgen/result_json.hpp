@@ -12,6 +12,7 @@
 #include "loadgen/options.hpp"
 #include "loadgen/proc_sampler.hpp"
 #include "loadgen/run_stats.hpp"
+#include "loadgen/udp_counters.hpp"
 
 namespace loadgen {
 
@@ -48,6 +49,10 @@ struct RunContext {
     ProcessTreeSampler::Peaks server_peaks;
     std::string server_cpus;  // Cpus_allowed_list of --server-pid ("" = unknown)
     WindowRecord window;
+    // Over UDP: the kernel's drop counters from the window's start to the end of the drain (none
+    // over Unix datagram sockets), and the socket buffer sizes.
+    std::optional<UdpKernelCounters> udp_drops;
+    std::optional<SocketBuffers> udp_buffers;  // a fresh socket's: loadgen's flows, a server that sets none
 };
 
 nlohmann::json make_result(const RunContext& ctx, const RunStats& stats);

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "loadgen/datagram_worker.hpp"
 #include "loadgen/engine.hpp"
 #include "loadgen/result_json.hpp"
 #include "loadgen/summary.hpp"
@@ -49,6 +50,7 @@ struct WindowEdges {
     std::optional<ProcessTreeSnapshot> server_start, server_end;
     std::uint64_t opened_ns = 0, closed_ns = 0, drained_ns = 0;
     std::optional<WindowRecord::CounterControl> control;
+    std::optional<UdpKernelCounters> udp_start, udp_end;
 };
 
 // --window-fifo: the counter's signals at the window's edges, and when they were given. The line
@@ -168,8 +170,10 @@ void pin_process(const Options& o) {
         throw UsageError("invalid value for --cpus: '" + o.cpus_text + "'");
 }
 
-// Echo: a patterned payload, so that a shifted or mixed-up echo does not match.
+// Echo: a patterned payload, so that a shifted or mixed-up echo does not match. A datagram's bytes
+// depend on its flow and sequence number: the worker writes each (here: its size).
 std::string build_request(const Options& o) {
+    if (o.transport == Transport::udp) return std::string(o.message_bytes, '\0');
     if (o.protocol == Protocol::echo) {
         static const char pattern[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         std::string payload(o.message_bytes, ' ');
@@ -204,6 +208,7 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const Tar
     WorkerPlan p;
     p.target = target;
     p.protocol = o.protocol;
+    p.transport = o.transport;
     p.mode = o.mode;
     p.request = request;
     p.connections = share_of(o.connections, o.threads, i);
@@ -229,7 +234,10 @@ public:
             live_.push_back(std::make_unique<LiveCounters>());
             WorkerPlan plan = plan_for_thread(o, i, t, target, request);
             plan.gate = gate;
-            workers_.push_back(std::make_unique<Worker>(std::move(plan), *live_.back()));
+            if (o.transport == Transport::udp)
+                workers_.push_back(std::make_unique<DatagramWorker>(std::move(plan), *live_.back()));
+            else
+                workers_.push_back(std::make_unique<Worker>(std::move(plan), *live_.back()));
         }
         for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
     }
@@ -260,13 +268,19 @@ public:
 
 private:
     std::vector<std::unique_ptr<LiveCounters>> live_;
-    std::vector<std::unique_ptr<Worker>> workers_;  // they hold the sockets open until destroyed
+    std::vector<std::unique_ptr<LoadWorker>> workers_;  // they hold the sockets open until destroyed
     std::vector<std::thread> threads_;
 };
 
 void sleep_until_ns(std::uint64_t t) {
     const std::uint64_t now = monotonic_ns();
     if (t > now) std::this_thread::sleep_for(std::chrono::nanoseconds(t - now));
+}
+
+// The kernel's UDP drop counters, where there are some: UDP, not Unix datagram sockets.
+std::optional<UdpKernelCounters> sample_udp_drops(const Options& o) {
+    if (o.transport != Transport::udp || !o.unix_path.empty()) return std::nullopt;
+    return read_udp_counters(o.port);
 }
 
 std::optional<ProcessTreeSnapshot> sample_server(const Options& o) {
@@ -303,6 +317,7 @@ WindowEdges measure_window(const Options& o, const Timeline& t, WorkerThreads& w
     counter.send(CounterSignals::Edge::open);
     e.own_start = own_cpu();
     e.server_start = sample_server(o);
+    e.udp_start = sample_udp_drops(o);
     counter.await_ack(CounterSignals::Edge::open);
     wait_for_window_end(o, t, workers, e.opened_ns);
     e.closed_ns = t.measure_end_ns ? std::max(t.measure_end_ns, e.opened_ns) : monotonic_ns();
@@ -313,6 +328,7 @@ WindowEdges measure_window(const Options& o, const Timeline& t, WorkerThreads& w
     workers.join();
     // After the drain, before any connection closes (the workers still hold them).
     e.server_end = sample_server(o);
+    e.udp_end = sample_udp_drops(o);
     e.drained_ns = monotonic_ns();
     return e;
 }
@@ -363,6 +379,8 @@ RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
     ctx.loadgen_cpus = o.cpus.empty() ? affinity_list() : o.cpus_text;
     ctx.server_delta = server_delta(e);
     ctx.window = window_record(t, e);
+    if (e.udp_start && e.udp_end) ctx.udp_drops = *e.udp_end - *e.udp_start;
+    if (o.transport == Transport::udp) ctx.udp_buffers = default_udp_buffers();
     if (sampler != nullptr) {
         sampler->sample_now();
         ctx.server_peaks = sampler->peaks();
@@ -375,8 +393,12 @@ int report(const Options& o, const json& result, const RunStats& total) {
     if (!o.quiet) {
         const std::string where =
             o.unix_path.empty() ? o.host + ":" + std::to_string(o.port) : "unix:" + o.unix_path;
-        std::fprintf(stderr, "%s %s @ %s, %d threads, %d connections\n", to_string(o.protocol),
-                     to_string(o.mode), where.c_str(), o.threads, o.connections);
+        if (o.transport == Transport::udp)
+            std::fprintf(stderr, "udp datagrams of %zu B @ %s, %d threads, %d flows\n", o.message_bytes,
+                         where.c_str(), o.threads, o.connections);
+        else
+            std::fprintf(stderr, "%s %s @ %s, %d threads, %d connections\n", to_string(o.protocol),
+                         to_string(o.mode), where.c_str(), o.threads, o.connections);
         print_summary(result);
     }
     if (!write_result(result, o.out)) return 1;

@@ -23,6 +23,17 @@ const char* to_string(ErrorKind kind) {
     return "?";
 }
 
+void DatagramCounts::merge(const DatagramCounts& other) {
+    sent += other.sent;
+    answered += other.answered;
+    late += other.late;
+    lost += other.lost;
+    duplicates += other.duplicates;
+    reordered += other.reordered;
+    wrong += other.wrong;
+    send_blocked += other.send_blocked;
+}
+
 void RunStats::merge(const RunStats& other) {
     latency.merge(other.latency);
     latency_uncorrected.merge(other.latency_uncorrected);
@@ -36,6 +47,7 @@ void RunStats::merge(const RunStats& other) {
     established += other.established;
     late_sends += other.late_sends;
     unsent_arrivals += other.unsent_arrivals;
+    datagrams.merge(other.datagrams);
     if (intervals.size() < other.intervals.size()) intervals.resize(other.intervals.size());
     for (std::size_t i = 0; i < other.intervals.size(); ++i) {
         intervals[i].requests += other.intervals[i].requests;

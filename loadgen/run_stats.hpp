@@ -21,6 +21,21 @@ struct IntervalStats {
     LatencyHistogram latency;
 };
 
+// UDP: what became of the datagrams sent in the measured window. Every one is answered, late or
+// lost by the end of the drain; duplicates, reordered and wrong replies are counted beside.
+struct DatagramCounts {
+    std::uint64_t sent = 0;
+    std::uint64_t answered = 0;    // within --timeout: the latency histograms hold these
+    std::uint64_t late = 0;        // after --timeout (the request was given up), before the end
+    std::uint64_t lost = 0;        // never answered
+    std::uint64_t duplicates = 0;  // a second reply to one request
+    std::uint64_t reordered = 0;   // answered after a request sent later on its flow
+    std::uint64_t wrong = 0;       // a reply matching nothing sent: wrong size, header or bytes
+    std::uint64_t send_blocked = 0;  // sends the socket refused for now (EAGAIN, ENOBUFS), retried
+
+    void merge(const DatagramCounts& other);
+};
+
 struct RunStats {
     LatencyHistogram latency;              // from the intended send time (open loop) or the send
     LatencyHistogram latency_uncorrected;  // open loop: from the actual send
@@ -34,6 +49,7 @@ struct RunStats {
     std::uint64_t late_sends = 0;          // open loop: sent more than 1 ms after the due time
     std::uint64_t unsent_arrivals = 0;     // open loop: due, never sent before the end
     std::vector<IntervalStats> intervals;  // timeseries of the measured window
+    DatagramCounts datagrams;              // UDP only
 
     std::uint64_t total_errors() const {
         std::uint64_t n = 0;

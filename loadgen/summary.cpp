@@ -45,6 +45,16 @@ void print_throughput(const json& t) {
                  d > 0 ? mib / d : 0.0);
 }
 
+void print_datagrams(const json& d) {
+    const auto n = [&d](const char* key) { return static_cast<unsigned long long>(d[key].get<std::uint64_t>()); };
+    const double loss = d["loss_ratio"].is_number() ? d["loss_ratio"].get<double>() * 100 : 0.0;
+    std::fprintf(stderr, "Datagrams: %llu sent, %llu answered, %llu late, %llu lost (%.3f%%), %llu duplicates, "
+                 "%llu reordered, %llu wrong\n", n("sent"), n("answered"), n("late"), n("lost"), loss,
+                 n("duplicates"), n("reordered"), n("wrong"));
+    if (d["kernel_drops"].is_object())
+        std::fprintf(stderr, "Kernel drops: %s\n", d["kernel_drops"].dump().c_str());
+}
+
 }  // namespace
 
 void print_summary(const json& r) {
@@ -57,6 +67,7 @@ void print_summary(const json& r) {
     std::fprintf(stderr, "Errors:%s %s\n", errs.c_str(),
                  r.value("errors_by_errno", json::object()).dump().c_str());
     std::fprintf(stderr, "Connections: %s\n", r["connections"].dump().c_str());
+    if (r.contains("datagrams")) print_datagrams(r["datagrams"]);
     std::fprintf(stderr, "CPU us/req: loadgen %s, server %s; bound: %s\n",
                  r["loadgen"]["cpu_us_per_request"].dump().c_str(),
                  r["server"]["cpu_us_per_request"].dump().c_str(),
