@@ -1,5 +1,7 @@
 #include "loadgen/datagram_ledger.hpp"
 
+#include <endian.h>
+
 #include <bit>
 #include <cassert>
 #include <cstring>
@@ -14,20 +16,53 @@ char pattern_at(std::uint64_t seq, std::size_t i) noexcept {
     return kPattern[(seq + i) % kPatternLength];
 }
 
-}  // namespace
+// sockperf's header (its src/message.h): sequence number, flags, length; packed, big-endian.
+constexpr std::size_t kSockperfHeaderBytes = 14;
+constexpr std::uint16_t kSockperfClient = 1, kSockperfPongRequest = 2;
 
-void fill_datagram(std::span<char> out, std::uint32_t flow, std::uint64_t seq) {
-    assert(out.size() >= kDatagramHeaderBytes);
-    const DatagramHeader header{DatagramHeader::kMagic, flow, seq};
-    std::memcpy(out.data(), &header, sizeof header);
-    for (std::size_t i = kDatagramHeaderBytes; i < out.size(); ++i) out[i] = pattern_at(seq, i);
+void put_sockperf_header(std::span<char> out, std::uint64_t seq, std::uint16_t flags) {
+    const std::uint64_t seq_be = htobe64(seq);
+    const std::uint16_t flags_be = htobe16(flags);
+    const std::uint32_t length_be = htobe32(static_cast<std::uint32_t>(out.size()));
+    std::memcpy(out.data(), &seq_be, 8);
+    std::memcpy(out.data() + 8, &flags_be, 2);
+    std::memcpy(out.data() + 10, &length_be, 4);
 }
 
-bool parse_datagram(std::span<const char> in, std::size_t expected_size, DatagramHeader& header) {
+std::size_t header_bytes(DatagramFormat format) {
+    return format == DatagramFormat::native ? kDatagramHeaderBytes : kSockperfHeaderBytes;
+}
+
+}  // namespace
+
+void fill_datagram(std::span<char> out, std::uint32_t flow, std::uint64_t seq, DatagramFormat format) {
+    assert(out.size() >= kDatagramHeaderBytes);
+    if (format == DatagramFormat::native) {
+        const DatagramHeader header{DatagramHeader::kMagic, flow, seq};
+        std::memcpy(out.data(), &header, sizeof header);
+    } else {
+        put_sockperf_header(out, seq, kSockperfClient | kSockperfPongRequest);
+    }
+    for (std::size_t i = header_bytes(format); i < out.size(); ++i) out[i] = pattern_at(seq, i);
+}
+
+bool parse_datagram(std::span<const char> in, std::size_t expected_size, DatagramHeader& header,
+                    DatagramFormat format) {
     if (in.size() != expected_size || in.size() < kDatagramHeaderBytes) return false;
-    std::memcpy(&header, in.data(), sizeof header);
-    if (header.magic != DatagramHeader::kMagic) return false;
-    for (std::size_t i = kDatagramHeaderBytes; i < in.size(); ++i)
+    if (format == DatagramFormat::native) {
+        std::memcpy(&header, in.data(), sizeof header);
+        if (header.magic != DatagramHeader::kMagic) return false;
+    } else {
+        std::uint64_t seq_be = 0;
+        std::uint16_t flags_be = 0;
+        std::uint32_t length_be = 0;
+        std::memcpy(&seq_be, in.data(), 8);
+        std::memcpy(&flags_be, in.data() + 8, 2);
+        std::memcpy(&length_be, in.data() + 10, 4);
+        if (be16toh(flags_be) != kSockperfPongRequest || be32toh(length_be) != in.size()) return false;
+        header = {DatagramHeader::kMagic, DatagramHeader::kAnyFlow, be64toh(seq_be)};
+    }
+    for (std::size_t i = header_bytes(format); i < in.size(); ++i)
         if (in[i] != pattern_at(header.seq, i)) return false;
     return true;
 }

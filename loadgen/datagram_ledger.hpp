@@ -17,22 +17,31 @@
 
 namespace loadgen {
 
-// The header loadgen puts at the front of each request datagram (host byte order: both ends are
-// loadgen's), followed by a pattern that depends on the sequence number, so that a reply holding
-// another request's bytes, or shifted bytes, is caught.
+// How a request datagram begins; a pattern that depends on the sequence number follows, so that a
+// reply holding another request's bytes, or shifted bytes, is caught.
+//  * native: loadgen's own 16 bytes (host byte order: both ends are loadgen's): a magic number, the
+//    flow, the sequence number. Any server that echoes bytes answers it.
+//  * sockperf: sockperf's 14-byte header (network byte order): the sequence number, flags (client,
+//    pong request) and the length. `sockperf server` answers only datagrams that carry it, with the
+//    client flag cleared; the flow is the socket's.
+enum class DatagramFormat { native, sockperf };
+
 struct DatagramHeader {
     static constexpr std::uint32_t kMagic = 0x53424447;  // "SBDG"
+    static constexpr std::uint32_t kAnyFlow = UINT32_MAX;  // a format that does not carry it
     std::uint32_t magic = kMagic;
     std::uint32_t flow = 0;
     std::uint64_t seq = 0;
 };
-constexpr std::size_t kDatagramHeaderBytes = sizeof(DatagramHeader);  // 16
+constexpr std::size_t kDatagramHeaderBytes = sizeof(DatagramHeader);  // 16: the smallest datagram
 
 // Writes request `seq` of `flow` into `out` (its size is the datagram's size, at least 16 bytes).
-void fill_datagram(std::span<char> out, std::uint32_t flow, std::uint64_t seq);
-// The header of a reply of `size` bytes if it is exactly what fill_datagram wrote for that flow and
-// sequence number at `expected_size` bytes; false for anything else.
-bool parse_datagram(std::span<const char> in, std::size_t expected_size, DatagramHeader& header);
+void fill_datagram(std::span<char> out, std::uint32_t flow, std::uint64_t seq,
+                   DatagramFormat format = DatagramFormat::native);
+// The header of a reply if it is exactly the answer to what fill_datagram wrote at `expected_size`
+// bytes (the same bytes; in sockperf's format with the client flag cleared); false otherwise.
+bool parse_datagram(std::span<const char> in, std::size_t expected_size, DatagramHeader& header,
+                    DatagramFormat format = DatagramFormat::native);
 
 class FlowLedger {
 public:

@@ -176,7 +176,8 @@ void DatagramWorker::on_reply(std::uint32_t index, std::size_t size, std::uint64
     Flow& f = flows_[index];
     DatagramHeader header;
     const bool matches = size <= reply_.size() &&
-                         parse_datagram({reply_.data(), size}, request_.size(), header) && header.flow == index;
+                         parse_datagram({reply_.data(), size}, request_.size(), header, plan_.datagram_format) &&
+                         (header.flow == index || header.flow == DatagramHeader::kAnyFlow);
     const FlowLedger::Reply reply = matches ? f.ledger.on_reply(header.seq) : FlowLedger::Reply{};
     switch (reply.outcome) {
         case FlowLedger::Outcome::answered:
@@ -220,7 +221,7 @@ void DatagramWorker::on_answered(const FlowLedger::Reply& reply, std::uint64_t n
 // Sends the flow's next request. False when the socket refused it (then nothing is recorded).
 bool DatagramWorker::send_one(std::uint32_t index, std::uint64_t due_ns, std::uint64_t now) {
     Flow& f = flows_[index];
-    fill_datagram(request_, index, f.ledger.next_seq());
+    fill_datagram(request_, index, f.ledger.next_seq(), plan_.datagram_format);
     const ssize_t n = ::send(f.fd.get(), request_.data(), request_.size(), MSG_DONTWAIT);
     if (n == static_cast<ssize_t>(request_.size())) {
         const bool counted = recording(now);

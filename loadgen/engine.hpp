@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/unique_fd.hpp"
+#include "loadgen/datagram_ledger.hpp"
 #include "loadgen/http_response_parser.hpp"
 #include "loadgen/options.hpp"
 #include "loadgen/rate_scheduler.hpp"
@@ -70,6 +71,7 @@ struct WorkerPlan {
     Target target;
     Protocol protocol = Protocol::http;
     Transport transport = Transport::tcp;
+    DatagramFormat datagram_format = DatagramFormat::native;
     ConnectionMode mode = ConnectionMode::keepalive;
     std::string request;  // the bytes of one request (precomputed once; over UDP, its size only)
     int connections = 1;

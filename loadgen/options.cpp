@@ -166,6 +166,13 @@ void add_target_flags(CLI::App& app, Options& o) {
               "unanswered ones counted lost (default tcp)",
               [&o](const std::string& v) { store_transport(o, v); })
         ->group(group);
+    add_value(app, "--udp-format", "native|sockperf",
+              "a datagram's header: loadgen's own, or sockperf's, which `sockperf server` answers (default native)",
+              [&o](const std::string& v) {
+                  if (v != "native" && v != "sockperf") invalid("--udp-format", v, "native or sockperf");
+                  o.sockperf_format = v == "sockperf";
+              })
+        ->group(group);
     add_value(app, "--unix", "PATH",
               "Unix domain socket (stream, or datagram with --transport udp) instead of --host/--port "
               "(TCP-only flags then unused)",
@@ -366,6 +373,8 @@ void check_datagram_options(const CLI::App& app, Options& o) {
 }
 
 void check_run_options(const CLI::App& app, Options& o) {
+    if (o.sockperf_format && o.transport != Transport::udp)
+        invalid("--udp-format", "sockperf", "a format of --transport udp");
     if (app.get_option("--port")->count() == 0 && o.unix_path.empty())
         throw UsageError("missing required flag --port (or --unix)");
     // Only a given --interval: the default 1 s with a shorter --duration keeps writing one (partial)

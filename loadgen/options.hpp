@@ -24,6 +24,7 @@ struct Options {
     std::uint16_t port = 0;
     std::string unix_path;    // non-empty: a Unix domain socket instead of host:port
     Transport transport = Transport::tcp;
+    bool sockperf_format = false;  // --udp-format sockperf: sockperf's header instead of loadgen's
     bool tcp_nodelay = true;  // TCP_NODELAY on loadgen's TCP sockets
     Protocol protocol = Protocol::http;
     std::string path = "/";

@@ -201,6 +201,7 @@ json config_json(const Options& o) {
             {"message_bytes", o.message_bytes},
             {"timeout_s", o.timeout_s},
             {"transport", transport_name(o)},
+            {"udp_format", o.transport == Transport::udp ? json(o.sockperf_format ? "sockperf" : "native") : json(nullptr)},
             {"unix_path", tcp ? json(nullptr) : json(o.unix_path)},
             {"host", tcp ? json(o.host) : json(nullptr)},
             {"port", tcp ? json(o.port) : json(nullptr)},

@@ -209,6 +209,7 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const Tar
     p.target = target;
     p.protocol = o.protocol;
     p.transport = o.transport;
+    p.datagram_format = o.sockperf_format ? DatagramFormat::sockperf : DatagramFormat::native;
     p.mode = o.mode;
     p.request = request;
     p.connections = share_of(o.connections, o.threads, i);

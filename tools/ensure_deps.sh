@@ -6,9 +6,10 @@ set -euo pipefail
 
 # cmake/g++/make build everything; the -dev packages are the libraries the code uses;
 # liburing-dev adds server-io-uring; python3-matplotlib draws the charts, python3-scipy and
-# python3-numpy do the statistics of comparisons; util-linux has taskset.
+# python3-numpy do the statistics of comparisons; util-linux has taskset; sockperf is the
+# yardstick that loadgen's UDP side is tested against.
 SERVERBENCH_PACKAGES=(cmake g++ make libbenchmark-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-                      liburing-dev python3 python3-matplotlib python3-numpy python3-scipy util-linux)
+                      liburing-dev python3 python3-matplotlib python3-numpy python3-scipy util-linux sockperf)
 
 # A package's service (openssh-server's sshd, the web servers of the bundled server files) must not
 # start listening on this machine: the tests and runs start their own. policy-rc.d is Debian's

@@ -50,6 +50,22 @@ TEST(DatagramFormat, WrongSizeHeaderOrBytesAreRefused) {
     EXPECT_FALSE(parse_datagram(mixed, 64, header));
 }
 
+TEST(DatagramFormat, SockperfsAnswerIsTheRequestWithTheClientFlagCleared) {
+    std::vector<char> d(64);
+    fill_datagram(d, 3, 77, DatagramFormat::sockperf);
+    EXPECT_EQ(d[7], 77) << "the sequence number, big-endian, first";
+    EXPECT_EQ(d[9], 3) << "client and pong-request flags";
+    EXPECT_EQ(d[13], 64) << "the length";
+    DatagramHeader header;
+    EXPECT_FALSE(parse_datagram(d, 64, header, DatagramFormat::sockperf)) << "still marked as the client's";
+    d[9] = 2;  // what sockperf's server does to it
+    ASSERT_TRUE(parse_datagram(d, 64, header, DatagramFormat::sockperf));
+    EXPECT_EQ(header.seq, 77u);
+    EXPECT_EQ(header.flow, DatagramHeader::kAnyFlow);
+    d[40] ^= 1;
+    EXPECT_FALSE(parse_datagram(d, 64, header, DatagramFormat::sockperf));
+}
+
 TEST(FlowLedger, AReplyAnswersItsPendingRequestOnce) {
     FlowLedger ledger;
     const auto seq = ledger.sent(100, 110, true);

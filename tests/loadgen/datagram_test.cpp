@@ -131,6 +131,19 @@ private:
     std::jthread thread_;
 };
 
+// A UDP port nothing is bound to: bound (so the kernel picks a free one), then released.
+std::string unused_udp_port() {
+    sb::UniqueFd probe{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(probe.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        ::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+        return "";
+    return std::to_string(ntohs(addr.sin_port));
+}
+
 nlohmann::json datagrams_of(const lgtest::LoadgenRun& run) {
     return run.result.is_object() ? run.result.value("datagrams", nlohmann::json::object()) : nlohmann::json::object();
 }
@@ -211,15 +224,8 @@ TEST(LoadgenDatagrams, TheOpenLoopCountsLossAgainstTheSchedule) {
 }
 
 TEST(LoadgenDatagrams, NobodyListeningIsAReadErrorAndEveryRequestIsLost) {
-    sb::UniqueFd probe{::socket(AF_INET, SOCK_DGRAM, 0)};
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
-    ASSERT_EQ(::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    const std::string port = std::to_string(ntohs(addr.sin_port));
-    probe.reset();
+    const std::string port = unused_udp_port();
+    ASSERT_FALSE(port.empty());
     const auto run = run_loadgen({"--transport", "udp", "--port", port, "--connections", "2", "--duration",
                                   "300ms", "--timeout", "20ms"});
     ASSERT_TRUE(run.result.is_object()) << run.stderr_text;
@@ -230,10 +236,31 @@ TEST(LoadgenDatagrams, NobodyListeningIsAReadErrorAndEveryRequestIsLost) {
     EXPECT_GT(lgtest::total_errors(run.result), 0u);
 }
 
+// sockperf's server (Debian's sockperf) answers only datagrams with its header: loadgen's
+// --udp-format sockperf speaks it, and its own format gets nothing back.
+TEST(LoadgenDatagrams, SockperfsServerAnswersSockperfsFormat) {
+    const std::string port = unused_udp_port();
+    auto server = sbtest::Process::spawn({"sockperf", "server", "-i", "127.0.0.1", "-p", port});
+    ASSERT_TRUE(server) << "sockperf is not installed (apt-get install sockperf)";
+    bool ready = false;
+    while (auto line = server->read_stdout_line(5s))
+        if ((ready = line->find("to block on socket") != std::string::npos)) break;
+    ASSERT_TRUE(ready) << server->drain_stderr();
+    const auto run = run_loadgen({"--transport", "udp", "--udp-format", "sockperf", "--port", port,
+                                  "--connections", "2", "--requests", "2000"});
+    ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+    EXPECT_EQ(count(datagrams_of(run), {"answered"}), 2000u);
+    EXPECT_EQ(run.result["config"]["udp_format"], "sockperf");
+    const auto native = run_loadgen({"--transport", "udp", "--port", port, "--connections", "1", "--duration",
+                                     "200ms", "--timeout", "20ms"});
+    EXPECT_EQ(count(datagrams_of(native), {"answered"}), 0u);
+    EXPECT_GT(count(datagrams_of(native), {"lost"}), 0u);
+}
+
 TEST(LoadgenDatagrams, FlagsThatMeanNothingOverUdpAreRefused) {
     for (const std::vector<std::string>& extra :
          {std::vector<std::string>{"--protocol", "http"}, {"--mode", "close"}, {"--message-bytes", "15"},
-          {"--message-bytes", "65508"}, {"--transport", "sctp"}}) {
+          {"--message-bytes", "65508"}, {"--transport", "sctp"}, {"--udp-format", "dns"}}) {
         std::vector<std::string> args{"--transport", "udp", "--port", "9", "--duration", "100ms"};
         args.insert(args.end(), extra.begin(), extra.end());
         const auto run = run_loadgen(args);
