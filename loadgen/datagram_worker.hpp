@@ -9,7 +9,11 @@
 // intended send time, as over TCP; a flow whose ledger is full is passed over, and arrivals that
 // find every flow full wait, their latency growing.
 
+#include <sys/socket.h>
+
+#include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "loadgen/datagram_ledger.hpp"
@@ -42,7 +46,7 @@ private:
 
     // --- the hot path
     void receive(std::uint32_t index, std::uint64_t now);
-    void on_reply(std::uint32_t index, std::size_t size, std::uint64_t now);
+    void on_reply(std::uint32_t index, std::span<const char> reply, std::uint64_t now);
     void on_answered(const FlowLedger::Reply& reply, std::uint64_t now);
     bool send_one(std::uint32_t index, std::uint64_t due_ns, std::uint64_t now);
     void send_owed(std::uint32_t index, std::uint64_t now);
@@ -59,7 +63,12 @@ private:
     UniqueFd epoll_;
     std::vector<Flow> flows_;
     std::vector<char> request_;      // one datagram, refilled per send
-    std::vector<char> reply_;        // the largest datagram
+    // One recvmmsg's worth of replies: a slot per datagram, one byte longer than a request, so that
+    // a longer reply cannot pass for a right one.
+    static constexpr std::size_t kReplyBatch = 16;
+    std::vector<char> replies_;
+    std::array<iovec, kReplyBatch> reply_iov_{};
+    std::array<mmsghdr, kReplyBatch> reply_headers_{};
     std::vector<FlowLedger::Lost> lost_scratch_;
     RateScheduler schedule_;
     std::uint32_t next_flow_ = 0;    // open loop: the flow the next arrival tries first

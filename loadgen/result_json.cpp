@@ -308,14 +308,20 @@ json share_of_sent(std::uint64_t n, std::uint64_t sent) {
     return sent ? json(static_cast<double>(n) / static_cast<double>(sent)) : json(nullptr);
 }
 
-json udp_drops_json(const std::optional<UdpKernelCounters>& c) {
-    if (!c) return nullptr;
-    return {{"udp_in_errors", c->in_errors},
-            {"udp_rcvbuf_errors", c->rcvbuf_errors},
-            {"udp_sndbuf_errors", c->sndbuf_errors},
-            {"server_socket_drops", c->server_socket_drops},
-            {"loadgen_socket_drops", c->loadgen_socket_drops},
-            {"softnet_drops", c->softnet_drops}};
+json udp_counters_json(const UdpKernelCounters& c) {
+    return {{"udp_in_errors", c.in_errors},
+            {"udp_rcvbuf_errors", c.rcvbuf_errors},
+            {"udp_sndbuf_errors", c.sndbuf_errors},
+            {"server_socket_drops", c.server_socket_drops},
+            {"loadgen_socket_drops", c.loadgen_socket_drops},
+            {"softnet_drops", c.softnet_drops}};
+}
+
+json udp_drops_json(const std::optional<UdpDrops>& d) {
+    if (!d) return nullptr;
+    return {{"server_namespace", udp_counters_json(d->server_namespace)},
+            {"loadgen_namespace", udp_counters_json(d->loadgen_namespace)},
+            {"one_namespace", d->one_namespace}};
 }
 
 // Over UDP: what became of the window's datagrams (sent = answered + late + lost), and what the
@@ -578,8 +584,9 @@ void merge_datagrams(json& m, const std::vector<json>& results) {
     d["loss_ratio"] = share_of_sent(lost, sent);
     d["unanswered_in_time_ratio"] = share_of_sent(lost + d["late"].get<std::uint64_t>(), sent);
     if (!d["kernel_drops"].is_object()) return;
-    for (auto& [key, value] : d["kernel_drops"].items())
-        value = static_cast<std::uint64_t>(max_d(results, "/datagrams/kernel_drops/" + key));
+    for (const char* side : {"server_namespace", "loadgen_namespace"})
+        for (auto& [key, value] : d["kernel_drops"][side].items())
+            value = static_cast<std::uint64_t>(max_d(results, std::string("/datagrams/kernel_drops/") + side + "/" + key));
 }
 
 void merge_validity(json& m, const std::vector<json>& results) {

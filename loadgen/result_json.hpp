@@ -51,7 +51,7 @@ struct RunContext {
     WindowRecord window;
     // Over UDP: the kernel's drop counters from the window's start to the end of the drain (none
     // over Unix datagram sockets), and the socket buffer sizes.
-    std::optional<UdpKernelCounters> udp_drops;
+    std::optional<UdpDrops> udp_drops;
     std::optional<SocketBuffers> udp_buffers;  // a fresh socket's: loadgen's flows, a server that sets none
 };
 

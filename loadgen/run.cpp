@@ -50,7 +50,7 @@ struct WindowEdges {
     std::optional<ProcessTreeSnapshot> server_start, server_end;
     std::uint64_t opened_ns = 0, closed_ns = 0, drained_ns = 0;
     std::optional<WindowRecord::CounterControl> control;
-    std::optional<UdpKernelCounters> udp_start, udp_end;
+    std::optional<UdpDrops> udp_start, udp_end;
 };
 
 // --window-fifo: the counter's signals at the window's edges, and when they were given. The line
@@ -279,9 +279,9 @@ void sleep_until_ns(std::uint64_t t) {
 }
 
 // The kernel's UDP drop counters, where there are some: UDP, not Unix datagram sockets.
-std::optional<UdpKernelCounters> sample_udp_drops(const Options& o) {
+std::optional<UdpDrops> sample_udp_drops(const Options& o) {
     if (o.transport != Transport::udp || !o.unix_path.empty()) return std::nullopt;
-    return read_udp_counters(o.port);
+    return read_udp_drops(o.port, o.server_pid);
 }
 
 std::optional<ProcessTreeSnapshot> sample_server(const Options& o) {

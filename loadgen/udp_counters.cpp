@@ -74,13 +74,35 @@ UdpKernelCounters UdpKernelCounters::operator-(const UdpKernelCounters& before) 
             minus(softnet_drops, before.softnet_drops)};
 }
 
-UdpKernelCounters read_udp_counters(std::uint16_t port, const std::string& snmp, const std::string& udp,
-                                    const std::string& softnet) {
+UdpKernelCounters read_udp_counters(std::uint16_t port, const std::string& net_dir, const std::string& softnet) {
     UdpKernelCounters c;
-    read_snmp(snmp, c);
-    read_socket_drops(udp, port, c);
+    read_snmp(net_dir + "/snmp", c);
+    read_socket_drops(net_dir + "/udp", port, c);
     read_softnet(softnet, c);
     return c;
+}
+
+UdpDrops UdpDrops::operator-(const UdpDrops& before) const {
+    return {server_namespace - before.server_namespace, loadgen_namespace - before.loadgen_namespace, one_namespace};
+}
+
+namespace {
+
+std::string namespace_of(const std::string& pid) {
+    char target[64] = {};
+    const ssize_t n = ::readlink(("/proc/" + pid + "/ns/net").c_str(), target, sizeof target - 1);
+    return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : "";
+}
+
+}  // namespace
+
+UdpDrops read_udp_drops(std::uint16_t port, int server_pid) {
+    UdpDrops d;
+    d.loadgen_namespace = read_udp_counters(port);
+    const std::string pid = std::to_string(server_pid);
+    d.one_namespace = server_pid == 0 || namespace_of(pid) == namespace_of("self");
+    d.server_namespace = d.one_namespace ? d.loadgen_namespace : read_udp_counters(port, "/proc/" + pid + "/net");
+    return d;
 }
 
 SocketBuffers socket_buffers(int fd) {

@@ -1,9 +1,10 @@
 #pragma once
 // The kernel's own account of where UDP datagrams were dropped, read before and after a window:
-// the namespace's UDP counters (/proc/net/snmp), the drops of each socket (/proc/net/udp), split
-// into the server's sockets (bound to the target port) and loadgen's (connected to it), and the
-// per-CPU backlog drops (/proc/net/softnet_stat). /proc/net/snmp counts per network namespace:
-// with the server on loopback, loadgen's own drops are in it too; /proc/net/udp tells them apart.
+// a network namespace's UDP counters (net/snmp), the drops of each socket (net/udp), split into
+// the server's sockets (bound to the target port) and loadgen's (connected to it), and the per-CPU
+// backlog drops (/proc/net/softnet_stat, the machine's). net/snmp counts per namespace: with the
+// server on loopback, loadgen's own drops are in it too, and net/udp tells them apart; with the
+// server in a namespace of its own (--net veth), /proc/PID/net is that namespace's view.
 
 #include <cstdint>
 #include <string>
@@ -21,10 +22,19 @@ struct UdpKernelCounters {
     UdpKernelCounters operator-(const UdpKernelCounters& before) const;
 };
 
-// Reads the counters for the UDP port `port` from the given /proc files (tests pass their own).
-UdpKernelCounters read_udp_counters(std::uint16_t port, const std::string& snmp = "/proc/net/snmp",
-                                    const std::string& udp = "/proc/net/udp",
+// Reads the counters for the UDP port `port` from a namespace's net folder ("/proc/self/net",
+// "/proc/PID/net"; tests pass their own files).
+UdpKernelCounters read_udp_counters(std::uint16_t port, const std::string& net_dir = "/proc/self/net",
                                     const std::string& softnet = "/proc/net/softnet_stat");
+
+// Both sides' namespaces: the server's (through --server-pid's /proc/PID/net) and loadgen's own;
+// the same namespace read twice when the server shares it, or without --server-pid.
+struct UdpDrops {
+    UdpKernelCounters server_namespace, loadgen_namespace;
+    bool one_namespace = true;
+    UdpDrops operator-(const UdpDrops& before) const;
+};
+UdpDrops read_udp_drops(std::uint16_t port, int server_pid);
 
 // SO_RCVBUF and SO_SNDBUF of a socket, in bytes as the kernel reports them (twice what was set).
 struct SocketBuffers {
