@@ -4,10 +4,12 @@
 // connection, resuming this one when its socket is ready. So: the readability of a thread per
 // connection at the cost of an event loop (a suspended connection is a heap frame, not a thread
 // with a stack, and no context switch happens), but, as with any one-thread loop, a handler that
-// blocks for real (--io-us) stalls every connection.
+// blocks for real (--io-us) stalls every connection. Over UDP one coroutine serves the socket: it
+// waits (co_await) until datagrams are there, answers them, and waits again.
 
 #include <cassert>
 
+#include "core/datagram.hpp"
 #include "coroutine_reactor.hpp"
 
 namespace {
@@ -17,6 +19,7 @@ constexpr sb::ModelInfo kModel{
     .summary =
         "One thread, an epoll loop and a C++20 coroutine per connection (straight-line co_await handlers).",
     .default_max_conns = 100000,
+    .batches_datagrams = true,
 };
 
 sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
@@ -42,11 +45,26 @@ sb::ConnectionTask serve(sb::Socket conn, const sb::Server& server) {
     }
 }
 
+sb::ConnectionTask serve_datagrams(sb::DatagramSocket socket, sb::Server& server) {
+    sb::DatagramBatch batch(server.options.udp_batch);
+    for (;;) {
+        co_await socket.readable();
+        sb::answer_waiting_datagrams(socket.fd(), batch, server);  // never blocks: nothing to await
+    }
+}
+
+int serve_udp(sb::Server& server, sb::Reactor& reactor) {
+    server.announce_ready();
+    reactor.run_datagrams([&server](sb::DatagramSocket socket) { return serve_datagrams(socket, server); });
+    return server.finish();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
     sb::Reactor reactor(server);
+    if (server.options.transport == sb::Transport::udp) return serve_udp(server, reactor);
     server.announce_ready();
     reactor.run([&server](sb::Socket conn) { return serve(std::move(conn), server); });
     return server.finish();

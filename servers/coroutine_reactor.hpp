@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cassert>
 #include <cerrno>
 #include <coroutine>
 #include <cstdint>
@@ -83,6 +84,21 @@ private:
     UniqueFd fd_;
 };
 
+// Over UDP: the server's datagram socket, which one coroutine serves.
+class DatagramSocket {
+public:
+    DatagramSocket(Reactor& reactor, int fd) noexcept : reactor_(&reactor), fd_(fd) {}
+    int fd() const noexcept { return fd_; }
+
+    // co_await readable(): suspends until epoll reports datagrams waiting. It always suspends, even
+    // when some are waiting still: the loop then looks at the stop signal before resuming it.
+    auto readable() noexcept;
+
+private:
+    Reactor* reactor_;
+    int fd_;  // the Server's: not this object's to close
+};
+
 class Reactor {
 public:
     explicit Reactor(Server& server)
@@ -122,6 +138,28 @@ public:
                 } else {
                     on_ready(fd, events[static_cast<std::size_t>(i)].events);
                 }
+            }
+        }
+    }
+
+    // Over UDP: runs handler(DatagramSocket) as the one coroutine serving the server's datagram
+    // socket until SIGINT/SIGTERM. The socket is watched level-triggered (since the constructor),
+    // so a wake-up whose share left datagrams waiting is followed by another. The coroutine holds a
+    // --max-conns slot, as a connection's does, so that it is freed like one.
+    template <class Handler>
+    void run_datagrams(Handler&& handler) {
+        const int fd = server_.listener.fd();
+        [[maybe_unused]] const bool took = limit_.try_take();
+        assert(took && "--max-conns is at least 1");
+        slots_[fd] = Slot{.task = handler(DatagramSocket(*this, fd)).release()};
+        resume(fd);
+        std::array<epoll_event, 2> events;
+        for (;;) {
+            const int ready = ::epoll_wait(epoll_.get(), events.data(), events.size(), -1);
+            for (int i = 0; i < ready; ++i) {
+                const epoll_event& e = events[static_cast<std::size_t>(i)];
+                if (e.data.fd == server_.signals.fd() && server_.signals.stop_requested()) return;
+                if (e.data.fd == fd) on_ready(fd, e.events);
             }
         }
     }
@@ -277,6 +315,24 @@ struct WriteAwaiter : PendingIo {
     void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
     bool await_resume() const noexcept { return ok && !timed_out; }
 };
+
+// Waits for epoll's report, and nothing else: the coroutine receives for itself once resumed.
+struct ReadableAwaiter : PendingIo {
+    Reactor* reactor;
+    int fd;
+
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) noexcept { reactor->park(fd, *this); }
+    void await_resume() const noexcept {}
+};
+
+inline auto DatagramSocket::readable() noexcept {
+    ReadableAwaiter a;
+    a.attempt = [](PendingIo&) { return true; };  // reported readable: resume
+    a.reactor = reactor_;
+    a.fd = fd_;
+    return a;
+}
 
 inline auto Socket::read() noexcept {
     ReadAwaiter a;

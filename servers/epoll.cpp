@@ -3,6 +3,7 @@
 // what the idle ones do. A connection's interest is changed (one epoll_ctl) only when it switches
 // between waiting to read and waiting to write, and a closed descriptor leaves the set by itself,
 // so closing needs no epoll_ctl either. epoll-reuseport runs this same loop once per thread.
+// Over UDP the interest set is the one socket and the stop descriptor, set once.
 
 #include <sys/epoll.h>
 
@@ -50,6 +51,26 @@ void run_epoll_loop(int epoll_fd, Listener& listener, ConnectionTable& connectio
     }
 }
 
+void run_epoll_datagram_loop(int epoll_fd, int socket_fd, Server& server, int stop_fd,
+                             const std::function<bool()>& stop_requested) {
+    for (int fd : {socket_fd, stop_fd}) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;  // level-triggered: what one wake-up leaves is reported at the next
+        ev.data.fd = fd;
+        if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) die(server.model(), "epoll_ctl");
+    }
+    DatagramBatch batch(server.options.udp_batch);
+    std::array<epoll_event, 2> events;
+    for (;;) {
+        const int ready = ::epoll_wait(epoll_fd, events.data(), events.size(), -1);
+        for (int i = 0; i < ready; ++i) {
+            const int fd = events[static_cast<std::size_t>(i)].data.fd;
+            if (fd == stop_fd && stop_requested()) return;
+            if (fd == socket_fd) answer_waiting_datagrams(socket_fd, batch, server);
+        }
+    }
+}
+
 }  // namespace sb
 
 // epoll-reuseport is built with this file for the loop above, and brings its own main.
@@ -61,12 +82,23 @@ constexpr sb::ModelInfo kModel{
     .name = "epoll",
     .summary = "One thread, non-blocking sockets, level-triggered epoll.",
     .default_max_conns = 100000,
+    .batches_datagrams = true,
 };
+
+int serve_udp(sb::Server& server) {
+    sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};
+    if (!epoll) sb::die(kModel, "epoll_create1");
+    server.announce_ready();
+    sb::run_epoll_datagram_loop(epoll.get(), server.listener.fd(), server, server.signals.fd(),
+                                [&] { return server.signals.stop_requested(); });
+    return server.finish();
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    if (server.options.transport == sb::Transport::udp) return serve_udp(server);
     sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit);
     sb::UniqueFd epoll{::epoll_create1(EPOLL_CLOEXEC)};

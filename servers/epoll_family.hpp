@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "core/check_epoll_ctl.hpp"
+#include "core/datagram.hpp"
 #include "core/event_loop.hpp"
 
 namespace sb {
@@ -26,5 +27,11 @@ inline std::uint32_t epoll_events(Interest interest) noexcept {
 // takes that as its baseline). Defined in servers/epoll.cpp.
 void run_epoll_loop(int epoll_fd, Listener& listener, ConnectionTable& connections, int stop_fd,
                     const std::function<bool()>& stop_requested);
+
+// Over UDP: answers the datagrams of socket_fd on the epoll instance epoll_fd, received and answered
+// --udp-batch at a time, until stop_fd is readable and stop_requested() agrees. Defined in
+// servers/epoll.cpp.
+void run_epoll_datagram_loop(int epoll_fd, int socket_fd, Server& server, int stop_fd,
+                             const std::function<bool()>& stop_requested);
 
 }  // namespace sb

@@ -11,14 +11,20 @@
 // is FIFO, so every keep-alive client gets its turn however busy the others are. Connections are
 // watched EPOLLONESHOT for that: each event disarms its connection, which is re-armed when the
 // loop wants to hear of it again, so the trip through the pool costs one epoll_ctl, not two.
+//
+// Over UDP the loop receives datagrams and hands each one, copied with its sender's address, to the
+// pool; a worker does the work and sends the answer itself, with sendto on the one socket (a
+// datagram socket takes sends from any thread, and needs no ordering between them).
 
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <mutex>
 #include <vector>
 
+#include "core/datagram.hpp"
 #include "core/worker_pool.hpp"
 #include "epoll_family.hpp"
 
@@ -29,7 +35,12 @@ const sb::ModelInfo kModel{
     .summary = "One epoll loop reads and writes; --workers threads run the request handlers.",
     .default_workers = sb::available_cpus(),
     .default_max_conns = 100000,
+    .batches_datagrams = true,
 };
+
+// Datagrams waiting for a worker: at most --max-conns, and at most this many, since each may hold
+// up to 64 KiB. Past it a datagram is dropped and counted (at the cap).
+constexpr int kMaxQueuedDatagrams = 1024;
 
 // A batch for the pool: the connection's responses are already built (by the protocol state
 // machine, in the connection's output buffer, which the loop leaves alone meanwhile); what the
@@ -100,10 +111,60 @@ void watch_once(int epoll_fd, int op, sb::Connection& c, sb::Interest interest,
         connections.close_for_lack_of_resources(c);
 }
 
+// Copies each datagram of the batch out of the loop's buffers into a job for the pool.
+void hand_to_pool(const sb::DatagramBatch& batch, sb::WorkerPool<sb::Datagram>& pool,
+                  sb::ServerStats& stats) {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        const std::span<const char> bytes = batch.payload(i);
+        sb::Datagram d{{bytes.begin(), bytes.end()}, batch.peer(i)};
+        if (!pool.try_submit(d)) stats.datagrams_at_cap.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+// The loop: receives what the socket holds, a wake-up's share at a time, and hands it to the pool.
+void hand_datagrams_to_pool(sb::Server& server, sb::WorkerPool<sb::Datagram>& pool) {
+    const int socket_fd = server.listener.fd();
+    const int signal_fd = server.signals.fd();
+    const sb::UniqueFd epoll = epoll_watching({socket_fd, signal_fd});
+    sb::DatagramBatch batch(server.options.udp_batch);
+    server.announce_ready();
+
+    std::array<epoll_event, 2> events;
+    for (;;) {
+        const int ready = ::epoll_wait(epoll.get(), events.data(), events.size(), -1);
+        for (int i = 0; i < ready; ++i) {
+            const int fd = events[static_cast<std::size_t>(i)].data.fd;
+            if (fd == signal_fd && server.signals.stop_requested()) return;
+            if (fd != socket_fd) continue;
+            for (std::size_t taken = 0; taken < sb::kDatagramsPerWakeup;) {
+                const std::size_t received = batch.receive(socket_fd, server.stats);
+                if (received == 0) break;
+                hand_to_pool(batch, pool, server.stats);
+                taken += received;
+            }
+        }
+    }
+}
+
+int serve_udp(sb::Server& server) {
+    {
+        const auto queued = static_cast<std::size_t>(std::min(server.options.max_conns, kMaxQueuedDatagrams));
+        sb::WorkerPool<sb::Datagram> pool(
+            static_cast<std::size_t>(server.options.workers), queued, [&server](sb::Datagram& d) {
+                sb::simulate_request_work(server.options, 1);
+                sb::answer_datagram(server.listener.fd(), d.payload, d.peer, server.stats);
+            });
+        if (pool.started() == 0) sb::die(kModel, "starting worker threads");
+        hand_datagrams_to_pool(server, pool);
+    }  // the pool joins its workers, so their counts are in the stop line
+    return server.finish();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    if (server.options.transport == sb::Transport::udp) return serve_udp(server);
     sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit, sb::RequestWork::handed_off);
     Completions completions;  // declared before the pool: workers push into it until they are joined

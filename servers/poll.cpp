@@ -2,12 +2,14 @@
 // rather than a bitmap, so any descriptor can be watched (no FD_SETSIZE limit, unlike select); but
 // like select the kernel forgets the set after each call, so the loop passes all of it every turn
 // and then scans all of it for the ready entries: the cost per turn still grows with the number of
-// connections, not with the active ones.
+// connections, not with the active ones. Over UDP the array is the one socket and the signal
+// descriptor.
 
 #include <poll.h>
 
 #include <vector>
 
+#include "core/datagram.hpp"
 #include "core/event_loop.hpp"
 
 namespace {
@@ -16,12 +18,27 @@ constexpr sb::ModelInfo kModel{
     .name = "poll",
     .summary = "One thread, non-blocking sockets, poll(): O(connections) per call, no FD_SETSIZE limit.",
     .default_max_conns = 100000,
+    .batches_datagrams = true,
 };
+
+int serve_udp(sb::Server& server) {
+    sb::DatagramBatch batch(server.options.udp_batch);
+    pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
+    server.announce_ready();
+
+    for (;;) {
+        if (::poll(watched, 2, -1) < 0) continue;
+        if (watched[1].revents != 0 && server.signals.stop_requested()) break;
+        if (watched[0].revents != 0) sb::answer_waiting_datagrams(watched[0].fd, batch, server);
+    }
+    return server.finish();
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    if (server.options.transport == sb::Transport::udp) return serve_udp(server);
     sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit);
     server.announce_ready();

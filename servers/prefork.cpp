@@ -3,7 +3,9 @@
 // wakes one waiting worker per connection. No fork per connection, and clients stay isolated (a
 // crash takes one worker and its connection down), but like a thread pool it serves at most
 // --workers clients at once, the others waiting in the backlog. The parent only supervises: it
-// restarts a worker that dies, and on SIGINT/SIGTERM ends them all before it exits.
+// restarts a worker that dies, and on SIGINT/SIGTERM ends them all before it exits. Over UDP the
+// workers all block in recvfrom on the one shared socket instead of in accept, each answering one
+// datagram at a time; the parent supervises them just the same.
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/datagram.hpp"
 #include "core/serve_blocking.hpp"
 #include "prefork_shared_memory.hpp"
 
@@ -44,9 +47,12 @@ struct Tally {
 };
 
 void move_counts(sb::ServerStats& from, sb::ServerStats& to) {
-    to.accepted += from.accepted.exchange(0);
-    to.rejected_at_limit += from.rejected_at_limit.exchange(0);
-    to.rejected_no_resources += from.rejected_no_resources.exchange(0);
+    for (auto counter : {&sb::ServerStats::accepted, &sb::ServerStats::rejected_at_limit,
+                         &sb::ServerStats::rejected_no_resources, &sb::ServerStats::datagrams_received,
+                         &sb::ServerStats::datagrams_answered, &sb::ServerStats::datagrams_oversized,
+                         &sb::ServerStats::datagrams_at_cap, &sb::ServerStats::datagram_send_errors}) {
+        to.*counter += (from.*counter).exchange(0);
+    }
 }
 
 // A worker's first connection faults in the pages of the serving code (library text, shared but
@@ -81,6 +87,15 @@ void warm_up(const sb::Server& server) {
         serving = false;
         limit.give_back();
     }
+}
+
+// Over UDP: a worker answers datagrams until the parent's SIGTERM ends it, counting straight into
+// the tally (there is no connection whose end would be the moment to move its counts).
+[[noreturn]] void run_datagram_worker(sb::Server& server, Tally& tally) {
+    sb::reset_signals_for_child();
+    ::close(server.signals.fd());
+    sb::serve_datagrams_blocking(server.listener.fd(), server.options, tally.stats, [] { return false; });
+    ::_exit(0);  // never reached: serve_datagrams_blocking returns only when asked to stop
 }
 
 struct Worker {
@@ -155,6 +170,7 @@ int main(int argc, char** argv) {
 
     auto start = [&](std::size_t i) {
         pid_t pid = ::fork();
+        if (pid == 0 && server.options.transport == sb::Transport::udp) run_datagram_worker(server, tally[0]);
         if (pid == 0) run_worker(server, tally[0], serving[i]);
         Worker& w = workers[i];
         w.started = Clock::now();

@@ -2,12 +2,14 @@
 // on each call, so the loop rebuilds it every turn and then scans every descriptor to find the
 // ready ones: the cost per turn grows with the number of connections, not with the active ones.
 // And an fd_set holds only descriptors below FD_SETSIZE (1024): a connection whose descriptor is
-// at or above it cannot be watched, so it is closed at once and counted.
+// at or above it cannot be watched, so it is closed at once and counted. Over UDP the set is the
+// one socket and the signal descriptor, rebuilt every turn all the same.
 
 #include <sys/select.h>
 
 #include <algorithm>
 
+#include "core/datagram.hpp"
 #include "core/event_loop.hpp"
 
 namespace {
@@ -17,12 +19,33 @@ constexpr sb::ModelInfo kModel{
     .summary =
         "One thread, non-blocking sockets, select(): O(connections) per call, descriptors < FD_SETSIZE.",
     .default_max_conns = FD_SETSIZE - 24,
+    .batches_datagrams = true,
 };
+
+int serve_udp(sb::Server& server) {
+    sb::DatagramBatch batch(server.options.udp_batch);
+    const int socket_fd = server.listener.fd();
+    const int signal_fd = server.signals.fd();
+    server.announce_ready();
+
+    for (;;) {
+        fd_set readable;
+        FD_ZERO(&readable);
+        FD_SET(socket_fd, &readable);
+        FD_SET(signal_fd, &readable);
+        if (::select(std::max(socket_fd, signal_fd) + 1, &readable, nullptr, nullptr, nullptr) < 0) continue;
+
+        if (FD_ISSET(signal_fd, &readable) && server.signals.stop_requested()) break;
+        if (FD_ISSET(socket_fd, &readable)) sb::answer_waiting_datagrams(socket_fd, batch, server);
+    }
+    return server.finish();
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::no);
+    if (server.options.transport == sb::Transport::udp) return serve_udp(server);
     sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     sb::ConnectionTable connections(server, limit, sb::RequestWork::in_loop, FD_SETSIZE);
     const int listen_fd = server.listener.fd();

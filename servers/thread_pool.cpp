@@ -2,9 +2,15 @@
 // A worker serves one connection until it closes, so the pool serves at most --workers clients at
 // once; with every worker held by a keep-alive client, a new connection waits in the queue until a
 // client leaves (or idles out), and once the queue is full new connections are closed at once.
+// Over UDP there is nothing to queue: the --workers threads all block in recvfrom on the one
+// socket, and the kernel hands each datagram to one of them.
 
 #include <cassert>
+#include <system_error>
+#include <thread>
+#include <vector>
 
+#include "core/datagram.hpp"
 #include "core/serve_blocking.hpp"
 #include "core/worker_pool.hpp"
 
@@ -18,11 +24,30 @@ constexpr sb::ModelInfo kModel{
     .default_max_conns = 10000,
 };
 
+int serve_udp(sb::Server& server, sb::StopWatcher& stop) {
+    std::vector<std::jthread> workers;
+    for (int i = 0; i < server.options.workers; ++i) {
+        try {
+            workers.emplace_back([&server, &stop] {
+                sb::serve_datagrams_blocking(server.listener.fd(), server.options, server.stats,
+                                             [&stop] { return stop.stopping(); });
+            });
+        } catch (const std::system_error&) {
+            break;  // out of threads: serve with those that started
+        }
+    }
+    if (workers.empty()) sb::die(kModel, "starting worker threads");
+    server.announce_ready();
+    workers.clear();  // each returns once the stop has shut the socket down
+    return server.finish();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     sb::Server server(argc, argv, kModel, sb::Blocking::yes);
     sb::StopWatcher stop(server);
+    if (server.options.transport == sb::Transport::udp) return serve_udp(server, stop);
     // Connections being served plus connections queued: at most --max-conns. Counted apart from the
     // queue's capacity because with --max-conns below --workers the queue alone would not bound it
     // (idle workers take every connection at once).

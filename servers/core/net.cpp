@@ -26,9 +26,10 @@ namespace sb {
 
 namespace {
 
-// The socket a listener starts from, in the given blocking mode.
-UniqueFd stream_socket(int family, Blocking mode, const ModelInfo& model) {
-    const int type = SOCK_STREAM | SOCK_CLOEXEC | (mode == Blocking::no ? SOCK_NONBLOCK : 0);
+// The socket a listener starts from: a stream or a datagram socket, in the given blocking mode.
+UniqueFd server_socket(int family, Transport transport, Blocking mode, const ModelInfo& model) {
+    const int type = (transport == Transport::udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC |
+                     (mode == Blocking::no ? SOCK_NONBLOCK : 0);
     UniqueFd fd{::socket(family, type, 0)};
     if (!fd) die(model, "socket");
     return fd;
@@ -44,6 +45,7 @@ Listener::Listener(const ServerOptions& options, const ModelInfo& model, ServerS
     } else {
         bind_unix(options, model, mode);
     }
+    if (options.transport == Transport::udp) return;  // a datagram socket receives once bound
     if (::listen(fd_.get(), options.backlog) != 0) die(model, "listen");
     reserve_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
@@ -64,9 +66,13 @@ void Listener::bind_tcp(const ServerOptions& options, const ModelInfo& model, Bl
                      model.name, options.host.c_str());
         std::exit(2);
     }
-    fd_ = stream_socket(AF_INET, mode, model);
+    fd_ = server_socket(AF_INET, options.transport, mode, model);
     int one = 1;
-    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+    // For TCP, SO_REUSEADDR lets a restarted server bind past its predecessor's TIME_WAIT. A UDP
+    // socket has no TIME_WAIT, and there SO_REUSEADDR would let a second server bind the same port
+    // and quietly take its datagrams: a busy port must fail the bind instead.
+    if (options.transport == Transport::tcp &&
+        ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         die(model, "setsockopt SO_REUSEADDR");
     if (model.reuse_port && ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
         die(model, "setsockopt SO_REUSEPORT");
@@ -94,7 +100,7 @@ void Listener::bind_unix(const ServerOptions& options, const ModelInfo& model, B
     // other kind of file is not ours to delete, and bind then fails with EADDRINUSE.
     struct stat st;
     if (::lstat(addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(addr.sun_path);
-    fd_ = stream_socket(AF_UNIX, mode, model);
+    fd_ = server_socket(AF_UNIX, options.transport, mode, model);
     if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
         const std::string what = "bind " + options.unix_path;
         die(model, what.c_str());

@@ -1,5 +1,6 @@
 #pragma once
-// Socket set-up shared by every model: the listening socket and accepting from it.
+// Socket set-up shared by every model: the listening socket and accepting from it, or over
+// --transport udp the bound datagram socket (what is done with datagrams: core/datagram.hpp).
 
 #include <sys/types.h>
 #include <atomic>
@@ -17,14 +18,25 @@ struct ServerStats {
     std::atomic<std::uint64_t> accepted{0};
     std::atomic<std::uint64_t> rejected_at_limit{0};      // over --max-conns, or select's FD_SETSIZE
     std::atomic<std::uint64_t> rejected_no_resources{0};  // no descriptor, thread or process for it
+    // Over UDP. Every datagram received ends as one of the four after it (once its handler is done):
+    // received = answered + oversized + at_cap + send_errors.
+    std::atomic<std::uint64_t> datagrams_received{0};
+    std::atomic<std::uint64_t> datagrams_answered{0};
+    std::atomic<std::uint64_t> datagrams_oversized{0};   // over kMaxDatagram: dropped unanswered
+    std::atomic<std::uint64_t> datagrams_at_cap{0};      // no thread, process or queue room for it
+    std::atomic<std::uint64_t> datagram_send_errors{0};  // the reply failed, or nothing can reach the sender
 };
 
 enum class Blocking { yes, no };
 
+// The server's socket. Over TCP it listens and accept() takes connections from it; over UDP it is
+// the bound datagram socket itself (no listen, no accept), which the model receives on and answers
+// from: one socket, so binding (port 0 resolved, a stale Unix socket file removed, SO_REUSEPORT)
+// is written once for both.
 class Listener {
 public:
-    // Binds host:port, or the Unix socket at --unix (removing a stale socket file there first), and
-    // listens. Exits 1 with one line on stderr if that fails.
+    // Binds host:port, or the Unix socket at --unix (removing a stale socket file there first), of the
+    // type --transport says, and over TCP listens. Exits 1 with one line on stderr if that fails.
     Listener(const ServerOptions& options, const ModelInfo& model, ServerStats& stats, Blocking mode,
              std::uint16_t port);
     // Removes the Unix socket's file (in the process that made it).
@@ -45,6 +57,9 @@ public:
     UniqueFd adopt(int fd);
 
     // Wakes a thread blocked in accept(), which then returns empty fds: how blocking models stop.
+    // Over UDP it wakes every thread blocked in recvfrom (Linux does so even on an unconnected
+    // socket, though shutdown reports ENOTCONN there), which then returns 0 at once, as for an empty
+    // datagram: a caller tells the two apart by its stop flag, set before this is called.
     void shutdown() noexcept;
 
 private:

@@ -48,6 +48,12 @@ Protocol parse_protocol(std::string_view text) {
     throw BadValue("invalid value for --protocol: '" + std::string(text) + "' (expected http or echo)");
 }
 
+Transport parse_transport(std::string_view text) {
+    if (text == "tcp") return Transport::tcp;
+    if (text == "udp") return Transport::udp;
+    throw BadValue("invalid value for --transport: '" + std::string(text) + "' (expected tcp or udp)");
+}
+
 std::string parse_nonempty(std::string_view flag, std::string_view text) {
     if (text.empty()) throw BadValue("invalid value for " + std::string(flag) + ": ''");
     return std::string(text);
@@ -77,7 +83,7 @@ std::vector<Flag> server_flags() {
          [](O& o, V v) { o.host = parse_nonempty("--host", v); }},
         {"--port", "N", "TCP port, 0 = pick a free one (default 8080)",
          [](O& o, V v) { o.port = parse_int<std::uint16_t>("--port", v, 0, 65535); }},
-        {"--protocol", "http|echo", "protocol to serve (default http)",
+        {"--protocol", "http|echo", "protocol to serve over TCP (default http; over UDP only echo)",
          [](O& o, V v) { o.protocol = parse_protocol(v); }},
         {"--workers", "N", "threads or processes, for models that have them",
          [](O& o, V v) { o.workers = parse_int<int>("--workers", v, 1, 100000); }},
@@ -94,13 +100,22 @@ std::vector<Flag> server_flags() {
          [](O& o, V v) { o.io_us = parse_int<int>("--io-us", v, 0, 10'000'000); }},
         {"--response-bytes", "N", "HTTP response body size (default 13)",
          [](O& o, V v) { o.response_bytes = parse_int<std::size_t>("--response-bytes", v, 0, 64LL << 20); }},
-        {"--unix", "PATH", "listen on a Unix stream socket at PATH instead of TCP (--host, --port ignored)",
+        {"--unix", "PATH",
+         "listen on a Unix stream socket at PATH instead of TCP, or with --transport udp receive on a Unix "
+         "datagram socket there (--host, --port ignored)",
          [](O& o, V v) { o.unix_path = parse_nonempty("--unix", v); }},
         {"--tcp-nodelay", "on|off", "TCP_NODELAY on accepted TCP connections (default on)",
          [](O& o, V v) { o.tcp_nodelay = parse_on_off("--tcp-nodelay", v); }},
         {"--inject-cpu-us", "US",
          "test knob: busy CPU per request on top of --cpu-us, to inject a known regression (default 0)",
          [](O& o, V v) { o.inject_cpu_us = parse_int<int>("--inject-cpu-us", v, 0, 10'000'000); }},
+        {"--transport", "tcp|udp",
+         "tcp serves connections; udp answers each datagram with one holding its bytes (default tcp)",
+         [](O& o, V v) { o.transport = parse_transport(v); }},
+        {"--udp-batch", "N",
+         "datagrams an event loop receives per recvmmsg and answers per sendmmsg, 1 = recvfrom/sendto "
+         "(default 1)",
+         [](O& o, V v) { o.udp_batch = parse_int<int>("--udp-batch", v, 1, 1024); }},
     };
 }
 
@@ -110,9 +125,13 @@ std::string help_footer(const ModelInfo& model) {
             ? "--workers defaults to " + std::to_string(model.default_workers) + " for this model.\n"
             : "This model has no workers: --workers is accepted and ignored.\n";
     footer += "--max-conns defaults to " + std::to_string(model.default_max_conns) + " for this model.\n";
+    footer +=
+        model.batches_datagrams
+            ? "--udp-batch sets how many datagrams this model's event loop takes per system call.\n"
+            : "This model has no event loop of its own to batch: --udp-batch is accepted and ignored.\n";
     footer += "Prints 'port=N pid=P model=" + std::string(model.name) +
               "' on stdout when listening (with --unix: 'port=0 pid=P model=" + std::string(model.name) +
-              " unix=PATH'); SIGINT/SIGTERM stop it.";
+              " unix=PATH'; with --transport udp, ' transport=udp' at its end); SIGINT/SIGTERM stop it.";
     return footer;
 }
 
@@ -165,6 +184,9 @@ ServerOptions parse_server_options(int argc, char** argv, const ModelInfo& model
     } catch (const BadValue& e) {
         usage_error(model, e.what());
     }
+    // A datagram is answered with its own bytes: HTTP is a protocol of connections.
+    if (o.transport == Transport::udp && o.protocol == Protocol::http && app.count("--protocol") > 0)
+        usage_error(model, "--protocol http needs --transport tcp (over udp each datagram is echoed)");
     return o;
 }
 

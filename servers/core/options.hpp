@@ -14,8 +14,13 @@ struct ModelInfo {
     const char* summary;      // one line for --help
     int default_workers = 0;  // 0: the model has no workers and ignores --workers
     int default_max_conns = 10000;
-    bool reuse_port = false;  // listening sockets are shared with SO_REUSEPORT
+    bool reuse_port = false;         // listening sockets are shared with SO_REUSEPORT
+    bool batches_datagrams = false;  // its event loop takes --udp-batch; the others ignore it
 };
+
+// What the server's socket carries: connections (TCP, or a Unix stream socket), or datagrams
+// (UDP, or a Unix datagram socket), each answered by one datagram (core/datagram.hpp).
+enum class Transport { tcp, udp };
 
 struct ServerOptions {
     std::string host = "127.0.0.1";
@@ -31,6 +36,8 @@ struct ServerOptions {
     std::string unix_path;    // non-empty: listen on this Unix socket instead of TCP
     bool tcp_nodelay = true;  // TCP_NODELAY on accepted TCP sockets
     int inject_cpu_us = 0;    // a test knob: busy CPU per request on top of cpu_us
+    Transport transport = Transport::tcp;
+    int udp_batch = 1;  // datagrams per recvmmsg/sendmmsg in the event loops; 1: recvfrom/sendto
 
     ProtocolConfig protocol_config() const;
 };

@@ -20,11 +20,24 @@ void Server::announce_ready() const {
     std::printf("port=%u pid=%d model=%s", unsigned{listener.port()}, static_cast<int>(::getpid()),
                 model_.name);
     if (!listener.unix_path().empty()) std::printf(" unix=%s", listener.unix_path().c_str());
+    if (options.transport == Transport::udp) std::printf(" transport=udp");
     std::printf("\n");
     std::fflush(stdout);
 }
 
 int Server::finish() const {
+    if (options.transport == Transport::udp) {
+        auto n = [](const std::atomic<std::uint64_t>& count) {
+            return static_cast<unsigned long long>(count.load());
+        };
+        std::fprintf(
+            stderr,
+            "server-%s: stopped; received %llu datagrams, answered %llu, dropped %llu oversized, %llu "
+            "at the cap, %llu send errors\n",
+            model_.name, n(stats.datagrams_received), n(stats.datagrams_answered),
+            n(stats.datagrams_oversized), n(stats.datagrams_at_cap), n(stats.datagram_send_errors));
+        return 0;
+    }
     std::fprintf(stderr,
                  "server-%s: stopped; accepted %llu connections, refused %llu at --max-conns, %llu for lack "
                  "of resources\n",

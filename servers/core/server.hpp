@@ -20,10 +20,12 @@ public:
     const ModelInfo& model() const noexcept { return model_; }
 
     // Prints the readiness line "port=N pid=P model=NAME" that scripts and tests wait for; on a Unix
-    // socket "port=0 pid=P model=NAME unix=PATH", so a reader looking for port= still finds it.
+    // socket "port=0 pid=P model=NAME unix=PATH", so a reader looking for port= still finds it; over
+    // UDP either one with " transport=udp" at its end.
     void announce_ready() const;
 
-    // Prints the one-line summary (connections accepted and refused) to stderr; returns exit code 0.
+    // Prints the one-line summary to stderr (connections accepted and refused, or over UDP what
+    // became of the datagrams); returns exit code 0.
     int finish() const;
 
     const ModelInfo model_;

@@ -227,7 +227,7 @@ ServerProcess::ServerProcess(const std::string& model, std::vector<std::string> 
         return;
     }
     port_ = static_cast<std::uint16_t>(std::stoi(line->substr(at + 5)));
-    if (auto u = line->find(" unix="); u != std::string::npos) unix_path_ = line->substr(u + 6);
+    if (auto u = line->find(" unix="); u != std::string::npos) unix_path_ = line->substr(u + 6, line->find(' ', u + 6) - (u + 6));
 }
 
 int ServerProcess::open_fds() const {
