@@ -36,7 +36,7 @@ DatagramWorker::DatagramWorker(WorkerPlan plan, LiveCounters& live)
 // ------------------------------------------------------------------------------------ the loop
 
 void DatagramWorker::run() {
-    pin_thread();
+    prepare_thread();
     bool go = open_flows();
     if (plan_.gate != nullptr)
         go = hold_until_go(go);  // arrives at the gate even when it cannot run

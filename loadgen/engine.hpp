@@ -109,7 +109,7 @@ public:
     const RunStats& stats() const { return stats_; }
 
 protected:
-    void pin_thread() const;
+    void prepare_thread() const;
     void set_timeline(const Timeline& timeline);
     bool recording(std::uint64_t now) const noexcept { return now >= plan_.measure_start_ns; }
     void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);

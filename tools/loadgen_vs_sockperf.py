@@ -13,8 +13,9 @@ loop over a feed file), pinned to --server-cpu, rounds alternate the two clients
 * ping-pong: `sockperf ping-pong --full-rtt` against loadgen's closed loop at one flow
   (`--transport udp --udp-format sockperf --connections 1`): p50 and mean round trip;
 * under load: `sockperf under-load --reply-every 1 --mps R --full-rtt` against loadgen's open
-  loop at the same rate: p50, and the share of datagrams lost (for loadgen, with what the kernel
-  counted dropped on the server's and loadgen's sockets).
+  loop at the same rate: p50 (loadgen's from the intended send time, and from the actual send, as
+  sockperf times it), and the share of datagrams lost (for loadgen, with what the kernel counted
+  dropped on the server's and loadgen's sockets).
 
 Prints each round and the medians. Needs sockperf (apt-get install -y sockperf) and taskset.
 """
@@ -112,7 +113,10 @@ def loadgen_client(args, port, under_load, folder):
         r = json.load(f)
     d = r.get("datagrams") or {}
     kernel = (d.get("kernel_drops") or {}).get("server_namespace") or {}
+    # sockperf times a reply from the moment it sent the request: loadgen's uncorrected latency.
+    sent_from = r.get("latency_uncorrected_us") or r["latency_us"]
     return {"p50_us": r["latency_us"]["p50"], "mean_us": r["latency_us"]["mean"], "loss": d.get("loss_ratio"),
+            "p50_sent_us": sent_from["p50"],
             "lost": d.get("lost"), "dropped": sum(kernel.get(k, 0) for k in ("server_socket_drops", "loadgen_socket_drops"))}
 
 
@@ -136,14 +140,17 @@ def measure(args, mode, folder):
                     row = (sockperf_client(args, server.port, under_load) if client == "sockperf"
                            else loadgen_client(args, server.port, under_load, folder))
                     rows[client].append(row)
-                    print(f"  {mode:<8} {what:<28} r{rnd + 1} {client:<8} p50 {text(row['p50_us'], '7.1f')} µs  "
+                    sent = f" (from the send {text(row['p50_sent_us'], '.1f')})" if under_load and "p50_sent_us" in row else ""
+                    print(f"  {mode:<8} {what:<28} r{rnd + 1} {client:<8} p50 {text(row['p50_us'], '7.1f')} µs{sent}  "
                           f"mean {text(row['mean_us'], '7.1f')} µs  loss {text(row['loss'], '.4%')}"
                           + (f" ({row['lost']} lost, the sockets' kernel drops {row['dropped']})" if row.get("lost") else ""),
                           flush=True)
-            s, g = ({k: median(rows[c], k) for k in ("p50_us", "mean_us", "loss")} for c in ("sockperf", "loadgen"))
+            s, g = ({k: median(rows[c], k) for k in ("p50_us", "p50_sent_us", "mean_us", "loss")}
+                    for c in ("sockperf", "loadgen"))
             ratio = g["p50_us"] / s["p50_us"] if s["p50_us"] and g["p50_us"] else None
             print(f"== {mode:<8} {what:<28} medians: sockperf p50 {text(s['p50_us'], '.1f')} µs, loadgen "
-                  f"{text(g['p50_us'], '.1f')} µs (loadgen/sockperf {text(ratio, '.3f')}); mean "
+                  f"{text(g['p50_us'], '.1f')} µs (loadgen/sockperf {text(ratio, '.3f')}"
+                  + (f"; from the send {text(g['p50_sent_us'], '.1f')} µs" if under_load else "") + "); mean "
                   f"{text(s['mean_us'], '.1f')} / {text(g['mean_us'], '.1f')} µs; loss {text(s['loss'], '.4%')} / "
                   f"{text(g['loss'], '.4%')}", flush=True)
 
