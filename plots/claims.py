@@ -302,6 +302,45 @@ def claim_keepalive(run, _times):
                      + "; ".join(c.describe()[1] for c in checks[:3]) + ("; …" if len(checks) > 3 else ""))
 
 
+def claim_datagram_fork_cost(run, _times):
+    """Over UDP a process per datagram pays a fork for every request, where a recvfrom loop pays
+    two system calls: at least ten times the server CPU per datagram."""
+    checks = _cpu_ratio(run, "udp-echo", "fork-per-conn", "blocking", 10.0, "at_least")
+    return combine(checks) or (UNMEASURED, "needs udp-echo for fork-per-conn and blocking")
+
+
+# The calls a loop makes to move datagrams and to wait for them (the handler's own aside: --cpu-us
+# reads the thread's CPU clock as it spins).
+DATAGRAM_IO_CALLS = ("recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg", "epoll_wait", "poll",
+                     "pselect6", "io_uring_enter")
+
+
+def _io_calls(point):
+    top = _count(point, "top_syscalls_per_request")
+    return sum(v for name, v in top.items() if name in DATAGRAM_IO_CALLS) if top else None
+
+
+def claim_datagram_syscalls(run, _times):
+    """A recvfrom loop makes two system calls per datagram, one in and one out (counted at its most
+    flows, with no handler); a loop that batches (recvmmsg/sendmmsg, --udp-batch) under load makes
+    fewer than one."""
+    checks = []
+    plain = [p for p in run.scenario_points("udp-echo", "blocking")
+             if "batch" not in p.label and _count(p, "syscalls_per_request") is not None]
+    if plain:
+        p = max(plain, key=lambda p: p.connections)
+        v = [_count(p, "syscalls_per_request")]
+        checks += [Check(f"blocking system calls per datagram at {p.label} (counted)", v, threshold=1.9, exact=True,
+                         unit="per datagram"),
+                   Check(f"blocking system calls per datagram at {p.label} (counted)", v, threshold=2.2,
+                         direction="at_most", exact=True, unit="per datagram")]
+    for p in run.scenario_points("udp-echo", "epoll"):
+        if "batch" in p.label and not p.label.endswith("batch1") and _io_calls(p) is not None:
+            checks.append(Check(f"epoll message and readiness calls per datagram at {p.label} (counted)",
+                                [_io_calls(p)], threshold=1.0, direction="at_most", exact=True, unit="per datagram"))
+    return combine(checks) or (UNMEASURED, "needs counted udp-echo points of blocking, and of epoll with --udp-batch")
+
+
 CLAIMS = [
     ("A blocking single-threaded server serves one client at a time", "http-keepalive (>1 connection)",
      claim_blocking_one_client),
@@ -321,6 +360,9 @@ CLAIMS = [
     ("Keep-alive connections beat a new connection per request", "http-keepalive vs http-close", claim_keepalive),
     ("A blocking thread pays a context switch per request; an event loop does not", "http-keepalive (counted)",
      claim_thread_switches),
+    ("A process per datagram costs a fork for every request", "udp-echo", claim_datagram_fork_cost),
+    ("A recvfrom loop makes two system calls per datagram; batching makes fewer than one", "udp-echo (counted)",
+     claim_datagram_syscalls),
 ]
 
 
@@ -358,5 +400,8 @@ RULE_LINES = [
     ">= 80% of models.",
     "switches: thread-per-conn and thread-pool make >= 0.8 context switches per request in keep-alive (counted), "
     "epoll <= 0.2 above one connection.",
+    "fork per datagram: fork-per-conn server CPU per datagram in udp-echo >= 10x blocking's.",
+    "datagram calls: blocking makes 1.9 to 2.2 system calls per datagram in udp-echo at its most flows, epoll with "
+    "--udp-batch under load <= 1 message and readiness call (counted).",
 ]
 RULES = RULES_INTRO + "\n" + "\n".join(RULE_LINES) + "\n"

@@ -3,8 +3,8 @@
 usage: python3 -m plots.print_table RUN_DIR     (from the repository root)
 
 Two tables, model x point: requests/s and server CPU µs per request (medians of
-the repeats, ±half the spread of the repeats), with n/a, failed, unsupported shown
-as such and `!` after a value whose point counted load-generator errors, missed
+the repeats, ±half the spread of the repeats), and a third of the datagrams lost when the run
+has UDP points, with n/a, failed, unsupported shown as such and `!` after a value whose point counted load-generator errors, missed
 connections or missed its open-loop rate. run_all.sh prints it at the end of a
 run; the charts and summary.md say the same at length.
 """
@@ -40,8 +40,8 @@ def cell_text(p, value, metric):
     return compact(value(p)) + spread_pct(p, metric) + ("!" if marks.severity(p) == marks.BAD else "")
 
 
-def table(run, value, metric, title, out):
-    columns = [(s, label) for s in run.scenarios() for label in run.labels(s)]
+def table(run, value, metric, title, out, scenarios=None):
+    columns = [(s, label) for s in scenarios or run.scenarios() for label in run.labels(s)]
     rows = {model: [cell_text(run.get(model, s, label), value, metric) for s, label in columns]
             for model in run.models}
     width = max([8] + [len(column_title(s, label)) for s, label in columns]
@@ -66,6 +66,10 @@ def main(argv):
     table(run, lambda p: p.rps, "rps", "requests/s (median ±half its spread over the repeats; ! = errors, missing "
           "connections or a missed rate)", sys.stdout)
     table(run, lambda p: p.server_cpu_us_per_req, "cpu", "server CPU µs per request (lower is cheaper)", sys.stdout)
+    udp = [s for s in run.scenarios() if any(p.loss_ratio is not None for p in run.points.values() if p.scenario == s)]
+    if udp:
+        table(run, lambda p: 100 * p.loss_ratio if p.loss_ratio is not None else None, "loss",
+              "datagrams lost, % of those sent (UDP)", sys.stdout, udp)
     return 0
 
 

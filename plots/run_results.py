@@ -53,6 +53,7 @@ class Point:
     idle_closed_by_server: int = None
     rate: float = None
     open_loop_valid: bool = None
+    loss_ratio: float = None        # over UDP: the share of the datagrams sent that never came back
     # Per repeat, for spread: {"rps" | "cpu" | "p50" | "p99": [value of each repeat]}.
     samples: dict = field(default_factory=dict)
     timeseries: list = field(default_factory=list)      # each repeat's "timeseries" list
@@ -151,6 +152,7 @@ def _fold(point, results):
     idle_closed = med(lambda r: r["idle_connections"]["closed_by_server"])
     point.idle_closed_by_server = int(idle_closed) if idle_closed is not None else None
     point.rate = med(lambda r: r["config"]["rate"])
+    point.loss_ratio = med(lambda r: r["datagrams"]["loss_ratio"])
     bounds = [((r.get("saturation") or {}).get("bound")) for r in results]
     bounds = [b for b in bounds if b]
     if bounds:
@@ -169,6 +171,7 @@ SAMPLE_GETTERS = {
     "p50": lambda r: r["latency_us"]["p50"],
     "p99": lambda r: r["latency_us"]["p99"],
     "rss": lambda r: r["server"]["peak_rss_kib"],
+    "loss": lambda r: r["datagrams"]["loss_ratio"],
 }
 
 

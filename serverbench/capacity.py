@@ -16,10 +16,11 @@ steps chosen one at a time by `next_rate`, a pure function of the steps measured
 6. the same bisection and repeats around the objective's crossing (the capacity).
 
 "Served" (the saturation rule): achieved >= 99% of offered (loadgen's own validity rule), no
-errors, and p50 within 2x the low-load p50 (base_p50) and not over 1 ms above it; a rate with
+errors, over UDP at most 0.1% of the datagrams lost (LOSS_LIMIT), and p50 within 2x the low-load p50 (base_p50) and not over 1 ms above it; a rate with
 repeats is served when most of its repeats delivered it without errors and the interval of their
 p50s does not lie wholly above that limit (one delayed repeat does not decide). The capacity rule: the p99 of a rate's repeats lies wholly at or below the
-objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them).
+objective (stats.threshold_verdict, which for fewer than six repeats is [min, max] of them), and
+over UDP most repeats lost at most 0.1% (a repeat that lost more makes it inconclusive at best).
 """
 import math
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ P50_FLOOR_US = 1000              # and at least 1 ms above it: a 100 µs schedul
 REPEATABLE_RESOLUTION = 1.1
 LATE_SHARE = 0.01                # late sends above 1% of the requests are the load generator's limit
 BUSY_UTIL = 0.9                  # the server's CPU share above which it is its own limit
+# Over UDP overload shows as loss, not as queueing: a rate is served, and within the objective,
+# only while at most 0.1% of its datagrams are lost (the limit resperf and dnsperf use by default).
+LOSS_LIMIT = 0.001
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ class Step:
     server_cpu_util: float = None
     file: str = None
     steady: dict = None
+    loss_ratio: float = None      # over UDP: lost / sent (None over TCP)
+
+    @property
+    def lossy(self):
+        return self.loss_ratio is not None and self.loss_ratio > LOSS_LIMIT
 
 
 # ------------------------------------------------------------------ what each step says
@@ -126,7 +135,8 @@ def step_from_result(offered, doc, connections, file=None):
                 loadgen_bound=sat.get("bound") == "loadgen" or late_is_loadgen,
                 connection_bound=conn_bound, server_cpu_util=util, file=file,
                 duration_s=totals.get("duration_s"),
-                steady=steady_mod.steady_state(doc))
+                steady=steady_mod.steady_state(doc),
+                loss_ratio=(doc.get("datagrams") or {}).get("loss_ratio"))
 
 
 def by_rate(steps):
@@ -151,7 +161,7 @@ def step_delivered(s):
     """The step got its offered rate (loadgen's validity rule) without errors; one request of
     slack, since at 100 req/s for 1 s a single request straddling the window's end is 1%."""
     slack = 1 / s.duration_s if s.duration_s else 0
-    return s.achieved_rps + slack >= VALID_SHARE * s.offered_rps and s.errors == 0
+    return s.achieved_rps + slack >= VALID_SHARE * s.offered_rps and s.errors == 0 and not s.lossy
 
 
 def step_served(s, base):
@@ -172,9 +182,13 @@ def p99_verdict(group, slo_us):
     """holds / fails / inconclusive from the interval over the repeats; a single step is judged
     on its own p99 (the planner repeats the rates that decide the capacity)."""
     p99s = [s.p99_us for s in group]
+    lossy = sum(s.lossy for s in group)
+    if 2 * lossy > len(group):
+        return stats.FAILS          # the datagrams a p99 leaves out are the answer
     if len(p99s) == 1:
         return stats.HOLDS if p99s[0] <= slo_us else stats.FAILS
-    return stats.threshold_verdict(p99s, slo_us, "at_most").verdict
+    verdict = stats.threshold_verdict(p99s, slo_us, "at_most").verdict
+    return stats.INCONCLUSIVE if lossy and verdict == stats.HOLDS else verdict
 
 
 # ------------------------------------------------------------------ what to measure next
@@ -336,12 +350,13 @@ def rate_record(group, base, slo_us):
         "errors": sum(s.errors for s in group), "loadgen_bound": 2 * sum(s.loadgen_bound for s in group) > len(group),
         "connection_bound": 2 * sum(s.connection_bound for s in group) > len(group),
         "repeats": len(group), "served": rate_served(group, base),
-        "p99_verdict": verdict.verdict if verdict else p99_verdict(group, slo_us),
+        "p99_verdict": p99_verdict(group, slo_us),
+        "loss_ratio": median(s.loss_ratio for s in group) if group[0].loss_ratio is not None else None,
         "p99_interval_us": [verdict.ci_low, verdict.ci_high] if verdict and verdict.ci_low is not None else None,
         "achieved_interval_rps": _interval([s.achieved_rps for s in group]) if len(group) > 1 else None,
         "steady": all(steadies) if steadies and None not in steadies else None,
         "trials": [{"achieved_rps": s.achieved_rps, "p50_us": s.p50_us, "p99_us": s.p99_us,
-                    "errors": s.errors, "loadgen_bound": s.loadgen_bound,
+                    "errors": s.errors, "loss_ratio": s.loss_ratio, "loadgen_bound": s.loadgen_bound,
                     "connection_bound": s.connection_bound, "file": s.file, "steady": s.steady}
                    for s in group],
     }

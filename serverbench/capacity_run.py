@@ -4,7 +4,7 @@ capacity.json (which --resume reads to skip the sweeps already made).
 """
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import scenarios as sc
 from .capacity import CONNECTIONS, REPEATABLE_RESOLUTION, SCHEMA, SweepSettings, run_sweep, step_from_result, step_seconds, summarize
@@ -15,7 +15,7 @@ from .network import Loopback
 from .processes import Supervisor
 from .rundir import RunDir
 from .settings import CapacitySelection, HostsSettings, Settings
-from .trial import Binaries, trial_at
+from .trial import Binaries, seconds_of, trial_at
 
 
 
@@ -25,6 +25,15 @@ def sweep_settings(plan):
                          closed_duration=plan.closed_duration, min_samples=plan.min_samples,
                          max_duration=plan.max_duration, repeats=plan.repeats,
                          resolution=plan.resolution, max_steps=plan.max_steps)
+
+
+def scenario_settings(cfg, scenario):
+    """The profile's settings, with the longer steps a datagram sweep needs for its loss figure."""
+    c = sc.CAPACITY_SCENARIOS[scenario]
+    if not c.min_samples:
+        return cfg
+    longest = max(seconds_of(cfg.max_duration), seconds_of(c.max_duration or cfg.max_duration))
+    return replace(cfg, min_samples=max(cfg.min_samples, c.min_samples), max_duration=f"{longest:g}s")
 
 
 @dataclass
@@ -73,7 +82,8 @@ class Sweep:
         log(f"   {self.model:<16} {self.scenario:<18} {rate:>9,} req/s offered r{rep}: "
             f"{step.achieved_rps:>9,.0f} achieved  p50 {step.p50_us / 1000:7.2f} ms  p99 {step.p99_us / 1000:7.2f} ms"
             + ("  loadgen-bound" if step.loadgen_bound else "") + ("  conn-bound" if step.connection_bound else "")
-            + (f"  errors {step.errors}" if step.errors else ""))
+            + (f"  errors {step.errors}" if step.errors else "")
+            + (f"  lost {step.loss_ratio:.3%}" if step.loss_ratio else ""))
         return step
 
     def run(self):
@@ -151,7 +161,7 @@ def sweep_one(sup, run_dir, binaries, model, scenario, cfg, slo_override, net, h
         return {"model": model, "scenario": scenario, "connections": CONNECTIONS, "slo_p99_ms": slo,
                 "status": "not-applicable", "reason": refusal, "steps": [],
                 "saturation_rps": None, "capacity_rps": None, "bound": None, "closed_loop_max_rps": None}
-    record = Sweep(sup, run_dir, binaries, model, scenario, cfg, slo, net, hosts).run()
+    record = Sweep(sup, run_dir, binaries, model, scenario, scenario_settings(cfg, scenario), slo, net, hosts).run()
     log(f"== capacity {model} {scenario}: saturation {record['saturation_text']}; capacity at p99 <= {slo:g} ms: "
         f"{record['capacity_text']} ({len(record['steps'])} rates, {record['trials']} trials, {record['sweep_s']} s)")
     return record

@@ -11,9 +11,10 @@ import re
 # for these, per perf, per trial). raw_syscalls unfiltered counts all of them.
 # Per-task counting (the fallback) switches every counter on task by task (a prefork server has
 # 65), so the list is kept to the calls the models make per request or per connection.
-NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "accept4", "close", "epoll_wait",
-                  "epoll_ctl", "poll", "pselect6", "io_uring_enter", "futex", "clone", "clone3", "wait4",
-                  "setsockopt", "rt_sigprocmask", "madvise")
+# Datagrams add the message calls a UDP server loops on: one datagram each, or a batch.
+NAMED_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg",
+                  "sendmmsg", "accept4", "close", "epoll_wait", "epoll_ctl", "poll", "pselect6", "io_uring_enter",
+                  "futex", "clone", "clone3", "wait4", "setsockopt", "rt_sigprocmask", "madvise")
 BASE_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "raw_syscalls:sys_enter")
 # The voluntary switches: sched_switch away from a task that sleeps (prev_state holds a task state,
 # mask 0xff; a preempted task shows 0 or TASK_REPORT_MAX, 0x100), the kernel's own rule for nvcsw.

@@ -33,6 +33,15 @@ class Profile:
     keepalive_conns: tuple
     close_conns: tuple
     echo_sizes: tuple = (64, 16384)
+    # Datagrams (udp-echo): their sizes (a small request, and one that fills an Ethernet frame)
+    # and their flows (one: a round trip at a time; fifty: a loop that finds many ready).
+    udp_sizes: tuple = (64, 1400)
+    udp_flows: tuple = (1, 50)
+    # A loop under load, with and without recvmmsg/sendmmsg batches of this many datagrams
+    # (--udp-batch; () for neither point): small datagrams at the most flows and a 20 µs handler,
+    # so that they arrive faster than a loop answers them one by one and a wake-up finds many.
+    # Without the handler one load-generator CPU cannot outrun a loop's recvfrom and sendto.
+    udp_batch: tuple = (32,)
     idle_counts: tuple = (1000,)
     active_conns: int = 50
     # One offered rate for every model, so latencies are compared at equal load (as wrk2 is
@@ -41,6 +50,7 @@ class Profile:
     open_loop_rps: int = 20000
     hidden: bool = False
     scenarios: tuple = ()        # the scenarios it runs when --scenarios is not given; () is all
+    left_out: tuple = ()         # of those, the ones it runs only when --scenarios names them
     # ((scenario, models or None), ...): of those scenarios, only these models (None: every one).
     focus: tuple = ()
     # Counting trials (counting.py) are short: counts per request hardly move, and the time under
@@ -114,9 +124,12 @@ CAPACITY_PLANS = {
 # hidden few-point profile for the driver's own tests.
 PROFILES = {p.name: p for p in [
     Profile("smoke", "200ms", "500ms", 1, 0.01, (1, 10), (10,), echo_sizes=(64,), idle_counts=(100,),
-            active_conns=10, open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500,
-            timeout="1s", capacity=CAPACITY_PLANS["smoke"]),
-    Profile("quick", "100ms", "500ms", 1, 0.01, (1, 50), (50,), ab_trials=6, distance_conns=(1, 100),
+            udp_sizes=(64,), udp_flows=(10,), udp_batch=(), left_out=("udp-echo", "udp-cpu-bound"), active_conns=10,
+            open_loop_rps=500, hidden=True, ab_trials=6, distance_conns=(1, 10), distance_rate=500, timeout="1s",
+            capacity=CAPACITY_PLANS["smoke"]),
+    # Of the datagrams, quick runs one point (64 B at 50 flows) unless --scenarios asks for more.
+    Profile("quick", "100ms", "500ms", 1, 0.01, (1, 50), (50,), udp_sizes=(64,), udp_flows=(50,), udp_batch=(),
+            left_out=("udp-cpu-bound",), ab_trials=6, distance_conns=(1, 100),
             timeout="1s", count_duration="250ms", capacity=CAPACITY_PLANS["quick"], references=("nginx",)),
     # Three repeats: the fewest from which the report ranks models (a median with an interval).
     Profile("standard", "400ms", "1500ms", 3, 0.05, (1, 10, 50, 200), (1, 10, 50),
@@ -146,6 +159,12 @@ class PointSpec:
     loadgen_flags: tuple
     idle: int = 0
     all_cpus: bool = False       # the server gets every CPU (the scenario is about using cores)
+
+    @property
+    def datagrams(self):
+        """Served over UDP: loadgen and the server both run with --transport udp."""
+        flags = list(self.loadgen_flags)
+        return "--transport" in flags[:-1] and flags[flags.index("--transport") + 1] == "udp"
 
 
 @dataclass(frozen=True)
@@ -209,6 +228,25 @@ def _open_loop(p):
                       ("--protocol", "http", "--rate", str(p.open_loop_rps), *TIMESERIES_FLAGS))]
 
 
+# ---------------------------------------------------------------- datagrams (docs/udp.md)
+UDP = ("--transport", "udp")
+
+
+def _udp_echo(p):
+    plain = [PointSpec("udp-echo", f"{_size_label(s)}-c{c}", c, UDP, (*UDP, "--message-bytes", str(s)))
+             for s in p.udp_sizes for c in p.udp_flows]
+    flows, size = max(p.udp_flows), min(p.udp_sizes)
+    loaded = [PointSpec("udp-echo", f"{_size_label(size)}-c{flows}-cpu20-batch{b}", flows,
+                        (*UDP, "--cpu-us", "20", "--udp-batch", str(b)), (*UDP, "--message-bytes", str(size)))
+              for b in ((1, *p.udp_batch) if p.udp_batch else ())]
+    return plain + loaded
+
+
+def _udp_cpu_bound(p):
+    c = p.active_conns
+    return [PointSpec("udp-cpu-bound", f"c{c}", c, (*UDP, "--cpu-us", "100"), UDP, all_cpus=True)]
+
+
 def _distance(p):
     return [PointSpec("distance", f"c{c}", c, ("--protocol", "http"), ("--protocol", "http", "--mode", "keepalive"))
             for c in p.distance_conns]
@@ -253,6 +291,13 @@ SCENARIOS = [
              about="Requests arrive at one fixed rate for every model and latency counts from the moment a "
                    "request should have been sent (no coordinated omission). Throughput is fixed by design, so "
                    "the models are compared on latency at equal load."),
+    Scenario("udp-echo", "UDP echo: a datagram per request, closed loop", "udp", _udp_echo,
+             about="Each flow sends a datagram and waits for the same bytes back (or for its 200 ms reply "
+                   "timeout). No connection to accept or hold: it tests what each model pays per datagram, in "
+                   "system calls and CPU, and counts every datagram lost."),
+    Scenario("udp-cpu-bound", "UDP, CPU-bound handler (100 µs of CPU per datagram)", "udp-cpu", _udp_cpu_bound,
+             about="Every datagram burns 100 µs of CPU and the server may use every CPU: where a thread per "
+                   "datagram, a pool and a single loop part ways."),
     Scenario("distance", "Closed loop over the link, from one connection to thousands", "dist", _distance,
              distance=True),
     Scenario("distance-open-loop", "Open loop at one rate over many connections across the link", "dopen",
@@ -274,6 +319,11 @@ class CapacityScenario:
     server_flags: tuple
     slo_p99_ms: float
     all_cpus: bool = False
+    # Datagrams: loss joins the rules (capacity.LOSS_LIMIT), and a step carries at least
+    # min_samples datagrams, the fewest over which a loss of 0.1% is more than a few datagrams.
+    datagrams: bool = False
+    min_samples: int = 0
+    max_duration: str = None
 
 
 CAPACITY_SCENARIOS = {c.name: c for c in [
@@ -283,6 +333,8 @@ CAPACITY_SCENARIOS = {c.name: c for c in [
                      ("--protocol", "http", "--io-us", "1000", "--workers", "64"), 20.0),
     CapacityScenario("capacity-cpu-bound", "Capacity with 100 µs of CPU per request (every CPU)", "cap-cpu",
                      ("--protocol", "http", "--cpu-us", "100"), 20.0, all_cpus=True),
+    CapacityScenario("udp-capacity", "UDP capacity: loss and tail latency against offered datagrams", "udp-cap",
+                     UDP, 20.0, datagrams=True, min_samples=10000, max_duration="2s"),
 ]}
 # The matrix has no points for them: the sweep chooses its own rates.
 SCENARIOS += [Scenario(c.name, c.title, c.short, lambda p: []) for c in CAPACITY_SCENARIOS.values()]
@@ -292,7 +344,8 @@ def capacity_spec(scenario, label, connections, rate=None):
     """One step of a capacity sweep: the open loop at `rate`, or the closed loop when rate is None."""
     c = CAPACITY_SCENARIOS[scenario]
     rate_flags = ("--rate", str(rate)) if rate is not None else ()
-    return PointSpec(scenario, label, connections, c.server_flags, ("--protocol", "http", *rate_flags),
+    request_flags = UDP if c.datagrams else ("--protocol", "http")
+    return PointSpec(scenario, label, connections, c.server_flags, (*request_flags, *rate_flags),
                      all_cpus=c.all_cpus)
 
 
@@ -325,8 +378,9 @@ def in_focus(model, scenario, profile):
 def applicable(model, spec, profile):
     """The blocking model serves one client at a time (the rest wait in the backlog): it runs the
     one-connection points, plus one probe of http-keepalive above one connection, where that
-    claim is measured. Elsewhere it is not-applicable."""
-    if model != "blocking" or spec.connections == 1:
+    claim is measured. Elsewhere it is not-applicable. Over UDP there is no connection to hold:
+    its loop serves every flow, a datagram at a time."""
+    if model != "blocking" or spec.connections == 1 or spec.datagrams:
         return True
     return spec.scenario == "http-keepalive" and spec.connections == blocking_probe_connections(profile)
 
@@ -345,7 +399,8 @@ def default_scenarios(profile, net_kind):
     if profile.scenarios:
         return list(profile.scenarios)
     over_link = net_kind in ("veth", "wan")
-    return [s.name for s in SCENARIOS if s.distance == over_link or (over_link and s.name == "http-keepalive")]
+    return [s.name for s in SCENARIOS if s.name not in profile.left_out
+            and (s.distance == over_link or (over_link and s.name == "http-keepalive"))]
 
 
 def scenario_order(names):

@@ -163,8 +163,11 @@ def loadgen_command(trial, loadgen, target, *, connections, threads, cpus, out, 
     spec = trial.spec
     flags = list(spec.loadgen_flags) if rate is None else [*without_flag(spec.loadgen_flags, "--rate"),
                                                            "--rate", str(rate)]
+    # Over UDP, loadgen's own reply timeout: a profile's request timeout (seconds, for a server's
+    # queued clients) would stall a closed-loop flow that long on every lost datagram.
+    timeout = () if spec.datagrams else ("--timeout", trial.timeout)
     argv = [loadgen, *target, *flags, "--connections", str(connections), "--threads", str(threads),
-            "--duration", trial.duration, "--warmup", trial.warmup, "--timeout", trial.timeout, "--model", trial.model,
+            "--duration", trial.duration, "--warmup", trial.warmup, *timeout, "--model", trial.model,
             "--scenario", spec.scenario, "--server-flags", " ".join(spec.server_flags),
             *trial.extra_loadgen_flags, *extra, "--out", out, "--quiet"]
     return ["taskset", "-c", cpus, *argv, "--cpus", cpus] if cpus else argv

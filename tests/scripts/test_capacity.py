@@ -296,6 +296,33 @@ class FiguresTest(unittest.TestCase):
         short = cap.Step(offered_rps=1000, achieved_rps=900.0, p50_us=100, p99_us=300, duration_s=1.0)
         self.assertFalse(cap.rate_served([short, short, step(100)], 100))
 
+    def test_datagrams_lost_past_the_limit_are_neither_served_nor_within_the_objective(self):
+        """Over UDP overload is loss: a p99 of the datagrams that came back hides it."""
+        def step(loss):
+            return cap.Step(offered_rps=1000, achieved_rps=1000.0 * (1 - loss), p50_us=100, p99_us=300,
+                            duration_s=10.0, loss_ratio=loss)
+        slo_us = 20_000
+        self.assertTrue(cap.step_served(step(0.0005), 100))
+        self.assertFalse(cap.step_served(step(0.005), 100))
+        self.assertEqual(cap.p99_verdict([step(0.0)], slo_us), "holds")
+        self.assertEqual(cap.p99_verdict([step(0.002)], slo_us), "fails")
+        self.assertEqual(cap.p99_verdict([step(0.0), step(0.002), step(0.0)], slo_us), "inconclusive")
+        self.assertEqual(cap.p99_verdict([step(0.002), step(0.003), step(0.0)], slo_us), "fails")
+        doc = {"totals": {"requests": 9_990, "throughput_rps": 9_990.0, "duration_s": 1.0, "errors": {}},
+               "latency_us": {"p50": 200, "p99": 900}, "saturation": {"bound": "neither"},
+               "datagrams": {"sent": 10_000, "lost": 10, "loss_ratio": 0.001}}
+        self.assertEqual(cap.step_from_result(10_000, doc, 50).loss_ratio, 0.001)
+        self.assertIsNone(cap.step_from_result(10_000, {"totals": {}}, 50).loss_ratio)
+
+    def test_a_datagram_sweep_has_steps_long_enough_for_its_loss_figure(self):
+        from serverbench import capacity_run, scenarios as sc
+        quick = capacity_run.sweep_settings(sc.CAPACITY_PLANS["quick"])
+        udp = capacity_run.scenario_settings(quick, "udp-capacity")
+        self.assertEqual(udp.min_samples, 10_000)
+        self.assertEqual(cap.step_seconds(udp, 10_000), 1.0)
+        self.assertIs(capacity_run.scenario_settings(quick, "capacity"), quick)
+        self.assertTrue(sc.capacity_spec("udp-capacity", "rate100", 50, 100).datagrams)
+
     def test_round_rate(self):
         self.assertEqual([cap.round_rate(x) for x in (0.2, 12.4, 999.6, 2947, 123456)], [1, 12, 1000, 2950, 123000])
 
