@@ -156,6 +156,15 @@ void DatagramWorker::poll_events(std::uint64_t wake, std::uint64_t now) {
     if (n <= 0) return;  // timeout, or EINTR
     now = monotonic_ns();
     for (int i = 0; i < n; ++i) receive(events[static_cast<std::size_t>(i)].data.u32, now);
+    send_refills();
+}
+
+// Closed loop: the next requests of the flows answered in this wake-up, sent once every reply of
+// it is read, so that a reply's receive time is not pushed back by this thread's sends (as over
+// TCP, docs/loadgen.md).
+void DatagramWorker::send_refills() {
+    for (const std::uint32_t index : refills_) send_owed(index, monotonic_ns());  // each one's send time
+    refills_.clear();
 }
 
 // ------------------------------------------------------------------------------- the hot path
@@ -188,10 +197,7 @@ void DatagramWorker::on_reply(std::uint32_t index, std::span<const char> reply, 
                 stats_.bytes_received += reply.size();
                 on_answered(judged, now);
             }
-            if (plan_.rate == 0) {
-                ++f.unsent;
-                send_owed(index, now);
-            }
+            if (plan_.rate == 0 && f.unsent++ == 0) refills_.push_back(index);
             break;
         case FlowLedger::Outcome::late:
             if (judged.counted) {  // it was counted lost when its time ran out

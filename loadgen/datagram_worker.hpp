@@ -50,6 +50,7 @@ private:
     void on_answered(const FlowLedger::Reply& reply, std::uint64_t now);
     bool send_one(std::uint32_t index, std::uint64_t due_ns, std::uint64_t now);
     void send_owed(std::uint32_t index, std::uint64_t now);
+    void send_refills();
     void retry_unsent(std::uint64_t now);
     void dispatch_arrivals(std::uint64_t now);
     void expire_lost(std::uint64_t now);
@@ -70,6 +71,7 @@ private:
     std::array<iovec, kReplyBatch> reply_iov_{};
     std::array<mmsghdr, kReplyBatch> reply_headers_{};
     std::vector<FlowLedger::Lost> lost_scratch_;
+    std::vector<std::uint32_t> refills_;  // closed loop: flows to send on after this wake-up's reads
     RateScheduler schedule_;
     std::uint32_t next_flow_ = 0;    // open loop: the flow the next arrival tries first
     bool stopping_ = false;
