@@ -28,7 +28,10 @@ class UdpLossOverVeth(unittest.TestCase):
         server_side, loadgen_side = drops["server_namespace"], drops["loadgen_namespace"]
         self.assertGreater(d["lost"], 0.2 * d["sent"], "twice the capacity offered: about half is lost")
         self.assertAlmostEqual(server_side["server_socket_drops"], d["lost"], delta=0.05 * d["lost"])
-        self.assertEqual(server_side["udp_rcvbuf_errors"], server_side["server_socket_drops"])
+        # The two files are read one after the other while datagrams still arrive, so a few drops
+        # can fall between the reads at either edge of the window.
+        self.assertAlmostEqual(server_side["udp_rcvbuf_errors"], server_side["server_socket_drops"],
+                               delta=max(10, 0.001 * server_side["server_socket_drops"]))
         self.assertEqual(loadgen_side["loadgen_socket_drops"], 0)
         self.assertEqual(loadgen_side["udp_rcvbuf_errors"], 0)
         self.assertEqual(loadgen_side["softnet_drops"], 0)
