@@ -22,12 +22,13 @@ def missing_module():
 
 
 def redraw(run, out_dir):
-    """Every chart, capacity.md, summary.md and report.html of the run into out_dir."""
-    from . import capacity_plots, charts, report, summary   # matplotlib and SciPy: after missing_module()
+    """Every chart, capacity.md, soak.md, summary.md and report.html of the run into out_dir."""
+    from . import capacity_plots, charts, report, soak_table, summary   # matplotlib and SciPy: after missing_module()
     os.makedirs(out_dir, exist_ok=True)
     drawn = charts.Charts(run, out_dir)
     drawn.draw_all()
     capacity_plots.write_capacity_md(run.path, out_dir)
+    soak_table.write_soak_md(run.path, out_dir)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(summary.summary_md(run, drawn.written))
     report.write_report(run, out_dir)

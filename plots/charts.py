@@ -1,7 +1,7 @@
 """The charts of one run, PNG and SVG: throughput and latency against clients, percentiles, server
 CPU per request, memory and threads, idle-connection capacity, one chart per scenario, the
-microbenchmarks; then the capacity, over-time (capacity_plots.py) and counted-work (counts.py)
-charts. `python3 -m plots` draws them all (Charts.draw_all)."""
+microbenchmarks; then the capacity, over-time (capacity_plots.py), soak (soak_plots.py) and
+counted-work (counts.py) charts. `python3 -m plots` draws them all (Charts.draw_all)."""
 import concurrent.futures
 import multiprocessing
 import os
@@ -12,7 +12,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from serverbench.scenarios import SCENARIO_TITLES
 
-from . import capacity_plots, counts, marks
+from . import capacity_plots, counts, marks, soak_plots
 from .marks import model_color, model_style
 from .run_results import PERCENTILES, dispatch_costs, microbench_times_us, readiness_series
 from serverbench.units import compact, latency_us
@@ -393,6 +393,9 @@ class Charts:
     def timeseries_charts(self):
         self.written += capacity_plots.timeseries_charts(self.run.path, self.out_dir)
 
+    def soak_charts(self):
+        self.written += soak_plots.soak_charts(self.run.path, self.out_dir)
+
     def counts_chart(self):
         counts.counts_chart(self.run, self.out_dir, self.save_plain)
 
@@ -402,7 +405,7 @@ class Charts:
                 ("memory_and_threads", ()), ("idle_capacity", ()),
                 *(("scenario_chart", (scenario,)) for scenario in self.run.scenarios()),
                 ("microbench_readiness", ()), ("microbench_dispatch", ()), ("capacity_charts", ()),
-                ("timeseries_charts", ()), ("counts_chart", ())]
+                ("timeseries_charts", ()), ("soak_charts", ()), ("counts_chart", ())]
 
     def draw_all(self):
         """Every chart, in order. Rendering is most of a redraw's time and each chart stands alone,
