@@ -5,15 +5,17 @@ usage: python3 -m plots.print_table RUN_DIR     (from the repository root)
 Two tables, model x point: requests/s and server CPU µs per request (medians of
 the repeats, ±half the spread of the repeats), and a third of the datagrams lost when the run
 has UDP points, with n/a, failed, unsupported shown as such and `!` after a value whose point counted load-generator errors, missed
-connections or missed its open-loop rate. run_all.sh prints it at the end of a
-run; the charts and summary.md say the same at length.
+connections or missed its open-loop rate. When the run has a soak (soak.json), a short table of
+its verdicts follows: per model the verdict, what grew, the memory's slope and the open
+descriptors before the load and after the drain. A run without matrix points prints only that.
+run_all.sh prints it at the end of a run; the charts and summary.md say the same at length.
 """
 import sys
 
 from serverbench.scenarios import SCENARIO_SHORT
-from serverbench.units import compact
+from serverbench.units import compact, number
 
-from . import marks
+from . import marks, soak_table
 from .run_results import RunError, load_run
 
 SHORT = {"not-applicable": "n/a", "failed": "FAILED", "unsupported": "unsupp."}
@@ -54,6 +56,24 @@ def table(run, value, metric, title, out, scenarios=None):
     print("", file=out)
 
 
+SOAK_COLUMNS = (("model", "model"), ("verdict", "verdict"), ("grew", "grew"),
+                ("memory", "memory KiB/min [95%]"), ("descriptors", "fds before → after"))
+
+
+def print_soak(run_dir, out):
+    """The soak's verdicts, one line per model (nothing without soak.json)."""
+    doc, records = soak_table.soak_doc(run_dir), soak_table.load_soak(run_dir)
+    if not records:
+        return
+    rows = [[row[key][0] for key, _ in SOAK_COLUMNS] for row in soak_table.soak_rows(records)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (_, h) in enumerate(SOAK_COLUMNS)]
+    print(f"soak, {number(doc.get('minutes'))} min per model: does memory, descriptors, threads, "
+          "processes or p99 grow? (soak.md has the rest)", file=out)
+    for cells in [[h for _, h in SOAK_COLUMNS]] + rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(cells, widths)).rstrip(), file=out)
+    print("", file=out)
+
+
 def main(argv):
     if len(argv) != 2:
         sys.stderr.write(__doc__)
@@ -63,6 +83,14 @@ def main(argv):
     except RunError as e:
         sys.stderr.write(f"plots.print_table: {e}\n")
         return 2
+    if run.points:   # a soak or capacity run alone has no matrix to tabulate
+        print_matrix(run)
+    print_soak(run.path, sys.stdout)
+    return 0
+
+
+def print_matrix(run):
+    """The model x point tables: requests/s, server CPU per request, UDP losses."""
     table(run, lambda p: p.rps, "rps", "requests/s (median ±half its spread over the repeats; ! = errors, missing "
           "connections or a missed rate)", sys.stdout)
     table(run, lambda p: p.server_cpu_us_per_req, "cpu", "server CPU µs per request (lower is cheaper)", sys.stdout)
@@ -70,7 +98,6 @@ def main(argv):
     if udp:
         table(run, lambda p: 100 * p.loss_ratio if p.loss_ratio is not None else None, "loss",
               "datagrams lost, % of those sent (UDP)", sys.stdout, udp)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """report.html: one self-contained file per run, the charts inline.
 
 `write_report(run, out_dir)` reads the SVG charts that `python3 -m plots` has just drawn into
-out_dir, and the run's other files (comparison.json, capacity.json), and writes
+out_dir, and the run's other files (comparison.json, capacity.json, soak.json), and writes
 out_dir/report.html: the CSS inline (report.css, beside this file), charts inline as SVG (their
 text drawn as paths, so no font is fetched), a few lines of plain JavaScript inline that make
 the tables sortable (report.js), nothing loaded from the network. With JavaScript off every
@@ -9,9 +9,9 @@ table is already in a sensible order.
 
 Sections: the run (report_run.py); the headline table, how to read the charts, one section per
 scenario: what it tests, what this run shows, chart, table (report_scenarios.py); capacity and
-latency over time, the A/B comparison, the claim verdicts, the microbenchmarks, counted work
-(report_findings.py). A section whose data the run lacks says so. Their HTML pieces are
-report_html.py's; this module puts the page together.
+latency over time (report_findings.py); the soak (report_soak.py); the A/B comparison, the claim
+verdicts, the microbenchmarks, counted work (report_findings.py). A section whose data the run
+lacks says so. Their HTML pieces are report_html.py's; this module puts the page together.
 """
 import os
 from importlib import resources
@@ -22,6 +22,7 @@ from .report_findings import (claims_section, comparison_section, counts_section
                               over_time_section, pairs_section)
 from .report_html import E, section
 from .report_run import run_section
+from .report_soak import soak_section
 from .report_scenarios import headline_section, reading_section, scenario_section
 
 
@@ -41,6 +42,7 @@ def sections(run, out_dir):
     for s in run.scenarios():
         out.append((f"scenario-{s}", f"Scenario {s}: {SCENARIO_TITLES.get(s, s)}", scenario_section(run, s, out_dir)))
     out += [("over-time", "Capacity and latency over time", over_time_section(run, out_dir)),
+            ("soak", "Soak: memory, descriptors and p99 over time", soak_section(run, out_dir)),
             ("comparison", "A/B comparison", comparison_section(run)),
             ("pairs", "The models beside their production forms", pairs_section(run)),
             ("claims", "Claim verdicts", claims_section(run)),

@@ -16,6 +16,8 @@ def deciding(scenario):
 
 def headline_section(run, out_dir):
     cols = [(s, run.busiest_label(s)) for s in run.scenarios()]
+    if not cols:
+        return "<p>No matrix points in this run: its results are the sections below.</p>"
     headers = ["model"] + [f"{s} {label} ({deciding(s)[3]})" for s, label in cols]
     rows = []
     for model in run.models:

@@ -1,10 +1,11 @@
-"""summary.md: a run's tables in Markdown (the overview, one table per scenario, capacity,
-counted work, microbenchmarks) and the verdict per claim, with the charts listed last."""
+"""summary.md: a run's tables in Markdown (the overview, one table per scenario, capacity, the
+soak, counted work, microbenchmarks) and the verdict per claim, with the charts listed last. A run
+without matrix points (a soak or capacity run alone) has no overview and no claims to judge."""
 import os
 
 from serverbench.scenarios import SCENARIO_TITLES
 
-from . import capacity_plots, claims, counts, marks
+from . import capacity_plots, claims, counts, marks, soak_plots, soak_table
 from .run_results import dispatch_costs, microbench_times_us, readiness_series
 from serverbench.units import latency_us, number
 
@@ -36,8 +37,12 @@ def summary_md(run, charts):
     capacity = capacity_plots.capacity_table_md(run.path)
     if capacity:
         lines += ["## Capacity at a latency objective", "", capacity, ""]
+    lines += soak_section(run)
     lines += counts.counts_table_md(run)
-    lines += microbench_section(microbench_times_us(run.microbench)) + verdicts_section(run)
+    times = microbench_times_us(run.microbench)
+    lines += microbench_section(times)
+    if run.points or times:   # the claims are judged on the matrix and the microbenchmarks
+        lines += verdicts_section(run)
     lines += ["## Charts", ""]
     lines += [f"- [{os.path.basename(c)}]({os.path.basename(c)})" for c in charts if c.endswith(".png")]
     return "\n".join(lines) + "\n"
@@ -67,6 +72,8 @@ def summary_header(run):
 
 def overview_table(run):
     columns = [(s, label) for s in run.scenarios() for label in run.labels(s)]
+    if not columns:
+        return ["## Overview", "", "No matrix points in this run: its results are the sections below.", ""]
     lines = ["## Overview: requests/s per model and scenario", "",
              "| model | " + " | ".join(f"{s} {label}" for s, label in columns) + " |",
              "|---|" + "---:|" * len(columns)]
@@ -102,6 +109,18 @@ def point_row(p):
             f"{latency_us(p.latency.get('p99'))} | {latency_us(p.latency.get('p99_9'))} | "
             f"{cell(p, 'cpu')} | {(p.peak_rss_kib or 0) / 1024:,.1f} | "
             f"{int(p.peak_threads or 0)} / {int(p.peak_processes or 0)} | {p.bound or '?'} | {'; '.join(notes)} |")
+
+
+def soak_section(run):
+    """The soak's verdicts and its charts (soak_plots.py); nothing when the run has no soak.json."""
+    table = soak_table.soak_table_md(run.path)
+    if not table:
+        return []
+    lines = ["## Soak: memory, descriptors and p99 over time", "", table]
+    if soak_table.soaked(soak_table.load_soak(run.path)):
+        for name in soak_plots.CHARTS:
+            lines += [f"![{name}]({name}.png)", ""]
+    return lines
 
 
 def microbench_section(times):
