@@ -48,9 +48,14 @@ class PlotResultsTest(unittest.TestCase):
         with open(os.path.join(self.out, "throughput_vs_connections.png"), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
+    def test_no_soak_without_soak_json(self):
+        self.assertFalse(os.path.exists(os.path.join(self.out, "soak.md")))
+        self.assertFalse([n for n in os.listdir(self.out) if n.startswith("soak")])
+
     def test_summary_tables(self):
         with open(os.path.join(self.out, "summary.md")) as f:
             text = f.read()
+        self.assertNotIn("## Soak", text)
         for needle in ("| model |", "n/a", "unsupported", "failed", "61,200", "## Verdicts",
                        "thread spawn + join", "epoll_wait", "**holds**"):
             self.assertIn(needle, text)
@@ -86,10 +91,11 @@ class PlotResultsTest(unittest.TestCase):
 
     def test_report_sections(self):
         text = self.report()
-        for ident in ("run", "headline", "reading", "over-time", "comparison", "claims", "microbench", "counts",
-                      "scenario-http-keepalive", "scenario-idle-conns", "scenario-open-loop"):
+        for ident in ("run", "headline", "reading", "over-time", "soak", "comparison", "claims", "microbench",
+                      "counts", "scenario-http-keepalive", "scenario-idle-conns", "scenario-open-loop"):
             self.assertIn(f'<section id="{ident}">', text)
         self.assertIn("Counted work: not measured in this run", text)
+        self.assertIn("Soak: not measured in this run", text)
         self.assertIn("A/B comparison: not measured in this run", text)
         self.assertIn("Capacity curves: not measured in this run", text)
         # the fixture's series are one interval long: nothing to draw over time

@@ -2,13 +2,14 @@
 """report.html in a real browser: headless Chromium driven by Selenium WebDriver.
 
 The test makes a small run of its own with the stand-in binaries (fakes/), three repeats so
-that spread exists, draws it with `python3 -m plots`, then opens DIR/report.html from a file
+that spread exists, adds test_soak_plots.py's synthetic soak.json to it (so the soak section has
+its table and charts), draws it with `python3 -m plots`, then opens DIR/report.html from a file
 URL with networking disabled (every host name resolves to nothing, every proxy request goes to
 a closed port) and asserts, from what the browser itself logged:
 * no console errors (the browser log);
 * no request leaves the file (the performance log: only the file's own URL and data: URLs);
 * every chart (inline SVG) has a non-zero rendered size;
-* every section heading is present;
+* every section heading is present, and the soak section's verdicts and charts;
 * clicking a table header changes its row order (ascending, then descending);
 * the screenshot is not blank (pixel spread of the decoded PNG);
 * printed (Chromium's PDF), each section starts a page;
@@ -30,12 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "fakes"))
 from fake_build import make_fake_build, processes_mentioning  # noqa: E402
+from test_soak_plots import CHARTS as SOAK_CHARTS, add_soak  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 FIXED_SECTIONS = ["The run", "Headline: medians with their spread", "How to read the charts",
-                  "Capacity and latency over time", "A/B comparison", "The models beside their production forms",
-                  "Claim verdicts", "Microbenchmarks",
+                  "Capacity and latency over time", "Soak: memory, descriptors and p99 over time", "A/B comparison",
+                  "The models beside their production forms", "Claim verdicts", "Microbenchmarks",
                   "Counted work"]
 
 
@@ -66,8 +68,8 @@ def browser(javascript=True):
 
 
 def make_run(tmp):
-    """A smoke run of three stand-in models plus one the kernel 'refuses', three repeats each,
-    then the plotting command. Returns the run folder."""
+    """A smoke run of three stand-in models plus one the kernel 'refuses', three repeats each, a
+    synthetic soak of three of them, then the plotting command. Returns the run folder."""
     make_fake_build(tmp, {"blocking": "ok", "thread-pool": "ok", "epoll": "ok", "io-uring": "unsupported"})
     out = os.path.join(tmp, "run")
     env = dict(os.environ, SERVERBENCH_FAKE_POINT_S="0.05")
@@ -76,6 +78,7 @@ def make_run(tmp):
                          capture_output=True, text=True, timeout=400, env=env)
     if run.returncode != 0:
         raise AssertionError(f"run_all.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
+    add_soak(out)
     plot = subprocess.run(["/usr/bin/python3", "-m", "plots", out], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     if plot.returncode != 0:
@@ -141,6 +144,16 @@ class ReportInBrowserTest(unittest.TestCase):
         expected = FIXED_SECTIONS + [f"Scenario {s}:" for s in self.manifest["scenarios"]]
         for title in expected:
             self.assertTrue(any(h.startswith(title) for h in headings), (title, headings))
+
+    def test_soak_section(self):
+        from selenium.webdriver.common.by import By
+        cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")]
+                 for row in self.driver.find_elements(By.CSS_SELECTOR, "#soak table.sortable tbody tr")]
+        verdicts = {row[0].split(" ")[0]: row[1:3] for row in cells}
+        self.assertEqual(verdicts, {"blocking": ["not-applicable", "-"], "epoll": ["flat", "-"],
+                                    "thread-pool": ["grows", "descriptors"]})
+        charts = self.driver.find_elements(By.CSS_SELECTOR, "#soak figure > svg")
+        self.assertEqual(len(charts), len(SOAK_CHARTS), [c.get_attribute("aria-label") for c in charts])
 
     def rows_of(self, table, column):
         return self.driver.execute_script(
