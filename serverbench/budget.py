@@ -24,6 +24,7 @@ TRIAL_START_STOP_S = 0.11        # a timed trial beyond its window: processes st
 COUNT_START_STOP_S = 0.27        # a counting trial beyond its window: perf and the cgroups too
 IDLE_HOLD_S_PER_1000 = 0.55      # the holder's 1000 connects and their accepts, averaged over the models
 RUN_FIXED_S = 14.0               # the two drift points, microbenchmarks, table, charts, report
+SOAK_FIXED_S = 10.0              # a soak beyond its loads: the server's start and stop, the drains
 
 QUICK_LIMIT_S = 240              # the quick profile, all twelve models, on a 2-CPU machine (CI)
 # What the scenarios planned to join the quick profile may take of it.
@@ -51,6 +52,12 @@ def sweep_seconds(plan):
     return probe + plan.max_steps * step + (plan.max_steps + 1) * TRIAL_START_STOP_S
 
 
+def soak_seconds(plan, minutes):
+    """One model's soak: the settling load, the soak, the reload, and the rest."""
+    soak = minutes * 60
+    return plan.settle_s + soak + max(plan.reload_min_s, plan.reload_share * soak) + SOAK_FIXED_S
+
+
 def refusal_of(profile):
     """refusal(model, spec) of a run of the models and the bundled server files (read without
     checking that their programs are installed)."""
@@ -58,11 +65,11 @@ def refusal_of(profile):
     return lambda model, spec: sc.not_applicable(model, spec, profile, bundled.get(model))
 
 
-def planned(profile, models=tuple(sc.MODEL_ORDER), scenarios=None):
+def planned(profile, models=tuple(sc.MODEL_ORDER), scenarios=None, soak_minutes=sc.SOAK_PLAN.minutes):
     """{scenario: seconds} of a run of these models (default: all twelve; bundled server files
     too) and scenarios (default: the profile's), its capacity sweeps at their bound."""
     scenarios = scenarios or sc.default_scenarios(profile, "loopback")
-    matrix = [s for s in scenarios if s not in sc.CAPACITY_SCENARIOS]
+    matrix = [s for s in scenarios if s not in sc.OWN_RUNNERS]
     out = collections.Counter()
     refusal = refusal_of(profile)
     for entry in plan_entries(models, matrix, profile, profile.repeat, refusal=refusal):
@@ -73,6 +80,9 @@ def planned(profile, models=tuple(sc.MODEL_ORDER), scenarios=None):
         spec = sc.capacity_spec(scenario, "sweep", 50)
         swept = [m for m in models if refusal(m, spec) is None and (not plan.models or m in plan.models)]
         out[scenario] += len(swept) * sweep_seconds(plan)
+    if "soak" in scenarios:
+        soaked = [m for m in models if m != "blocking"]
+        out["soak"] = len(soaked) * soak_seconds(sc.SOAK_PLAN, soak_minutes)
     return dict(out)
 
 
@@ -83,6 +93,8 @@ def measured(run_path):
         out[point["scenario"]] += point.get("wall_s") or 0.0
     for record in (read_json(os.path.join(run_path, "capacity.json")) or {}).get("records", []):
         out[record["scenario"]] += record.get("sweep_s") or 0.0
+    for record in (read_json(os.path.join(run_path, "soak.json")) or {}).get("records", []):
+        out["soak"] += record.get("wall_s") or 0.0
     return dict(out)
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import ab, capacity_run, comparison, network, pairs, resolution, server_file, units
+from . import ab, capacity_run, comparison, network, pairs, resolution, server_file, soak, units
 from . import scenarios as sc
 from .hosts_file import HostsFileError, parse_hosts_file
 from .log import log
@@ -65,6 +65,8 @@ def build_parser():
                     "HOST' line (local: this machine) and 'client HOST' lines (docs/hosts.md)")
     ap.add_argument("--no-microbench", action="store_true", help="skip build/bin/microbench")
     ap.add_argument("--no-plots", action="store_true", help="skip charts and summary.md")
+    ap.add_argument("--soak-minutes", type=positive_float, default=sc.SOAK_PLAN.minutes,
+                    help=f"the soak's length per model (default {sc.SOAK_PLAN.minutes:g}; docs/soak.md)")
     ap.add_argument("--slo-p99-ms", type=positive_float, help="latency objective of the capacity sweeps "
                     "(default: each capacity scenario's own, docs/capacity.md)")
     net = ap.add_argument_group("network (docs/networks.md)")
@@ -279,13 +281,14 @@ def settings_for(args, models, server_files):
     return Settings(
         profile=profile.name, repeat=args.repeat or profile.repeat, warmup=profile.warmup,
         duration=profile.duration, models=tuple(models),
-        scenarios=tuple(s for s in sc.SCENARIO_NAMES if (not wanted or s in wanted) and s not in sc.CAPACITY_SCENARIOS),
+        scenarios=tuple(s for s in sc.SCENARIO_NAMES if (not wanted or s in wanted) and s not in sc.OWN_RUNNERS),
         started_at=utc_now(), git_rev=git_rev(), build_dir=os.path.abspath(args.build_dir), seed=args.seed,
         min_effects=args.min_effects,
         network=NetworkSettings(args.net, args.rtt_ms, args.loss_pct, args.jitter_ms, args.emulator),
         hosts=HostsSettings.of(args.hosts, args.hosts_plan) if args.hosts_plan else None,
         capacity=capacity_run.selection(profile, split_list(args.scenarios), split_list(args.models), models,
                                         args.slo_p99_ms),
+        soak_minutes=args.soak_minutes if "soak" in wanted else None,
         trials=(args.trials or profile.ab_trials) if ab_run else None, baseline=args.baseline,
         baseline_bin=args.baseline_bin and os.path.abspath(args.baseline_bin),
         baseline_loadgen=args.baseline_loadgen, server_files=dict(server_files))
@@ -340,6 +343,7 @@ def main(argv=None):
             print_text(pairs.write_pairs(run_dir, settings.models, sides[None].server_files, settings.seed))
         gate_ok = compare_sides(sup, run_dir, settings, sides, args.gate, net) if "A" in sides else True
         failed += capacity_run.run_selected(sup, run_dir, settings, sides, net)  # the capacity scenarios' sweeps
+        failed += soak.run_selected(sup, run_dir, settings, sides, net)
         if not args.no_microbench:
             matrix.run_microbench(args.build_dir)
         state = {"finished_at": utc_now(), "interrupted": False}

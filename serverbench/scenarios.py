@@ -146,6 +146,9 @@ PROFILES = {p.name: p for p in [
     Profile("gate", "200ms", "500ms", 1, 0.01, (1, 50), (50,), scenarios=("http-keepalive", "http-close"),
             focus=(("http-keepalive", None), ("http-close", ("thread-per-conn", "fork-per-conn", "epoll"))),
             ab_trials=8, ab_count_trials=6, timeout="1s", count_duration="300ms"),
+    # Every model, one at a time, for --soak-minutes each (serverbench/soak.py); the production
+    # servers when --models names them.
+    Profile("soak", "0s", "1s", 1, 0.01, (), (), scenarios=("soak",)),
 ]}
 
 
@@ -174,6 +177,7 @@ class Scenario:
     short: str                   # column label in the terminal table
     points: object = field(compare=False)   # Profile -> [PointSpec]
     distance: bool = False       # run by default over a link (--net veth/wan), not on loopback
+    on_demand: bool = False      # run only by a profile that names it, or by --scenarios
     about: str = ""              # what it tests, in the report (which shows the title when empty)
 
 
@@ -349,7 +353,48 @@ def capacity_spec(scenario, label, connections, rate=None):
                      all_cpus=c.all_cpus)
 
 
+
+
+# ---------------------------------------------------------------- the soak (serverbench/soak.py)
+
+
+@dataclass(frozen=True)
+class SoakPlan:
+    """The soak's steady, mixed load, the same for every model (docs/soak.md). Far below every
+    model's saturation on two CPUs, so that the soak measures time, not overload: the slowest
+    model's keep-alive capacity is tens of thousands of requests/s, fork-per-conn's a few
+    thousand new connections/s. The connections open at once stay below the pools' 64 workers:
+    8 keep-alive, 2 churning, a wave of 32 idle, up to 4 misbehaving clients."""
+    minutes: float = 10              # --soak-minutes
+    keepalive_conns: int = 8
+    keepalive_rps: int = 1000        # open loop, so every model is offered the same
+    churn_conns: int = 2
+    churn_rps: int = 200             # a new connection per request
+    idle_wave: int = 32              # idle connections held per wave
+    wave_every_s: float = 10
+    wave_hold_s: float = 4
+    bad_every_s: float = 0.5         # a misbehaving client (soak_clients.py) this often
+    max_bad: int = 4
+    sample_s: float = 2.0            # the server's memory, descriptors and threads this often
+    interval: str = "1s"             # loadgen's timeseries entries (throughput, p99)
+    settle_s: float = 3.0            # the warm-up before "before" is counted
+    drain_s: float = 10.0            # at most this long for the server to close what it should
+    reload_share: float = 0.25       # the reload runs this share of the soak's length,
+    reload_min_s: float = 10.0       # and at least this long
+
+
+SOAK_PLAN = SoakPlan()
+SOAK_NOT_APPLICABLE = ("the blocking model serves one client at a time: the soak's idle and keep-alive "
+                       "clients would hold it")
+SCENARIOS.append(Scenario("soak", "Soak: minutes of mixed load, memory, descriptors and p99 over time", "soak",
+                          lambda p: [], on_demand=True,
+                          about="A steady mixed load well below saturation for minutes (keep-alive clients, "
+                                "a new connection per request, idle waves, misbehaving clients), then a drain and "
+                                "a second load: does the server's memory, descriptor or thread count grow?"))
+
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
+# Scenarios with no matrix points: each has a runner of its own (capacity_run.py, soak.py).
+OWN_RUNNERS = set(CAPACITY_SCENARIOS) | {"soak"}
 SCENARIO_TITLES = {s.name: s.title for s in SCENARIOS}
 SCENARIO_SHORT = {s.name: s.short for s in SCENARIOS}
 SCENARIO_ABOUT = {s.name: s.about for s in SCENARIOS}
@@ -399,7 +444,7 @@ def default_scenarios(profile, net_kind):
     if profile.scenarios:
         return list(profile.scenarios)
     over_link = net_kind in ("veth", "wan")
-    return [s.name for s in SCENARIOS if s.name not in profile.left_out
+    return [s.name for s in SCENARIOS if s.name not in profile.left_out and not s.on_demand
             and (s.distance == over_link or (over_link and s.name == "http-keepalive"))]
 
 

@@ -32,7 +32,7 @@ BODY = "Hello, World!"   # the models' 13-byte body (--response-bytes 13)
 
 # The scenarios a production server can serve: HTTP only, with no simulated handler.
 HTTP_SCENARIOS = ("http-keepalive", "http-close", "idle-conns", "open-loop", "capacity", "distance",
-                  "distance-open-loop")
+                  "distance-open-loop", "soak")
 OWN_ONLY = {
     "echo": "the echo protocol is the suite's own",
     "cpu-bound": "the simulated handlers (--cpu-us, --io-us) are the suite's own",

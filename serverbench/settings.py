@@ -65,6 +65,7 @@ class Settings:
     network: NetworkSettings = NetworkSettings()
     hosts: HostsSettings = None
     capacity: CapacitySelection = CapacitySelection()
+    soak_minutes: float = None       # the soak's length per model (soak.py); None: the run has no soak
     # An A/B run (--baseline REV or --baseline-bin DIR): trials per side, and what A is.
     trials: int = None
     baseline: str = None
