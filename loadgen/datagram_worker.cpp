@@ -43,11 +43,12 @@ void DatagramWorker::run() {
     else if (go)
         begin_load(monotonic_ns());
     if (!go) {
-        live_.done.store(true);
+        end_run(monotonic_ns());
         return;
     }
     for (;;) {
         const std::uint64_t now = monotonic_ns();
+        intervals_.retire_due(now);  // next_wake() is at most 100 ms away (the expiry checks)
         if (!stopping_ && window_over(now)) begin_stop(now);
         if (stopping_ && (outstanding() == 0 || now >= drain_deadline_ns_)) break;
         if (now >= next_expiry_check_ns_) {
@@ -222,9 +223,9 @@ void DatagramWorker::on_answered(const FlowLedger::Reply& reply, std::uint64_t n
     ++stats_.requests;
     ++stats_.datagrams.answered;
     if (reply.reordered) ++stats_.datagrams.reordered;
-    IntervalStats* interval = interval_of(now);
-    ++interval->requests;
-    interval->latency.record(latency);
+    IntervalStats& interval = interval_of(now);
+    ++interval.requests;
+    interval.latency.record(latency);
 }
 
 // Sends the flow's next request. False when the socket refused it (then nothing is recorded).
@@ -332,8 +333,7 @@ void DatagramWorker::begin_stop(std::uint64_t now) {
 // destroyed, as the stream worker's do.
 void DatagramWorker::finish() {
     for (Flow& f : flows_) give_up(f, UINT64_MAX);
-    publish_live();
-    live_.done.store(true);
+    end_run(monotonic_ns());
 }
 
 std::uint64_t DatagramWorker::outstanding() const noexcept {

@@ -30,6 +30,13 @@ std::uint64_t monotonic_ns() noexcept {
     return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+double unix_time_of(std::uint64_t monotonic) noexcept {
+    timespec rt{};
+    clock_gettime(CLOCK_REALTIME, &rt);
+    const auto ahead = static_cast<std::int64_t>(monotonic - monotonic_ns());  // negative: in the past
+    return static_cast<double>(rt.tv_sec) + static_cast<double>(rt.tv_nsec) / 1e9 + static_cast<double>(ahead) / 1e9;
+}
+
 // --------------------------------------------------------------------------- the start gate
 
 std::optional<Timeline> StartGate::arrive_and_wait(std::size_t open_connections) {
@@ -65,7 +72,10 @@ void StartGate::decide(std::optional<Timeline> timeline) {
 
 // --------------------------------------------------------------------------------- the worker
 
-LoadWorker::LoadWorker(WorkerPlan plan, LiveCounters& live) : plan_(std::move(plan)), live_(live) {
+LoadWorker::LoadWorker(WorkerPlan plan, LiveCounters& live)
+    : plan_(std::move(plan)),
+      live_(live),
+      intervals_(stats_.intervals, plan_.series, plan_.worker_index, plan_.interval_ns) {
     set_timeline({plan_.start_ns, plan_.measure_start_ns, plan_.measure_end_ns});
 }
 
@@ -101,11 +111,7 @@ void LoadWorker::set_timeline(const Timeline& timeline) {
     plan_.start_ns = timeline.start_ns;
     plan_.measure_start_ns = timeline.measure_start_ns;
     plan_.measure_end_ns = timeline.measure_end_ns;
-    assert(plan_.interval_ns > 0);
-    window_intervals_ = 0;
-    if (plan_.measure_end_ns > plan_.measure_start_ns)
-        window_intervals_ =
-            (plan_.measure_end_ns - plan_.measure_start_ns + plan_.interval_ns - 1) / plan_.interval_ns;
+    intervals_.set_window(plan_.measure_start_ns, plan_.measure_end_ns);
 }
 
 // ------------------------------------------------------------------------------------ the loop
@@ -115,11 +121,12 @@ void Worker::run() {
     bool go = start_connections();
     if (plan_.gate != nullptr) go = hold_until_go(go);  // arrives at the gate even when it cannot run
     if (!go) {
-        live_.done.store(true);
+        end_run(monotonic_ns());
         return;
     }
     for (;;) {
         const std::uint64_t now = monotonic_ns();
+        intervals_.retire_due(now);  // next_wake() is at most 100 ms away (the timeout checks)
         if (!stopping_ && window_over(now)) begin_stop(now);
         if (stopping_ && (inflight_total_ == 0 || now >= drain_deadline_ns_)) break;
         if (!stopping_ && plan_.rate > 0) dispatch_arrivals(now);
@@ -390,9 +397,9 @@ void Worker::on_response(Connection& c, std::uint64_t now) {
         stats_.latency.record(latency);
         if (plan_.rate > 0) stats_.latency_uncorrected.record(now - std::min(sent, now));
         ++stats_.requests;
-        IntervalStats* interval = interval_of(now);
-        ++interval->requests;
-        interval->latency.record(latency);
+        IntervalStats& interval = interval_of(now);
+        ++interval.requests;
+        interval.latency.record(latency);
     }
     if (plan_.mode == ConnectionMode::close) {  // a connection per request: this one is done
         close_connection(c);
@@ -636,24 +643,19 @@ void LoadWorker::count_error(ErrorKind kind, int err, std::uint64_t count, std::
     if (err > 0)
         stats_.errors_by_errno[static_cast<std::size_t>(err) < stats_.errors_by_errno.size() ? err : 0] +=
             count;
-    if (recording(now)) interval_of(now)->errors += count;
-}
-
-// The drain after the window's end is counted in its last interval.
-IntervalStats* LoadWorker::interval_of(std::uint64_t now) {
-    std::uint64_t index = (now - plan_.measure_start_ns) / plan_.interval_ns;
-    if (window_intervals_ != 0 && index >= window_intervals_) index = window_intervals_ - 1;
-    if (index != current_interval_index_) {
-        if (stats_.intervals.size() <= index) stats_.intervals.resize(index + 1);
-        current_interval_ = &stats_.intervals[index];
-        current_interval_index_ = index;
-    }
-    return current_interval_;
+    if (recording(now)) interval_of(now).errors += count;
 }
 
 void LoadWorker::publish_live() {
     live_.requests.store(stats_.requests, std::memory_order_relaxed);
     live_.errors.store(stats_.total_errors(), std::memory_order_relaxed);
+}
+
+// The last interval (with the drain) goes to --series-file's sink before main can look.
+void LoadWorker::end_run(std::uint64_t now) {
+    intervals_.finish(now);
+    publish_live();
+    live_.done.store(true);
 }
 
 // The window is over: no new requests; connections still connecting are dropped (not errors);
@@ -679,8 +681,7 @@ void Worker::finish(std::uint64_t now) {
     for (auto& c : connections_) {
         if (c.inflight > 0) count_error(ErrorKind::timeout, ETIMEDOUT, c.inflight, now);
     }
-    publish_live();
-    live_.done.store(true);
+    end_run(now);
 }
 
 }  // namespace loadgen

@@ -16,6 +16,7 @@
 #include "common/unique_fd.hpp"
 #include "loadgen/datagram_ledger.hpp"
 #include "loadgen/http_response_parser.hpp"
+#include "loadgen/interval_sink.hpp"
 #include "loadgen/options.hpp"
 #include "loadgen/rate_scheduler.hpp"
 #include "loadgen/run_stats.hpp"
@@ -26,6 +27,8 @@ using sb::UniqueFd;  // the descriptor owner shared with the servers (common/)
 
 // CLOCK_MONOTONIC in nanoseconds.
 std::uint64_t monotonic_ns() noexcept;
+// CLOCK_REALTIME, in seconds, of a CLOCK_MONOTONIC instant near now (past or future).
+double unix_time_of(std::uint64_t monotonic) noexcept;
 
 // Where to connect: an IPv4 address or a Unix domain socket path.
 struct Target {
@@ -84,6 +87,8 @@ struct WorkerPlan {
     std::uint64_t measure_end_ns = 0;           // 0: no time limit (request quota)
     std::uint64_t request_quota = 0;            // responses to record; 0: no quota
     std::uint64_t interval_ns = 1'000'000'000;  // length of a timeseries entry
+    IntervalSink* series = nullptr;             // --series-file: the entries go there, not to stats
+    int worker_index = 0;                       // this thread's number, for the sink
     StartGate* gate = nullptr;                  // --start-on-stdin; the timeline then comes from it
     int cpu = -1;                               // pin this thread to it; -1: not pinned
 };
@@ -113,17 +118,14 @@ protected:
     void set_timeline(const Timeline& timeline);
     bool recording(std::uint64_t now) const noexcept { return now >= plan_.measure_start_ns; }
     void count_error(ErrorKind kind, int err, std::uint64_t count, std::uint64_t now);
-    IntervalStats* interval_of(std::uint64_t now);
+    IntervalStats& interval_of(std::uint64_t now) { return intervals_.at(now); }
     void publish_live();
+    void end_run(std::uint64_t now);  // every way out of run() ends here
 
     WorkerPlan plan_;
     LiveCounters& live_;
     RunStats stats_;
-
-private:
-    std::uint64_t window_intervals_ = 0;  // 0: open-ended (request quota)
-    IntervalStats* current_interval_ = nullptr;
-    std::uint64_t current_interval_index_ = UINT64_MAX;
+    IntervalRecorder intervals_;  // the loops call retire_due() on every wake-up
 };
 
 class Worker final : public LoadWorker {

@@ -35,8 +35,9 @@ using Store = std::function<void(const std::string&)>;
 // Shorter timeseries entries would hold too few requests at low rates for a p99, and the entries
 // of a long run would outweigh its result.
 constexpr double kMinIntervalS = 0.1;
-// Each timeseries entry holds a full histogram (about 35 KB) per thread, so the count is bounded:
-// 10 000 entries are 1000 s at 100 ms, or 2.7 hours at 1 s.
+// Each timeseries entry kept in memory holds a full histogram (about 35 KB) per thread, so the
+// count is bounded: 10 000 entries are 1000 s at 100 ms, or 2.7 hours at 1 s. --series-file
+// writes them out as the run goes instead, in constant memory, and lifts the bound.
 constexpr double kMaxIntervals = 10'000;
 
 constexpr std::size_t kUnixPathMax = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
@@ -262,6 +263,14 @@ void add_recording_flags(CLI::App& app, Options& o) {
               store_integer("--server-pid", o.server_pid, 1, 1 << 30))
         ->group(group);
     add_value(app, "--out", "FILE", "result JSON here (default stdout)", store_text(o.out))->group(group);
+    add_value(app, "--series-file", "PATH",
+              "the timeseries as JSON lines here, one written as each --interval ends, in constant "
+              "memory (no 10000-entry bound)",
+              [&o](const std::string& v) {
+                  if (v.empty()) invalid("--series-file", v);
+                  o.series_file = v;
+              })
+        ->group(group);
     add_value(app, "--model", "NAME", "recorded into the JSON", store_text(o.model))->group(group);
     add_value(app, "--scenario", "NAME", "recorded into the JSON", store_text(o.scenario))->group(group);
     add_value(app, "--server-flags", "\"STRING\"", "recorded into the JSON, split into words",
@@ -382,10 +391,10 @@ void check_run_options(const CLI::App& app, Options& o) {
     const CLI::Option* interval = app.get_option("--interval");
     if (interval->count() > 0 && o.requests == 0 && o.interval_s > o.duration_s)
         invalid("--interval", interval->as<std::string>(), "longer than --duration");
-    if (o.requests == 0 && o.duration_s / o.interval_s > kMaxIntervals)
+    if (o.requests == 0 && o.series_file.empty() && o.duration_s / o.interval_s > kMaxIntervals)
         throw UsageError(
             "--duration / --interval makes more than 10000 timeseries entries (each holds a 35 KB "
-            "histogram per thread): use a longer --interval");
+            "histogram per thread): use a longer --interval, or --series-file to write them out as the run goes");
     if (o.mode == ConnectionMode::close && o.pipeline > 1)
         invalid("--pipeline", std::to_string(o.pipeline), "pipelining needs --mode keepalive");
     if (o.transport == Transport::udp) check_datagram_options(app, o);

@@ -44,6 +44,7 @@ struct Options {
     std::string cpus_text;
     int server_pid = 0;  // 0: no server sampling
     std::string out;     // empty: stdout
+    std::string series_file;  // --series-file: the timeseries as JSON lines, written as the run goes
     std::string model, scenario;
     std::optional<std::string> server_flags;
     bool quiet = false;

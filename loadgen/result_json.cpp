@@ -96,16 +96,6 @@ json t_s_json(std::uint64_t end_ms) {
     return end_ms % 1000 == 0 ? json(end_ms / 1000) : json(static_cast<double>(end_ms) / 1e3);
 }
 
-json interval_json(std::uint64_t end_ms, std::uint64_t requests, std::uint64_t errors,
-                   const LatencyHistogram& latency) {
-    return {{"t_s", t_s_json(end_ms)},
-            {"requests", requests},
-            {"errors", errors},
-            {"p50_us", us(latency.percentile(50))},
-            {"p99_us", us(latency.percentile(99))},
-            {"histogram", histogram_to_json(latency)["histogram"]}};
-}
-
 json timeseries_json(const RunStats& stats, double interval_s) {
     json series = json::array();
     for (std::size_t i = 0; i < stats.intervals.size(); ++i) {
@@ -118,6 +108,16 @@ json timeseries_json(const RunStats& stats, double interval_s) {
 }
 
 }  // namespace
+
+json interval_json(std::uint64_t end_ms, std::uint64_t requests, std::uint64_t errors,
+                   const LatencyHistogram& latency) {
+    return {{"t_s", t_s_json(end_ms)},
+            {"requests", requests},
+            {"errors", errors},
+            {"p50_us", us(latency.percentile(50))},
+            {"p99_us", us(latency.percentile(99))},
+            {"histogram", histogram_to_json(latency)["histogram"]}};
+}
 
 json histogram_to_json(const LatencyHistogram& h) {
     json buckets = json::array();
@@ -379,7 +379,16 @@ json make_result(const RunContext& ctx, const RunStats& stats) {
     r["latency_us"] = histogram_to_json(stats.latency);
     if (o.rate > 0) r["latency_uncorrected_us"] = histogram_to_json(stats.latency_uncorrected);
     r["connect_us"] = histogram_to_json(stats.connect);
-    r["timeseries"] = timeseries_json(stats, o.interval_s);
+    if (ctx.series) {
+        // The entries are in the file; an empty "timeseries" keeps readers of the array working.
+        r["timeseries"] = json::array();
+        r["timeseries_file"] = ctx.series->path;
+        r["timeseries_entries"] = ctx.series->lines;
+        r["timeseries_late_entries"] = ctx.series->late_parts;
+        r["timeseries_file_error"] = ctx.series->error.empty() ? json(nullptr) : json(ctx.series->error);
+    } else {
+        r["timeseries"] = timeseries_json(stats, o.interval_s);
+    }
     r["server"] = server_json(ctx, stats);
     r["loadgen"] = {
         {"cpu_user_s", ctx.loadgen_user_s},
@@ -413,7 +422,8 @@ int exit_code_of(const json& r) {
     const auto& c = r.at("connections");
     const bool shortfall = c.at("established").get<std::uint64_t>() < c.at("requested").get<std::uint64_t>();
     const bool valid = r.value("valid", true);
-    return errors == 0 && !shortfall && valid && counter_control_ok(r) ? 0 : 1;
+    const bool series_whole = r.value("timeseries_file_error", json(nullptr)).is_null();
+    return errors == 0 && !shortfall && valid && counter_control_ok(r) && series_whole ? 0 : 1;
 }
 
 bool write_result(const json& r, const std::string& out) {
@@ -537,6 +547,29 @@ json merge_timeseries(const std::vector<json>& results) {
     return series;
 }
 
+// Results whose timeseries went to --series-file list their files (each process wrote its own);
+// they cannot be lined up with timeseries held in a result, so a mix is refused.
+void merge_series_files(json& m, const std::vector<json>& results) {
+    const auto streamed = std::count_if(results.begin(), results.end(),
+                                        [](const json& r) { return r.contains("timeseries_file"); });
+    if (streamed == 0) return;
+    if (static_cast<std::size_t>(streamed) != results.size())
+        throw std::runtime_error("some results have their timeseries in a --series-file, others in the JSON");
+    json files = json::array();
+    std::uint64_t late = 0;
+    json error = nullptr;
+    for (const auto& r : results) {
+        files.push_back({{"file", r.at("timeseries_file")}, {"entries", r.value("timeseries_entries", 0)}});
+        late += r.value("timeseries_late_entries", std::uint64_t{0});
+        if (error.is_null()) error = r.value("timeseries_file_error", json(nullptr));
+    }
+    m.erase("timeseries_file");
+    m.erase("timeseries_entries");
+    m["timeseries_files"] = files;
+    m["timeseries_late_entries"] = late;
+    m["timeseries_file_error"] = error;
+}
+
 // The server is the same process seen by each load generator: its figures are not summed.
 void merge_cpu(json& m, const std::vector<json>& results) {
     auto& lg = m["loadgen"];
@@ -622,6 +655,7 @@ json merge_results(const std::vector<json>& results) {
     merge_totals(m, results);
     merge_histograms(m, results);
     m["timeseries"] = merge_timeseries(results);
+    merge_series_files(m, results);
     merge_cpu(m, results);
     merge_window(m, results);
     merge_datagrams(m, results);

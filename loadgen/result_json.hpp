@@ -26,6 +26,19 @@ nlohmann::json histogram_to_json(const LatencyHistogram& h);
 // nanoseconds). Throws std::runtime_error on a malformed document.
 LatencyHistogram histogram_from_json(const nlohmann::json& j);
 
+// One "timeseries" entry: t_s (seconds from the window's start to the interval's end, `end_ms`),
+// requests, errors, p50_us, p99_us and histogram (the interval's buckets, mergeable).
+nlohmann::json interval_json(std::uint64_t end_ms, std::uint64_t requests, std::uint64_t errors,
+                             const LatencyHistogram& latency);
+
+// --series-file: where the timeseries went instead of the result (interval_sink.hpp).
+struct SeriesRecord {
+    std::string path;
+    std::uint64_t lines = 0;       // intervals written
+    std::uint64_t late_parts = 0;  // threads' parts added to a later line than their own
+    std::string error;             // empty: every line written
+};
+
 // The measured window's edges on loadgen's clocks, and its --window-fifo signals.
 struct WindowRecord {
     std::uint64_t start_ns = 0, end_ns = 0;  // CLOCK_MONOTONIC
@@ -53,6 +66,7 @@ struct RunContext {
     // over Unix datagram sockets), and the socket buffer sizes.
     std::optional<UdpDrops> udp_drops;
     std::optional<SocketBuffers> udp_buffers;  // a fresh socket's: loadgen's flows, a server that sets none
+    std::optional<SeriesRecord> series;        // --series-file
 };
 
 nlohmann::json make_result(const RunContext& ctx, const RunStats& stats);
@@ -63,7 +77,8 @@ nlohmann::json merge_results(const std::vector<nlohmann::json>& results);
 // Writes the document to `out` ("" = stdout); false (with a line on stderr) if it cannot.
 bool write_result(const nlohmann::json& result, const std::string& out);
 
-// 0 when the run had no errors, established every connection and (open loop) was valid; else 1.
+// 0 when the run had no errors, established every connection, (open loop) was valid and wrote
+// its --series-file whole; else 1.
 int exit_code_of(const nlohmann::json& result);
 
 // "server", "loadgen" or "neither": whichever side used >= 90% of the CPU it had.

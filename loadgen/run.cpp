@@ -229,12 +229,15 @@ WorkerPlan plan_for_thread(const Options& o, int i, const Timeline& t, const Tar
 // The worker threads; joined by the destructor if the run is cut short.
 class WorkerThreads {
 public:
-    WorkerThreads(const Options& o, const Timeline& t, const Target& target, StartGate* gate) {
+    WorkerThreads(const Options& o, const Timeline& t, const Target& target, StartGate* gate,
+                  IntervalSink* series) {
         const std::string request = build_request(o);
         for (int i = 0; i < o.threads; ++i) {
             live_.push_back(std::make_unique<LiveCounters>());
             WorkerPlan plan = plan_for_thread(o, i, t, target, request);
             plan.gate = gate;
+            plan.series = series;
+            plan.worker_index = i;
             if (o.transport == Transport::udp)
                 workers_.push_back(std::make_unique<DatagramWorker>(std::move(plan), *live_.back()));
             else
@@ -344,15 +347,6 @@ std::optional<ProcessTreeSnapshot> server_delta(const WindowEdges& e) {
     return d;
 }
 
-// CLOCK_REALTIME of a CLOCK_MONOTONIC instant of the recent past.
-double unix_time_of(std::uint64_t monotonic) {
-    timespec rt{};
-    clock_gettime(CLOCK_REALTIME, &rt);
-    const std::uint64_t now = monotonic_ns();
-    const double unix_now = static_cast<double>(rt.tv_sec) + static_cast<double>(rt.tv_nsec) / 1e9;
-    return unix_now - static_cast<double>(now - std::min(now, monotonic)) / 1e9;
-}
-
 // The window in which the workers recorded responses; a request quota's ends when the drain is
 // over (which is also when "disable" is sent).
 WindowRecord window_record(const Timeline& t, const WindowEdges& e) {
@@ -390,6 +384,12 @@ RunContext context_of(const Options& o, const Timeline& t, const WindowEdges& e,
     return ctx;
 }
 
+// What --series-file wrote, once every worker is done.
+std::optional<SeriesRecord> series_record(const IntervalSink* series) {
+    if (series == nullptr) return std::nullopt;
+    return SeriesRecord{series->path(), series->lines_written(), series->late_parts(), series->error()};
+}
+
 int report(const Options& o, const json& result, const RunStats& total) {
     if (!o.quiet) {
         const std::string where =
@@ -412,6 +412,9 @@ int report(const Options& o, const json& result, const RunStats& total) {
         const json& control = result["window"]["counter_control"];
         if (control.is_object() && !control["ok"].get<bool>())
             std::fprintf(stderr, "loadgen: --window-fifo: %s\n", control["error"].get<std::string>().c_str());
+        const json series_error = result.value("timeseries_file_error", json(nullptr));
+        if (series_error.is_string())
+            std::fprintf(stderr, "loadgen: --series-file: %s\n", series_error.get<std::string>().c_str());
     }
     return code;
 }
@@ -441,12 +444,15 @@ int run_load(const Options& o) {
     pin_process(o);
     std::signal(SIGPIPE, SIG_IGN);
     CounterSignals counter(o);  // opens the FIFOs: a bad one is a usage error before any load
+    std::unique_ptr<IntervalSink> series;  // opens the file: likewise
+    if (!o.series_file.empty()) series = std::make_unique<IntervalSink>(o.series_file, o.threads, to_ns(o.interval_s));
     std::unique_ptr<ProcessTreeSampler> sampler;
     if (o.server_pid) sampler = std::make_unique<ProcessTreeSampler>(o.server_pid);
     std::optional<StartGate> gate;
     if (o.start_on_stdin) gate.emplace(o.threads);
     Timeline timeline = gate ? held_timeline(monotonic_ns()) : plan_timeline(o, monotonic_ns());
-    WorkerThreads workers(o, timeline, target, gate ? &*gate : nullptr);
+    if (series) series->set_window(timeline.measure_start_ns, timeline.measure_end_ns);
+    WorkerThreads workers(o, timeline, target, gate ? &*gate : nullptr, series.get());
     if (gate) {
         if (const auto reason = wait_for_go(*gate)) {
             gate->cancel();
@@ -454,12 +460,14 @@ int run_load(const Options& o) {
             return kNoGoExit;
         }
         timeline = plan_timeline(o, monotonic_ns());
+        if (series) series->set_window(timeline.measure_start_ns, timeline.measure_end_ns);
         gate->open(timeline);
     }
     const std::string started_at = utc_now_iso();
     const WindowEdges edges = measure_window(o, timeline, workers, counter);
     RunContext ctx = context_of(o, timeline, edges, sampler.get());
     ctx.started_at = started_at;
+    ctx.series = series_record(series.get());
     const RunStats total = workers.merged_stats();
     return report(o, make_result(ctx, total), total);
 }

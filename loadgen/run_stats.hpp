@@ -48,7 +48,7 @@ struct RunStats {
     std::uint64_t established = 0;         // connection slots that connected at least once
     std::uint64_t late_sends = 0;          // open loop: sent more than 1 ms after the due time
     std::uint64_t unsent_arrivals = 0;     // open loop: due, never sent before the end
-    std::vector<IntervalStats> intervals;  // timeseries of the measured window
+    std::vector<IntervalStats> intervals;  // timeseries of the measured window (empty with --series-file)
     DatagramCounts datagrams;              // UDP only
 
     std::uint64_t total_errors() const {

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <string>
@@ -165,6 +166,24 @@ TEST(LoadgenDatagrams, AFaithfulPeerAnswersEverythingInAClosedLoop) {
     EXPECT_EQ(count(run.result, {"latency_us", "count"}), 2000u);
     EXPECT_GT(count(d, {"socket_rcvbuf_bytes"}), 0u);
     EXPECT_TRUE(d["kernel_drops"].is_object());
+}
+
+// --series-file over datagrams: the datagram workers hand their intervals over too.
+TEST(LoadgenDatagrams, SeriesFileCountsEveryAnsweredDatagram) {
+    ScriptedPeer peer([](std::uint64_t) { return Action::echo; });
+    const std::string series = lgtest::temp_path("udp_series") + ".jsonl";
+    const auto run = run_loadgen({"--transport", "udp", "--port", peer.port(), "--connections", "4", "--threads",
+                                  "2", "--duration", "1s", "--interval", "100ms", "--series-file", series});
+    peer.stop();
+    ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+    const std::vector<nlohmann::json> lines = lgtest::read_json_lines(series);
+    ASSERT_EQ(lines.size(), 10u);
+    std::uint64_t sum = 0;
+    for (const auto& line : lines) sum += line.value("requests", std::uint64_t{0});
+    EXPECT_EQ(sum, count(run.result, {"totals", "requests"}));
+    EXPECT_EQ(sum, count(datagrams_of(run), {"answered"}));
+    EXPECT_GT(sum, 0u);
+    std::remove(series.c_str());
 }
 
 // One flow, one request at a time: the script's indices are the requests' numbers.

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -309,6 +310,38 @@ TEST_F(LoadgenVsEpoll, IntervalSetsTheTimeseriesLength) {
     for (const auto& f : {a, b, b + ".m"}) std::remove(f.c_str());
 }
 
+// --series-file: a line per interval of the window, in order, on both clocks; they add up to the
+// totals of the result, which names the file instead of holding the entries.
+TEST_F(LoadgenVsEpoll, SeriesFileHasALinePerIntervalAddingUpToTheTotals) {
+    start();
+    const std::string series = lgtest::temp_path("series") + ".jsonl";
+    const auto run = run_loadgen({"--port", port(), "--connections", "4", "--threads", "2", "--duration", "3s",
+                                  "--interval", "100ms", "--series-file", series});
+    expect_clean(run);
+    const json& r = run.result;
+    EXPECT_EQ(r["timeseries_file"], series);
+    EXPECT_EQ(r["timeseries_entries"], 30);
+    EXPECT_EQ(r["timeseries"], json::array());  // the entries are in the file
+    EXPECT_TRUE(r["timeseries_file_error"].is_null());
+    const std::vector<json> lines = lgtest::read_json_lines(series);
+    ASSERT_EQ(lines.size(), 30u);
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const json& line = lines[i];
+        ASSERT_TRUE(line.is_object()) << i;
+        EXPECT_NEAR(line["t_s"].get<double>(), 0.1 * static_cast<double>(i + 1), 1e-9) << i;
+        if (i > 0) {
+            EXPECT_GT(line["unix_s"].get<double>(), lines[i - 1]["unix_s"].get<double>()) << i;
+        }
+        for (const char* key : {"errors", "throughput_rps", "p50_us", "p90_us", "p99_us", "max_us", "histogram"})
+            EXPECT_TRUE(line.contains(key)) << key;
+        sum += line["requests"].get<std::uint64_t>();
+    }
+    EXPECT_EQ(sum, count(r, {"totals", "requests"}));
+    EXPECT_NEAR(lines.back()["unix_s"].get<double>(), r["window"]["end_unix_s"].get<double>(), 0.01);
+    std::remove(series.c_str());
+}
+
 // Two loadgen processes side by side, merged: counts and histograms are the sums of the parts.
 TEST_F(LoadgenVsEpoll, MergeOfTwoProcessesSumsCounts) {
     start();
@@ -354,6 +387,18 @@ TEST(LoadgenUsage, BadUsageExits2WithOneLine) {
         EXPECT_FALSE(run.result.is_object());
         EXPECT_EQ(std::count(run.stderr_text.begin(), run.stderr_text.end(), '\n'), 1) << run.stderr_text;
         EXPECT_EQ(run.stderr_text.rfind("loadgen: ", 0), 0u) << run.stderr_text;
+    }
+}
+
+// A --series-file that cannot be written (a directory, a missing directory) is refused before any
+// load, like any bad value.
+TEST(LoadgenUsage, UnwritableSeriesFileExits2WithOneLine) {
+    for (const std::string& path : {testing::TempDir(), std::string("/nonexistent-dir/series.jsonl")}) {
+        const auto run = run_loadgen({"--port", "1", "--duration", "1s", "--series-file", path});
+        EXPECT_EQ(run.exit_code, 2) << path;
+        EXPECT_FALSE(run.result.is_object());
+        EXPECT_EQ(std::count(run.stderr_text.begin(), run.stderr_text.end(), '\n'), 1) << run.stderr_text;
+        EXPECT_NE(run.stderr_text.find("invalid value for --series-file"), std::string::npos) << run.stderr_text;
     }
 }
 

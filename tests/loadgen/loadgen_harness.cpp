@@ -46,6 +46,14 @@ LoadgenRun run_loadgen(std::vector<std::string> args, sbtest::Millis limit) {
     return run;
 }
 
+std::vector<json> read_json_lines(const std::string& path) {
+    std::vector<json> lines;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(json::parse(line, nullptr, /*allow_exceptions=*/false));
+    return lines;
+}
+
 std::uint64_t count(const json& j, std::initializer_list<const char*> path) {
     const json* node = &j;
     for (const char* key : path) {

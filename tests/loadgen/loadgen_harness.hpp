@@ -30,6 +30,9 @@ LoadgenRun run_loadgen(std::vector<std::string> args, sbtest::Millis limit = 20s
 // A path under the test's temporary directory, unique in this process, nothing there yet.
 std::string temp_path(const std::string& stem);
 
+// A --series-file: one JSON document per line (an unparsable line is a discarded value).
+std::vector<nlohmann::json> read_json_lines(const std::string& path);
+
 // The number at `path` in `j`, 0 if it is missing or not a number.
 std::uint64_t count(const nlohmann::json& j, std::initializer_list<const char*> path);
 std::uint64_t errors_of(const nlohmann::json& r, const char* kind);

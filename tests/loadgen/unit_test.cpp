@@ -229,6 +229,41 @@ TEST(ResultJson, MergeSpansWindowsAndRefusesMixedIntervals) {
     EXPECT_THROW(merge_results({a, small_result(other, 4, 0)}), std::runtime_error);
 }
 
+// --series-file: the entries are in the file; the result says where and how many, keeps an empty
+// "timeseries" for its readers, and a failed write fails the run. Merged results list the files.
+TEST(ResultJson, SeriesFileReplacesTheTimeseries) {
+    Options o;
+    o.interval_s = 0.5;
+    const auto plain = small_result(o, 10, 0);
+    EXPECT_FALSE(plain.contains("timeseries_file"));
+    const auto with_series = [&o](const char* path, std::string error) {
+        RunStats stats;
+        stats.established = static_cast<std::uint64_t>(o.connections);
+        RunContext ctx;
+        ctx.options = &o;
+        ctx.measured_s = 1;
+        ctx.series = SeriesRecord{path, 2, 1, std::move(error)};
+        return make_result(ctx, stats);
+    };
+    const auto a = with_series("a.jsonl", ""), b = with_series("b.jsonl", "");
+    EXPECT_EQ(a["timeseries"], nlohmann::json::array());
+    EXPECT_EQ(a["timeseries_file"], "a.jsonl");
+    EXPECT_EQ(a["timeseries_entries"], 2u);
+    EXPECT_EQ(a["timeseries_late_entries"], 1u);
+    EXPECT_TRUE(a["timeseries_file_error"].is_null());
+    EXPECT_EQ(exit_code_of(a), 0);
+    EXPECT_EQ(exit_code_of(with_series("c.jsonl", "cannot write 'c.jsonl': No space left on device")), 1);
+
+    const auto m = merge_results({a, b});
+    EXPECT_FALSE(m.contains("timeseries_file"));
+    ASSERT_EQ(m["timeseries_files"].size(), 2u);
+    EXPECT_EQ(m["timeseries_files"][1]["file"], "b.jsonl");
+    EXPECT_EQ(m["timeseries_files"][1]["entries"], 2u);
+    EXPECT_EQ(m["timeseries_late_entries"], 2u);
+    EXPECT_EQ(m["timeseries"], nlohmann::json::array());
+    EXPECT_THROW(merge_results({a, plain}), std::runtime_error);  // nothing to line them up with
+}
+
 // ------------------------------------------------------------------------- command line
 
 namespace {
@@ -293,6 +328,8 @@ TEST(CommandLine, DefaultsAndEveryFlag) {
                                   "42",
                                   "--out",
                                   "r.json",
+                                  "--series-file",
+                                  "s.jsonl",
                                   "--model",
                                   "epoll",
                                   "--scenario",
@@ -319,6 +356,7 @@ TEST(CommandLine, DefaultsAndEveryFlag) {
     EXPECT_EQ(o.cpus, (std::vector<int>{0, 1}));
     EXPECT_EQ(o.server_pid, 42);
     EXPECT_EQ(o.out, "r.json");
+    EXPECT_EQ(o.series_file, "s.jsonl");
     EXPECT_EQ(o.model, "epoll");
     EXPECT_EQ(o.scenario, "s");
     EXPECT_EQ(o.server_flags, "--workers 1");  // a value that looks like a flag is still a value
@@ -426,6 +464,18 @@ TEST(CommandLine, IntervalFrom100msUpToTheDuration) {
     EXPECT_NE(usage_error({"--port", "1", "--duration", "1001s", "--interval", "100ms"}).find("--interval"),
               std::string::npos);
     EXPECT_NE(usage_error({"--port", "1", "--duration", "200m"}).find("--interval"), std::string::npos);
+}
+
+// Written out as the run goes, the entries are not bounded: the usage error names the way out.
+TEST(CommandLine, SeriesFileLiftsTheBoundOnEntries) {
+    EXPECT_EQ(parse({"--port", "1"}).run.series_file, "");
+    const Options o =
+        parse({"--port", "1", "--duration", "1440m", "--interval", "100ms", "--series-file", "s.jsonl"}).run;
+    EXPECT_EQ(o.series_file, "s.jsonl");
+    EXPECT_DOUBLE_EQ(o.duration_s, 86400.0);
+    EXPECT_NE(usage_error({"--port", "1", "--duration", "1001s", "--interval", "100ms"}).find("--series-file"),
+              std::string::npos);
+    EXPECT_NE(usage_error({"--port", "1", "--series-file", ""}).find("--series-file"), std::string::npos);
 }
 
 TEST(CommandLine, UnixSocketAndNoDelay) {
