@@ -589,8 +589,10 @@ void Worker::dispatch_arrivals(std::uint64_t now) {
     std::uint64_t due = schedule_.due_count(now);
     while (schedule_.sent() < due && !free_list_.empty()) {
         Connection& c = connections_[free_list_.back()];
+        // In close mode an arrival opens a closed connection, or takes one the start opened.
         const bool usable = plan_.mode == ConnectionMode::close
-                                ? c.state == State::closed && !c.has_pending_arrival
+                                ? (c.state == State::closed || c.state == State::open) && c.inflight == 0 &&
+                                      !c.has_pending_arrival
                                 : c.state == State::open && c.inflight < depth;
         if (!usable) {
             c.available = false;
@@ -609,7 +611,7 @@ void Worker::dispatch_arrivals(std::uint64_t now) {
             c.available = false;
             free_list_.pop_back();
         }
-        if (plan_.mode == ConnectionMode::close) {
+        if (plan_.mode == ConnectionMode::close && c.state == State::closed) {
             c.has_pending_arrival = true;
             c.pending_due_ns = due_scratch_[0];
             open_connection(c, now);

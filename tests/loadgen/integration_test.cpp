@@ -260,6 +260,17 @@ TEST_F(LoadgenVsEpoll, OpenLoopAtAModestRateIsValid) {
     EXPECT_TRUE(run.result.contains("latency_uncorrected_us"));
 }
 
+// A new connection per request at a set rate: every arrival is sent, on a connection of its own
+// (the connections the start opened each carry one, then close like the rest).
+TEST_F(LoadgenVsEpoll, OpenLoopInCloseModeSendsEveryArrival) {
+    start();
+    const auto run = run_loadgen(
+        {"--port", port(), "--mode", "close", "--rate", "400", "--connections", "2", "--duration", "1s"});
+    expect_clean(run);
+    EXPECT_EQ(run.result["valid"], true);
+    EXPECT_NEAR(static_cast<double>(count(run.result, {"totals", "requests"})), 400.0, 4.0);
+}
+
 TEST_F(LoadgenVsEpoll, CpusPinsAndIsRecorded) {
     start();
     const auto run =
