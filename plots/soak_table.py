@@ -93,7 +93,9 @@ def soak_row(record):
         return row
     v = verdict_of(record)
     mem, p99, lg = v.get("memory") or {}, v.get("p99") or {}, v.get("loadgen") or {}
-    notes = [f"cannot tell: {', '.join(v['cannot_tell'])}"] if v.get("cannot_tell") else []
+    unsure = [name for name in v.get("cannot_tell") or [] if name != "load"]
+    notes = [f"cannot tell: {', '.join(unsure)}"] if unsure else []
+    # The verdict lists "load" among what it cannot tell when the rates were not served.
     notes += [] if record.get("load_held", True) else ["the offered load was not held"]
     notes += ["loadgen's own memory grew"] if lg.get("verdict") == "grows" else []
     notes += [record["reason"]] if record.get("reason") else []
