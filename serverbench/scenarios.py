@@ -377,7 +377,8 @@ class SoakPlan:
     max_bad: int = 4
     sample_s: float = 2.0            # the server's memory, descriptors and threads this often
     interval: str = "1s"             # loadgen's timeseries entries (throughput, p99)
-    settle_s: float = 3.0            # the warm-up before "before" is counted
+    settle_s: float = 10.0           # the whole mix before "before" is counted: one idle wave, and a
+                                     # pool's workers each touched
     drain_s: float = 10.0            # at most this long for the server to close what it should
     reload_share: float = 0.25       # the reload runs this share of the soak's length,
     reload_min_s: float = 10.0       # and at least this long

@@ -57,14 +57,15 @@ def tree_of(root):
 def smaps_kib(pid):
     """(Pss, Rss) in KiB: PSS shares each page among the processes that map it, so a tree's sum
     counts a prefork server's shared pages once, where summed RSS counts them per process."""
-    pss = rss = 0
+    fields = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
-    return pss, rss
+            name, _, rest = line.partition(":")
+            if name in ("Pss", "Rss"):
+                fields[name] = int(rest.split()[0])
+    if len(fields) < 2:  # a zombie: its memory is gone, and so is the file's content
+        raise ProcessLookupError(pid)
+    return fields["Pss"], fields["Rss"]
 
 
 def process_usage(pid, with_children_cpu):
@@ -91,6 +92,14 @@ def tree_usage(root):
     return total
 
 
+def loadgen_pss(pid):
+    """A loadgen's PSS in KiB, or None once it has exited (a zombie has no smaps_rollup)."""
+    try:
+        return smaps_kib(pid)[0]
+    except OSError:
+        return None
+
+
 class TreeSampler(threading.Thread):
     """Samples the server's tree, and loadgen's own memory, every `every_s` until stopped."""
 
@@ -108,8 +117,8 @@ class TreeSampler(threading.Thread):
     def take(self):
         now = time.time()
         sample = {"t_s": None, "unix_s": round(now, 3), "phase": self.phase, **tree_usage(self.server_pid)}
-        pss = [smaps_kib(p)[0] for p in self.loadgen_pids if processes.alive(p)]
-        sample["loadgen_pss_kib"] = sum(pss) if pss else None
+        pss = [loadgen_pss(p) for p in self.loadgen_pids]
+        sample["loadgen_pss_kib"] = sum(pss) if pss and None not in pss else None
         return sample
 
     def stop(self):
@@ -167,7 +176,7 @@ class Soak:
     def phases(self, server, port, sampler, outcome):
         """settle (a short load, so what a server makes on its first requests is not growth), soak,
         drain, reload; returns {phase: what its load did}. Sets self.before and self.after_drain."""
-        loads = {"settle": self.load("settle", self.plan.settle_s, server, port, sampler, outcome, clients=False)}
+        loads = {"settle": self.load("settle", self.plan.settle_s, server, port, sampler, outcome)}
         self.before, _ = self.drain(server.pid, None)
         self.soak_started = time.time()
         loads["soak"] = self.load("soak", self.soak_s, server, port, sampler, outcome)
@@ -177,22 +186,26 @@ class Soak:
         return loads
 
     def drain(self, pid, before):
-        """Waits until the server holds no more than before (or for the plan's drain_s); returns
-        (its counts then, seconds waited)."""
-        started = time.monotonic()
+        """Waits until the server holds no more descriptors, threads and processes than before
+        (before None: until they hold still for half a second), at most the plan's drain_s;
+        returns (its counts then, seconds waited)."""
+        started, last = time.monotonic(), None
         while True:
             time.sleep(0.5)
             now = tree_usage(pid)
+            counts = [now[k] for k in ("fds", "threads", "processes")]
             waited = time.monotonic() - started
-            settled = before is None or all(now[k] <= before[k] for k in ("fds", "threads", "processes"))
+            settled = counts == last if before is None else all(
+                c <= before[k] for c, k in zip(counts, ("fds", "threads", "processes")))
             if (settled and waited >= 1.0) or waited >= self.plan.drain_s:
                 return now, round(waited, 1)
+            last = counts
 
-    def load(self, phase, seconds, server, port, sampler, outcome, clients=True):
-        """Both loadgens (and the awkward clients) for `seconds`; returns their results' figures."""
+    def load(self, phase, seconds, server, port, sampler, outcome):
+        """Both loadgens and the awkward clients for `seconds`; returns their results' figures."""
         trials = {kind: self.trial(phase, kind, seconds) for kind in ("keepalive", "churn")}
         procs = {kind: self.start_loadgen(t, port, server.pid) for kind, t in trials.items()}
-        mixer = self.start_clients(trials["keepalive"], port, server) if clients else None
+        mixer = self.start_clients(trials["keepalive"], port, server)
         sampler.loadgen_pids = [p.pid for p in procs.values()]
         sampler.phase = phase
         for kind, proc in procs.items():
@@ -205,10 +218,9 @@ class Soak:
                 outcome.fail(f"{phase}: the {kind} loadgen exited {proc.returncode}: "
                              f"{processes.last_line(trials[kind].log_base + '.loadgen.log')}")
         sampler.loadgen_pids = []
-        if mixer is not None:
-            self.sup.stop(mixer, 15.0)
-        return {kind: self.load_figures(t) for kind, t in trials.items()} | (
-            {"clients": read_json(trials["keepalive"].log_base + ".clients.json")} if clients else {})
+        self.sup.stop(mixer, 15.0)
+        return {kind: self.load_figures(t) for kind, t in trials.items()} | {
+            "clients": read_json(trials["keepalive"].log_base + ".clients.json")}
 
     def start_loadgen(self, trial, port, server_pid):
         argv = trial.net.client_argv(loadgen_command(
