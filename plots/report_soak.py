@@ -37,7 +37,7 @@ def soak_section(run, out_dir):
         parts.append("<h3>What decided</h3><ul>" + "".join(f"<li>{E(line)}</li>" for line in why) + "</ul>")
     if soak_table.soaked(records):
         parts.append('<p class="note">One panel per model, on the same axes; x: minutes from the soak\'s start; '
-                     'shaded: the settle (light grey), the drain (grey) and the reload (pale yellow). A red frame: the '
-                     'resource that grew.</p>')
+                     'shaded: the settle (light grey), the drain (grey, from the dashed line) and the reload (pale '
+                     'yellow). A red frame: the resource that grew.</p>')
         parts += [inline_svg(out_dir, name, CAPTIONS[name]) or "" for name in soak_plots.CHARTS]
     return "\n".join(parts)

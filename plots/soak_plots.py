@@ -103,8 +103,8 @@ def panels(n, ylabel):
     """A figure of n small panels sharing both axes; returns (fig, the n axes)."""
     plt = _plt()
     rows, cols = _grid(n)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(9.0, 4.3 * cols + 0.8), 2.7 * rows + 1.6), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(9.0, 4.3 * cols + 0.8), 2.7 * rows + 1.6), sharex=True,
+                             sharey=True, squeeze=False)
     flat = list(axes.flat)
     for k, ax in enumerate(flat[n:]):
         ax.set_visible(False)
@@ -116,8 +116,12 @@ def panels(n, ylabel):
 
 
 def shade_phases(ax, record):
+    """The phases around the soak shaded; the drain's start dashed too, since a drain of a
+    second or two is a hairline on a soak of minutes."""
     for phase, start, end in phase_spans(record):
         ax.axvspan(start, end, color=SHADES[phase], lw=0, zorder=0)
+        if phase == "drain":
+            ax.axvline(start, color="#808080", lw=0.9, ls="--", zorder=0.5)
 
 
 def panel_title(ax, record, metric):
@@ -254,7 +258,7 @@ def plain_log_labels(ax):
 
 def footnote(key, others):
     """What the marks and the shading mean, and the models that were not soaked."""
-    text = key + "; shaded: the settle (light grey), the drain (grey), the reload (pale yellow)"
+    text = key + "; shaded: the settle (light grey), the drain (grey, from the dashed line), the reload (pale yellow)"
     if others:
         text += "; not soaked: " + ", ".join(f"{r['model']} ({r.get('status')})" for r in others)
     return text
