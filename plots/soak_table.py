@@ -8,7 +8,6 @@ reading of soak.json that its charts (soak_plots.py) share.
   terminal table all show. plan_text, thresholds_text and why_lines: the sentences around it.
 * soak_table_md(run_dir); write_soak_md(run_dir, out_dir) writes soak.md.
 """
-import math
 import os
 
 from serverbench.jsonfile import read_json
@@ -131,19 +130,22 @@ def plan_text(doc):
 
 def thresholds_text(records):
     """The thresholds the verdicts used, once per distinct set (they depend on the soak's length)."""
-    sets = []
+    sets = []   # [(thresholds, the soaks' lengths in minutes)]
     for r in soaked(records):
         th = verdict_of(r).get("thresholds")
-        if th and th not in sets:
-            sets.append(th)
-    return [_threshold_line(th) for th in sets]
+        if th:
+            lengths = next((m for t, m in sets if t == th), None)
+            if lengths is None:
+                sets.append((th, lengths := []))
+            if r.get("minutes") not in lengths:
+                lengths.append(r.get("minutes"))
+    return [_threshold_line(th, lengths) for th, lengths in sets]
 
 
-def _threshold_line(th):
-    up_to = th.get("up_to_minutes")
-    length = "any length" if up_to is None or up_to == math.inf else f"up to {number(up_to)} min"
+def _threshold_line(th, lengths):
+    length = " or ".join(f"{number(m)} min" for m in lengths if m is not None) or "this length"
     mem, share = th.get("memory_kib_per_min"), th.get("p99_rise_share")
-    return (f"Thresholds (soaks of {length}): memory grows above {number(mem)} KiB/min over the soak when the "
+    return (f"Thresholds (for a soak of {length}): memory grows above {number(mem)} KiB/min over the soak when the "
             f"reload grows at least {number(mem / 2 if mem is not None else None)} KiB/min too; descriptors, "
             f"threads and processes when the drain leaves more than {th.get('descriptors', '?')}, "
             f"{th.get('threads', '?')} and {th.get('processes', '?')} more than before the load; p99 when its "

@@ -178,7 +178,7 @@ class SoakOnlyRunTest(unittest.TestCase):
         self.assertIn("+3.2 [-3.3, +10.2]", rows["epoll"])
         self.assertIn("not-applicable", rows["blocking"])
         self.assertIn("serves one client at a time", rows["blocking"])
-        self.assertEqual(text.count("Thresholds (soaks of up to 2 min)"), 1)
+        self.assertEqual(text.count("Thresholds (for a soak of 1 min)"), 1)
         self.assertIn("thread-pool, descriptors: 100 after the drain against 70 before the load", text)
 
     def test_summary_has_the_soak_and_no_empty_matrix(self):
