@@ -38,6 +38,6 @@ def soak_section(run, out_dir):
     if soak_table.soaked(records):
         parts.append('<p class="note">One panel per model, on the same axes; x: minutes from the soak\'s start; '
                      'shaded: the settle (light grey), the drain (grey, from the dashed line) and the reload (pale '
-                     'yellow). A red frame: the resource that grew.</p>')
+                     'lavender). A red frame: the resource that grew.</p>')
         parts += [inline_svg(out_dir, name, CAPTIONS[name]) or "" for name in soak_plots.CHARTS]
     return "\n".join(parts)

@@ -27,7 +27,7 @@ from .soak_table import interval_text, kib, load_soak, soak_doc, soaked, verdict
 CHARTS = ("soak_memory", "soak_descriptors", "soak_p99", "soak_loadgen_memory")
 # The phases around the soak itself, shaded in every panel (the soak is left white).
 # Neutral and pale, so that every model's colour reads on each of them.
-SHADES = {"settle": "#ececec", "drain": "#cfcfcf", "reload": "#fbf0d2"}
+SHADES = {"settle": "#ececec", "drain": "#cfcfcf", "reload": "#e9e3f3"}
 VERDICT_COLORS = {"grows": "#b00000", "cannot tell": "#6a4c00"}
 
 
@@ -258,7 +258,7 @@ def plain_log_labels(ax):
 
 def footnote(key, others):
     """What the marks and the shading mean, and the models that were not soaked."""
-    text = key + "; shaded: the settle (light grey), the drain (grey, from the dashed line), the reload (pale yellow)"
+    text = key + "; shaded: the settle (light grey), the drain (grey, from the dashed line), the reload (pale lavender)"
     if others:
         text += "; not soaked: " + ", ".join(f"{r['model']} ({r.get('status')})" for r in others)
     return text
