@@ -241,16 +241,14 @@ class Soak:
         with open(trial.log_base + ".clients.log", "wb") as err:
             return self.sup.start(argv, subprocess.DEVNULL, err, "soak clients")
 
-    @staticmethod
-    def load_figures(trial):
+    def load_figures(self, trial):
         doc = read_json(trial.out) or {}
         totals = doc.get("totals") or {}
-        return {"file": os.path.relpath(trial.out, os.path.dirname(os.path.dirname(trial.log_base))),
+        return {"file": os.path.relpath(trial.out, self.run_dir.path),
                 "offered_rps": float(flag_value(trial.spec.loadgen_flags, "--rate")),
                 "throughput_rps": totals.get("throughput_rps"), "requests": totals.get("requests"),
                 "errors": sum((totals.get("errors") or {}).values()),
-                "p99_us": (doc.get("latency_us") or {}).get("p99"),
-                "loadgen_max_rss_kib": (doc.get("loadgen") or {}).get("max_rss_kib")}
+                "p99_us": (doc.get("latency_us") or {}).get("p99")}
 
     def record(self, outcome, started, sampler=None, loads=None):
         record = {"model": self.model, "status": outcome.status, "reason": outcome.reason or None,
