@@ -61,6 +61,22 @@ void stop_children(std::unordered_set<pid_t>& children, sb::ConnectionLimit& lim
     }
 }
 
+// Waits in poll() for the listener or a signal, reaping the children SIGCHLD announces. True: a
+// stop signal came.
+bool wait_for_work(sb::Server& server, std::unordered_set<pid_t>& children, sb::ConnectionLimit& limit,
+                   sb::ServerStats* answers = nullptr) {
+    pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
+    if (::poll(watched, 2, -1) < 0) return false;
+    bool stop = false;
+    while (int signo = server.signals.take()) {
+        if (signo == SIGCHLD)
+            reap_exited(children, limit, answers);
+        else
+            stop = true;
+    }
+    return stop;
+}
+
 [[noreturn]] void serve_in_child(sb::Server& server, int conn) {
     sb::reset_signals_for_child();  // the parent's SIGTERM now ends this child
     ::close(server.listener.fd());  // only the parent accepts
@@ -87,16 +103,9 @@ int serve_udp(sb::Server& server) {
     const auto buffer = std::make_unique_for_overwrite<char[]>(sb::kMaxDatagram);
     server.announce_ready();
 
-    pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
     bool stopping = false;
     while (!stopping) {
-        if (::poll(watched, 2, -1) < 0) continue;
-        while (int signo = server.signals.take()) {
-            if (signo == SIGCHLD)
-                reap_exited(children, limit, &server.stats);
-            else
-                stopping = true;
-        }
+        stopping = wait_for_work(server, children, limit, &server.stats);
         for (std::size_t n = 0; n < sb::kDatagramsPerWakeup && !stopping; ++n) {
             sb::PeerAddress peer;
             std::size_t size = 0;
@@ -131,16 +140,9 @@ int main(int argc, char** argv) {
     sb::ConnectionLimit limit(server.options.max_conns, server.stats.rejected_at_limit);
     server.announce_ready();
 
-    pollfd watched[] = {{server.listener.fd(), POLLIN, 0}, {server.signals.fd(), POLLIN, 0}};
     bool stopping = false;
     while (!stopping) {
-        if (::poll(watched, 2, -1) < 0) continue;
-        while (int signo = server.signals.take()) {
-            if (signo == SIGCHLD)
-                reap_exited(children, limit);
-            else
-                stopping = true;
-        }
+        stopping = wait_for_work(server, children, limit);
         while (!stopping) {
             sb::UniqueFd conn = server.listener.accept(sb::Blocking::yes);
             if (!conn) break;

@@ -25,17 +25,8 @@ using namespace std::chrono_literals;
 using sb::UniqueFd;
 using Clock = std::chrono::steady_clock;
 
-class SocketPath {
-public:
-    explicit SocketPath(const std::string& model)
-        : path_("/tmp/serverbench-udp-robust-" + std::to_string(::getpid()) + "-" + model + ".sock") {
-        ::unlink(path_.c_str());
-    }
-    ~SocketPath() { ::unlink(path_.c_str()); }
-    const std::string& get() const { return path_; }
-
-private:
-    std::string path_;
+struct SocketPath : sbtest::SocketPath {
+    explicit SocketPath(const std::string& model) : sbtest::SocketPath("udp-robust", model) {}
 };
 
 class DatagramRobustness : public testing::TestWithParam<std::string> {

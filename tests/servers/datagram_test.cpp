@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,26 +19,13 @@
 namespace {
 
 using namespace std::chrono_literals;
+using sbtest::file_exists;
 using sbtest::ServerProcess;
 
 // A socket path of this test's own, removed before and after.
-class SocketPath {
-public:
-    explicit SocketPath(const std::string& model)
-        : path_("/tmp/serverbench-udp-test-" + std::to_string(::getpid()) + "-" + model + ".sock") {
-        ::unlink(path_.c_str());
-    }
-    ~SocketPath() { ::unlink(path_.c_str()); }
-    const std::string& get() const { return path_; }
-
-private:
-    std::string path_;
+struct SocketPath : sbtest::SocketPath {
+    explicit SocketPath(const std::string& model) : sbtest::SocketPath("udp-test", model) {}
 };
-
-bool file_exists(const std::string& path) {
-    struct stat st;
-    return ::lstat(path.c_str(), &st) == 0;
-}
 
 class DatagramTest : public testing::TestWithParam<std::string> {
 protected:

@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -617,23 +616,10 @@ TEST_P(ServerTest, SimulatedWorkStillAnswersEveryRequest) {
 // ---- transport and test-knob flags ----
 
 // A socket path of this test's own, removed before and after (a test that failed may leave one).
-class SocketPath {
-public:
-    explicit SocketPath(const std::string& model)
-        : path_("/tmp/serverbench-test-" + std::to_string(::getpid()) + "-" + model + ".sock") {
-        ::unlink(path_.c_str());
-    }
-    ~SocketPath() { ::unlink(path_.c_str()); }
-    const std::string& get() const { return path_; }
-
-private:
-    std::string path_;
+struct SocketPath : sbtest::SocketPath {
+    explicit SocketPath(const std::string& model) : sbtest::SocketPath("test", model) {}
 };
-
-bool file_exists(const std::string& path) {
-    struct stat st;
-    return ::lstat(path.c_str(), &st) == 0;
-}
+using sbtest::file_exists;
 
 TEST_P(ServerTest, ServesHttpOverAUnixSocket) {
     SocketPath path(model());

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -377,6 +378,18 @@ std::optional<HttpResponse> http_get(std::uint16_t port, std::string_view path) 
     if (!send_all(fd.get(), request)) return std::nullopt;
     std::string pending;
     return read_http_response(fd.get(), pending);
+}
+
+SocketPath::SocketPath(std::string_view what, const std::string& model)
+    : path_("/tmp/serverbench-" + std::string(what) + "-" + std::to_string(::getpid()) + "-" + model + ".sock") {
+    ::unlink(path_.c_str());
+}
+
+SocketPath::~SocketPath() { ::unlink(path_.c_str()); }
+
+bool file_exists(const std::string& path) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0;
 }
 
 }  // namespace sbtest

@@ -109,6 +109,22 @@ sb::UniqueFd connect_to(std::uint16_t port);
 // Connected, blocking Unix stream socket to `path`, with the same timeouts; empty on failure.
 sb::UniqueFd connect_unix(const std::string& path);
 
+// A Unix socket path of one test's own, /tmp/serverbench-<what>-<pid>-<model>.sock, removed
+// before and after (a test that failed may have left one).
+class SocketPath {
+public:
+    SocketPath(std::string_view what, const std::string& model);
+    ~SocketPath();
+    SocketPath(const SocketPath&) = delete;
+    SocketPath& operator=(const SocketPath&) = delete;
+    const std::string& get() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+bool file_exists(const std::string& path);
+
 bool send_all(int fd, std::string_view bytes);
 
 // Reads until `total` bytes have arrived, EOF, an error, or `timeout`; returns what arrived.
