@@ -55,7 +55,7 @@ def sweep_seconds(plan):
 def soak_seconds(plan, minutes):
     """One model's soak: the settling load, the soak, the reload, and the rest."""
     soak = minutes * 60
-    return plan.settle_s + soak + max(plan.reload_min_s, plan.reload_share * soak) + SOAK_FIXED_S
+    return plan.settle_s + soak + plan.reload_seconds(soak) + SOAK_FIXED_S
 
 
 def refusal_of(profile):

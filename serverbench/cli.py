@@ -140,6 +140,8 @@ def check_args(args):
     wan_only = args.rtt_ms is not None or args.loss_pct or args.jitter_ms or args.emulator != "auto"
     if wan_only and args.net != "wan":
         raise UsageError("--rtt-ms, --loss-pct, --jitter-ms and --emulator shape a --net wan link")
+    if args.hosts and (args.profile == "soak" or "soak" in split_list(args.scenarios)):
+        raise UsageError("--hosts: the soak samples the server's processes on this machine; run it without --hosts")
     if args.hosts and args.net != "loopback":
         raise UsageError("--hosts drives clients on other machines over their own network; drop --net")
     try:

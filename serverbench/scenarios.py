@@ -383,6 +383,9 @@ class SoakPlan:
     reload_share: float = 0.25       # the reload runs this share of the soak's length,
     reload_min_s: float = 10.0       # and at least this long
 
+    def reload_seconds(self, soak_s):
+        return round(max(self.reload_min_s, self.reload_share * soak_s), 1)
+
 
 SOAK_PLAN = SoakPlan()
 SOAK_NOT_APPLICABLE = ("the blocking model serves one client at a time: the soak's idle and keep-alive "

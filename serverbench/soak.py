@@ -136,7 +136,7 @@ class Soak:
         self.sup, self.run_dir, self.binaries, self.model = sup, run_dir, binaries, model
         self.minutes, self.net, self.plan = minutes, net, plan
         self.soak_s = round(minutes * 60, 1)
-        self.reload_s = round(max(plan.reload_min_s, plan.reload_share * self.soak_s), 1)
+        self.reload_s = plan.reload_seconds(self.soak_s)
 
     def spec(self, kind):
         p = self.plan
@@ -329,17 +329,18 @@ def run_selected(sup, run_dir, settings, sides, net):
     doc = read_json(path) or {"schema": SCHEMA, "minutes": minutes, "plan": asdict(sc.SOAK_PLAN), "records": []}
     done = {r["model"] for r in doc["records"]}
     todo = [m for m in settings.models if m not in done]
-    log(f"== soak: {len(todo)} model(s), {minutes:g} min each, then a drain and a {max(sc.SOAK_PLAN.reload_min_s, sc.SOAK_PLAN.reload_share * minutes * 60):g} s reload")
+    log(f"== soak: {len(todo)} model(s), {minutes:g} min each, then a drain and a "
+        f"{sc.SOAK_PLAN.reload_seconds(minutes * 60):g} s reload")
     failed = 0
     for model in todo:
-        record = soak_one(sup, run_dir, sides[None], model, minutes, net, settings)
+        record = soak_one(sup, run_dir, sides[None], model, minutes, net)
         failed += record["status"] == "failed"
         doc["records"].append(record)
         write_json(path, doc)
     return failed
 
 
-def soak_one(sup, run_dir, binaries, model, minutes, net, settings):
+def soak_one(sup, run_dir, binaries, model, minutes, net):
     refusal = refusal_of(model, binaries, net)
     if refusal:
         log(f"== soak {model}: not-applicable ({refusal})")
