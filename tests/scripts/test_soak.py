@@ -9,6 +9,7 @@ usage: test_soak.py BUILD_DIR
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,10 @@ class ShortSoak(unittest.TestCase):
         with open(os.path.join(cls.tmp, "run", "soak.json")) as f:
             cls.doc = json.load(f)
         cls.records = {r["model"]: r for r in cls.doc["records"]}
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_the_run_ends_well(self):
         self.assertEqual(self.run_result.returncode, 0, self.run_result.stderr[-3000:])

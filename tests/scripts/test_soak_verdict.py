@@ -10,7 +10,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 try:
-    from serverbench.soak_verdict import judge, thresholds_for  # noqa: E402
+    from serverbench.soak_verdict import judge, judge_p99, thresholds_for  # noqa: E402
 except ImportError as e:
     print(f"skipped: {e}")
     sys.exit(77)
@@ -77,6 +77,18 @@ class SoakVerdictTest(unittest.TestCase):
     def test_a_creeping_p99_grows(self):
         v = judge(soak(p99_per_min=2.0), MINUTES)
         self.assertEqual(v["grew"], ["p99"], v["p99"])
+
+    def test_a_rise_whose_slope_interval_holds_zero_is_flat(self):
+        # A 30 s soak, quiet for its first 18 s, then another test's load on the machine: the
+        # fitted line rises more than the bound, but its slope's interval holds zero.
+        rng = random.Random(136)
+        intervals = [{"t_s": t, "phase": "soak",
+                      "p99_us": 1000 * (0.3 + rng.random() * 0.5 if t < 18 else rng.choice([0.5, 40, 60]))}
+                     for t in range(6, 30)]
+        v = judge_p99(intervals, 30, thresholds_for(0.5))
+        self.assertGreater(v["rise_ms"], v["bound_ms"], v)
+        self.assertLessEqual(v["slope_low"], 0, v)
+        self.assertEqual(v["verdict"], "flat", v)
 
     def test_one_slow_interval_is_not_a_trend(self):
         record = soak()
