@@ -120,6 +120,16 @@ def count_closed_by_server(conns):
     return closed
 
 
+def write_report(result, out):
+    """The final JSON line, to the file `out` or, without one, to stdout."""
+    text = json.dumps(result)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+    else:
+        print(text, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
@@ -163,12 +173,7 @@ def main():
     }
     for s in conns:
         s.close()
-    text = json.dumps(result)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text, flush=True)
+    write_report(result, args.out)
     return 0
 
 

@@ -17,7 +17,6 @@ JSON to --out. Standard library only, like idle_holder.py, whose connection code
 """
 import argparse
 import itertools
-import json
 import signal
 import socket
 import struct
@@ -25,7 +24,7 @@ import sys
 import threading
 import time
 
-from idle_holder import Target, open_connections, raise_fd_limit
+from idle_holder import Target, open_connections, raise_fd_limit, write_report
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: soak\r\n\r\n"
 ANSWER_TIMEOUT_S = 10.0
@@ -144,13 +143,7 @@ def main():
     stop.set()
     for t in threads:
         t.join()
-    with tally.lock:
-        text = json.dumps({"waves": tally.waves, "bad": tally.bad})
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text, flush=True)
+    write_report({"waves": tally.waves, "bad": tally.bad}, args.out)  # the threads are joined
     return 0
 
 
