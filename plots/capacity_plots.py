@@ -13,7 +13,6 @@ Functions for the report and summary (each reads the run folder; charts are PNG 
 Points that fail the steady-state check (serverbench/steady.py) are drawn dashed or crossed and
 labelled "not steady".
 """
-import argparse
 import os
 import sys
 
@@ -22,6 +21,7 @@ from serverbench.scenarios import CAPACITY_SCENARIOS, SCENARIO_TITLES, ordered_m
 from serverbench.steady import steady_state
 from serverbench.units import number
 
+from . import redraw_part
 from .marks import model_color
 
 TIME_SCENARIOS = ("open-loop", "io-wait", "idle-conns")
@@ -282,17 +282,12 @@ def timeseries_charts(run_dir, out_dir=None):
     return written
 
 
+def _draw_all(run_dir, out_dir):
+    return capacity_charts(run_dir, out_dir) + timeseries_charts(run_dir, out_dir) + write_capacity_md(run_dir, out_dir)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", help="where the charts go (default: the run folder)")
-    args = ap.parse_args(argv)
-    out = args.out or args.run_dir
-    os.makedirs(out, exist_ok=True)
-    written = capacity_charts(args.run_dir, out) + timeseries_charts(args.run_dir, out)
-    written += write_capacity_md(args.run_dir, out)
-    print(f"plots.capacity_plots: {len(written)} file(s) in {out}")
-    return 0
+    return redraw_part("plots.capacity_plots", __doc__.splitlines()[0], _draw_all, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ soak_table.py's.
   x: minutes from the soak's start; the settle, the drain and the reload are shaded.
 * main: the charts and soak.md (soak_table.write_soak_md).
 """
-import argparse
 import math
 import os
 import statistics
@@ -21,6 +20,7 @@ import textwrap
 
 from serverbench.units import number
 
+from . import redraw_part
 from .marks import model_color
 from .soak_table import interval_text, kib, load_soak, soak_doc, soaked, verdict_of, verdict_title, write_soak_md
 
@@ -294,15 +294,8 @@ def soak_charts(run_dir, out_dir=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", help="where the charts go (default: the run folder)")
-    args = ap.parse_args(argv)
-    out = args.out or args.run_dir
-    os.makedirs(out, exist_ok=True)
-    written = soak_charts(args.run_dir, out) + write_soak_md(args.run_dir, out)
-    print(f"plots.soak_plots: {len(written)} file(s) in {out}")
-    return 0
+    return redraw_part("plots.soak_plots", __doc__.splitlines()[0],
+                       lambda run_dir, out: soak_charts(run_dir, out) + write_soak_md(run_dir, out), argv)
 
 
 if __name__ == "__main__":

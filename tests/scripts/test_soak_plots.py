@@ -211,6 +211,15 @@ class SoakOnlyRunTest(unittest.TestCase):
         self.assertRegex(row, r"grows\s+descriptors\s+-1\.4 \[-7\.9, \+5\.6\]\s+70 → 100")
         self.assertNotIn("requests/s", proc.stdout)
 
+    def test_soak_plots_alone(self):
+        with tempfile.TemporaryDirectory() as out:
+            proc = subprocess.run([sys.executable, "-m", "plots.soak_plots", self.run_dir, "--out", out], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=120)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertIn(f"plots.soak_plots: 9 file(s) in {out}", proc.stdout)
+            self.assertEqual(sorted(os.listdir(out)),
+                             sorted(["soak.md"] + [f"{c}.{ext}" for c in CHARTS for ext in ("png", "svg")]))
+
 
 class NoSoakTest(unittest.TestCase):
     def test_without_soak_json(self):
