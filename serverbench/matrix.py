@@ -172,10 +172,11 @@ class Matrix:
 
     def measure_drift(self, when):
         """One reference point measured at the start and at the end of the run: how far the machine
-        itself moved meanwhile. Recorded in drift.json, and in the manifest."""
+        itself moved meanwhile. Recorded in drift.json, and in the manifest. A run without matrix
+        points (only capacity sweeps, or a soak) has no span for it to measure."""
         path = os.path.join(self.run_dir.path, "drift.json")
         drift = read_json(path) or {}
-        if when in drift or not self.settings.models:
+        if when in drift or not self.entries:
             return
         model = "epoll" if "epoll" in self.settings.models else self.settings.models[0]
         c = self.profile.active_conns
