@@ -104,6 +104,19 @@ io_uring_sqe* tagged_sqe(io_uring& ring, std::uint64_t tag) {
     return e;
 }
 
+// SIGINT and SIGTERM come through the ring as a poll on the signalfd, armed again after each signal
+// that does not stop the server.
+void watch_signals(io_uring& ring, const sb::SignalFd& signals, std::uint64_t tag) {
+    io_uring_prep_poll_add(tagged_sqe(ring, tag), signals.fd(), POLLIN);
+}
+
+// The signal poll completed: true when the server is to stop, else the poll is armed again.
+bool stop_or_watch_again(io_uring& ring, sb::SignalFd& signals, std::uint64_t tag) {
+    if (signals.stop_requested()) return true;
+    watch_signals(ring, signals, tag);
+    return false;
+}
+
 class UringServer {
 public:
     explicit UringServer(sb::Server& server)
@@ -118,7 +131,7 @@ public:
 
     void run() {
         arm_accept();
-        io_uring_prep_poll_add(sqe(kSignal), server_.signals.fd(), POLLIN);
+        watch_signals(ring_, server_.signals, kSignal);
         if (server_.options.idle_timeout_ms > 0) io_uring_prep_timeout(sqe(kSweep), &sweep_every_, 0, 0);
         for (;;) {
             // One system call per turn: submits what the last turn prepared, waits for one completion.
@@ -133,7 +146,7 @@ public:
                         on_accept(cqe->res, cqe->flags);
                         break;
                     case kSignal:
-                        stop |= on_signal();
+                        stop |= stop_or_watch_again(ring_, server_.signals, kSignal);
                         break;
                     case kSweep:
                         on_sweep();
@@ -196,12 +209,6 @@ private:
         slot = std::make_unique<UringConnection>(std::move(fd), server_.responses);
         slot->last_active_ms = sb::monotonic_ms();
         receive(*slot);
-    }
-
-    bool on_signal() {
-        if (server_.signals.stop_requested()) return true;
-        io_uring_prep_poll_add(sqe(kSignal), server_.signals.fd(), POLLIN);
-        return false;
     }
 
     // Idle connections are shut down: their pending recv then completes, and they are freed there.
@@ -319,7 +326,7 @@ public:
 
     void run() {
         arm_receive();
-        io_uring_prep_poll_add(tagged_sqe(ring_, kSignal), server_.signals.fd(), POLLIN);
+        watch_signals(ring_, server_.signals, kSignal);
         for (;;) {
             io_uring_submit_and_wait(&ring_, 1);
             unsigned head, seen = 0;
@@ -330,7 +337,7 @@ public:
                 if (cqe->user_data == kReceive)
                     on_receive(cqe->res, cqe->flags);
                 else if (cqe->user_data == kSignal)
-                    stop |= on_signal();
+                    stop |= stop_or_watch_again(ring_, server_.signals, kSignal);
                 else
                     on_sent(static_cast<std::uint16_t>(cqe->user_data - kSendBase), cqe->res);
             }
@@ -383,12 +390,6 @@ private:
         }
         e->flags |= IOSQE_BUFFER_SELECT;
         e->buf_group = kBufferGroup;
-    }
-
-    bool on_signal() {
-        if (server_.signals.stop_requested()) return true;
-        io_uring_prep_poll_add(tagged_sqe(ring_, kSignal), server_.signals.fd(), POLLIN);
-        return false;
     }
 
     void on_receive(int res, unsigned flags) {
