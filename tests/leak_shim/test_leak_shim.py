@@ -92,7 +92,13 @@ class Server:
 
     def fds(self) -> int:
         """The descriptors of the server's process tree (a master's workers' too)."""
-        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in tree(self.pid))
+        total = 0
+        for pid in tree(self.pid):
+            try:
+                total += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                pass  # a child that exited since: a fork per connection's, its connection closed
+        return total
 
     def status(self, field: str) -> int:
         """A number from /proc/PID/status (VmRSS in KiB, Threads)."""
@@ -144,7 +150,7 @@ def tree(pid: int) -> list[int]:
     """pid and its descendants that are still there."""
     try:
         children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children")).split()
-    except FileNotFoundError:
+    except OSError:  # it exited
         return []
     return [pid] + [d for child in children for d in tree(int(child))]
 
