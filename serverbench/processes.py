@@ -45,6 +45,28 @@ def group_alive(pgid):
         return True
 
 
+def children_of():
+    """{ppid: [pid, ...]} of every process now."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def tree_of(root):
+    """root and every process below it that is there now (a master's workers, their children)."""
+    kids, tree = children_of(), [root]
+    for pid in tree:
+        tree.extend(kids.get(pid, ()))
+    return tree
+
+
 class Watchdog:
     """A detached process that SIGKILLs the registered process groups when the driver is gone."""
 

@@ -33,27 +33,6 @@ STOP_GRACE_S = 5.0
 # ------------------------------------------------------------------ a process tree, from /proc
 
 
-def children_of():
-    """{ppid: [pid, ...]} of every process now."""
-    kids = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(name))
-    return kids
-
-
-def tree_of(root):
-    kids, tree = children_of(), [root]
-    for pid in tree:
-        tree.extend(kids.get(pid, ()))
-    return tree
-
-
 def smaps_kib(pid):
     """(Pss, Rss) in KiB: PSS shares each page among the processes that map it, so a tree's sum
     counts a prefork server's shared pages once, where summed RSS counts them per process."""
@@ -81,7 +60,7 @@ def tree_usage(root):
     """The server's processes summed: memory, descriptors, threads, processes and CPU time (the
     root's reaped children's too, so a fork per connection's work is counted once it exits)."""
     total = {"pss_kib": 0, "rss_kib": 0, "fds": 0, "threads": 0, "processes": 0, "cpu_s": 0.0}
-    for pid in tree_of(root):
+    for pid in processes.tree_of(root):
         try:
             usage = process_usage(pid, with_children_cpu=pid == root)
         except (OSError, IndexError, ValueError):  # it exited while read

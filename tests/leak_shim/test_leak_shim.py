@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUILD = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build"
 SHIM = BUILD / "lib" / "libleakshim.so"
+sys.path.insert(0, str(ROOT))
+from serverbench.processes import tree_of  # noqa: E402  (the walk the soak's sampler counts with)
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 CONNECTIONS = 1000
 
@@ -93,7 +95,7 @@ class Server:
     def fds(self) -> int:
         """The descriptors of the server's process tree (a master's workers' too)."""
         total = 0
-        for pid in tree(self.pid):
+        for pid in tree_of(self.pid):
             try:
                 total += len(os.listdir(f"/proc/{pid}/fd"))
             except OSError:
@@ -144,15 +146,6 @@ def launched(server_file: Path) -> Server:
     """A server file's server, as the driver starts it (its readiness line names the server's pid)."""
     return Server([sys.executable, "-m", "serverbench.launch_server", str(server_file), "--port", "0"],
                   {"PYTHONPATH": str(ROOT)})
-
-
-def tree(pid: int) -> list[int]:
-    """pid and its descendants that are still there."""
-    try:
-        children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children")).split()
-    except OSError:  # it exited
-        return []
-    return [pid] + [d for child in children for d in tree(int(child))]
 
 
 def read_answer(conn: socket.socket) -> None:
@@ -294,6 +287,7 @@ class LeakyServerFile(unittest.TestCase):
                     self.assertEqual(after - before, expected)
                     errors = server.stop()
                     self.assertEqual(server.process.returncode, 0, errors)
+
 
 if __name__ == "__main__":
     if not SHIM.exists():

@@ -22,6 +22,7 @@ BUILD = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else os.path.join(R
 sys.path.insert(0, ROOT)
 from serverbench import scenarios as sc, server_file  # noqa: E402
 from serverbench.launch_server import STOP_S  # noqa: E402
+from serverbench.processes import tree_of  # noqa: E402
 from serverbench.trial import LAUNCHER  # noqa: E402
 
 RUN_ALL = os.path.join(ROOT, "run_all.sh")
@@ -93,7 +94,7 @@ class BundledFiles(unittest.TestCase):
             with self.subTest(name), Launched(path) as server:
                 with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5) as answer:
                     self.assertEqual((answer.status, answer.read()), (200, b"Hello, World!"))
-                tree = descendants(server.pid)
+                tree = tree_of(server.pid)
                 self.assertEqual(server.stop(), 0, server.said)
                 self.assertEqual([p for p in tree if alive(p)], [], f"{name} left processes")
 
@@ -119,24 +120,6 @@ class MasterWithWorkersCounted(unittest.TestCase):
             # The workers answer, the master only waits: counted whole, a request costs Apache
             # several system calls (accept, read, stat, open, write, close...).
             self.assertGreater(doc["counts"]["server"]["syscalls_per_request"], 4, doc["counts"])
-
-
-def descendants(pid):
-    """pid and every process below it."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    children.setdefault(int(f.read().rpartition(")")[2].split()[1]), []).append(int(entry))
-            except (OSError, IndexError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
 
 
 def alive(pid):
