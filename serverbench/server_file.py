@@ -100,14 +100,18 @@ def render(template, values):
 def load(path, installed=True):
     """The ServerFile at path, checked (with installed, also that its program is installed);
     ServerFileError (one line) when it cannot be used."""
+    return parse(os.path.abspath(path), read_toml(path), installed)
+
+
+def read_toml(path):
+    """The server file's TOML document, unchecked; ServerFileError when it cannot be read or parsed."""
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ServerFileError(f"{path}: cannot be read: {e.strerror}")
     except tomllib.TOMLDecodeError as e:
         raise ServerFileError(f"{path}: not TOML: {e}")
-    return parse(os.path.abspath(path), doc, installed)
 
 
 STRING_FIELDS = ("package", "about", "counterpart", "config", "config_name", "ready", "ready_log", "stop_signal",

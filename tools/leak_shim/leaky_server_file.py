@@ -17,12 +17,11 @@ import argparse
 import json
 import os
 import sys
-import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from serverbench.server_file import ServerFileError, load  # noqa: E402
+from serverbench.server_file import ServerFileError, parse, read_toml  # noqa: E402
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -74,15 +73,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not os.path.isfile(args.shim):
         ap.error(f"no shim at {args.shim}: build the tree first")
+    path = os.path.abspath(args.server_file)
     try:
-        load(args.server_file)
-        with open(args.server_file, "rb") as f:
-            doc = tomllib.load(f)
+        doc = read_toml(path)
+        parse(path, doc)  # checked, its program installed
     except ServerFileError as e:
         ap.error(str(e))
-    original_dir = os.path.dirname(os.path.abspath(args.server_file))
+    original_dir = os.path.dirname(path)
     twin = leaky_twin(doc, original_dir, os.path.abspath(args.shim), args.fd_every, args.kib_per_min)
-    text = twin_text(twin, os.path.abspath(args.server_file))
+    text = twin_text(twin, path)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
